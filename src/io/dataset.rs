@@ -1,0 +1,1 @@
+//! ImageNet-style class folders and `.npy` input arrays.

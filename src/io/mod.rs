@@ -1,0 +1,3 @@
+//! Input and output: image decoding and preprocessing, data sets, result files.
+pub mod dataset;
+pub mod preprocess;

@@ -1,0 +1,1 @@
+//! Image decoding and the paper's preprocessing (PIL-exact bilinear resize, ToTensor, Normalize).

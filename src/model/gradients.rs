@@ -1,0 +1,110 @@
+//! Batched clamped passes: dF/d(clamp) for every clamped block at once, split into chunks of rows
+//! so that peak memory stays under a limit. F is the softmax probability of a target class per row.
+use crate::model::intervene::{Edit, LayerEdit, Rows};
+use crate::model::ops::{self, Mode};
+use crate::model::vit::Vit;
+use candle_core::{DType, Result, Tensor, Var};
+
+/// Default peak-memory budget of one attribution chunk (fits a laptop beside the OS).
+pub const DEFAULT_MEMORY_LIMIT: usize = 2 << 30;
+
+/// A batch of clamped rows: row `r` is image `image_of_row[r]` with clamp values `clamps[i].1[r]`
+/// at block `clamps[i].0`, scored on class `targets[r]`.
+pub struct ClampBatch<'a> {
+    pub images: &'a Tensor,
+    pub image_of_row: &'a [usize],
+    pub rows: Rows,
+    /// (block, values (R, M) for CLS or (R, N-1, M) for patches), blocks in increasing order.
+    pub clamps: &'a [(usize, Tensor)],
+    pub targets: &'a [usize],
+}
+
+/// F per row and, per clamp, dF/d(clamp) flattened row-major (same shape as the clamp).
+#[derive(Clone, Debug, Default)]
+pub struct ClampGrads {
+    pub probs: Vec<f64>,
+    pub grads: Vec<Vec<f64>>,
+}
+
+/// Bytes one row keeps alive in a clamped forward + backward (graph of every block, attention
+/// maps, MLP hidden units, plus the transient backward buffers), a deliberate over-estimate.
+pub fn bytes_per_row(model: &Vit) -> usize {
+    let c = &model.cfg;
+    let n = c.tokens();
+    let per_token = 24 * c.hidden + 5 * c.mlp_dim + 4 * c.heads * n;
+    model.dtype().size_in_bytes() * c.layers * n * per_token
+}
+
+/// How many rows fit in one chunk under `memory_limit` bytes (at least one).
+pub fn chunk_rows(model: &Vit, memory_limit: usize) -> usize {
+    (memory_limit / bytes_per_row(model).max(1)).max(1)
+}
+
+fn to_f64_vec(t: &Tensor) -> Result<Vec<f64>> {
+    t.to_dtype(DType::F64)?.flatten_all()?.to_vec1()
+}
+
+/// Runs the batch in chunks of at most `chunk` rows; the result does not depend on `chunk`.
+pub fn clamp_gradients(model: &Vit, batch: &ClampBatch, chunk: usize) -> Result<ClampGrads> {
+    let total = batch.image_of_row.len();
+    let mut out = ClampGrads {
+        probs: Vec::with_capacity(total),
+        grads: vec![Vec::new(); batch.clamps.len()],
+    };
+    let mut start = 0;
+    while start < total {
+        let len = chunk.max(1).min(total - start);
+        let part = one_chunk(model, batch, start, len)?;
+        out.probs.extend(part.probs);
+        for (acc, g) in out.grads.iter_mut().zip(part.grads) {
+            acc.extend(g);
+        }
+        start += len;
+    }
+    Ok(out)
+}
+
+fn one_chunk(model: &Vit, batch: &ClampBatch, start: usize, len: usize) -> Result<ClampGrads> {
+    let dev = model.device();
+    let idx: Vec<u32> = batch.image_of_row[start..start + len]
+        .iter()
+        .map(|&i| i as u32)
+        .collect();
+    let images = batch.images.index_select(&Tensor::new(idx, dev)?, 0)?;
+    let mut vars = Vec::with_capacity(batch.clamps.len());
+    let mut edits = vec![None; model.cfg.layers];
+    for (layer, values) in batch.clamps {
+        let var = Var::from_tensor(&values.narrow(0, start, len)?.to_dtype(model.dtype())?)?;
+        edits[*layer] = Some(LayerEdit {
+            rows: batch.rows,
+            edit: Edit::Clamp(var.as_tensor().clone()),
+        });
+        vars.push(var);
+    }
+    let logits = model.forward(&images, &edits, None, Mode::Frozen)?.logits;
+    let probs = ops::softmax(&logits, Mode::Frozen)?;
+    let onehot = one_hot(&batch.targets[start..start + len], model.cfg.num_classes, model)?;
+    let picked = (probs * onehot)?.sum(1)?;
+    let store = picked.sum_all()?.backward()?;
+    let mut grads = Vec::with_capacity(vars.len());
+    for var in &vars {
+        // A clamp no path reaches the output through has a zero gradient.
+        grads.push(match store.get(var.as_tensor()) {
+            Some(g) => to_f64_vec(g)?,
+            None => vec![0.0; var.elem_count()],
+        });
+    }
+    Ok(ClampGrads {
+        probs: to_f64_vec(&picked)?,
+        grads,
+    })
+}
+
+/// (R, C) one-hot rows in the model's dtype.
+pub fn one_hot(targets: &[usize], classes: usize, model: &Vit) -> Result<Tensor> {
+    let mut data = vec![0f64; targets.len() * classes];
+    for (r, &t) in targets.iter().enumerate() {
+        data[r * classes + t] = 1.0;
+    }
+    Tensor::from_vec(data, (targets.len(), classes), model.device())?.to_dtype(model.dtype())
+}

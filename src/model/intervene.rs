@@ -1,0 +1,45 @@
+//! Interventions on the MLP hidden units `a = GELU(fc1(LN_ffn(h)))` of chosen tokens.
+use candle_core::{Tensor, Var};
+
+/// Which token rows of `a` an edit touches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rows {
+    /// The CLS row only (the paper's neurons): tensors of shape (R, M).
+    Cls,
+    /// All patch rows, CLS excluded (MAE variant): tensors of shape (R, patches, M).
+    Patches,
+}
+
+impl Rows {
+    /// (first token, number of tokens) of the selection, for `tokens` tokens per image of which
+    /// the first `prefix` are CLS-like.
+    pub fn span(self, tokens: usize, prefix: usize) -> (usize, usize) {
+        match self {
+            Rows::Cls => (0, 1),
+            Rows::Patches => (prefix, tokens - prefix),
+        }
+    }
+}
+
+/// What happens to the selected rows of one block's `a`.
+#[derive(Clone, Debug)]
+pub enum Edit {
+    /// Replace the rows by this value. With a `Var` it is a gradient leaf: nothing flows back into
+    /// fc1 / LN_ffn through the replaced rows.
+    Clamp(Tensor),
+    /// Multiply the rows unit-wise by these factors (0 removes, 2 enhances, a 0/1 mask prunes).
+    Scale(Tensor),
+    /// Add a zero-valued `Var`: its gradient is the total derivative dF/da of the rows.
+    Probe(Var),
+}
+
+/// An edit of one block.
+#[derive(Clone, Debug)]
+pub struct LayerEdit {
+    pub rows: Rows,
+    pub edit: Edit,
+}
+
+/// Edits per block (`None` = the block runs normally).
+pub type Edits = Vec<Option<LayerEdit>>;

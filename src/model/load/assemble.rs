@@ -1,0 +1,199 @@
+//! Canonical tensors -> a checked [`Vit`]: configuration detected from shapes, every tensor's
+//! name, shape and values verified, position embedding resized when asked.
+use super::{posemb, LoadOptions, ModelError, Raw};
+use crate::model::config::{Pool, VitConfig};
+use crate::model::ops::{LayerNorm, Linear};
+use crate::model::vit::{Block, Vit};
+use candle_core::{DType, Tensor};
+use std::path::Path;
+
+struct Checker<'a> {
+    path: &'a Path,
+    raw: &'a Raw,
+    opts: &'a LoadOptions,
+}
+
+impl Checker<'_> {
+    fn get(&self, name: &str) -> Result<&Tensor, ModelError> {
+        self.raw.tensors.get(name).ok_or_else(|| ModelError::Missing {
+            path: self.path.to_path_buf(),
+            name: name.to_string(),
+        })
+    }
+
+    /// The tensor, checked for shape and finiteness, in the requested dtype and device.
+    fn take(&self, name: &str, shape: &[usize]) -> Result<Tensor, ModelError> {
+        let t = self.get(name)?;
+        if t.dims() != shape {
+            return Err(ModelError::Shape {
+                path: self.path.to_path_buf(),
+                name: name.to_string(),
+                got: t.dims().to_vec(),
+                expected: shape.to_vec(),
+            });
+        }
+        self.finite(name, t)?;
+        t.to_dtype(self.opts.dtype)
+            .and_then(|t| t.to_device(&self.opts.device))
+            .map_err(ModelError::tensor(self.path))
+    }
+
+    fn finite(&self, name: &str, t: &Tensor) -> Result<(), ModelError> {
+        let sum = t
+            .to_dtype(DType::F64)
+            .and_then(|t| t.abs())
+            .and_then(|t| t.sum_all())
+            .and_then(|t| t.to_scalar::<f64>())
+            .map_err(ModelError::tensor(self.path))?;
+        if sum.is_finite() {
+            Ok(())
+        } else {
+            Err(ModelError::NonFinite {
+                path: self.path.to_path_buf(),
+                name: name.to_string(),
+            })
+        }
+    }
+
+    fn dims(&self, name: &str, rank: usize) -> Result<Vec<usize>, ModelError> {
+        let d = self.get(name)?.dims().to_vec();
+        if d.len() != rank {
+            return Err(ModelError::format(
+                self.path,
+                format!("tensor `{name}` has rank {} ({d:?}), expected rank {rank}", d.len()),
+            ));
+        }
+        Ok(d)
+    }
+
+    fn linear(&self, prefix: &str, out: usize, inp: usize) -> Result<Linear, ModelError> {
+        Ok(Linear {
+            weight: self.take(&format!("{prefix}.weight"), &[out, inp])?,
+            bias: Some(self.take(&format!("{prefix}.bias"), &[out])?),
+        })
+    }
+
+    fn norm(&self, prefix: &str, d: usize, eps: f64) -> Result<LayerNorm, ModelError> {
+        Ok(LayerNorm {
+            weight: self.take(&format!("{prefix}.weight"), &[d])?,
+            bias: self.take(&format!("{prefix}.bias"), &[d])?,
+            eps,
+        })
+    }
+}
+
+pub(crate) fn build(path: &Path, raw: Raw, opts: &LoadOptions) -> Result<Vit, ModelError> {
+    let ck = Checker {
+        path,
+        raw: &raw,
+        opts,
+    };
+    let pe = ck.dims("patch_embed.proj.weight", 4)?;
+    let (hidden, channels, patch) = (pe[0], pe[1], pe[2]);
+    if pe[3] != patch {
+        return Err(ModelError::format(path, format!("non-square patch kernel {pe:?}")));
+    }
+    let prefix_tokens = ck.dims("cls_token", 3)?[1];
+    let pos_dims = ck.dims("pos_embed", 3)?;
+    let grid_rows = pos_dims[1].saturating_sub(prefix_tokens);
+    let old_grid = (grid_rows as f64).sqrt().round() as usize;
+    if old_grid == 0 || old_grid * old_grid != grid_rows {
+        return Err(ModelError::format(
+            path,
+            format!(
+                "pos_embed has {} rows, not a square grid plus {prefix_tokens} prefix token(s)",
+                pos_dims[1]
+            ),
+        ));
+    }
+    let image_size = opts.image_size.unwrap_or(old_grid * patch);
+    if image_size % patch != 0 {
+        return Err(ModelError::format(
+            path,
+            format!("image size {image_size} is not a multiple of the patch size {patch}"),
+        ));
+    }
+    let layers = (0..)
+        .take_while(|i| raw.tensors.contains_key(&format!("blocks.{i}.norm1.weight")))
+        .count();
+    if layers == 0 {
+        return Err(ModelError::Missing {
+            path: path.to_path_buf(),
+            name: "blocks.0.norm1.weight".into(),
+        });
+    }
+    let mlp_dim = ck.dims("blocks.0.mlp.fc1.weight", 2)?[0];
+    let num_classes = ck.dims("head.weight", 2)?[0];
+    let heads = opts.heads.or(raw.heads).unwrap_or(hidden / 64);
+    if heads == 0 || hidden % heads != 0 {
+        return Err(ModelError::format(
+            path,
+            format!("cannot split hidden size {hidden} into {heads} heads; pass the head count"),
+        ));
+    }
+    let pool = raw.pool.unwrap_or(if raw.tensors.contains_key("fc_norm.weight") {
+        Pool::MeanPatch
+    } else {
+        Pool::Cls
+    });
+    let cfg = VitConfig {
+        image_size,
+        patch_size: patch,
+        channels,
+        hidden,
+        mlp_dim,
+        heads,
+        layers,
+        num_classes,
+        prefix_tokens,
+        ln_eps: opts.ln_eps.unwrap_or(raw.ln_eps),
+        gelu: opts.gelu.unwrap_or(raw.gelu),
+        pool,
+        double_fc_norm: opts.double_fc_norm,
+    };
+    let eps = cfg.ln_eps;
+    let pos = ck.take("pos_embed", &[1, grid_rows + prefix_tokens, hidden])?;
+    let pos = if cfg.grid() != old_grid {
+        let pos = pos.squeeze(0).map_err(ModelError::tensor(path))?;
+        posemb::resize_pos_embed(&pos, prefix_tokens, cfg.grid())
+            .map_err(ModelError::tensor(path))?
+    } else {
+        pos.squeeze(0).map_err(ModelError::tensor(path))?
+    };
+    let patch_w = ck.take("patch_embed.proj.weight", &[hidden, channels, patch, patch])?;
+    let blocks = (0..layers)
+        .map(|i| {
+            let p = format!("blocks.{i}");
+            Ok(Block {
+                ln_att: ck.norm(&format!("{p}.norm1"), hidden, eps)?,
+                qkv: ck.linear(&format!("{p}.attn.qkv"), 3 * hidden, hidden)?,
+                proj: ck.linear(&format!("{p}.attn.proj"), hidden, hidden)?,
+                ln_ffn: ck.norm(&format!("{p}.norm2"), hidden, eps)?,
+                fc1: ck.linear(&format!("{p}.mlp.fc1"), mlp_dim, hidden)?,
+                fc2: ck.linear(&format!("{p}.mlp.fc2"), hidden, mlp_dim)?,
+            })
+        })
+        .collect::<Result<Vec<_>, ModelError>>()?;
+    let norm_name = match pool {
+        Pool::Cls => "norm",
+        Pool::MeanPatch => "fc_norm",
+    };
+    let t = ModelError::tensor(path);
+    Ok(Vit {
+        patch: Linear {
+            weight: patch_w
+                .reshape((hidden, channels * patch * patch))
+                .map_err(&t)?,
+            bias: Some(ck.take("patch_embed.proj.bias", &[hidden])?),
+        },
+        prefix: ck
+            .take("cls_token", &[1, prefix_tokens, hidden])?
+            .squeeze(0)
+            .map_err(&t)?,
+        pos,
+        blocks,
+        norm: ck.norm(norm_name, hidden, eps)?,
+        head: ck.linear("head", num_classes, hidden)?,
+        cfg,
+    })
+}

@@ -1,0 +1,117 @@
+//! Google ViT `.npz` (ViT-B_16-224, B_32, L_32 layout) -> canonical tensors.
+use super::{ModelError, Raw};
+use crate::model::ops::Gelu;
+use candle_core::{Tensor, D};
+use std::collections::HashMap;
+use std::path::Path;
+
+pub(crate) fn read(path: &Path) -> Result<Raw, ModelError> {
+    let t = ModelError::tensor(path);
+    let src: HashMap<String, Tensor> = Tensor::read_npz(path)
+        .map_err(|e| ModelError::format(path, format!("unreadable .npz: {e}")))?
+        .into_iter()
+        .collect();
+    // An .npz of a timm state dict (as numpy.savez of `state_dict()`) is read as timm.
+    if !src.contains_key("embedding/kernel") && src.contains_key("cls_token") {
+        return Ok(super::torch_pickle::timm_raw(path, src));
+    }
+    let get = |name: &str| {
+        src.get(name).cloned().ok_or_else(|| ModelError::Missing {
+            path: path.to_path_buf(),
+            name: name.to_string(),
+        })
+    };
+    let rank = |name: &str, tensor: &Tensor, r: usize| {
+        if tensor.rank() == r {
+            Ok(())
+        } else {
+            Err(ModelError::format(
+                path,
+                format!("tensor `{name}` has shape {:?}, expected rank {r}", tensor.dims()),
+            ))
+        }
+    };
+    let mut out = HashMap::new();
+    let kernel = get("embedding/kernel")?;
+    rank("embedding/kernel", &kernel, 4)?;
+    // HWIO -> OIHW.
+    out.insert(
+        "patch_embed.proj.weight".into(),
+        kernel.permute([3, 2, 0, 1]).and_then(|k| k.contiguous()).map_err(&t)?,
+    );
+    out.insert("patch_embed.proj.bias".into(), get("embedding/bias")?);
+    out.insert("cls_token".into(), get("cls")?);
+    out.insert(
+        "pos_embed".into(),
+        get("Transformer/posembed_input/pos_embedding")?,
+    );
+    out.insert("norm.weight".into(), get("Transformer/encoder_norm/scale")?);
+    out.insert("norm.bias".into(), get("Transformer/encoder_norm/bias")?);
+    let head = get("head/kernel")?;
+    rank("head/kernel", &head, 2)?;
+    out.insert("head.weight".into(), head.t().and_then(|h| h.contiguous()).map_err(&t)?);
+    out.insert("head.bias".into(), get("head/bias")?);
+    let dense = |name: &str| -> Result<Tensor, ModelError> {
+        let k = get(name)?;
+        rank(name, &k, 2)?;
+        k.t().and_then(|k| k.contiguous()).map_err(&t)
+    };
+    let mut heads = None;
+    for i in 0.. {
+        let b = format!("Transformer/encoderblock_{i}");
+        if !src.contains_key(&format!("{b}/LayerNorm_0/scale")) {
+            break;
+        }
+        let c = format!("blocks.{i}");
+        let att = format!("{b}/MultiHeadDotProductAttention_1");
+        let mut ws = Vec::new();
+        let mut bs = Vec::new();
+        for part in ["query", "key", "value"] {
+            let name = format!("{att}/{part}/kernel");
+            let k = get(&name)?;
+            rank(&name, &k, 3)?;
+            let (dm, h, hd) = k.dims3().map_err(&t)?;
+            heads = Some(h);
+            // (D, heads, hd) -> (D, D) -> (out, in).
+            ws.push(k.reshape((dm, h * hd)).and_then(|k| k.t()).map_err(&t)?);
+            bs.push(get(&format!("{att}/{part}/bias"))?.flatten_all().map_err(&t)?);
+        }
+        out.insert(format!("{c}.attn.qkv.weight"), Tensor::cat(&ws, 0).map_err(&t)?);
+        out.insert(format!("{c}.attn.qkv.bias"), Tensor::cat(&bs, 0).map_err(&t)?);
+        let o_name = format!("{att}/out/kernel");
+        let o = get(&o_name)?;
+        rank(&o_name, &o, 3)?;
+        let dm = o.dim(D::Minus1).map_err(&t)?;
+        out.insert(
+            format!("{c}.attn.proj.weight"),
+            o.reshape((o.elem_count() / dm, dm))
+                .and_then(|o| o.t())
+                .and_then(|o| o.contiguous())
+                .map_err(&t)?,
+        );
+        out.insert(format!("{c}.attn.proj.bias"), get(&format!("{att}/out/bias"))?);
+        for (ln, dst) in [("LayerNorm_0", "norm1"), ("LayerNorm_2", "norm2")] {
+            out.insert(format!("{c}.{dst}.weight"), get(&format!("{b}/{ln}/scale"))?);
+            out.insert(format!("{c}.{dst}.bias"), get(&format!("{b}/{ln}/bias"))?);
+        }
+        for (dense_name, dst) in [("Dense_0", "fc1"), ("Dense_1", "fc2")] {
+            out.insert(
+                format!("{c}.mlp.{dst}.weight"),
+                dense(&format!("{b}/MlpBlock_3/{dense_name}/kernel"))?,
+            );
+            out.insert(
+                format!("{c}.mlp.{dst}.bias"),
+                get(&format!("{b}/MlpBlock_3/{dense_name}/bias"))?,
+            );
+        }
+    }
+    Ok(Raw {
+        tensors: out,
+        heads,
+        ln_eps: 1e-6,
+        // The paper's PyTorch port of these checkpoints uses exact erf GELU.
+        gelu: Gelu::Erf,
+        pool: None,
+        class_names: None,
+    })
+}

@@ -1,0 +1,200 @@
+//! Checkpoint loading: detects the layout, maps it to one canonical set of tensors (timm names),
+//! checks names, shapes and values, and builds a [`Vit`].
+mod assemble;
+mod google_npz;
+mod hf;
+mod posemb;
+mod torch_pickle;
+
+use crate::model::config::Pool;
+use crate::model::ops::Gelu;
+use crate::model::vit::Vit;
+use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+pub use posemb::resize_grid;
+
+/// A checkpoint problem, always naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {msg}")]
+    Format { path: PathBuf, msg: String },
+    #[error("{path}: missing tensor `{name}`")]
+    Missing { path: PathBuf, name: String },
+    #[error("{path}: tensor `{name}` has shape {got:?}, expected {expected:?}")]
+    Shape {
+        path: PathBuf,
+        name: String,
+        got: Vec<usize>,
+        expected: Vec<usize>,
+    },
+    #[error("{path}: tensor `{name}` contains NaN or infinite values")]
+    NonFinite { path: PathBuf, name: String },
+    #[error("{path}: refusing unsafe pickle: {msg}")]
+    UnsafePickle { path: PathBuf, msg: String },
+    #[error("{path}: {source}")]
+    Tensor {
+        path: PathBuf,
+        source: candle_core::Error,
+    },
+}
+
+impl ModelError {
+    pub(crate) fn format(path: &Path, msg: impl Into<String>) -> Self {
+        ModelError::Format {
+            path: path.to_path_buf(),
+            msg: msg.into(),
+        }
+    }
+    pub(crate) fn tensor(path: &Path) -> impl Fn(candle_core::Error) -> Self + '_ {
+        move |source| ModelError::Tensor {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Choices the file cannot (or need not) decide.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub dtype: DType,
+    pub device: Device,
+    /// Run at this image size; the position-embedding grid is resized when it differs.
+    pub image_size: Option<usize>,
+    /// Attention heads, for layouts that do not record them (timm, MAE); default hidden / 64.
+    pub heads: Option<usize>,
+    pub gelu: Option<Gelu>,
+    pub ln_eps: Option<f64>,
+    /// The authors' MAE quirk: `fc_norm` applied twice.
+    pub double_fc_norm: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            dtype: DType::F32,
+            device: Device::Cpu,
+            image_size: None,
+            heads: None,
+            gelu: None,
+            ln_eps: None,
+            double_fc_norm: false,
+        }
+    }
+}
+
+/// The checkpoint layouts neuronpath reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointLayout {
+    GoogleNpz,
+    HuggingFace,
+    Timm,
+    TorchPickle,
+}
+
+/// Canonical tensors (timm names, f32 on the CPU) plus what the file says about the architecture.
+pub(crate) struct Raw {
+    pub tensors: HashMap<String, Tensor>,
+    pub heads: Option<usize>,
+    pub ln_eps: f64,
+    pub gelu: Gelu,
+    pub pool: Option<Pool>,
+    pub class_names: Option<Vec<String>>,
+}
+
+/// A loaded model and where it came from.
+pub struct Loaded {
+    pub model: Vit,
+    pub layout: CheckpointLayout,
+    pub class_names: Option<Vec<String>>,
+}
+
+/// Which layout a path holds, from its contents (not its extension).
+pub fn detect_layout(path: &Path) -> Result<CheckpointLayout, ModelError> {
+    let io = |source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if path.is_dir() {
+        if path.join("config.json").is_file() && path.join("model.safetensors").is_file() {
+            return Ok(CheckpointLayout::HuggingFace);
+        }
+        return Err(ModelError::format(
+            path,
+            "folder without config.json + model.safetensors (not a Hugging Face checkpoint)",
+        ));
+    }
+    let mut head = [0u8; 9];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .map_err(io)?;
+    if n >= 4 && head[..4] == *b"PK\x03\x04" {
+        let file = std::fs::File::open(path).map_err(io)?;
+        let zip = zip::ZipArchive::new(file)
+            .map_err(|e| ModelError::format(path, format!("broken zip container: {e}")))?;
+        let names: Vec<String> = zip
+            .file_names()
+            .filter_map(|n| n.ok().map(|n| n.into_owned()))
+            .collect();
+        if names.iter().any(|n| n.ends_with("data.pkl")) {
+            return Ok(CheckpointLayout::TorchPickle);
+        }
+        if names.iter().any(|n| n.ends_with(".npy")) {
+            return Ok(CheckpointLayout::GoogleNpz);
+        }
+        return Err(ModelError::format(
+            path,
+            "zip file that is neither an .npz nor a PyTorch checkpoint",
+        ));
+    }
+    if n == 9 && head[8] == b'{' {
+        let tensors = candle_core::safetensors::load(path, &Device::Cpu)
+            .map_err(|e| ModelError::format(path, format!("unreadable safetensors: {e}")))?;
+        if tensors.keys().any(|k| k.starts_with("blocks.")) {
+            return Ok(CheckpointLayout::Timm);
+        }
+        return Err(ModelError::format(
+            path,
+            "safetensors file without timm `blocks.*` tensors (for Hugging Face, pass the folder)",
+        ));
+    }
+    Err(ModelError::format(
+        path,
+        "unknown checkpoint layout (expected a Google ViT .npz, a Hugging Face folder, timm .safetensors or a PyTorch .pth)",
+    ))
+}
+
+/// Loads any supported checkpoint.
+pub fn load_model(path: &Path, opts: &LoadOptions) -> Result<Loaded, ModelError> {
+    if !path.exists() {
+        return Err(ModelError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
+        });
+    }
+    let layout = detect_layout(path)?;
+    let raw = match layout {
+        CheckpointLayout::GoogleNpz => google_npz::read(path)?,
+        CheckpointLayout::HuggingFace => hf::read(path)?,
+        CheckpointLayout::Timm => torch_pickle::timm_raw(
+            path,
+            candle_core::safetensors::load(path, &Device::Cpu).map_err(ModelError::tensor(path))?,
+        ),
+        CheckpointLayout::TorchPickle => torch_pickle::read(path)?,
+    };
+    let class_names = raw.class_names.clone();
+    let model = assemble::build(path, raw, opts)?;
+    Ok(Loaded {
+        model,
+        layout,
+        class_names,
+    })
+}

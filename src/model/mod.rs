@@ -1,0 +1,13 @@
+//! The model layer: ViT architecture, checkpoint loading, interventions and gradients.
+pub mod config;
+pub mod gradients;
+pub mod intervene;
+pub mod load;
+pub mod ops;
+pub mod vit;
+
+pub use config::{Pool, VitConfig};
+pub use intervene::{Edit, Edits, LayerEdit, Rows};
+pub use load::{load_model, LoadOptions, ModelError};
+pub use ops::{Gelu, Mode};
+pub use vit::Vit;
