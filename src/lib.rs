@@ -8,4 +8,5 @@
 pub mod attribution;
 pub mod experiments;
 pub mod io;
+pub mod cli;
 pub mod model;

@@ -159,18 +159,24 @@ impl CustomOp2 for GeluGradOp {
     }
 }
 
-/// GELU of `x`, exact derivative in both modes.
-pub fn gelu(x: &Tensor, kind: Gelu, mode: Mode) -> Result<Tensor> {
-    match (mode, x.device().is_cpu()) {
-        (Mode::Frozen, true) => x.contiguous()?.apply_op1(GeluOp(kind)),
-        _ => match kind {
-            // Written out so that candle's (truncated-constant) gelu backward is never used.
-            Gelu::Erf => (x * 0.5)?.mul(&((x * INV_SQRT_2)?.erf()? + 1.0)?),
-            Gelu::Tanh => {
-                let inner = ((x.powf(3.0)? * 0.044715)? + x)? * SQRT_2_OVER_PI;
-                (x * 0.5)?.mul(&(inner?.tanh()? + 1.0)?)
-            }
-        },
+/// GELU of `x` with its exact derivative. It has no weights, so both modes use the parallel
+/// kernel on the CPU; [`gelu_plain`] is the candle-ops version (other devices, tests).
+pub fn gelu(x: &Tensor, kind: Gelu, _mode: Mode) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        x.contiguous()?.apply_op1(GeluOp(kind))
+    } else {
+        gelu_plain(x, kind)
+    }
+}
+
+/// GELU from plain candle ops (written out: candle's own gelu backward truncates a constant).
+pub fn gelu_plain(x: &Tensor, kind: Gelu) -> Result<Tensor> {
+    match kind {
+        Gelu::Erf => (x * 0.5)?.mul(&((x * INV_SQRT_2)?.erf()? + 1.0)?),
+        Gelu::Tanh => {
+            let inner = ((x.powf(3.0)? * 0.044715)? + x)? * SQRT_2_OVER_PI;
+            (x * 0.5)?.mul(&(inner?.tanh()? + 1.0)?)
+        }
     }
 }
 
@@ -260,13 +266,20 @@ impl CustomOp2 for SoftmaxGradOp {
     }
 }
 
-/// Softmax over the last dimension, with a backward in both modes.
-pub fn softmax(x: &Tensor, mode: Mode) -> Result<Tensor> {
-    match (mode, x.device().is_cpu()) {
-        (Mode::Frozen, true) => x.contiguous()?.apply_op1(SoftmaxOp),
-        // candle_nn's generic softmax propagates gradients (softmax_last_dim does not).
-        _ => candle_nn::ops::softmax(x, D::Minus1),
+/// Softmax over the last dimension with its backward. No weights, so both modes use the
+/// parallel kernel on the CPU.
+pub fn softmax(x: &Tensor, _mode: Mode) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        x.contiguous()?.apply_op1(SoftmaxOp)
+    } else {
+        softmax_plain(x)
     }
+}
+
+/// Softmax from candle ops (candle_nn's generic softmax propagates gradients; its
+/// softmax_last_dim does not).
+pub fn softmax_plain(x: &Tensor) -> Result<Tensor> {
+    candle_nn::ops::softmax(x, D::Minus1)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,8 @@
+//! `neuronpath discover` (to be written).
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`discover` is not implemented yet")
+}

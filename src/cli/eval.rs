@@ -1,0 +1,8 @@
+//! `neuronpath eval` (to be written).
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`eval` is not implemented yet")
+}

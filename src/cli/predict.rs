@@ -1,0 +1,8 @@
+//! `neuronpath predict` (to be written).
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`predict` is not implemented yet")
+}
