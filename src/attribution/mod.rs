@@ -1,1 +1,48 @@
-//! The paper's method and its baselines.
+//! The paper's method (SPEC sections 3-7) and its baselines (section 8).
+//!
+//! Everything works on a batch of B images at once; a neuron set is `[layer][rank]` (rank 0 is the
+//! best; a plain path has one neuron per layer). Activations and gradients are the CLS row of each
+//! block's MLP hidden units, or for the MAE variant all patch rows (`tokens` > 1), in which case a
+//! neuron is a unit on all patch tokens together and per-token products are summed over tokens.
+pub mod activations;
+pub mod baselines;
+pub mod jas;
+pub mod search;
+
+pub use activations::{clean_pass, Activations};
+pub use jas::{joint_attribution, Jas};
+pub use search::{layer_progressive_search, SearchResult};
+
+use crate::model::Rows;
+
+/// One neuron set per layer, `[layer][rank]`.
+pub type NeuronSets = Vec<Vec<usize>>;
+
+/// How attribution runs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Riemann steps m (alpha_k = k/m, k = 0..m-1).
+    pub steps: usize,
+    /// Neurons kept per layer (1 = a path; SPEC section 6 otherwise).
+    pub top_k: usize,
+    /// The authors' quirks: top-K sums use only the K-th ranked neuron; MAE JAS divided by 196.
+    pub compat: bool,
+    /// CLS row (ViT) or patch rows (MAE variant).
+    pub rows: Rows,
+    /// Rows of one clamped pass (chunking never changes results, only peak memory).
+    pub chunk_rows: usize,
+}
+
+impl Settings {
+    pub fn alpha(&self, k: usize) -> f64 {
+        k as f64 / self.steps as f64
+    }
+}
+
+/// Indices of the `k` largest scores, descending; the first index wins a tie.
+pub fn top_k(scores: &[f64], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    idx.truncate(k.min(scores.len()));
+    idx
+}

@@ -17,6 +17,9 @@ pub struct ClampBatch<'a> {
     /// (block, values (R, M) for CLS or (R, N-1, M) for patches), blocks in increasing order.
     pub clamps: &'a [(usize, Tensor)],
     pub targets: &'a [usize],
+    /// Add the values as zero-valued probes instead of clamping: the gradients are then the
+    /// total derivatives dF/da of the rows (influence pattern), not those of a clamped leaf.
+    pub probe: bool,
 }
 
 /// F per row and, per clamp, dF/d(clamp) flattened row-major (same shape as the clamp).
@@ -75,9 +78,14 @@ fn one_chunk(model: &Vit, batch: &ClampBatch, start: usize, len: usize) -> Resul
     let mut edits = vec![None; model.cfg.layers];
     for (layer, values) in batch.clamps {
         let var = Var::from_tensor(&values.narrow(0, start, len)?.to_dtype(model.dtype())?)?;
+        let edit = if batch.probe {
+            Edit::Probe(var.clone())
+        } else {
+            Edit::Clamp(var.as_tensor().clone())
+        };
         edits[*layer] = Some(LayerEdit {
             rows: batch.rows,
-            edit: Edit::Clamp(var.as_tensor().clone()),
+            edit,
         });
         vars.push(var);
     }

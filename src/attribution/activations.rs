@@ -1,0 +1,41 @@
+//! The clean forward pass: probabilities and the MLP hidden units every method starts from.
+use crate::model::{Mode, Rows, Vit};
+use candle_core::{DType, Result, Tensor};
+
+/// Clean MLP hidden units: `layers[image][layer][t * mlp + j]`, `tokens` rows per image.
+#[derive(Clone, Debug)]
+pub struct Activations {
+    pub tokens: usize,
+    pub mlp: usize,
+    pub layers: Vec<Vec<Vec<f64>>>,
+}
+
+impl Activations {
+    /// Sum over the selected tokens of unit `j` at `layer` for `image`.
+    pub fn unit_sum(&self, image: usize, layer: usize, j: usize) -> f64 {
+        (0..self.tokens)
+            .map(|t| self.layers[image][layer][t * self.mlp + j])
+            .sum()
+    }
+}
+
+/// Class probabilities `[image][class]` and activations of a clean forward pass.
+pub fn clean_pass(model: &Vit, images: &Tensor, rows: Rows) -> Result<(Vec<Vec<f64>>, Activations)> {
+    let out = model.forward(images, &[], Some(rows), Mode::Frozen)?;
+    let probs = crate::model::ops::softmax(&out.logits, Mode::Frozen)?
+        .to_dtype(DType::F64)?
+        .to_vec2()?;
+    let b = images.dim(0)?;
+    let mlp = model.cfg.mlp_dim;
+    let mut layers = vec![Vec::with_capacity(model.cfg.layers); b];
+    let mut tokens = 1;
+    for h in &out.hidden {
+        let flat: Vec<f64> = h.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
+        let per = flat.len() / b;
+        tokens = per / mlp;
+        for (i, chunk) in flat.chunks(per).enumerate() {
+            layers[i].push(chunk.to_vec());
+        }
+    }
+    Ok((probs, Activations { tokens, mlp, layers }))
+}

@@ -1,0 +1,130 @@
+//! The baselines of SPEC section 8. Each returns one neuron set per layer per image, so that every
+//! method's path can be scored with the same JAS.
+use super::search::{clamp_values, run_clamped, Scaled};
+use super::{top_k, Activations, NeuronSets, Settings};
+use crate::model::gradients::{clamp_gradients, ClampBatch};
+use crate::model::Vit;
+use candle_core::{Result, Tensor};
+use rand::{Rng, SeedableRng};
+
+/// Activation: the units with the largest clean activation (summed over tokens for MAE).
+pub fn activation_sets(acts: &Activations, k: usize) -> Vec<NeuronSets> {
+    (0..acts.layers.len())
+        .map(|i| {
+            (0..acts.layers[i].len())
+                .map(|l| {
+                    let sums: Vec<f64> = (0..acts.mlp).map(|j| acts.unit_sum(i, l, j)).collect();
+                    top_k(&sums, k)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Influence pattern (the paper's Algorithm 2 as the code runs it): inputs alpha_k * x, score =
+/// mean over k of the total derivative dF/da_l[j]. Every layer is independent, so one forward
+/// and one backward per step give all layers.
+pub fn influence_sets(
+    model: &Vit,
+    images: &Tensor,
+    targets: &[usize],
+    acts: &Activations,
+    s: &Settings,
+) -> Result<Vec<NeuronSets>> {
+    let (b, m, layers) = (targets.len(), s.steps, model.cfg.layers);
+    let (tokens, mlp) = (acts.tokens, acts.mlp);
+    let alphas: Vec<f64> = (0..b).flat_map(|_| (0..m).map(|k| s.alpha(k))).collect();
+    let alphas = Tensor::from_vec(alphas, b * m, model.device())?.to_dtype(images.dtype())?;
+    let rep: Vec<u32> = (0..b * m).map(|r| (r / m) as u32).collect();
+    let scaled = images
+        .index_select(&Tensor::new(rep, model.device())?, 0)?
+        .broadcast_mul(&alphas.reshape((b * m, 1, 1, 1))?)?;
+    let shape = if tokens == 1 {
+        vec![b * m, mlp]
+    } else {
+        vec![b * m, tokens, mlp]
+    };
+    let zero = Tensor::zeros(shape, model.dtype(), model.device())?;
+    let probes: Vec<(usize, Tensor)> = (0..layers).map(|l| (l, zero.clone())).collect();
+    let identity: Vec<usize> = (0..b * m).collect();
+    let row_targets: Vec<usize> = identity.iter().map(|&r| targets[r / m]).collect();
+    let grads = clamp_gradients(
+        model,
+        &ClampBatch {
+            images: &scaled,
+            image_of_row: &identity,
+            rows: s.rows,
+            clamps: &probes,
+            targets: &row_targets,
+            probe: true,
+        },
+        s.chunk_rows,
+    )?;
+    let tm = tokens * mlp;
+    Ok((0..b)
+        .map(|i| {
+            (0..layers)
+                .map(|l| {
+                    let mut score = vec![0f64; mlp];
+                    for k in 0..m {
+                        let row = &grads.grads[l][(i * m + k) * tm..(i * m + k + 1) * tm];
+                        for t in 0..tokens {
+                            for j in 0..mlp {
+                                score[j] += row[t * mlp + j] / m as f64;
+                            }
+                        }
+                    }
+                    top_k(&score, s.top_k)
+                })
+                .collect()
+        })
+        .collect())
+}
+
+/// Per-layer integrated gradients (Knowledge Neurons): layer l alone scaled by alpha_k,
+/// score = mean gradient times clean activation, no path.
+pub fn layer_ig_sets(
+    model: &Vit,
+    images: &Tensor,
+    targets: &[usize],
+    acts: &Activations,
+    s: &Settings,
+) -> Result<Vec<NeuronSets>> {
+    let (b, m) = (targets.len(), s.steps);
+    let (tokens, mlp) = (acts.tokens, acts.mlp);
+    let tm = tokens * mlp;
+    let mut sets: Vec<NeuronSets> = vec![Vec::new(); b];
+    for l in 0..model.cfg.layers {
+        let clamp = clamp_values(model, acts, l, s, |_| Scaled::All)?;
+        let grads = run_clamped(model, images, targets, &[(l, clamp)], s)?;
+        for (i, set) in sets.iter_mut().enumerate() {
+            let mut score = vec![0f64; mlp];
+            for t in 0..tokens {
+                for (j, sc) in score.iter_mut().enumerate() {
+                    let g: f64 = (0..m).map(|k| grads.grads[0][(i * m + k) * tm + t * mlp + j]).sum();
+                    *sc += g / m as f64 * acts.layers[i][l][t * mlp + j];
+                }
+            }
+            set.push(top_k(&score, s.top_k));
+        }
+    }
+    Ok(sets)
+}
+
+/// Random: `k` distinct uniform units per layer, from a generator seeded by (seed, image key),
+/// so that an image's random path does not depend on batching or order.
+pub fn random_set(layers: usize, mlp: usize, k: usize, seed: u64, image_key: u64) -> NeuronSets {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ image_key.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    (0..layers)
+        .map(|_| {
+            let mut set = Vec::with_capacity(k);
+            while set.len() < k.min(mlp) {
+                let j = rng.random_range(0..mlp);
+                if !set.contains(&j) {
+                    set.push(j);
+                }
+            }
+            set
+        })
+        .collect()
+}

@@ -1,0 +1,97 @@
+//! The Joint Attribution Score of a given neuron set per layer (SPEC section 5).
+use super::search::{clamp_values, entering, run_clamped, Scaled};
+use super::{Activations, NeuronSets, Settings};
+use crate::model::{Edit, LayerEdit, Vit};
+use candle_core::{DType, Result, Tensor};
+
+/// Patch tokens of ViT-B/16 at 224: the authors divide every MAE JAS by this.
+pub const REFERENCE_MAE_DIVISOR: f64 = 196.0;
+
+/// Both forms of the JAS of one image's path.
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Jas {
+    /// `(1/m) (sum_l A_l[p_l]) (sum_k sum_l g_lk[p_l])`, what the paper reports.
+    pub reference: f64,
+    /// `(1/m) sum_l A_l[p_l] sum_k g_lk[p_l]`: integrated gradients over the neuron set.
+    pub additive: f64,
+    /// F(clean) - F(path zeroed) - additive: how far the Riemann sum is from completeness.
+    pub delta: f64,
+}
+
+/// JAS of `sets[image]` for every image of the batch; `clean_probs[image]` is F on the clean pass.
+pub fn joint_attribution(
+    model: &Vit,
+    images: &Tensor,
+    targets: &[usize],
+    acts: &Activations,
+    sets: &[NeuronSets],
+    clean_probs: &[f64],
+    s: &Settings,
+) -> Result<Vec<Jas>> {
+    let (b, layers, m) = (targets.len(), model.cfg.layers, s.steps);
+    let (tokens, mlp) = (acts.tokens, acts.mlp);
+    let tm = tokens * mlp;
+    let clamps = (0..layers)
+        .map(|l| Ok((l, clamp_values(model, acts, l, s, |i| Scaled::Units(&sets[i][l]))?)))
+        .collect::<Result<Vec<_>>>()?;
+    let grads = run_clamped(model, images, targets, &clamps, s)?;
+    let zeroed = set_probabilities(model, images, targets, sets, 0.0, s)?;
+    let divisor = if s.compat && tokens > 1 {
+        REFERENCE_MAE_DIVISOR
+    } else {
+        1.0
+    };
+    Ok((0..b)
+        .map(|i| {
+            let (mut reference, mut additive) = (0.0, 0.0);
+            for t in 0..tokens {
+                let (mut sum_a, mut sum_g) = (0.0, 0.0);
+                for l in 0..layers {
+                    for &p in entering(&sets[i][l], s.compat) {
+                        let a = acts.layers[i][l][t * mlp + p];
+                        let g: f64 = (0..m).map(|k| grads.grads[l][(i * m + k) * tm + t * mlp + p]).sum();
+                        sum_a += a;
+                        sum_g += g;
+                        additive += a * g / m as f64;
+                    }
+                }
+                reference += sum_a * sum_g / m as f64;
+            }
+            Jas {
+                reference: reference / divisor,
+                additive: additive / divisor,
+                delta: clean_probs[i] - zeroed[i] - additive,
+            }
+        })
+        .collect())
+}
+
+/// F per image when every neuron of its set is multiplied by `factor` (0 removes, 2 enhances;
+/// "current value" = after upstream edits, all in one forward pass).
+pub fn set_probabilities(
+    model: &Vit,
+    images: &Tensor,
+    targets: &[usize],
+    sets: &[NeuronSets],
+    factor: f64,
+    s: &Settings,
+) -> Result<Vec<f64>> {
+    let (b, mlp) = (targets.len(), model.cfg.mlp_dim);
+    let edits = (0..model.cfg.layers)
+        .map(|l| {
+            let mut f = vec![1f64; b * mlp];
+            for (i, set) in sets.iter().enumerate() {
+                for &p in &set[l] {
+                    f[i * mlp + p] = factor;
+                }
+            }
+            let t = Tensor::from_vec(f, (b, mlp), model.device())?.to_dtype(model.dtype())?;
+            Ok(Some(LayerEdit {
+                rows: s.rows,
+                edit: Edit::Scale(t),
+            }))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let probs = model.probabilities(images, &edits)?.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+    Ok(probs.iter().zip(targets).map(|(p, &t)| p[t]).collect())
+}
