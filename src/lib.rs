@@ -10,3 +10,4 @@ pub mod experiments;
 pub mod io;
 pub mod cli;
 pub mod model;
+pub mod training;

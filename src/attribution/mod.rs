@@ -6,6 +6,7 @@
 //! neuron is a unit on all patch tokens together and per-token products are summed over tokens.
 pub mod activations;
 pub mod baselines;
+pub mod discover;
 pub mod jas;
 pub mod search;
 

@@ -1,3 +1,6 @@
 //! Input and output: image decoding and preprocessing, data sets, result files.
 pub mod dataset;
+pub mod fashion_mnist;
 pub mod preprocess;
+pub mod records;
+pub mod reference;

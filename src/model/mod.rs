@@ -4,6 +4,7 @@ pub mod gradients;
 pub mod intervene;
 pub mod load;
 pub mod ops;
+pub mod save;
 pub mod vit;
 
 pub use config::{Pool, VitConfig};

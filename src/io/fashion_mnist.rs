@@ -1,0 +1,276 @@
+//! Fashion-MNIST from its original gzipped IDX files (Debian package `dataset-fashion-mnist`),
+//! the sample PNGs shipped with the embedded model, and the pixel normalisation it was trained with.
+use candle_core::{Device, Tensor};
+use flate2::read::GzDecoder;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Where the Debian package installs the files.
+pub const DEFAULT_DIR: &str = "/usr/share/datasets/fashion-mnist";
+
+/// Image side in pixels.
+pub const SIDE: usize = 28;
+
+/// Pixels per image.
+pub const PIXELS: usize = SIDE * SIDE;
+
+/// The class names, in label order.
+pub const CLASS_NAMES: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
+
+/// Per-channel mean and standard deviation of the embedded model's normalisation.
+pub const MEAN: f32 = 0.5;
+pub const STD: f32 = 0.5;
+
+const IMAGES_MAGIC: u32 = 0x0000_0803;
+const LABELS_MAGIC: u32 = 0x0000_0801;
+
+/// A problem with a data file, always naming it.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{path}: {source} (install the Debian package `dataset-fashion-mnist` or pass --data)")]
+    Missing {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: cannot read (corrupt gzip?): {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: bad IDX magic number {got:#010x}, expected {expected:#010x}")]
+    BadMagic {
+        path: PathBuf,
+        got: u32,
+        expected: u32,
+    },
+    #[error("{path}: truncated: {got} bytes after decompression, the header announces {expected}")]
+    Truncated {
+        path: PathBuf,
+        got: usize,
+        expected: usize,
+    },
+    #[error("{path}: {msg}")]
+    Inconsistent { path: PathBuf, msg: String },
+    #[error("{path}: {msg}")]
+    Write { path: PathBuf, msg: String },
+}
+
+/// Which half of the data set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    /// 60,000 images.
+    Train,
+    /// 10,000 images.
+    Test,
+}
+
+impl Split {
+    /// (images, labels) file names.
+    pub fn files(self) -> (&'static str, &'static str) {
+        match self {
+            Split::Train => ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+            Split::Test => ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+        }
+    }
+}
+
+/// One split: `images` is (len, 28, 28) row-major u8, `labels` in 0..10.
+#[derive(Clone, Debug)]
+pub struct FashionMnist {
+    pub images: Vec<u8>,
+    pub labels: Vec<u8>,
+}
+
+/// Reads a gzipped IDX file: its dimensions and its data, checked against each other.
+pub fn read_idx(path: &Path, magic: u32) -> Result<(Vec<usize>, Vec<u8>), DataError> {
+    let file = std::fs::File::open(path).map_err(|source| DataError::Missing {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut bytes = Vec::new();
+    GzDecoder::new(std::io::BufReader::new(file))
+        .read_to_end(&mut bytes)
+        .map_err(|source| DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let rank = (magic & 0xff) as usize;
+    let header = 4 + 4 * rank;
+    let word = |i: usize| u32::from_be_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap());
+    if bytes.len() < 4 {
+        return Err(DataError::Truncated {
+            path: path.to_path_buf(),
+            got: bytes.len(),
+            expected: header,
+        });
+    }
+    if word(0) != magic {
+        return Err(DataError::BadMagic {
+            path: path.to_path_buf(),
+            got: word(0),
+            expected: magic,
+        });
+    }
+    if bytes.len() < header {
+        return Err(DataError::Truncated {
+            path: path.to_path_buf(),
+            got: bytes.len(),
+            expected: header,
+        });
+    }
+    let dims: Vec<usize> = (1..=rank).map(|i| word(i) as usize).collect();
+    let expected = header + dims.iter().product::<usize>();
+    if bytes.len() < expected {
+        return Err(DataError::Truncated {
+            path: path.to_path_buf(),
+            got: bytes.len(),
+            expected,
+        });
+    }
+    if bytes.len() > expected {
+        return Err(DataError::Inconsistent {
+            path: path.to_path_buf(),
+            msg: format!(
+                "{} bytes after the {:?} items the header announces",
+                bytes.len() - expected,
+                dims
+            ),
+        });
+    }
+    bytes.drain(..header);
+    Ok((dims, bytes))
+}
+
+impl FashionMnist {
+    /// Loads one split from `dir` (the folder holding the four `.gz` files).
+    pub fn load(dir: &Path, split: Split) -> Result<Self, DataError> {
+        let (img_name, lab_name) = split.files();
+        let (img_path, lab_path) = (dir.join(img_name), dir.join(lab_name));
+        let (dims, images) = read_idx(&img_path, IMAGES_MAGIC)?;
+        if dims[1..] != [SIDE, SIDE] {
+            return Err(DataError::Inconsistent {
+                path: img_path,
+                msg: format!("images of {}x{}, expected {SIDE}x{SIDE}", dims[1], dims[2]),
+            });
+        }
+        let (ldims, labels) = read_idx(&lab_path, LABELS_MAGIC)?;
+        if ldims[0] != dims[0] {
+            return Err(DataError::Inconsistent {
+                path: lab_path,
+                msg: format!(
+                    "{} labels for the {} images of {}",
+                    ldims[0],
+                    dims[0],
+                    img_path.display()
+                ),
+            });
+        }
+        if let Some(i) = labels.iter().position(|&l| l as usize >= CLASS_NAMES.len()) {
+            return Err(DataError::Inconsistent {
+                path: lab_path,
+                msg: format!("label {} of item {i} is not a class (0..10)", labels[i]),
+            });
+        }
+        Ok(FashionMnist { images, labels })
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The 784 pixels of image `i`.
+    pub fn image(&self, i: usize) -> &[u8] {
+        &self.images[i * PIXELS..(i + 1) * PIXELS]
+    }
+
+    /// The first `n` items (all when `n` is larger).
+    pub fn truncate(mut self, n: usize) -> Self {
+        let n = n.min(self.len());
+        self.images.truncate(n * PIXELS);
+        self.labels.truncate(n);
+        self
+    }
+
+    /// Normalised images `indices` as (R, 3, 28, 28) f32, gray replicated to RGB.
+    pub fn batch(&self, indices: &[usize], device: &Device) -> candle_core::Result<Tensor> {
+        let mut buf = Vec::with_capacity(indices.len() * 3 * PIXELS);
+        for &i in indices {
+            let img: Vec<f32> = self.image(i).iter().map(|&v| normalize(v)).collect();
+            for _ in 0..3 {
+                buf.extend_from_slice(&img);
+            }
+        }
+        Tensor::from_vec(buf, (indices.len(), 3, SIDE, SIDE), device)
+    }
+}
+
+/// What an 8-bit PNG pixel becomes after ToTensor and Normalize(0.5, 0.5), computed in the same
+/// f32 steps so that IDX pixels and the exported PNGs give identical inputs.
+pub fn normalize(v: u8) -> f32 {
+    (v as f32 / 255.0 - MEAN) / STD
+}
+
+/// Folder-friendly class name: `T-shirt/top` -> `t-shirt-top`, `Ankle boot` -> `ankle-boot`.
+pub fn class_slug(class: usize) -> String {
+    let lower = CLASS_NAMES[class].to_lowercase();
+    let parts: Vec<&str> = lower
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|s| !s.is_empty())
+        .collect();
+    parts.join("-")
+}
+
+/// Writes the first `per_class` images of each class as 8-bit grayscale PNGs into
+/// `out/<two-digit class>-<slug>/test-<5-digit index>.png` (the index into `data`). Returns the
+/// paths written.
+pub fn export_samples(
+    data: &FashionMnist,
+    out: &Path,
+    per_class: usize,
+) -> Result<Vec<PathBuf>, DataError> {
+    let write_err = |path: &Path, e: &dyn std::fmt::Display| DataError::Write {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    };
+    let mut written = Vec::new();
+    for class in 0..CLASS_NAMES.len() {
+        let dir = out.join(format!("{class:02}-{}", class_slug(class)));
+        std::fs::create_dir_all(&dir).map_err(|e| write_err(&dir, &e))?;
+        let indices = (0..data.len())
+            .filter(|&i| data.labels[i] as usize == class)
+            .take(per_class);
+        for i in indices {
+            let path = dir.join(format!("test-{i:05}.png"));
+            let img = image::GrayImage::from_raw(SIDE as u32, SIDE as u32, data.image(i).to_vec())
+                .expect("784 pixels");
+            img.save_with_format(&path, image::ImageFormat::Png)
+                .map_err(|e| write_err(&path, &e))?;
+            written.push(path);
+        }
+    }
+    Ok(written)
+}
+
+/// The class names as a JSON array, in label order.
+pub fn write_class_names(path: &Path) -> Result<(), DataError> {
+    let text = serde_json::to_string_pretty(&CLASS_NAMES).expect("strings serialise");
+    std::fs::write(path, text + "\n").map_err(|e| DataError::Write {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })
+}

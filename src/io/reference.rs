@@ -1,0 +1,88 @@
+//! The authors' result layout (SPEC section 11), so their notebooks can read our results:
+//! `{prefix}.args.json`, and per ground-truth label `{prefix}-{label}.rlt.jsonl`, opened for
+//! append, one line per batch: a JSON array with one object per image.
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+/// One image in the authors' format (the doubled brackets are theirs).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ReferenceEntry {
+    pub ja: Vec<Vec<usize>>,
+    pub ja_score: Vec<Vec<f64>>,
+    pub base: Vec<Vec<usize>>,
+    pub base_score: Vec<Vec<f64>>,
+}
+
+impl ReferenceEntry {
+    pub fn new(path: &[usize], jas: f64, base: &[usize], base_jas: f64) -> Self {
+        ReferenceEntry {
+            ja: vec![path.to_vec()],
+            ja_score: vec![vec![jas]],
+            base: vec![base.to_vec()],
+            base_score: vec![vec![base_jas]],
+        }
+    }
+}
+
+fn label_file(prefix: &Path, label: usize) -> PathBuf {
+    PathBuf::from(format!("{}-{label}.rlt.jsonl", prefix.display()))
+}
+
+/// Writes `{prefix}.args.json`.
+pub fn write_args(prefix: &Path, args: &serde_json::Value) -> Result<()> {
+    let p = PathBuf::from(format!("{}.args.json", prefix.display()));
+    if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    }
+    std::fs::write(&p, serde_json::to_string_pretty(args)?)
+        .with_context(|| format!("{}: cannot write", p.display()))
+}
+
+/// Appends one batch line per label present in `entries` (label, entry).
+pub fn append_batch(prefix: &Path, entries: &[(usize, ReferenceEntry)]) -> Result<()> {
+    let mut by_label: BTreeMap<usize, Vec<&ReferenceEntry>> = BTreeMap::new();
+    for (label, e) in entries {
+        by_label.entry(*label).or_default().push(e);
+    }
+    for (label, list) in by_label {
+        let p = label_file(prefix, label);
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .with_context(|| format!("{}: cannot write", p.display()))?;
+        let mut line = serde_json::to_string(&list)?;
+        line.push('\n');
+        f.write_all(line.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Reads every `{prefix}-{label}.rlt.jsonl` back: label -> entries in file order.
+pub fn read_reference(prefix: &Path) -> Result<BTreeMap<usize, Vec<ReferenceEntry>>> {
+    let dir = prefix.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let stem = prefix.file_name().context("prefix without a file name")?.to_string_lossy().to_string();
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))? {
+        let name = entry?.file_name().to_string_lossy().to_string();
+        let Some(label) = name
+            .strip_prefix(&format!("{stem}-"))
+            .and_then(|r| r.strip_suffix(".rlt.jsonl"))
+            .and_then(|l| l.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let p = dir.join(&name);
+        let mut list = Vec::new();
+        for line in std::io::BufReader::new(std::fs::File::open(&p)?).lines() {
+            let batch: Vec<ReferenceEntry> = serde_json::from_str(&line?)
+                .with_context(|| format!("{}: not in the authors' layout", p.display()))?;
+            list.extend(batch);
+        }
+        out.insert(label, list);
+    }
+    Ok(out)
+}
