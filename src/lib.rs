@@ -6,8 +6,10 @@
 //! - [`attribution`]: the paper's method (JAS, layer-progressive search, top-K, MAE) and baselines.
 //! - [`experiments`]: manipulation, class analysis, pruning, plots and report.
 pub mod attribution;
+pub mod bench;
 pub mod experiments;
 pub mod io;
 pub mod cli;
+pub mod embedded;
 pub mod model;
 pub mod training;

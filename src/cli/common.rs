@@ -1,7 +1,13 @@
 //! Options shared by the commands that load a model.
 use anyhow::Context;
 use candle_core::{DType, Device};
+use crate::embedded;
+use crate::io::inputs::{gather, Inputs, Preprocess};
+use crate::io::preprocess::Normalization;
+use crate::model::load::Loaded;
 use crate::model::{load_model, Gelu, LoadOptions};
+use sha2::Digest;
+use std::path::Path;
 use std::path::PathBuf;
 
 /// Element type of the computation.
@@ -29,9 +35,13 @@ pub enum GeluArg {
 /// How to load a checkpoint.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ModelArgs {
-    /// Checkpoint: Google ViT .npz, Hugging Face folder, timm .safetensors or PyTorch .pth.
+    /// Checkpoint: Google ViT .npz, Hugging Face folder, timm .safetensors or PyTorch .pth
+    /// [default: the embedded Fashion-MNIST ViT].
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
+    /// Input normalisation [default: what the checkpoint records, else ImageNet mean/std].
+    #[arg(long)]
+    pub normalize: Option<Normalization>,
     /// Element type (f64 is what the golden tests use).
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: Precision,
@@ -73,7 +83,111 @@ impl ModelArgs {
         })
     }
 
-    pub fn load(&self, double_fc_norm: bool) -> anyhow::Result<crate::model::load::Loaded> {
-        Ok(load_model(&self.model, &self.options(double_fc_norm)?)?)
+    pub fn load(&self, double_fc_norm: bool) -> anyhow::Result<Loaded> {
+        let opts = self.options(double_fc_norm)?;
+        Ok(match &self.model {
+            Some(p) => load_model(p, &opts)?,
+            None => embedded::model(&opts)?,
+        })
+    }
+
+    /// The model's name in outputs.
+    pub fn name(&self) -> String {
+        match &self.model {
+            Some(p) => p.display().to_string(),
+            None => embedded::MODEL_NAME.to_string(),
+        }
+    }
+
+    /// The preprocessing the model expects: its recorded normalisation unless overridden.
+    pub fn preprocess(&self, loaded: &Loaded) -> anyhow::Result<Preprocess> {
+        let norm = match (self.normalize, loaded.normalization) {
+            (Some(n), _) => n,
+            (None, Some(ms)) => Normalization::from_mean_std(ms).with_context(|| {
+                format!("{}: unsupported normalisation {ms:?}; pass --normalize", self.name())
+            })?,
+            (None, None) => Normalization::ImageNet,
+        };
+        Ok(Preprocess {
+            size: loaded.model.cfg.image_size,
+            norm,
+        })
+    }
+
+    /// The inputs named on the command line, or the embedded samples for the embedded model.
+    pub fn inputs(&self, paths: &[PathBuf], labels: Option<&Path>) -> anyhow::Result<Inputs> {
+        if !paths.is_empty() {
+            return gather(paths, labels);
+        }
+        if self.model.is_some() {
+            anyhow::bail!("no input images (the embedded samples only go with the embedded model)");
+        }
+        Ok(embedded::samples())
+    }
+
+    /// Path, content hash, layout and detected configuration, for result headers.
+    pub fn describe(&self, loaded: &Loaded) -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::json!({
+            "path": self.name(),
+            "sha256": self.hash()?,
+            "layout": loaded.layout,
+            "config": loaded.model.cfg,
+        }))
+    }
+
+    /// SHA-256 of the checkpoint's bytes (every file of a folder, in name order).
+    fn hash(&self) -> anyhow::Result<String> {
+        let mut h = sha2::Sha256::new();
+        match &self.model {
+            None => h.update(embedded::model_bytes().unwrap_or_default()),
+            Some(p) if p.is_dir() => {
+                let mut files: Vec<PathBuf> = std::fs::read_dir(p)?.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
+                files.sort();
+                for f in files {
+                    h.update(std::fs::read(&f)?);
+                }
+            }
+            Some(p) => h.update(std::fs::read(p).with_context(|| format!("{}: cannot read", p.display()))?),
+        }
+        Ok(format!("{:x}", h.finalize()))
+    }
+}
+
+/// A deterministic slice i/n of the inputs: the images whose index is i modulo n.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u64,
+    pub count: u64,
+}
+
+impl Shard {
+    pub fn contains(&self, image_index: u64) -> bool {
+        image_index % self.count == self.index
+    }
+
+    /// From a Slurm job array, when running in one.
+    pub fn from_env() -> Option<Shard> {
+        let id = std::env::var("SLURM_ARRAY_TASK_ID").ok()?.parse().ok()?;
+        let count = std::env::var("SLURM_ARRAY_TASK_COUNT").ok()?.parse().ok()?;
+        (id < count).then_some(Shard { index: id, count })
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (i, n) = s.split_once('/').ok_or("expected i/n, e.g. 0/8")?;
+        let index: u64 = i.trim().parse().map_err(|_| format!("bad shard index `{i}`"))?;
+        let count: u64 = n.trim().parse().map_err(|_| format!("bad shard count `{n}`"))?;
+        if count == 0 || index >= count {
+            return Err(format!("shard {index}/{count}: need 0 <= i < n"));
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
     }
 }

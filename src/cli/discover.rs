@@ -1,8 +1,284 @@
-//! `neuronpath discover` (to be written).
+//! `neuronpath discover`: neuron paths for every input image, written as JSON Lines (resumable,
+//! shardable), optionally also in the authors' layout.
+use super::common::{ModelArgs, Shard};
+use crate::attribution::discover::{discover_batch, Method, Request, TargetKind};
+use crate::attribution::Settings;
+use crate::io::inputs::{load_batch, Item};
+use crate::io::records::RecordWriter;
+use crate::io::reference::{self, ReferenceEntry};
+use crate::model::{gradients, Rows};
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Images: files, ImageNet-style class folders, or .npy arrays (N,3,H,W) of preprocessed
+    /// inputs. None: the embedded Fashion-MNIST samples.
+    pub inputs: Vec<PathBuf>,
+    /// JSON array of labels for .npy rows and loose image files, in order.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Results file (JSON Lines). Re-running the same command resumes it.
+    #[arg(long, short, default_value = "neuronpath-out/discover.jsonl")]
+    pub out: PathBuf,
+    /// Riemann steps m.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Neurons per layer (K > 1: the top-K variant used for pruning).
+    #[arg(long, default_value_t = 1)]
+    pub top_k: usize,
+    /// Methods to run.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "path,activation,influence,random")]
+    pub methods: Vec<Method>,
+    /// Class whose probability F is attributed.
+    #[arg(long, value_enum, default_value = "label")]
+    pub target: TargetKind,
+    /// The authors' quirks: top-K sums over the K-th neuron only, MAE JAS / 196, MAE fc_norm twice.
+    #[arg(long)]
+    pub compat: bool,
+    /// Seed of the random baseline.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Images per batch (each becomes `steps` rows of a clamped pass).
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    /// Peak memory of one clamped pass, in MiB.
+    #[arg(long, default_value_t = 2048)]
+    pub memory_limit_mb: usize,
+    /// Process the slice i/n of the inputs (default from SLURM_ARRAY_TASK_ID/COUNT when set).
+    #[arg(long)]
+    pub shard: Option<Shard>,
+    /// Only the first N images of each class (class folders) or of the inputs.
+    #[arg(long)]
+    pub per_class: Option<usize>,
+    /// Also write the authors' layout: PREFIX.args.json and PREFIX-{label}.rlt.jsonl.
+    #[arg(long)]
+    pub reference_layout: Option<PathBuf>,
+    /// Test hook: stop (as if killed) after this many images.
+    #[arg(long, hide = true)]
+    pub stop_after: Option<usize>,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`discover` is not implemented yet")
+pub fn run(args: Args) -> Result<()> {
+    let start = Instant::now();
+    let loaded = args.model.load(args.compat)?;
+    let model = &loaded.model;
+    let pre = args.model.preprocess(&loaded)?;
+    let mut inputs = args.model.inputs(&args.inputs, args.labels.as_deref())?;
+    if let Some(n) = args.per_class {
+        let mut seen: BTreeMap<Option<usize>, usize> = BTreeMap::new();
+        inputs.items.retain(|it| {
+            let c = seen.entry(it.label).or_default();
+            *c += 1;
+            *c <= n
+        });
+    }
+    let total = inputs.items.len();
+    let class_names = inputs.class_names.clone().or(loaded.class_names.clone());
+    if args.target == TargetKind::Label {
+        if let Some(it) = inputs.items.iter().find(|it| it.label.is_none()) {
+            anyhow::bail!(
+                "{}: no ground-truth label (put images in class folders, pass --labels, or use --target predicted)",
+                it.source
+            );
+        }
+        if let Some(it) = inputs.items.iter().find(|it| it.label.unwrap() >= model.cfg.num_classes) {
+            anyhow::bail!(
+                "{}: label {} but the model has {} classes",
+                it.source,
+                it.label.unwrap(),
+                model.cfg.num_classes
+            );
+        }
+    }
+    let shard = args.shard.or_else(Shard::from_env);
+    let rows = match model.cfg.pool {
+        crate::model::Pool::Cls => Rows::Cls,
+        crate::model::Pool::MeanPatch => Rows::Patches,
+    };
+    let chunk = gradients::chunk_rows(model, args.memory_limit_mb << 20);
+    let mut methods = args.methods.clone();
+    methods.sort();
+    methods.dedup();
+    let req = Request {
+        settings: Settings {
+            steps: args.steps,
+            top_k: args.top_k,
+            compat: args.compat,
+            rows,
+            chunk_rows: chunk,
+        },
+        methods: methods.clone(),
+        target: args.target,
+        seed: args.seed,
+    };
+    let header = json!({
+        "kind": "header",
+        "tool": "neuronpath",
+        "tool_version": env!("CARGO_PKG_VERSION"),
+        "created": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs(),
+        "model": args.model.describe(&loaded)?,
+        "preprocessing": {"size": pre.size, "resize": "pil-bilinear", "normalization": pre.norm.to_string()},
+        "inputs": {
+            "paths": if args.inputs.is_empty() { json!(["embedded:fashion-mnist-samples"]) } else { json!(args.inputs) },
+            "labels": args.labels, "count": total, "per_class": args.per_class
+        },
+        "class_names": class_names,
+        "steps": args.steps, "riemann": "left", "top_k": args.top_k,
+        "target": args.target, "forms": ["reference", "additive"], "jas_default": "reference",
+        "neurons": rows, "dtype": format!("{:?}", args.model.dtype).to_lowercase(),
+        "seed": args.seed, "compat": args.compat,
+        "methods": methods.iter().map(|m| m.name()).collect::<Vec<_>>(),
+        "shard": shard.map(|s| s.to_string()),
+    });
+    let (mut writer, done) = RecordWriter::open(&args.out, &header)?;
+    if let Some(prefix) = &args.reference_layout {
+        reference::write_args(prefix, &header)?;
+    }
+    let pending: Vec<&Item> = inputs
+        .items
+        .iter()
+        .filter(|it| shard.is_none_or(|s| s.contains(it.index)))
+        .filter(|it| !done.contains(&it.index))
+        .collect();
+    let skipped = inputs.items.iter().filter(|it| shard.is_none_or(|s| s.contains(it.index))).count() - pending.len();
+    eprintln!(
+        "neuronpath discover: {} images ({} done before), {} layers x {} neurons, m={}, methods {}, {} rows per pass",
+        pending.len(),
+        skipped,
+        model.cfg.layers,
+        model.cfg.mlp_dim,
+        args.steps,
+        req.methods.iter().map(|m| m.name()).collect::<Vec<_>>().join(","),
+        chunk
+    );
+    let bar = ProgressBar::new(pending.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} images  {elapsed} elapsed, ETA {eta}  {msg}")
+            .unwrap(),
+    );
+    let mut summary = Summary::default();
+    let mut processed = 0usize;
+    for batch in pending.chunks(args.batch.max(1)) {
+        if args.stop_after.is_some_and(|n| processed >= n) {
+            bar.abandon_with_message("stopped by --stop-after");
+            return Ok(());
+        }
+        let images = load_batch(batch, &pre, model.device());
+        let results = match images {
+            Ok(images) => {
+                let labels: Vec<Option<usize>> = batch.iter().map(|it| it.label).collect();
+                let keys: Vec<u64> = batch.iter().map(|it| it.index).collect();
+                discover_batch(model, &images, &labels, &keys, &req)
+                    .map_err(anyhow::Error::from)
+                    .map(Some)?
+            }
+            // A bad image fails alone: retry the batch one image at a time.
+            Err(_) if batch.len() > 1 => None,
+            Err(e) => return Err(e),
+        };
+        let per_image: Vec<(usize, Result<_>)> = match results {
+            Some(r) => r.into_iter().map(Ok).enumerate().collect(),
+            None => batch
+                .iter()
+                .enumerate()
+                .map(|(i, it)| {
+                    let one = load_batch(&[*it], &pre, model.device()).and_then(|img| {
+                        discover_batch(model, &img, &[it.label], &[it.index], &req)
+                            .map(|mut v| v.remove(0))
+                            .map_err(Into::into)
+                    });
+                    (i, one)
+                })
+                .collect(),
+        };
+        let mut ref_entries = Vec::new();
+        for (i, res) in per_image {
+            let it = batch[i];
+            let mut rec = json!({"kind": "image", "index": it.index, "source": it.source});
+            match res {
+                Ok(r) => {
+                    summary.add(&r);
+                    if let (Some(p), Some(b)) = (r.methods.get("path"), r.methods.get("activation")) {
+                        ref_entries.push((r.target, ReferenceEntry::new(&p.path, p.jas.reference, &b.path, b.jas.reference)));
+                    }
+                    let name = class_names.as_ref().and_then(|n| r.label.and_then(|l| n.get(l)).cloned());
+                    merge_into(&mut rec, serde_json::to_value(&r)?);
+                    rec["label_name"] = json!(name);
+                }
+                Err(e) => {
+                    summary.errors += 1;
+                    bar.println(format!("skipping {}: {e:#}", it.source));
+                    rec["error"] = json!(format!("{e:#}"));
+                }
+            }
+            writer.append(&rec)?;
+        }
+        if let Some(prefix) = &args.reference_layout {
+            reference::append_batch(prefix, &ref_entries)?;
+        }
+        processed += batch.len();
+        bar.inc(batch.len() as u64);
+        if let Some(m) = summary.jas_line() {
+            bar.set_message(m);
+        }
+    }
+    bar.finish();
+    summary.print(&args.out, start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn merge_into(dst: &mut Value, src: Value) {
+    if let (Some(d), Value::Object(s)) = (dst.as_object_mut(), src) {
+        d.extend(s);
+    }
+}
+
+/// Running totals for the closing summary.
+#[derive(Default)]
+struct Summary {
+    images: usize,
+    errors: usize,
+    correct: usize,
+    jas: BTreeMap<String, (f64, f64, usize)>,
+}
+
+impl Summary {
+    fn add(&mut self, r: &crate::attribution::discover::ImageResult) {
+        self.images += 1;
+        self.correct += usize::from(Some(r.prediction) == r.label);
+        for (m, res) in &r.methods {
+            let e = self.jas.entry(m.clone()).or_default();
+            e.0 += res.jas.reference;
+            e.1 += res.prob_removed / r.prob_target.max(1e-300);
+            e.2 += 1;
+        }
+    }
+    fn jas_line(&self) -> Option<String> {
+        self.jas
+            .get("path")
+            .map(|(s, _, n)| format!("mean JAS(path) {:.4}", s / *n as f64))
+    }
+    fn print(&self, out: &std::path::Path, secs: f64) {
+        eprintln!();
+        eprintln!(
+            "{} images in {:.1}s ({:.2} s/image), {} errors, clean top-1 accuracy {:.1}%",
+            self.images,
+            secs,
+            secs / self.images.max(1) as f64,
+            self.errors,
+            100.0 * self.correct as f64 / self.images.max(1) as f64
+        );
+        eprintln!("{:<12} {:>12} {:>22}", "method", "mean JAS", "F removed / F clean");
+        for (m, (s, r, n)) in &self.jas {
+            eprintln!("{:<12} {:>12.5} {:>22.4}", m, s / *n as f64, r / *n as f64);
+        }
+        eprintln!("results: {}", out.display());
+    }
 }

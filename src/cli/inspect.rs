@@ -15,7 +15,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = &loaded.model.cfg;
     if args.json {
         let v = serde_json::json!({
-            "model": args.model.model,
+            "model": args.model.name(),
             "layout": loaded.layout,
             "config": cfg,
             "class_names": loaded.class_names,
@@ -24,7 +24,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("model        {}", args.model.model.display());
+    println!("model        {}", args.model.name());
     println!("layout       {:?}", loaded.layout);
     println!("image size   {} (patch {}, grid {}x{})", cfg.image_size, cfg.patch_size, cfg.grid(), cfg.grid());
     println!("layers       {}", cfg.layers);

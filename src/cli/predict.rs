@@ -1,8 +1,60 @@
-//! `neuronpath predict` (to be written).
+//! `neuronpath predict`: top-5 classes of images.
+use super::common::ModelArgs;
+use crate::io::inputs::load_batch;
+use serde_json::json;
+use std::path::PathBuf;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Images, class folders or .npy arrays (none: the embedded samples).
+    pub inputs: Vec<PathBuf>,
+    /// Labels for .npy rows and loose files (JSON array), shown beside predictions.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Machine-readable output: every class's probability per input.
+    #[arg(long)]
+    pub json: bool,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`predict` is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let loaded = args.model.load(false)?;
+    let model = &loaded.model;
+    let pre = args.model.preprocess(&loaded)?;
+    let inputs = args.model.inputs(&args.inputs, args.labels.as_deref())?;
+    let names = loaded.class_names.clone().or(inputs.class_names.clone());
+    let name = |c: usize| names.as_ref().and_then(|n| n.get(c).cloned()).unwrap_or_else(|| c.to_string());
+    let items: Vec<_> = inputs.items.iter().collect();
+    let (mut correct, mut labelled) = (0, 0);
+    let mut out = Vec::new();
+    for batch in items.chunks(args.batch.max(1)) {
+        let x = load_batch(batch, &pre, model.device())?;
+        let probs = model.probabilities(&x, &[])?.to_dtype(candle_core::DType::F64)?.to_vec2::<f64>()?;
+        for (it, p) in batch.iter().zip(probs) {
+            let top = crate::attribution::top_k(&p, 5);
+            if let Some(l) = it.label {
+                labelled += 1;
+                correct += usize::from(top[0] == l);
+            }
+            if args.json {
+                out.push(json!({"source": it.source, "label": it.label, "prediction": top[0], "probs": p}));
+            } else {
+                let label = it.label.map(|l| format!("  (label {})", name(l))).unwrap_or_default();
+                println!("{}{label}", it.source);
+                for &c in &top {
+                    println!("  {:>8.4}  {}", p[c], name(c));
+                }
+            }
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json!({"model": args.model.name(), "class_names": names, "images": out}))?);
+    } else if labelled > 0 {
+        println!("top-1 accuracy {correct}/{labelled} = {:.1}%", 100.0 * correct as f64 / labelled as f64);
+    }
+    Ok(())
 }

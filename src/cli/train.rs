@@ -1,7 +1,7 @@
 //! `neuronpath train`: trains a ViT on Fashion-MNIST (how the embedded model was made), or
 //! exports the sample images shipped with it.
 use crate::io::fashion_mnist::{self, FashionMnist, Split};
-use crate::training::{self, Recipe};
+use crate::training::{self, Recipe, TrainOptions};
 use anyhow::Context;
 use std::path::PathBuf;
 
@@ -52,6 +52,10 @@ pub struct Args {
     /// Continue from the checkpoint in `<out>/checkpoint` (its recipe; options given must match).
     #[arg(long)]
     pub resume: bool,
+    /// Stop after this many epochs (checkpointed; the schedule still spans --epochs): split a
+    /// long run, then `--resume`.
+    #[arg(long, value_name = "N")]
+    pub stop_after: Option<usize>,
     /// Do not train: write the first `--per-class` test images of each class as PNGs into
     /// DIR/samples/<class>/ and the class names into DIR/classes.json.
     #[arg(long, value_name = "DIR")]
@@ -118,13 +122,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         recipe.steps_per_epoch(train.len()),
         ckpt.display()
     );
-    let trained = training::train(&recipe, &train, &ckpt, args.resume, true)?;
+    let opts = TrainOptions {
+        resume: args.resume,
+        progress: true,
+        stop_after: args.stop_after,
+    };
+    let trained = training::train(&recipe, &train, &ckpt, &opts)?;
+    if trained.history.len() < recipe.epochs {
+        println!(
+            "stopped after epoch {} of {}; continue with --resume",
+            trained.history.len(),
+            recipe.epochs
+        );
+        return Ok(());
+    }
     let ev = training::evaluate(&trained.vit(), &test, 500)?;
-    // The command that reproduces the run (a resume gives the same result as one go).
-    let command = std::iter::once("neuronpath".to_string())
-        .chain(std::env::args().skip(1).filter(|a| a != "--resume"))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let command = reproduce_command(&recipe, &args);
     let model_dir = args.out.join("model");
     training::write_model(&model_dir, &trained, &recipe, &ev, &command)
         .with_context(|| format!("writing {}", model_dir.display()))?;
@@ -136,4 +149,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         trained.seconds() / 60.0
     );
     Ok(())
+}
+
+/// The `neuronpath train` command of `recipe`, every option spelled out (defaults may change).
+fn reproduce_command(r: &Recipe, args: &Args) -> String {
+    let a = &r.arch;
+    let mut c = format!(
+        "neuronpath train --data {} --out {} --epochs {} --batch {} --lr {} --wd {} \\\n  \
+         --warmup-epochs {} --seed {} --patch-size {} --hidden {} --layers {} --heads {} --mlp-dim {}",
+        args.data.display(),
+        args.out.display(),
+        r.epochs,
+        r.batch,
+        r.lr,
+        r.weight_decay,
+        r.warmup_epochs,
+        r.seed,
+        a.patch_size,
+        a.hidden,
+        a.layers,
+        a.heads,
+        a.mlp_dim
+    );
+    if let Some(n) = r.limit {
+        c += &format!(" --limit {n}");
+    }
+    c
 }

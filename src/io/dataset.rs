@@ -1,1 +1,280 @@
-//! ImageNet-style class folders and `.npy` input arrays.
+//! Data sets: ImageNet-style class folders, `.npy` input arrays and JSON label lists.
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Errors from listing or reading a data set.
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("data set root {} is not a directory", path.display())]
+    NotADirectory { path: PathBuf },
+    #[error("data set root {} has no class sub-folders", path.display())]
+    NoClasses { path: PathBuf },
+    #[error("data set root {}: no .jpg/.jpeg/.png files in class folder(s) {classes:?}", path.display())]
+    EmptyClasses { path: PathBuf, classes: Vec<String> },
+    #[error("invalid .npy file {}: {reason}", path.display())]
+    Npy { path: PathBuf, reason: String },
+    #[error("invalid labels file {}: {reason}", path.display())]
+    Labels { path: PathBuf, reason: String },
+}
+
+/// An ImageNet-style folder, listed like torchvision's `ImageFolder`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageFolder {
+    /// Class folder names, sorted; the class index is the position.
+    pub classes: Vec<String>,
+    /// `(image path, class index)`, class by class, sorted within each class.
+    pub items: Vec<(PathBuf, usize)>,
+}
+
+impl ImageFolder {
+    /// Lists `root/<class>/**/<image>` exactly as torchvision's `ImageFolder` orders it:
+    /// classes are the sorted sub-folder names, and each class folder is walked recursively
+    /// (following links) with directories and file names in sorted order. Only `.jpg`, `.jpeg`
+    /// and `.png` files (any case) count. Like torchvision, a class folder without images is an
+    /// error rather than a silently missing class.
+    pub fn open(root: &Path) -> Result<Self, DatasetError> {
+        let meta = fs::metadata(root).map_err(|source| io_err(root, source))?;
+        if !meta.is_dir() {
+            return Err(DatasetError::NotADirectory {
+                path: root.to_path_buf(),
+            });
+        }
+        let mut classes = Vec::new();
+        for (name, path) in sorted_entries(root)? {
+            // `metadata` follows links, like Python's `DirEntry.is_dir()`.
+            if fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+                classes.push(name);
+            }
+        }
+        if classes.is_empty() {
+            return Err(DatasetError::NoClasses {
+                path: root.to_path_buf(),
+            });
+        }
+        let mut items = Vec::new();
+        let mut empty = Vec::new();
+        for (idx, class) in classes.iter().enumerate() {
+            let mut files = Vec::new();
+            walk_images(&root.join(class), &mut HashSet::new(), &mut files)?;
+            if files.is_empty() {
+                empty.push(class.clone());
+            }
+            // Python sorts os.walk's (dir, files) tuples, so the order is by directory path
+            // string first, then file name.
+            files.sort();
+            items.extend(files.into_iter().map(|(dir, name)| (dir.join(name), idx)));
+        }
+        if !empty.is_empty() {
+            return Err(DatasetError::EmptyClasses {
+                path: root.to_path_buf(),
+                classes: empty,
+            });
+        }
+        Ok(ImageFolder { classes, items })
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> DatasetError {
+    DatasetError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// `(file name, path)` of a directory's entries, sorted by name. Names that are not valid
+/// UTF-8 are compared lossily; Python would sort them by their surrogate escapes.
+fn sorted_entries(dir: &Path) -> Result<Vec<(String, PathBuf)>, DatasetError> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
+        let entry = entry.map_err(|e| io_err(dir, e))?;
+        out.push((
+            entry.file_name().to_string_lossy().into_owned(),
+            entry.path(),
+        ));
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn is_image_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    [".jpg", ".jpeg", ".png"]
+        .iter()
+        .any(|ext| lower.ends_with(ext))
+}
+
+/// Collects `(directory, file name)` of the images under `dir`, recursing into sub-folders.
+/// `seen` holds canonical directories already visited, so link cycles terminate.
+fn walk_images(
+    dir: &Path,
+    seen: &mut HashSet<PathBuf>,
+    out: &mut Vec<(PathBuf, String)>,
+) -> Result<(), DatasetError> {
+    let canonical = fs::canonicalize(dir).map_err(|e| io_err(dir, e))?;
+    if !seen.insert(canonical) {
+        return Ok(());
+    }
+    for (name, path) in sorted_entries(dir)? {
+        match fs::metadata(&path) {
+            Ok(m) if m.is_dir() => walk_images(&path, seen, out)?,
+            Ok(_) if is_image_name(&name) => out.push((dir.to_path_buf(), name)),
+            // Broken links and other files are skipped, as os.walk does.
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Element type of a `.npy` array this reader accepts.
+#[derive(Clone, Copy)]
+enum NpyDtype {
+    F32,
+    F64,
+}
+
+/// Parses the `.npy` header; returns the dtype, the shape and the offset of the data.
+fn parse_npy_header(bytes: &[u8]) -> Result<(NpyDtype, Vec<usize>, usize), String> {
+    const MAGIC: &[u8] = b"\x93NUMPY";
+    if bytes.len() < 10 || !bytes.starts_with(MAGIC) {
+        return Err("not a .npy file (bad magic or shorter than the preamble)".into());
+    }
+    // Version 1 stores the header length in 2 bytes, versions 2 and 3 in 4.
+    let (header_len, start): (usize, usize) = match bytes[6] {
+        1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
+        2 | 3 if bytes.len() >= 12 => {
+            let n = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+            (n as usize, 12)
+        }
+        v => return Err(format!("unsupported .npy version {v}")),
+    };
+    let end = start
+        .checked_add(header_len)
+        .filter(|&e| e <= bytes.len())
+        .ok_or("truncated header")?;
+    let header = std::str::from_utf8(&bytes[start..end]).map_err(|_| "header is not text")?;
+    let descr = dict_value(header, "descr")?;
+    let dtype = match descr.trim_matches(|c| c == '\'' || c == '"') {
+        "<f4" => NpyDtype::F32,
+        "<f8" => NpyDtype::F64,
+        other => {
+            return Err(format!(
+                "dtype {other} is not supported (need little-endian float32 '<f4' or float64 '<f8')"
+            ))
+        }
+    };
+    match dict_value(header, "fortran_order")? {
+        "False" => {}
+        "True" => return Err("Fortran-order arrays are not supported (save C-order)".into()),
+        other => return Err(format!("bad fortran_order value {other}")),
+    }
+    let shape_src = dict_value(header, "shape")?;
+    let inner = shape_src
+        .strip_prefix('(')
+        .and_then(|s| s.strip_suffix(')'))
+        .ok_or_else(|| format!("bad shape {shape_src}"))?;
+    let shape = inner
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| format!("bad shape {shape_src}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((dtype, shape, end))
+}
+
+/// The raw text of `'key': value` in the header's Python dict literal (value up to the next
+/// top-level comma or the closing brace; the shape tuple is kept whole).
+fn dict_value<'a>(header: &'a str, key: &str) -> Result<&'a str, String> {
+    let missing = || format!("header has no '{key}' entry");
+    let pos = header
+        .find(&format!("'{key}'"))
+        .or_else(|| header.find(&format!("\"{key}\"")))
+        .ok_or_else(missing)?;
+    let rest = &header[pos + key.len() + 2..];
+    let rest = rest
+        .trim_start()
+        .strip_prefix(':')
+        .ok_or_else(missing)?
+        .trim_start();
+    let end = if rest.starts_with('(') {
+        rest.find(')').map(|i| i + 1)
+    } else {
+        rest.find([',', '}'])
+    }
+    .ok_or_else(|| format!("unterminated '{key}' entry"))?;
+    Ok(rest[..end].trim())
+}
+
+/// Reads a little-endian float32 or float64 C-order `.npy` array (float64 is narrowed to f32).
+/// Returns `(shape, data)`.
+pub fn read_npy_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>), DatasetError> {
+    let bytes = fs::read(path).map_err(|e| io_err(path, e))?;
+    let npy_err = |reason: String| DatasetError::Npy {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let (dtype, shape, offset) = parse_npy_header(&bytes).map_err(npy_err)?;
+    let count = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| npy_err(format!("shape {shape:?} overflows")))?;
+    let item = match dtype {
+        NpyDtype::F32 => 4,
+        NpyDtype::F64 => 8,
+    };
+    let data = &bytes[offset..];
+    if count.checked_mul(item) != Some(data.len()) {
+        return Err(npy_err(format!(
+            "shape {shape:?} needs {count} values of {item} bytes but the file holds {} data bytes (truncated?)",
+            data.len()
+        )));
+    }
+    let values = match dtype {
+        NpyDtype::F32 => data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        NpyDtype::F64 => data
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+            .collect(),
+    };
+    Ok((shape, values))
+}
+
+/// Reads pre-processed inputs of shape (N, 3, H, W); returns `(n, c, h, w, data)`.
+pub fn read_input_npy(path: &Path) -> Result<(usize, usize, usize, usize, Vec<f32>), DatasetError> {
+    let (shape, data) = read_npy_f32(path)?;
+    match shape[..] {
+        [n, 3, h, w] => Ok((n, 3, h, w, data)),
+        _ => Err(DatasetError::Npy {
+            path: path.to_path_buf(),
+            reason: format!("expected input shape (N, 3, H, W), got {shape:?}"),
+        }),
+    }
+}
+
+/// Reads a JSON array of non-negative integer class labels.
+pub fn read_labels_json(path: &Path) -> Result<Vec<usize>, DatasetError> {
+    let text = fs::read_to_string(path).map_err(|e| io_err(path, e))?;
+    serde_json::from_str(&text).map_err(|e| DatasetError::Labels {
+        path: path.to_path_buf(),
+        reason: format!("expected a JSON array of non-negative integers: {e}"),
+    })
+}

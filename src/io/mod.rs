@@ -1,6 +1,7 @@
 //! Input and output: image decoding and preprocessing, data sets, result files.
 pub mod dataset;
 pub mod fashion_mnist;
+pub mod inputs;
 pub mod preprocess;
 pub mod records;
 pub mod reference;

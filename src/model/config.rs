@@ -54,7 +54,20 @@ impl VitConfig {
     pub fn head_dim(&self) -> usize {
         self.hidden / self.heads
     }
-    /// Multiply-adds x2 of one forward pass for one image (matmuls only).
+    /// FLOPs (2 x multiply-adds) of one image's forward pass in the two attention products
+    /// (q k^T and attention x v), which need both operand gradients in a backward pass.
+    pub fn attention_flops(&self) -> f64 {
+        let (n, d) = (self.tokens() as f64, self.hidden as f64);
+        self.layers as f64 * 2.0 * 2.0 * n * n * d
+    }
+
+    /// FLOPs of one clamped forward + backward (input gradients only: linear layers once more,
+    /// attention products twice more).
+    pub fn attribution_flops(&self) -> f64 {
+        2.0 * self.forward_flops() + self.attention_flops()
+    }
+
+    /// FLOPs (2 x multiply-adds) of one image's forward pass, matmuls only.
     pub fn forward_flops(&self) -> f64 {
         let (n, d, m) = (self.tokens() as f64, self.hidden as f64, self.mlp_dim as f64);
         let patch = 2.0 * self.patches() as f64 * d * (self.channels * self.patch_size * self.patch_size) as f64;

@@ -14,6 +14,9 @@ pub struct Block {
     pub ln_ffn: LayerNorm,
     pub fc1: Linear,
     pub fc2: Linear,
+    /// A pruning mask (M) multiplying the CLS row of `a` (stored as `blocks.{i}.mlp.cls_mask` in
+    /// pruned checkpoints); applied before any edit.
+    pub cls_mask: Option<Tensor>,
 }
 
 /// A Vision Transformer with its weights.
@@ -114,6 +117,15 @@ impl Vit {
         let h = (x + self.attention(block, x, mode)?)?;
         let z = block.fc1.forward(&block.ln_ffn.forward(&h, mode)?, mode)?;
         let mut a = ops::gelu(&z, self.cfg.gelu, mode)?;
+        if let Some(mask) = &block.cls_mask {
+            let r = a.dim(0)?;
+            let mask = mask.unsqueeze(0)?.broadcast_as((r, mask.dim(0)?))?.contiguous()?;
+            let prune = LayerEdit {
+                rows: Rows::Cls,
+                edit: Edit::Scale(mask),
+            };
+            a = apply_edit(&a, &prune, self.cfg.prefix_tokens)?;
+        }
         if let Some(e) = edit {
             a = apply_edit(&a, e, self.cfg.prefix_tokens)?;
         }

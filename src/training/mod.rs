@@ -30,6 +30,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -185,8 +186,9 @@ pub struct Trained {
 }
 
 impl Trained {
+    /// The trained model, detached from the training graph.
     pub fn vit(&self) -> Vit {
-        self.params.vit()
+        self.params.frozen_vit()
     }
     /// Training time summed over epochs, including epochs run before a resume.
     pub fn seconds(&self) -> f64 {
@@ -201,16 +203,26 @@ pub fn rng(seed: u64, stream: u64) -> ChaCha8Rng {
     r
 }
 
+/// How to run [`train`].
+#[derive(Clone, Debug, Default)]
+pub struct TrainOptions {
+    /// Continue from the checkpoint instead of starting afresh.
+    pub resume: bool,
+    /// Progress bar on stderr (plain lines when stderr is not a terminal), one line per epoch.
+    pub progress: bool,
+    /// Stop once this many epochs are done (the schedule still spans `recipe.epochs`); resume later.
+    pub stop_after: Option<usize>,
+}
+
 /// Trains on `data` (already limited to `recipe.limit`), checkpointing into `ckpt_dir` after each
-/// epoch; with `resume`, continues from the checkpoint there. `progress` shows a bar on stderr
-/// and one line per epoch.
+/// epoch.
 pub fn train(
     recipe: &Recipe,
     data: &FashionMnist,
     ckpt_dir: &Path,
-    resume: bool,
-    progress: bool,
+    opts: &TrainOptions,
 ) -> Result<Trained, TrainError> {
+    let (resume, progress) = (opts.resume, opts.progress);
     recipe.check(data.len())?;
     let device = Device::Cpu;
     let cfg = recipe.arch.config();
@@ -229,7 +241,9 @@ pub fn train(
         max_shift: recipe.augment.max_shift,
         flip: recipe.augment.flip,
     };
-    let bar = if progress {
+    // Without a terminal (a log file) the bar is replaced by a line every fifth of an epoch.
+    let tty = progress && std::io::stderr().is_terminal();
+    let bar = if tty {
         ProgressBar::with_draw_target(
             Some((recipe.epochs * steps) as u64),
             ProgressDrawTarget::stderr(),
@@ -258,7 +272,8 @@ pub fn train(
             history.len()
         ));
     }
-    for epoch in history.len()..recipe.epochs {
+    let last = opts.stop_after.unwrap_or(recipe.epochs).min(recipe.epochs);
+    for epoch in history.len()..last {
         let start = Instant::now();
         let mut r = rng(recipe.seed, 1 + epoch as u64);
         let mut order: Vec<usize> = (0..n).collect();
@@ -289,6 +304,17 @@ pub fn train(
                 opt.lr
             ));
             bar.inc(1);
+            if progress && !tty && (s + 1) % steps.div_ceil(5) == 0 && s + 1 < steps {
+                eprintln!(
+                    "epoch {}/{} step {}/{steps}: loss {:.4}, accuracy {:.2}%, {:.0} s",
+                    epoch + 1,
+                    recipe.epochs,
+                    s + 1,
+                    loss_sum / seen as f64,
+                    100.0 * correct as f64 / seen as f64,
+                    start.elapsed().as_secs_f64()
+                );
+            }
         }
         let stats = EpochStats {
             epoch: epoch + 1,
@@ -376,7 +402,7 @@ pub fn write_model(
 
 /// A fresh, untrained model of `arch` (tests, round trips).
 pub fn init_model(arch: &Arch, seed: u64) -> Result<Vit, TrainError> {
-    Ok(Params::init(&arch.config(), &mut rng(seed, 0), &Device::Cpu)?.vit())
+    Ok(Params::init(&arch.config(), &mut rng(seed, 0), &Device::Cpu)?.frozen_vit())
 }
 
 /// Loss of `model` on images `indices` without augmentation (tests, diagnostics).

@@ -135,7 +135,16 @@ impl Params {
 
     /// A `Vit` over the variables themselves (not copies): optimizer steps update it in place.
     pub fn vit(&self) -> Vit {
-        let mut it = self.list.iter().map(|p| p.var.as_tensor().clone());
+        self.build(|v| v.as_tensor().clone())
+    }
+
+    /// A `Vit` over detached tensors (sharing the storage): evaluating it records no graph.
+    pub fn frozen_vit(&self) -> Vit {
+        self.build(|v| v.as_tensor().detach())
+    }
+
+    fn build(&self, tensor: impl Fn(&Var) -> Tensor) -> Vit {
+        let mut it = self.list.iter().map(|p| tensor(&p.var));
         let mut next = || it.next().expect("layout order");
         let eps = self.cfg.ln_eps;
         let patch = Linear {
@@ -164,6 +173,7 @@ impl Params {
                     ln_ffn,
                     fc1,
                     fc2,
+                    cls_mask: None,
                 }
             })
             .collect();

@@ -171,6 +171,10 @@ pub(crate) fn build(path: &Path, raw: Raw, opts: &LoadOptions) -> Result<Vit, Mo
                 ln_ffn: ck.norm(&format!("{p}.norm2"), hidden, eps)?,
                 fc1: ck.linear(&format!("{p}.mlp.fc1"), mlp_dim, hidden)?,
                 fc2: ck.linear(&format!("{p}.mlp.fc2"), hidden, mlp_dim)?,
+                cls_mask: match raw.tensors.contains_key(&format!("{p}.mlp.cls_mask")) {
+                    true => Some(ck.take(&format!("{p}.mlp.cls_mask"), &[mlp_dim])?),
+                    false => None,
+                },
             })
         })
         .collect::<Result<Vec<_>, ModelError>>()?;

@@ -113,5 +113,6 @@ pub(crate) fn read(path: &Path) -> Result<Raw, ModelError> {
         gelu: Gelu::Erf,
         pool: None,
         class_names: None,
+        normalization: None,
     })
 }

@@ -7,17 +7,46 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
 
-pub(crate) fn read(dir: &Path) -> Result<Raw, ModelError> {
-    let cfg_path = dir.join("config.json");
-    let text = std::fs::read_to_string(&cfg_path).map_err(|source| ModelError::Io {
-        path: cfg_path.clone(),
+fn read_text(path: &Path) -> Result<String, ModelError> {
+    std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
         source,
-    })?;
-    let cfg: Value = serde_json::from_str(&text)
-        .map_err(|e| ModelError::format(&cfg_path, format!("invalid JSON: {e}")))?;
+    })
+}
+
+/// Reads a folder (config.json, model.safetensors, optional preprocessor_config.json).
+pub(crate) fn read(dir: &Path) -> Result<Raw, ModelError> {
     let st = dir.join("model.safetensors");
-    let src: HashMap<String, Tensor> = candle_core::safetensors::load(&st, &Device::Cpu)
+    let src = candle_core::safetensors::load(&st, &Device::Cpu)
         .map_err(|e| ModelError::format(&st, format!("unreadable safetensors: {e}")))?;
+    let pre_path = dir.join("preprocessor_config.json");
+    let pre = if pre_path.is_file() { Some(read_text(&pre_path)?) } else { None };
+    from_parts(dir, &read_text(&dir.join("config.json"))?, src, pre.as_deref())
+}
+
+/// Mean and std of `preprocessor_config.json`, if it states them.
+fn normalization(label: &Path, text: &str) -> Result<Option<[[f64; 3]; 2]>, ModelError> {
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| ModelError::format(label, format!("invalid preprocessor_config.json: {e}")))?;
+    let three = |k: &str| -> Option<[f64; 3]> {
+        let a = v[k].as_array()?;
+        (a.len() == 3).then(|| [a[0].as_f64(), a[1].as_f64(), a[2].as_f64()]).and_then(|x| Some([x[0]?, x[1]?, x[2]?]))
+    };
+    Ok(three("image_mean").zip(three("image_std")).map(|(m, s)| [m, s]))
+}
+
+/// Builds the canonical tensors from a config text and the safetensors' tensors; `label` names
+/// the checkpoint in errors (a folder, or the embedded model).
+pub(crate) fn from_parts(
+    label: &Path,
+    config: &str,
+    src: HashMap<String, Tensor>,
+    preprocessor: Option<&str>,
+) -> Result<Raw, ModelError> {
+    let cfg_path = label.join("config.json");
+    let cfg: Value = serde_json::from_str(config)
+        .map_err(|e| ModelError::format(&cfg_path, format!("invalid JSON: {e}")))?;
+    let st = label.join("model.safetensors");
     let prefix = ["vit", "deit"]
         .into_iter()
         .find(|p| src.contains_key(&format!("{p}.embeddings.cls_token")))
@@ -99,5 +128,9 @@ pub(crate) fn read(dir: &Path) -> Result<Raw, ModelError> {
         gelu,
         pool: Some(Pool::Cls),
         class_names,
+        normalization: match preprocessor {
+            Some(text) => normalization(label, text)?,
+            None => None,
+        },
     })
 }

@@ -108,6 +108,8 @@ pub(crate) struct Raw {
     pub gelu: Gelu,
     pub pool: Option<Pool>,
     pub class_names: Option<Vec<String>>,
+    /// [mean, std] per channel, when the checkpoint records its preprocessing.
+    pub normalization: Option<[[f64; 3]; 2]>,
 }
 
 /// A loaded model and where it came from.
@@ -115,6 +117,7 @@ pub struct Loaded {
     pub model: Vit,
     pub layout: CheckpointLayout,
     pub class_names: Option<Vec<String>>,
+    pub normalization: Option<[[f64; 3]; 2]>,
 }
 
 /// Which layout a path holds, from its contents (not its extension).
@@ -190,11 +193,30 @@ pub fn load_model(path: &Path, opts: &LoadOptions) -> Result<Loaded, ModelError>
         ),
         CheckpointLayout::TorchPickle => torch_pickle::read(path)?,
     };
-    let class_names = raw.class_names.clone();
+    finish(path, raw, layout, opts)
+}
+
+fn finish(path: &Path, raw: Raw, layout: CheckpointLayout, opts: &LoadOptions) -> Result<Loaded, ModelError> {
+    let (class_names, normalization) = (raw.class_names.clone(), raw.normalization);
     let model = assemble::build(path, raw, opts)?;
     Ok(Loaded {
         model,
         layout,
         class_names,
+        normalization,
     })
+}
+
+/// Loads a Hugging Face checkpoint held in memory (the embedded model); `label` names it.
+pub fn load_hf_parts(
+    label: &Path,
+    config: &str,
+    safetensors: &[u8],
+    preprocessor: Option<&str>,
+    opts: &LoadOptions,
+) -> Result<Loaded, ModelError> {
+    let tensors = candle_core::safetensors::load_buffer(safetensors, &Device::Cpu)
+        .map_err(|e| ModelError::format(label, format!("unreadable safetensors: {e}")))?;
+    let raw = hf::from_parts(label, config, tensors, preprocessor)?;
+    finish(label, raw, CheckpointLayout::HuggingFace, opts)
 }

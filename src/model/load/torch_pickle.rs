@@ -32,6 +32,7 @@ pub(crate) fn timm_raw(_path: &Path, tensors: HashMap<String, Tensor>) -> Raw {
         gelu: Gelu::Erf,
         pool: None,
         class_names: None,
+        normalization: None,
     }
 }
 

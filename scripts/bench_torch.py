@@ -1,0 +1,94 @@
+"""The computations of `neuronpath bench` in PyTorch, for the comparison column.
+
+Usage: bench_torch.py IMAGE PATCH HIDDEN MLP HEADS LAYERS BATCH STEPS MIN_SECS SEARCH
+Prints a JSON list of rows named exactly like neuronpath's. CPU, float32, torch's default threads.
+A pre-LN ViT written out here (as in the paper's PyTorch port); the clamp is the CLS row of each
+block's MLP hidden units, a leaf with requires_grad; weights do not require gradients.
+"""
+import json
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+img, patch, d, m, heads, layers, batch, steps = map(int, sys.argv[1:9])
+min_secs = float(sys.argv[9])
+search = sys.argv[10] == "1"
+torch.manual_seed(0)
+g = img // patch
+n = g * g + 1
+hd = d // heads
+
+
+def p(*shape, std=0.02):
+    return (torch.randn(*shape) * std).requires_grad_(False)
+
+
+W = dict(
+    patch=p(d, 3, patch, patch), patch_b=p(d), cls=p(1, 1, d), pos=p(1, n, d),
+    blocks=[dict(ln1=(torch.ones(d), torch.zeros(d)), qkv=p(3 * d, d), qkv_b=p(3 * d),
+                 proj=p(d, d), proj_b=p(d), ln2=(torch.ones(d), torch.zeros(d)),
+                 fc1=p(m, d), fc1_b=p(m), fc2=p(d, m), fc2_b=p(d)) for _ in range(layers)],
+    norm=(torch.ones(d), torch.zeros(d)), head=p(1000, d), head_b=p(1000),
+)
+
+
+def forward(x, clamps=None):
+    r = x.shape[0]
+    t = F.conv2d(x, W["patch"], W["patch_b"], stride=patch).flatten(2).transpose(1, 2)
+    t = torch.cat([W["cls"].expand(r, -1, -1), t], 1) + W["pos"]
+    for l, b in enumerate(W["blocks"]):
+        h = F.layer_norm(t, (d,), *b["ln1"], eps=1e-6)
+        qkv = F.linear(h, b["qkv"], b["qkv_b"]).reshape(r, n, 3, heads, hd).permute(2, 0, 3, 1, 4)
+        att = (qkv[0] @ qkv[1].transpose(-2, -1) * hd ** -0.5).softmax(-1)
+        t = t + F.linear((att @ qkv[2]).transpose(1, 2).reshape(r, n, d), b["proj"], b["proj_b"])
+        a = F.gelu(F.linear(F.layer_norm(t, (d,), *b["ln2"], eps=1e-6), b["fc1"], b["fc1_b"]))
+        if clamps is not None and l in clamps:
+            a = torch.cat([clamps[l].unsqueeze(1), a[:, 1:]], 1)
+        t = t + F.linear(a, b["fc2"], b["fc2_b"])
+    return F.linear(F.layer_norm(t[:, 0], (d,), *W["norm"], eps=1e-6), W["head"], W["head_b"])
+
+
+def timeit(f):
+    f()
+    start, k = time.perf_counter(), 0
+    while k == 0 or time.perf_counter() - start < min_secs:
+        f()
+        k += 1
+    return (time.perf_counter() - start) / k
+
+
+fwd = 2 * (n - 1) * d * 3 * patch * patch + layers * (2 * n * (4 * d * d + 2 * d * m) + 4 * n * n * d) + 2 * d * 1000
+attn = layers * 4 * n * n * d
+attr = 2 * fwd + attn
+rows = []
+a = torch.randn(steps * n, d)
+w = torch.randn(d, m)
+s = timeit(lambda: a @ w)
+rows.append(dict(name=f"GEMM {steps * n}x{d}x{m} f32", per_second=1 / s, gflops=2 * steps * n * d * m / s / 1e9))
+x = torch.randn(batch, 3, img, img)
+with torch.no_grad():
+    s = timeit(lambda: forward(x))
+rows.append(dict(name=f"clean forward, batch {batch}", per_second=batch / s, gflops=fwd * batch / s / 1e9))
+one = x[:1].expand(steps, -1, -1, -1)
+
+
+def attribution():
+    clamps = {l: torch.randn(steps, m, requires_grad=True) for l in range(layers)}
+    prob = forward(one, clamps).softmax(-1)[:, 0].sum()
+    torch.autograd.grad(prob, list(clamps.values()))
+
+
+s = timeit(attribution)
+rows.append(dict(name=f"attribution pass (fwd+bwd), {steps} rows", per_second=steps / s, gflops=attr * steps / s / 1e9))
+if search:
+    start = time.perf_counter()
+    with torch.no_grad():
+        forward(x[:1])
+    for _ in range(layers):
+        attribution()
+    s = time.perf_counter() - start
+    rows.append(dict(name=f"path search, 1 image (L={layers} x m={steps})", per_second=1 / s,
+                     gflops=(fwd + layers * steps * attr) / s / 1e9))
+print(json.dumps(rows))

@@ -1,0 +1,119 @@
+//! `neuronpath bench`: speed and memory table (never a test), with PyTorch beside it when a
+//! Python with torch is available.
+use crate::bench::{run, vit_config, BenchRow};
+use std::process::Command;
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Size {
+    /// ViT-B/16 at 224 (12 layers, 768 hidden, 3072 MLP, 12 heads): the paper's model.
+    B16,
+    /// ViT-B/32 at 224.
+    B32,
+    /// A small model for a quick look.
+    Small,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, value_enum, default_value = "b16")]
+    pub size: Size,
+    /// Images of the clean-forward row.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Riemann steps m (rows of one attribution pass).
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Minimum seconds per timed row.
+    #[arg(long, default_value_t = 3.0)]
+    pub min_secs: f64,
+    /// Skip the (long) full path-search row.
+    #[arg(long)]
+    pub no_search: bool,
+    /// Python interpreter with torch for the comparison column [default: $NEURONPATH_PYTHON or python3].
+    #[arg(long)]
+    pub python: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn torch_rows(args: &Args, dims: [usize; 6]) -> Option<Vec<serde_json::Value>> {
+    let py = args
+        .python
+        .clone()
+        .or_else(|| std::env::var("NEURONPATH_PYTHON").ok())
+        .unwrap_or_else(|| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench_torch.py");
+    let dims: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
+    let out = Command::new(py)
+        .arg(script)
+        .args(&dims)
+        .args([args.batch.to_string(), args.steps.to_string(), args.min_secs.to_string()])
+        .arg(if args.no_search { "0" } else { "1" })
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+pub fn run_cmd(args: Args) -> anyhow::Result<()> {
+    let dims = match args.size {
+        Size::B16 => [224, 16, 768, 3072, 12, 12],
+        Size::B32 => [224, 32, 768, 3072, 12, 12],
+        Size::Small => [224, 16, 384, 1536, 6, 12],
+    };
+    let cfg = vit_config(dims[0], dims[1], dims[2], dims[3], dims[4], dims[5]);
+    eprintln!(
+        "benchmark: random ViT {:?} ({} layers, hidden {}, mlp {}, {} tokens), f32, {} rayon threads; {:.1} GFLOP per forward",
+        args.size,
+        cfg.layers,
+        cfg.hidden,
+        cfg.mlp_dim,
+        cfg.tokens(),
+        rayon::current_num_threads(),
+        cfg.forward_flops() / 1e9
+    );
+    let rows = run(&cfg, args.batch, args.steps, args.min_secs, !args.no_search)?;
+    let torch = torch_rows(&args, dims);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"neuronpath": rows, "pytorch": torch}))?);
+        return Ok(());
+    }
+    print_table(&rows, torch.as_deref());
+    Ok(())
+}
+
+fn print_table(rows: &[BenchRow], torch: Option<&[serde_json::Value]>) {
+    let gemm = rows[0].gflops;
+    println!(
+        "{:<44} {:>12} {:>9} {:>8} {:>10} {:>9} | {:>12} {:>9}",
+        "row", "per second", "GFLOP/s", "% GEMM", "seconds", "peak MiB", "torch /s", "torch GF/s"
+    );
+    for r in rows {
+        let t = torch.and_then(|t| t.iter().find(|v| v["name"] == r.name.as_str()));
+        let (tp, tg) = match t {
+            Some(v) => (
+                format!("{:.3}", v["per_second"].as_f64().unwrap_or(f64::NAN)),
+                format!("{:.1}", v["gflops"].as_f64().unwrap_or(f64::NAN)),
+            ),
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "{:<44} {:>8.3} {:<3} {:>9.1} {:>7.0}% {:>10.3} {:>9.0} | {:>12} {:>9}",
+            r.name,
+            r.per_second,
+            r.unit,
+            r.gflops,
+            100.0 * r.gflops / gemm,
+            r.seconds,
+            r.peak_rss_mib,
+            tp,
+            tg
+        );
+    }
+    if torch.is_none() {
+        println!("(PyTorch column: no python with torch found; set NEURONPATH_PYTHON or --python)");
+    }
+    println!("FLOPs count matmuls only; an attribution pass = forward + input-gradient backward (no weight gradients).");
+}

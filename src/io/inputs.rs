@@ -1,0 +1,149 @@
+//! The images a command runs on, in a deterministic order: files, ImageNet-style class folders,
+//! `.npy` arrays of preprocessed inputs, or images embedded in the binary.
+use super::dataset::{read_input_npy, read_labels_json, ImageFolder};
+use super::preprocess::{decode_rgb_bytes, load_image, preprocess_rgb, Normalization};
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where one image's pixels come from.
+#[derive(Clone, Debug)]
+pub enum Pixels {
+    File(PathBuf),
+    /// Row `row` of a preprocessed (N, 3, H, W) array.
+    Array {
+        data: Arc<Vec<f32>>,
+        row: usize,
+        shape: [usize; 3],
+    },
+    Embedded(&'static [u8]),
+}
+
+/// One input image.
+#[derive(Clone, Debug)]
+pub struct Item {
+    /// Position in the whole input list (stable across runs, shards and resumes).
+    pub index: u64,
+    /// Human-readable origin (file path, `array.npy[3]`, `embedded:...`).
+    pub source: String,
+    pub label: Option<usize>,
+    pub pixels: Pixels,
+}
+
+/// Inputs with their class names (from class folders), if any.
+pub struct Inputs {
+    pub items: Vec<Item>,
+    pub class_names: Option<Vec<String>>,
+}
+
+/// Gathers items from paths: class folders (labels from folder order), `.npy` files (labels from
+/// `labels`), and image files (labels from `labels`, in order, if given).
+pub fn gather(paths: &[PathBuf], labels: Option<&Path>) -> Result<Inputs> {
+    let given: Option<Vec<usize>> = match labels {
+        Some(p) => Some(read_labels_json(p)?),
+        None => None,
+    };
+    let mut items = Vec::new();
+    let mut class_names = None;
+    let mut loose = 0usize;
+    for p in paths {
+        if p.is_dir() {
+            let folder = ImageFolder::open(p)?;
+            for (path, label) in folder.items {
+                items.push(Item {
+                    index: items.len() as u64,
+                    source: path.display().to_string(),
+                    label: Some(label),
+                    pixels: Pixels::File(path),
+                });
+            }
+            class_names = Some(folder.classes);
+        } else if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
+            let (n, c, h, w, data) = read_input_npy(p)?;
+            let data = Arc::new(data);
+            for row in 0..n {
+                let label = given.as_ref().map(|g| g.get(loose).copied()).unwrap_or(None);
+                loose += 1;
+                items.push(Item {
+                    index: items.len() as u64,
+                    source: format!("{}[{row}]", p.display()),
+                    label,
+                    pixels: Pixels::Array {
+                        data: data.clone(),
+                        row,
+                        shape: [c, h, w],
+                    },
+                });
+            }
+        } else if p.is_file() {
+            let label = given.as_ref().map(|g| g.get(loose).copied()).unwrap_or(None);
+            loose += 1;
+            items.push(Item {
+                index: items.len() as u64,
+                source: p.display().to_string(),
+                label,
+                pixels: Pixels::File(p.clone()),
+            });
+        } else {
+            bail!("{}: no such file or folder", p.display());
+        }
+    }
+    if let Some(g) = &given {
+        if g.len() != loose {
+            bail!(
+                "{}: {} labels for {} images outside class folders",
+                labels.unwrap().display(),
+                g.len(),
+                loose
+            );
+        }
+    }
+    if items.is_empty() {
+        bail!("no input images");
+    }
+    Ok(Inputs { items, class_names })
+}
+
+/// Preprocessing of one model's inputs.
+#[derive(Clone, Copy, Debug)]
+pub struct Preprocess {
+    pub size: usize,
+    pub norm: Normalization,
+}
+
+impl Item {
+    /// The preprocessed (3, S, S) pixels.
+    pub fn load(&self, pre: &Preprocess) -> Result<Vec<f32>> {
+        match &self.pixels {
+            Pixels::File(p) => Ok(load_image(p, pre.size as u32, pre.norm)?),
+            Pixels::Embedded(bytes) => {
+                let img = decode_rgb_bytes(bytes, &self.source)?;
+                Ok(preprocess_rgb(&img, pre.size as u32, pre.norm))
+            }
+            Pixels::Array { data, row, shape } => {
+                if shape[1] != pre.size || shape[2] != pre.size {
+                    bail!(
+                        "{}: array images are {}x{}, the model needs {}x{}",
+                        self.source,
+                        shape[1],
+                        shape[2],
+                        pre.size,
+                        pre.size
+                    );
+                }
+                let n = shape.iter().product::<usize>();
+                Ok(data[row * n..(row + 1) * n].to_vec())
+            }
+        }
+    }
+}
+
+/// Loads a batch into a (B, 3, S, S) tensor; a bad image is an error naming it.
+pub fn load_batch(items: &[&Item], pre: &Preprocess, device: &Device) -> Result<Tensor> {
+    let mut all = Vec::with_capacity(items.len() * 3 * pre.size * pre.size);
+    for it in items {
+        all.extend(it.load(pre).with_context(|| format!("cannot read {}", it.source))?);
+    }
+    Ok(Tensor::from_vec(all, (items.len(), 3, pre.size, pre.size), device)?)
+}

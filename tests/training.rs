@@ -1,0 +1,307 @@
+//! Training on Fashion-MNIST, the IDX reader, the Hugging Face writer and the train/eval commands.
+//!
+//! Tests that need the real data fail (they do not skip) when it is missing: CI installs the
+//! Debian package `dataset-fashion-mnist`; `FASHION_MNIST_DIR` points elsewhere.
+use candle_core::{DType, Device, Tensor};
+use flate2::write::GzEncoder;
+use neuronpath::io::fashion_mnist::{self, DataError, FashionMnist, Split, CLASS_NAMES};
+use neuronpath::model::save::save_hf;
+use neuronpath::model::{load_model, LoadOptions, Mode};
+use neuronpath::training::{self, Arch, Recipe, TrainOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+fn data_dir() -> PathBuf {
+    let dir = std::env::var_os("FASHION_MNIST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(fashion_mnist::DEFAULT_DIR));
+    let (images, _) = Split::Train.files();
+    assert!(
+        dir.join(images).is_file(),
+        "Fashion-MNIST not found in {}: install the Debian package `dataset-fashion-mnist` \
+         or set FASHION_MNIST_DIR",
+        dir.display()
+    );
+    dir
+}
+
+/// A fresh scratch folder under the system temp dir.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("neuronpath-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn tiny() -> Arch {
+    Arch {
+        patch_size: 7,
+        hidden: 16,
+        layers: 2,
+        heads: 2,
+        mlp_dim: 32,
+    }
+}
+
+fn tiny_recipe(epochs: usize, limit: usize) -> Recipe {
+    Recipe {
+        arch: tiny(),
+        epochs,
+        batch: 64,
+        lr: 3e-3,
+        warmup_epochs: 0.5,
+        seed: 7,
+        limit: Some(limit),
+        ..Recipe::default()
+    }
+}
+
+#[test]
+fn training_lowers_the_loss() {
+    let data = FashionMnist::load(&data_dir(), Split::Train).unwrap().truncate(512);
+    let recipe = tiny_recipe(4, 512);
+    let probe: Vec<usize> = (0..256).collect();
+    let start = training::init_model(&recipe.arch, recipe.seed).unwrap();
+    let before = training::loss(&start, &data, &probe).unwrap();
+    let dir = scratch("loss");
+    let trained = training::train(&recipe, &data, &dir, &TrainOptions::default()).unwrap();
+    let after = training::loss(&trained.vit(), &data, &probe).unwrap();
+    let h = &trained.history;
+    assert!(
+        after < 0.8 * before,
+        "loss {before:.4} -> {after:.4} after training"
+    );
+    assert!(h[3].loss < h[0].loss, "epoch losses {h:?}");
+    assert!(dir.join("state.json").is_file() && dir.join("weights.safetensors").is_file());
+}
+
+#[test]
+fn resume_repeats_an_uninterrupted_run() {
+    let data = FashionMnist::load(&data_dir(), Split::Train).unwrap().truncate(192);
+    let recipe = tiny_recipe(2, 192);
+    let (a, b) = (scratch("resume-a"), scratch("resume-b"));
+    let whole = training::train(&recipe, &data, &a, &TrainOptions::default()).unwrap();
+    let first = TrainOptions {
+        stop_after: Some(1),
+        ..Default::default()
+    };
+    let part = training::train(&recipe, &data, &b, &first).unwrap();
+    assert_eq!(part.history.len(), 1);
+    let rest = TrainOptions {
+        resume: true,
+        ..Default::default()
+    };
+    let resumed = training::train(&recipe, &data, &b, &rest).unwrap();
+    assert_eq!(resumed.history.len(), 2);
+    for (p, q) in whole.params.list.iter().zip(&resumed.params.list) {
+        let diff = (p.var.as_tensor() - q.var.as_tensor())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(diff, 0.0, "{} differs after resume", p.name);
+    }
+    // A different recipe does not resume silently.
+    let other = Recipe {
+        lr: 1e-4,
+        ..recipe.clone()
+    };
+    let err = training::train(&other, &data, &b, &rest).err().unwrap();
+    assert!(err.to_string().contains("different recipe"), "{err}");
+}
+
+#[test]
+fn hugging_face_folder_round_trips() {
+    let vit = training::init_model(&tiny(), 3).unwrap();
+    // Weights of every scale, not just the tiny initial ones, so that any mix-up shows.
+    let mut vit = vit;
+    vit.pos = (vit.pos.randn_like(0.0, 1.0)).unwrap();
+    vit.blocks[1].qkv.weight = vit.blocks[1].qkv.weight.randn_like(0.0, 0.5).unwrap();
+    vit.blocks[0].qkv.bias = Some(vit.blocks[0].qkv.bias.as_ref().unwrap().randn_like(0.0, 1.0).unwrap());
+    vit.patch.weight = vit.patch.weight.randn_like(0.0, 0.3).unwrap();
+    vit.head.weight = vit.head.weight.randn_like(0.0, 1.0).unwrap();
+    let dir = scratch("hf");
+    let names: Vec<String> = CLASS_NAMES.iter().map(|s| s.to_string()).collect();
+    save_hf(&vit, &dir, Some(&names), &training::preprocessing()).unwrap();
+    let loaded = load_model(&dir, &LoadOptions::default()).unwrap();
+    assert_eq!(loaded.model.cfg, vit.cfg);
+    assert_eq!(loaded.class_names.as_deref(), Some(names.as_slice()));
+    let x = Tensor::randn(0f32, 1.0, (3, 3, 28, 28), &Device::Cpu).unwrap();
+    let want = vit.forward(&x, &[], None, Mode::Frozen).unwrap().logits;
+    let got = loaded.model.forward(&x, &[], None, Mode::Frozen).unwrap().logits;
+    let diff = (want - got).unwrap().abs().unwrap().max_all().unwrap();
+    assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "logits differ after the round trip");
+    let pre: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("preprocessor_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(pre["image_mean"], serde_json::json!([0.5, 0.5, 0.5]));
+    assert_eq!(pre["image_std"], serde_json::json!([0.5, 0.5, 0.5]));
+    assert_eq!(pre["size"]["height"], 28);
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["model_type"], "vit");
+    assert_eq!(cfg["label2id"]["Ankle boot"], 9);
+}
+
+/// Writes `bytes` gzipped to `path`.
+fn write_gz(path: &Path, bytes: &[u8]) {
+    let mut enc = GzEncoder::new(std::fs::File::create(path).unwrap(), Default::default());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap();
+}
+
+fn idx(magic: u32, dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut v = magic.to_be_bytes().to_vec();
+    for d in dims {
+        v.extend(d.to_be_bytes());
+    }
+    v.extend_from_slice(data);
+    v
+}
+
+/// A folder with a test split of `n` images and the given label file contents.
+fn fake_split(name: &str, images: Vec<u8>, labels: Vec<u8>) -> PathBuf {
+    let dir = scratch(name);
+    let (i, l) = Split::Test.files();
+    write_gz(&dir.join(i), &images);
+    write_gz(&dir.join(l), &labels);
+    dir
+}
+
+#[test]
+fn idx_reader_checks_its_files() {
+    let pixels: Vec<u8> = (0..2 * 784).map(|i| (i % 251) as u8).collect();
+    let good_images = idx(0x803, &[2, 28, 28], &pixels);
+    let good_labels = idx(0x801, &[2], &[3, 9]);
+    let (img_name, lab_name) = Split::Test.files();
+
+    let dir = fake_split("idx-good", good_images.clone(), good_labels.clone());
+    let d = FashionMnist::load(&dir, Split::Test).unwrap();
+    assert_eq!((d.len(), d.labels.clone()), (2, vec![3, 9]));
+    assert_eq!(d.image(1), &pixels[784..]);
+
+    let check = |name: &str, images: Vec<u8>, labels: Vec<u8>, file: &str, words: &str| {
+        let dir = fake_split(name, images, labels);
+        let err = FashionMnist::load(&dir, Split::Test).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(file), "error does not name {file}: {msg}");
+        assert!(msg.contains(words), "expected `{words}` in: {msg}");
+        err
+    };
+    let err = check(
+        "idx-magic",
+        idx(0x801, &[2, 28, 28], &pixels),
+        good_labels.clone(),
+        img_name,
+        "magic",
+    );
+    assert!(matches!(err, DataError::BadMagic { .. }));
+    let err = check(
+        "idx-trunc",
+        good_images[..good_images.len() - 100].to_vec(),
+        good_labels.clone(),
+        img_name,
+        "truncated",
+    );
+    assert!(matches!(err, DataError::Truncated { .. }));
+    check(
+        "idx-count",
+        good_images.clone(),
+        idx(0x801, &[3], &[1, 2, 3]),
+        lab_name,
+        "3 labels for the 2 images",
+    );
+    check(
+        "idx-label",
+        good_images.clone(),
+        idx(0x801, &[2], &[1, 10]),
+        lab_name,
+        "not a class",
+    );
+    check(
+        "idx-extra",
+        idx(0x803, &[1, 28, 28], &pixels),
+        good_labels.clone(),
+        img_name,
+        "bytes after",
+    );
+
+    // Not gzip at all.
+    let dir = fake_split("idx-gzip", good_images, good_labels);
+    std::fs::write(dir.join(img_name), b"not a gzip stream").unwrap();
+    let err = FashionMnist::load(&dir, Split::Test).unwrap_err();
+    assert!(matches!(err, DataError::Io { .. }), "{err}");
+    assert!(err.to_string().contains(img_name));
+
+    let err = FashionMnist::load(&dir.join("nowhere"), Split::Test).unwrap_err();
+    assert!(matches!(err, DataError::Missing { .. }));
+    assert!(err.to_string().contains("dataset-fashion-mnist"), "{err}");
+}
+
+#[test]
+fn exported_pngs_give_the_idx_inputs() {
+    let test = FashionMnist::load(&data_dir(), Split::Test).unwrap();
+    let dir = scratch("samples");
+    let written = fashion_mnist::export_samples(&test, &dir, 2).unwrap();
+    assert_eq!(written.len(), 20);
+    let first_sandal = (0..test.len()).find(|&i| test.labels[i] == 5).unwrap();
+    let png = dir.join(format!("05-sandal/test-{first_sandal:05}.png"));
+    assert!(written.contains(&png), "{written:?}");
+    assert!(dir.join("00-t-shirt-top").is_dir() && dir.join("09-ankle-boot").is_dir());
+    // PNG -> RGB -> [0, 1] -> Normalize(0.5, 0.5), as the image pipeline does, equals the IDX batch.
+    let rgb = image::open(&png).unwrap().to_rgb8();
+    let from_png: Vec<f32> = (0..3)
+        .flat_map(|c| rgb.pixels().map(move |p| (p[c] as f32 / 255.0 - 0.5) / 0.5).collect::<Vec<_>>())
+        .collect();
+    let from_idx: Vec<f32> = test
+        .batch(&[first_sandal], &Device::Cpu)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_eq!(from_png, from_idx);
+    assert_eq!(
+        test.batch(&[0], &Device::Cpu).unwrap().dtype(),
+        DType::F32
+    );
+}
+
+#[test]
+fn train_and_eval_commands() {
+    let data = data_dir();
+    let out = scratch("cli");
+    let bin = env!("CARGO_BIN_EXE_neuronpath");
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(bin).args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "neuronpath {args:?} failed:\n{text}");
+        text
+    };
+    let (d, o) = (data.to_str().unwrap(), out.to_str().unwrap());
+    let tiny = [
+        "--limit", "256", "--epochs", "1", "--batch", "64", "--hidden", "16", "--layers", "1",
+        "--heads", "2", "--mlp-dim", "32",
+    ];
+    let mut args = vec!["train", "--data", d, "--out", o];
+    args.extend(tiny);
+    run(&args);
+    let model = out.join("model");
+    for f in ["config.json", "model.safetensors", "preprocessor_config.json", "README.md"] {
+        assert!(model.join(f).is_file(), "{f} missing");
+    }
+    let card = std::fs::read_to_string(model.join("README.md")).unwrap();
+    assert!(card.contains("--limit 256") && card.contains("Test accuracy"), "{card}");
+    let text = run(&["eval", "--model", model.to_str().unwrap(), "--data", d]);
+    assert!(text.contains("test accuracy") && text.contains("Ankle boot"), "{text}");
+
+    let samples = scratch("cli-samples");
+    run(&["train", "--data", d, "--export-samples", samples.to_str().unwrap(), "--per-class", "1"]);
+    let classes: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(samples.join("classes.json")).unwrap()).unwrap();
+    assert_eq!(classes, CLASS_NAMES);
+    assert_eq!(std::fs::read_dir(samples.join("samples")).unwrap().count(), 10);
+}
