@@ -9,7 +9,11 @@ fn main() {
     println!("cargo:rerun-if-changed={}", root.display());
     let mut code = String::new();
     let model = root.join("model");
-    let files = ["config.json", "model.safetensors", "preprocessor_config.json"];
+    let files = [
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+    ];
     if files.iter().all(|f| model.join(f).is_file()) {
         for f in files {
             println!("cargo:rerun-if-changed={}", model.join(f).display());
@@ -28,7 +32,11 @@ fn main() {
     code.push_str("pub const SAMPLES: &[(&str, &str, &[u8])] = &[\n");
     let samples = root.join("samples");
     if let Ok(rd) = std::fs::read_dir(&samples) {
-        let mut classes: Vec<_> = rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()).collect();
+        let mut classes: Vec<_> = rd
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.path())
+            .collect();
         classes.sort();
         for class in classes {
             println!("cargo:rerun-if-changed={}", class.display());

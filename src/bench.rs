@@ -22,7 +22,14 @@ pub struct BenchRow {
 }
 
 /// ViT-B/16 at 224 (the paper's main model), or any size.
-pub fn vit_config(image: usize, patch: usize, hidden: usize, mlp: usize, heads: usize, layers: usize) -> VitConfig {
+pub fn vit_config(
+    image: usize,
+    patch: usize,
+    hidden: usize,
+    mlp: usize,
+    heads: usize,
+    layers: usize,
+) -> VitConfig {
     VitConfig {
         image_size: image,
         patch_size: patch,
@@ -82,7 +89,13 @@ pub fn random_model(cfg: &VitConfig, seed: u64) -> Result<Vit> {
 }
 
 /// The benchmark rows: GEMM, clean forward, one clamped attribution pass, path search.
-pub fn run(cfg: &VitConfig, batch: usize, steps: usize, min_secs: f64, search: bool) -> Result<Vec<BenchRow>> {
+pub fn run(
+    cfg: &VitConfig,
+    batch: usize,
+    steps: usize,
+    min_secs: f64,
+    search: bool,
+) -> Result<Vec<BenchRow>> {
     let model = random_model(cfg, 0)?;
     let dev = Device::Cpu;
     let n = cfg.tokens();
@@ -102,7 +115,9 @@ pub fn run(cfg: &VitConfig, batch: usize, steps: usize, min_secs: f64, search: b
     ));
 
     let images = Tensor::randn(0f32, 1.0, (batch, 3, cfg.image_size, cfg.image_size), &dev)?;
-    let secs = time(min_secs, || model.forward(&images, &[], None, Mode::Frozen).map(|_| ()))?;
+    let secs = time(min_secs, || {
+        model.forward(&images, &[], None, Mode::Frozen).map(|_| ())
+    })?;
     rows.push(row(
         &format!("clean forward, batch {batch}"),
         batch as f64 / secs,
@@ -117,7 +132,11 @@ pub fn run(cfg: &VitConfig, batch: usize, steps: usize, min_secs: f64, search: b
     let clamps: Vec<(usize, Tensor)> = (0..cfg.layers)
         .map(|l| {
             let v: Vec<f32> = (0..steps)
-                .flat_map(|k| acts.layers[0][l].iter().map(move |x| (*x * k as f64 / steps as f64) as f32))
+                .flat_map(|k| {
+                    acts.layers[0][l]
+                        .iter()
+                        .map(move |x| (*x * k as f64 / steps as f64) as f32)
+                })
                 .collect();
             Ok((l, Tensor::from_vec(v, (steps, cfg.mlp_dim), &dev)?))
         })
@@ -133,7 +152,9 @@ pub fn run(cfg: &VitConfig, batch: usize, steps: usize, min_secs: f64, search: b
         targets: &targets,
         probe: false,
     };
-    let secs = time(min_secs, || clamp_gradients(&model, &batch_def, chunk).map(|_| ()))?;
+    let secs = time(min_secs, || {
+        clamp_gradients(&model, &batch_def, chunk).map(|_| ())
+    })?;
     rows.push(row(
         &format!("attribution pass (fwd+bwd), {steps} rows"),
         steps as f64 / secs,
@@ -153,7 +174,8 @@ pub fn run(cfg: &VitConfig, batch: usize, steps: usize, min_secs: f64, search: b
         let start = Instant::now();
         layer_progressive_search(&model, &one, &[0], &acts, &settings)?;
         let secs = start.elapsed().as_secs_f64();
-        let flops = cfg.forward_flops() + cfg.layers as f64 * steps as f64 * cfg.attribution_flops();
+        let flops =
+            cfg.forward_flops() + cfg.layers as f64 * steps as f64 * cfg.attribution_flops();
         rows.push(row(
             &format!("path search, 1 image (L={} x m={})", cfg.layers, steps),
             1.0 / secs,

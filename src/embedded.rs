@@ -13,9 +13,18 @@ pub const MODEL_NAME: &str = "embedded:fashion-mnist-vit";
 /// Loads the embedded model through the Hugging Face loader.
 pub fn model(opts: &LoadOptions) -> Result<Loaded, ModelError> {
     let (config, weights, preprocessor) = MODEL.ok_or_else(|| {
-        ModelError::format(Path::new(MODEL_NAME), "this build has no embedded model (assets/fashion-mnist/model missing); pass --model")
+        ModelError::format(
+            Path::new(MODEL_NAME),
+            "this build has no embedded model (assets/fashion-mnist/model missing); pass --model",
+        )
     })?;
-    load_hf_parts(Path::new(MODEL_NAME), config, weights, Some(preprocessor), opts)
+    load_hf_parts(
+        Path::new(MODEL_NAME),
+        config,
+        weights,
+        Some(preprocessor),
+        opts,
+    )
 }
 
 /// The raw bytes the embedded model was loaded from (for hashing).

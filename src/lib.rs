@@ -7,9 +7,9 @@
 //! - [`experiments`]: manipulation, class analysis, pruning, plots and report.
 pub mod attribution;
 pub mod bench;
-pub mod experiments;
-pub mod io;
 pub mod cli;
 pub mod embedded;
+pub mod experiments;
+pub mod io;
 pub mod model;
 pub mod training;

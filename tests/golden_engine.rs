@@ -8,7 +8,9 @@ fn check_clean(dtype: DType, key: &str, tol: f64) {
     let model = load("golden/tiny_vit.npz", dtype);
     let gold = json("golden/expected_vit.json");
     let x = npy("golden/input_x.npy");
-    let out = model.forward(&x, &[], Some(Rows::Cls), Mode::Frozen).unwrap();
+    let out = model
+        .forward(&x, &[], Some(Rows::Cls), Mode::Frozen)
+        .unwrap();
     let probs = to_vec2(&neuronpath::model::ops::softmax(&out.logits, Mode::Frozen).unwrap());
     let want = vec2(&gold[key]["clean_probs"]);
     for (g, w) in probs.iter().zip(&want) {
@@ -18,7 +20,12 @@ fn check_clean(dtype: DType, key: &str, tol: f64) {
     for (l, layer) in acts.iter().enumerate() {
         let got = to_vec2(&out.hidden[l]);
         for (img, w) in vec2(layer).iter().enumerate() {
-            assert_close(&got[img], w, tol, &format!("activations layer {l} image {img}"));
+            assert_close(
+                &got[img],
+                w,
+                tol,
+                &format!("activations layer {l} image {img}"),
+            );
         }
     }
 }
@@ -37,8 +44,12 @@ fn clean_pass_f32_matches_reference() {
 fn train_mode_ops_match_frozen_ops() {
     let model = load("golden/tiny_vit.npz", DType::F64);
     let x = npy("golden/input_x.npy");
-    let a = model.forward(&x, &[], Some(Rows::Cls), Mode::Frozen).unwrap();
-    let b = model.forward(&x, &[], Some(Rows::Cls), Mode::Train).unwrap();
+    let a = model
+        .forward(&x, &[], Some(Rows::Cls), Mode::Frozen)
+        .unwrap();
+    let b = model
+        .forward(&x, &[], Some(Rows::Cls), Mode::Train)
+        .unwrap();
     for (ra, rb) in to_vec2(&a.logits).iter().zip(to_vec2(&b.logits)) {
         assert_close(ra, &rb, 1e-12, "logits");
     }

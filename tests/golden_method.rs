@@ -24,13 +24,17 @@ fn paths(v: &Value) -> Vec<Vec<usize>> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|l| l.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect())
+        .map(|l| {
+            l.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as usize)
+                .collect()
+        })
         .collect();
-    (0..lm[0].len()).map(|i| lm.iter().map(|l| l[i]).collect()).collect()
-}
-
-fn as_sets(p: &[Vec<usize>]) -> Vec<Vec<Vec<usize>>> {
-    p.iter().map(|path| path.iter().map(|&j| vec![j]).collect()).collect()
+    (0..lm[0].len())
+        .map(|i| lm.iter().map(|l| l[i]).collect())
+        .collect()
 }
 
 struct Run {
@@ -53,7 +57,9 @@ fn run(model: &Vit, x: &Tensor, s: &Settings) -> Run {
     let jas_p = joint_attribution(model, x, &targets, &acts, &found.sets, &clean, s).unwrap();
     let jas_b = joint_attribution(model, x, &targets, &acts, &base, &clean, s).unwrap();
     let flat = |sets: &[Vec<Vec<usize>>]| -> Vec<Vec<usize>> {
-        sets.iter().map(|p| p.iter().map(|l| l[0]).collect()).collect()
+        sets.iter()
+            .map(|p| p.iter().map(|l| l[0]).collect())
+            .collect()
     };
     Run {
         path: flat(&found.sets),
@@ -70,7 +76,12 @@ fn run(model: &Vit, x: &Tensor, s: &Settings) -> Run {
 fn check_scores(got: &[Vec<Vec<f64>>], want: &Value, tol: f64) {
     for (l, layer) in want.as_array().unwrap().iter().enumerate() {
         for (i, w) in vec2(layer).iter().enumerate() {
-            assert_close(&got[i][l], w, tol, &format!("selection scores layer {l} image {i}"));
+            assert_close(
+                &got[i][l],
+                w,
+                tol,
+                &format!("selection scores layer {l} image {i}"),
+            );
         }
     }
 }
@@ -85,10 +96,25 @@ fn vit_f64_search_jas_and_manipulation_match_reference() {
     assert_eq!(r.path, paths(&g["path"]));
     assert_eq!(r.base, paths(&g["base_path"]));
     assert_close(&r.jas_path, &vec1(&g["jas_path"]), 1e-9, "JAS of the path");
-    assert_close(&r.jas_base, &vec1(&g["jas_base_path"]), 1e-9, "JAS of the activation path");
+    assert_close(
+        &r.jas_base,
+        &vec1(&g["jas_base_path"]),
+        1e-9,
+        "JAS of the activation path",
+    );
     assert_close(&r.clean, &vec1(&g["prob_gt_clean"]), 1e-10, "clean F");
-    assert_close(&r.remove, &vec1(&g["prob_gt_remove_path"]), 1e-10, "F with the path removed");
-    assert_close(&r.enhance, &vec1(&g["prob_gt_enhance_path"]), 1e-10, "F with the path enhanced");
+    assert_close(
+        &r.remove,
+        &vec1(&g["prob_gt_remove_path"]),
+        1e-10,
+        "F with the path removed",
+    );
+    assert_close(
+        &r.enhance,
+        &vec1(&g["prob_gt_enhance_path"]),
+        1e-10,
+        "F with the path enhanced",
+    );
 }
 
 #[test]
@@ -120,9 +146,29 @@ fn mae_variant_matches_reference() {
     check_scores(&r.scores, &g["selection_scores"], 1e-9);
     assert_eq!(r.path, paths(&g["path"]));
     assert_eq!(r.base, paths(&g["base_path"]));
-    assert_close(&r.jas_path, &vec1(&g["jas_path_div196"]), 1e-9, "MAE JAS / 196");
-    assert_close(&r.jas_base, &vec1(&g["jas_base_path_div196"]), 1e-9, "MAE base JAS / 196");
+    assert_close(
+        &r.jas_path,
+        &vec1(&g["jas_path_div196"]),
+        1e-9,
+        "MAE JAS / 196",
+    );
+    assert_close(
+        &r.jas_base,
+        &vec1(&g["jas_base_path_div196"]),
+        1e-9,
+        "MAE base JAS / 196",
+    );
     assert_close(&r.clean, &vec1(&g["prob_gt_clean"]), 1e-10, "MAE clean F");
-    assert_close(&r.remove, &vec1(&g["prob_gt_remove_path"]), 1e-10, "MAE F removed");
-    assert_close(&r.enhance, &vec1(&g["prob_gt_enhance_path"]), 1e-10, "MAE F enhanced");
+    assert_close(
+        &r.remove,
+        &vec1(&g["prob_gt_remove_path"]),
+        1e-10,
+        "MAE F removed",
+    );
+    assert_close(
+        &r.enhance,
+        &vec1(&g["prob_gt_enhance_path"]),
+        1e-10,
+        "MAE F enhanced",
+    );
 }

@@ -15,9 +15,16 @@ fn setup() -> (Vit, Tensor, Vec<(usize, Tensor)>) {
     let clamps = (0..model.cfg.layers)
         .map(|l| {
             let rows: Vec<f64> = (0..2)
-                .flat_map(|i| acts.layers[i][l].iter().map(move |v| v * (0.3 + 0.2 * l as f64)))
+                .flat_map(|i| {
+                    acts.layers[i][l]
+                        .iter()
+                        .map(move |v| v * (0.3 + 0.2 * l as f64))
+                })
                 .collect();
-            (l, Tensor::from_vec(rows, (2, 64), &candle_core::Device::Cpu).unwrap())
+            (
+                l,
+                Tensor::from_vec(rows, (2, 64), &candle_core::Device::Cpu).unwrap(),
+            )
         })
         .collect();
     (model, x, clamps)
@@ -35,7 +42,12 @@ fn f_with(model: &Vit, x: &Tensor, clamps: &[(usize, Tensor)], target: usize) ->
     p.iter().map(|r| r[target]).collect()
 }
 
-fn one_backward(model: &Vit, x: &Tensor, clamps: &[(usize, Tensor)], chunk: usize) -> Vec<Vec<f64>> {
+fn one_backward(
+    model: &Vit,
+    x: &Tensor,
+    clamps: &[(usize, Tensor)],
+    chunk: usize,
+) -> Vec<Vec<f64>> {
     let batch = ClampBatch {
         images: x,
         image_of_row: &[0, 1],
@@ -70,7 +82,10 @@ fn single_backward_equals_central_finite_differences() {
                 let g = grads[ci][i * 64 + j];
                 let err = (g - fd).abs() / fd.abs().max(1e-8);
                 worst = worst.max(err);
-                assert!(err < 1e-6, "layer {ci} unit {j} image {i}: backward {g:e}, fd {fd:e}");
+                assert!(
+                    err < 1e-6,
+                    "layer {ci} unit {j} image {i}: backward {g:e}, fd {fd:e}"
+                );
             }
         }
     }
@@ -87,7 +102,11 @@ fn single_backward_equals_per_layer_plain_backwards() {
         let edits: Vec<_> = clamps
             .iter()
             .map(|(l, t)| {
-                let value = if l == layer { var.as_tensor().clone() } else { t.clone() };
+                let value = if l == layer {
+                    var.as_tensor().clone()
+                } else {
+                    t.clone()
+                };
                 Some(LayerEdit {
                     rows: Rows::Cls,
                     edit: Edit::Clamp(value),
@@ -95,9 +114,20 @@ fn single_backward_equals_per_layer_plain_backwards() {
             })
             .collect();
         let logits = model.forward(&x, &edits, None, Mode::Train).unwrap().logits;
-        let f = ops::softmax_plain(&logits).unwrap().narrow(1, 3, 1).unwrap().sum_all().unwrap();
+        let f = ops::softmax_plain(&logits)
+            .unwrap()
+            .narrow(1, 3, 1)
+            .unwrap()
+            .sum_all()
+            .unwrap();
         let g = f.backward().unwrap();
-        let want: Vec<f64> = g.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let want: Vec<f64> = g
+            .get(var.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         assert_close(&grads[ci], &want, 1e-12, &format!("layer {layer}"));
     }
 }
@@ -130,7 +160,12 @@ fn gelu_and_softmax_kernels_match_plain_ops() {
         let gb = b.sqr().unwrap().sum_all().unwrap().backward().unwrap();
         let flat = |t: &Tensor| -> Vec<f64> { t.flatten_all().unwrap().to_vec1().unwrap() };
         assert_close(&flat(&a), &flat(&b), 1e-14, "gelu value");
-        assert_close(&flat(ga.get(&v).unwrap()), &flat(gb.get(&v).unwrap()), 1e-12, "gelu grad");
+        assert_close(
+            &flat(ga.get(&v).unwrap()),
+            &flat(gb.get(&v).unwrap()),
+            1e-12,
+            "gelu grad",
+        );
         let sa = ops::softmax(&b, Mode::Frozen).unwrap();
         let sb = ops::softmax_plain(&b).unwrap();
         assert_close(&flat(&sa), &flat(&sb), 1e-14, "softmax value");

@@ -19,7 +19,9 @@ fn opts(eps: Option<f64>, double: bool) -> LoadOptions {
 fn logits(rel: &str, o: &LoadOptions) -> Vec<Vec<f64>> {
     let model = load_with(rel, o);
     let x = npy("loaders/input.npy");
-    let out = model.forward(&x, &[], None, neuronpath::model::Mode::Frozen).unwrap();
+    let out = model
+        .forward(&x, &[], None, neuronpath::model::Mode::Frozen)
+        .unwrap();
     to_vec2(&out.logits)
 }
 
@@ -33,28 +35,54 @@ fn check(key: &str, rel: &str, o: &LoadOptions) {
 #[test]
 fn hugging_face_vit_matches_transformers() {
     // heads and eps come from config.json here; the options must not be needed.
-    check("hf_vit", "loaders/hf_vit", &LoadOptions { dtype: DType::F64, ..Default::default() });
+    check(
+        "hf_vit",
+        "loaders/hf_vit",
+        &LoadOptions {
+            dtype: DType::F64,
+            ..Default::default()
+        },
+    );
 }
 
 #[test]
 fn hugging_face_deit_matches_transformers() {
-    check("deit", "loaders/hf_deit", &LoadOptions { dtype: DType::F64, ..Default::default() });
+    check(
+        "deit",
+        "loaders/hf_deit",
+        &LoadOptions {
+            dtype: DType::F64,
+            ..Default::default()
+        },
+    );
 }
 
 #[test]
 fn timm_safetensors_matches_timm() {
-    check("timm_vit", "loaders/timm_vit.safetensors", &opts(Some(1e-12), false));
+    check(
+        "timm_vit",
+        "loaders/timm_vit.safetensors",
+        &opts(Some(1e-12), false),
+    );
 }
 
 #[test]
 fn google_npz_matches_reference() {
-    check("google_vit_eps1e-6", "loaders/google_vit.npz", &opts(None, false));
+    check(
+        "google_vit_eps1e-6",
+        "loaders/google_vit.npz",
+        &opts(None, false),
+    );
 }
 
 #[test]
 fn mae_pth_matches_timm_with_single_and_double_fc_norm() {
     check("mae_vit", "loaders/mae_vit.pth", &opts(None, false));
-    check("mae_vit_double_fc_norm", "loaders/mae_vit.pth", &opts(None, true));
+    check(
+        "mae_vit_double_fc_norm",
+        "loaders/mae_vit.pth",
+        &opts(None, true),
+    );
 }
 
 #[test]
@@ -99,18 +127,31 @@ fn missing_tensor_is_named() {
 fn wrong_shape_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let mut t = timm_tensors();
-    t.insert("blocks.2.attn.proj.weight".into(), Tensor::zeros((24, 12), DType::F32, &Device::Cpu).unwrap());
+    t.insert(
+        "blocks.2.attn.proj.weight".into(),
+        Tensor::zeros((24, 12), DType::F32, &Device::Cpu).unwrap(),
+    );
     let e = err(&write_timm(&dir, &t), &opts(None, false));
-    assert!(e.contains("`blocks.2.attn.proj.weight` has shape [24, 12], expected [24, 24]"), "{e}");
+    assert!(
+        e.contains("`blocks.2.attn.proj.weight` has shape [24, 12], expected [24, 24]"),
+        "{e}"
+    );
 }
 
 #[test]
 fn nan_weights_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut t = timm_tensors();
-    let mut v: Vec<f32> = t["blocks.0.mlp.fc1.weight"].flatten_all().unwrap().to_vec1().unwrap();
+    let mut v: Vec<f32> = t["blocks.0.mlp.fc1.weight"]
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     v[5] = f32::NAN;
-    t.insert("blocks.0.mlp.fc1.weight".into(), Tensor::from_vec(v, (48, 24), &Device::Cpu).unwrap());
+    t.insert(
+        "blocks.0.mlp.fc1.weight".into(),
+        Tensor::from_vec(v, (48, 24), &Device::Cpu).unwrap(),
+    );
     let e = err(&write_timm(&dir, &t), &opts(None, false));
     assert!(e.contains("`blocks.0.mlp.fc1.weight` contains NaN"), "{e}");
 }
@@ -118,7 +159,10 @@ fn nan_weights_are_refused() {
 #[test]
 fn malicious_pickle_is_refused_without_running_it() {
     let e = err(&fixture("loaders/malicious.pth"), &opts(None, false));
-    assert!(e.contains("refusing unsafe pickle") && e.contains("system"), "{e}");
+    assert!(
+        e.contains("refusing unsafe pickle") && e.contains("system"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -127,7 +171,11 @@ fn unknown_and_truncated_files_give_errors() {
     let junk = dir.path().join("junk.bin");
     std::fs::write(&junk, b"this is not a checkpoint at all").unwrap();
     assert!(err(&junk, &opts(None, false)).contains("unknown checkpoint layout"));
-    for rel in ["loaders/google_vit.npz", "loaders/mae_vit.pth", "loaders/timm_vit.safetensors"] {
+    for rel in [
+        "loaders/google_vit.npz",
+        "loaders/mae_vit.pth",
+        "loaders/timm_vit.safetensors",
+    ] {
         let bytes = std::fs::read(fixture(rel)).unwrap();
         let cut = dir.path().join(format!("cut-{}", rel.replace('/', "-")));
         std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
@@ -141,7 +189,10 @@ fn unknown_and_truncated_files_give_errors() {
 
 #[test]
 fn heads_that_do_not_divide_hidden_are_an_error() {
-    let e = match load_model(&fixture("loaders/timm_vit.safetensors"), &LoadOptions::default()) {
+    let e = match load_model(
+        &fixture("loaders/timm_vit.safetensors"),
+        &LoadOptions::default(),
+    ) {
         Err(ModelError::Format { msg, .. }) => msg,
         other => panic!("expected a format error, got {:?}", other.map(|_| ())),
     };

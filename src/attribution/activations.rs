@@ -20,7 +20,11 @@ impl Activations {
 }
 
 /// Class probabilities `[image][class]` and activations of a clean forward pass.
-pub fn clean_pass(model: &Vit, images: &Tensor, rows: Rows) -> Result<(Vec<Vec<f64>>, Activations)> {
+pub fn clean_pass(
+    model: &Vit,
+    images: &Tensor,
+    rows: Rows,
+) -> Result<(Vec<Vec<f64>>, Activations)> {
     let out = model.forward(images, &[], Some(rows), Mode::Frozen)?;
     let probs = crate::model::ops::softmax(&out.logits, Mode::Frozen)?
         .to_dtype(DType::F64)?
@@ -37,5 +41,12 @@ pub fn clean_pass(model: &Vit, images: &Tensor, rows: Rows) -> Result<(Vec<Vec<f
             layers[i].push(chunk.to_vec());
         }
     }
-    Ok((probs, Activations { tokens, mlp, layers }))
+    Ok((
+        probs,
+        Activations {
+            tokens,
+            mlp,
+            layers,
+        },
+    ))
 }

@@ -101,7 +101,9 @@ pub fn layer_ig_sets(
             let mut score = vec![0f64; mlp];
             for t in 0..tokens {
                 for (j, sc) in score.iter_mut().enumerate() {
-                    let g: f64 = (0..m).map(|k| grads.grads[0][(i * m + k) * tm + t * mlp + j]).sum();
+                    let g: f64 = (0..m)
+                        .map(|k| grads.grads[0][(i * m + k) * tm + t * mlp + j])
+                        .sum();
                     *sc += g / m as f64 * acts.layers[i][l][t * mlp + j];
                 }
             }
@@ -114,7 +116,9 @@ pub fn layer_ig_sets(
 /// Random: `k` distinct uniform units per layer, from a generator seeded by (seed, image key),
 /// so that an image's random path does not depend on batching or order.
 pub fn random_set(layers: usize, mlp: usize, k: usize, seed: u64, image_key: u64) -> NeuronSets {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ image_key.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
+        seed ^ image_key.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
     (0..layers)
         .map(|_| {
             let mut set = Vec::with_capacity(k);

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The path-finding methods.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
     /// The paper's layer-progressive neuron path (JAS search).
@@ -108,7 +110,9 @@ pub fn discover_batch(
     };
     let clean: Vec<f64> = probs.iter().zip(&targets).map(|(p, &t)| p[t]).collect();
     let (layers, mlp) = (model.cfg.layers, model.cfg.mlp_dim);
-    let mut per_method: Vec<(Method, Vec<NeuronSets>, Option<Vec<Vec<f64>>>)> = Vec::new();
+    // (method, sets per image, search margins per image and layer)
+    type Found = (Method, Vec<NeuronSets>, Option<Vec<Vec<f64>>>);
+    let mut per_method: Vec<Found> = Vec::new();
     for &m in &req.methods {
         let (sets, margins) = match m {
             Method::Path => {

@@ -14,7 +14,8 @@ pub struct Jas {
     pub reference: f64,
     /// `(1/m) sum_l A_l[p_l] sum_k g_lk[p_l]`: integrated gradients over the neuron set.
     pub additive: f64,
-    /// F(clean) - F(path zeroed) - additive: how far the Riemann sum is from completeness.
+    /// F(clamped, alpha=1) - F(clamped, path zeroed) - additive: how far the Riemann sum is from
+    /// completeness (alpha = 1 is the clean pass).
     pub delta: f64,
 }
 
@@ -32,10 +33,17 @@ pub fn joint_attribution(
     let (tokens, mlp) = (acts.tokens, acts.mlp);
     let tm = tokens * mlp;
     let clamps = (0..layers)
-        .map(|l| Ok((l, clamp_values(model, acts, l, s, |i| Scaled::Units(&sets[i][l]))?)))
+        .map(|l| {
+            Ok((
+                l,
+                clamp_values(model, acts, l, s, |i| Scaled::Units(&sets[i][l]))?,
+            ))
+        })
         .collect::<Result<Vec<_>>>()?;
     let grads = run_clamped(model, images, targets, &clamps, s)?;
-    let zeroed = set_probabilities(model, images, targets, sets, 0.0, s)?;
+    // Row k = 0 is the clamped pass at alpha = 0 (path zeroed, every other unit of the clamped
+    // rows held at its clean value); alpha = 1 reproduces the clean pass.
+    let zeroed: Vec<f64> = (0..b).map(|i| grads.probs[i * m]).collect();
     let divisor = if s.compat && tokens > 1 {
         REFERENCE_MAE_DIVISOR
     } else {
@@ -46,10 +54,12 @@ pub fn joint_attribution(
             let (mut reference, mut additive) = (0.0, 0.0);
             for t in 0..tokens {
                 let (mut sum_a, mut sum_g) = (0.0, 0.0);
-                for l in 0..layers {
-                    for &p in entering(&sets[i][l], s.compat) {
+                for (l, set) in sets[i].iter().enumerate() {
+                    for &p in entering(set, s.compat) {
                         let a = acts.layers[i][l][t * mlp + p];
-                        let g: f64 = (0..m).map(|k| grads.grads[l][(i * m + k) * tm + t * mlp + p]).sum();
+                        let g: f64 = (0..m)
+                            .map(|k| grads.grads[l][(i * m + k) * tm + t * mlp + p])
+                            .sum();
                         sum_a += a;
                         sum_g += g;
                         additive += a * g / m as f64;
@@ -92,6 +102,9 @@ pub fn set_probabilities(
             }))
         })
         .collect::<Result<Vec<_>>>()?;
-    let probs = model.probabilities(images, &edits)?.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+    let probs = model
+        .probabilities(images, &edits)?
+        .to_dtype(DType::F64)?
+        .to_vec2::<f64>()?;
     Ok(probs.iter().zip(targets).map(|(p, &t)| p[t]).collect())
 }

@@ -47,7 +47,11 @@ fn torch_rows(args: &Args, dims: [usize; 6]) -> Option<Vec<serde_json::Value>> {
     let out = Command::new(py)
         .arg(script)
         .args(&dims)
-        .args([args.batch.to_string(), args.steps.to_string(), args.min_secs.to_string()])
+        .args([
+            args.batch.to_string(),
+            args.steps.to_string(),
+            args.min_secs.to_string(),
+        ])
         .arg(if args.no_search { "0" } else { "1" })
         .output()
         .ok()?;
@@ -77,7 +81,12 @@ pub fn run_cmd(args: Args) -> anyhow::Result<()> {
     let rows = run(&cfg, args.batch, args.steps, args.min_secs, !args.no_search)?;
     let torch = torch_rows(&args, dims);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"neuronpath": rows, "pytorch": torch}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"neuronpath": rows, "pytorch": torch})
+            )?
+        );
         return Ok(());
     }
     print_table(&rows, torch.as_deref());

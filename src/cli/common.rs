@@ -1,11 +1,11 @@
 //! Options shared by the commands that load a model.
-use anyhow::Context;
-use candle_core::{DType, Device};
 use crate::embedded;
 use crate::io::inputs::{gather, Inputs, Preprocess};
 use crate::io::preprocess::Normalization;
 use crate::model::load::Loaded;
 use crate::model::{load_model, Gelu, LoadOptions};
+use anyhow::Context;
+use candle_core::{DType, Device};
 use sha2::Digest;
 use std::path::Path;
 use std::path::PathBuf;
@@ -104,7 +104,10 @@ impl ModelArgs {
         let norm = match (self.normalize, loaded.normalization) {
             (Some(n), _) => n,
             (None, Some(ms)) => Normalization::from_mean_std(ms).with_context(|| {
-                format!("{}: unsupported normalisation {ms:?}; pass --normalize", self.name())
+                format!(
+                    "{}: unsupported normalisation {ms:?}; pass --normalize",
+                    self.name()
+                )
             })?,
             (None, None) => Normalization::ImageNet,
         };
@@ -141,13 +144,19 @@ impl ModelArgs {
         match &self.model {
             None => h.update(embedded::model_bytes().unwrap_or_default()),
             Some(p) if p.is_dir() => {
-                let mut files: Vec<PathBuf> = std::fs::read_dir(p)?.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
+                let mut files: Vec<PathBuf> = std::fs::read_dir(p)?
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_file())
+                    .collect();
                 files.sort();
                 for f in files {
                     h.update(std::fs::read(&f)?);
                 }
             }
-            Some(p) => h.update(std::fs::read(p).with_context(|| format!("{}: cannot read", p.display()))?),
+            Some(p) => {
+                h.update(std::fs::read(p).with_context(|| format!("{}: cannot read", p.display()))?)
+            }
         }
         Ok(format!("{:x}", h.finalize()))
     }
@@ -177,8 +186,14 @@ impl std::str::FromStr for Shard {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let (i, n) = s.split_once('/').ok_or("expected i/n, e.g. 0/8")?;
-        let index: u64 = i.trim().parse().map_err(|_| format!("bad shard index `{i}`"))?;
-        let count: u64 = n.trim().parse().map_err(|_| format!("bad shard count `{n}`"))?;
+        let index: u64 = i
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad shard index `{i}`"))?;
+        let count: u64 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("bad shard count `{n}`"))?;
         if count == 0 || index >= count {
             return Err(format!("shard {index}/{count}: need 0 <= i < n"));
         }

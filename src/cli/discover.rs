@@ -34,7 +34,12 @@ pub struct Args {
     #[arg(long, default_value_t = 1)]
     pub top_k: usize,
     /// Methods to run.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "path,activation,influence,random")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "path,activation,influence,random"
+    )]
     pub methods: Vec<Method>,
     /// Class whose probability F is attributed.
     #[arg(long, value_enum, default_value = "label")]
@@ -88,7 +93,11 @@ pub fn run(args: Args) -> Result<()> {
                 it.source
             );
         }
-        if let Some(it) = inputs.items.iter().find(|it| it.label.unwrap() >= model.cfg.num_classes) {
+        if let Some(it) = inputs
+            .items
+            .iter()
+            .find(|it| it.label.unwrap() >= model.cfg.num_classes)
+        {
             anyhow::bail!(
                 "{}: label {} but the model has {} classes",
                 it.source,
@@ -147,7 +156,12 @@ pub fn run(args: Args) -> Result<()> {
         .filter(|it| shard.is_none_or(|s| s.contains(it.index)))
         .filter(|it| !done.contains(&it.index))
         .collect();
-    let skipped = inputs.items.iter().filter(|it| shard.is_none_or(|s| s.contains(it.index))).count() - pending.len();
+    let skipped = inputs
+        .items
+        .iter()
+        .filter(|it| shard.is_none_or(|s| s.contains(it.index)))
+        .count()
+        - pending.len();
     eprintln!(
         "neuronpath discover: {} images ({} done before), {} layers x {} neurons, m={}, methods {}, {} rows per pass",
         pending.len(),
@@ -160,8 +174,10 @@ pub fn run(args: Args) -> Result<()> {
     );
     let bar = ProgressBar::new(pending.len() as u64);
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} images  {elapsed} elapsed, ETA {eta}  {msg}")
-            .unwrap(),
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} images  {elapsed} elapsed, ETA {eta}  {msg}",
+        )
+        .unwrap(),
     );
     let mut summary = Summary::default();
     let mut processed = 0usize;
@@ -205,10 +221,16 @@ pub fn run(args: Args) -> Result<()> {
             match res {
                 Ok(r) => {
                     summary.add(&r);
-                    if let (Some(p), Some(b)) = (r.methods.get("path"), r.methods.get("activation")) {
-                        ref_entries.push((r.target, ReferenceEntry::new(&p.path, p.jas.reference, &b.path, b.jas.reference)));
+                    if let (Some(p), Some(b)) = (r.methods.get("path"), r.methods.get("activation"))
+                    {
+                        ref_entries.push((
+                            r.target,
+                            ReferenceEntry::new(&p.path, p.jas.reference, &b.path, b.jas.reference),
+                        ));
                     }
-                    let name = class_names.as_ref().and_then(|n| r.label.and_then(|l| n.get(l)).cloned());
+                    let name = class_names
+                        .as_ref()
+                        .and_then(|n| r.label.and_then(|l| n.get(l)).cloned());
                     merge_into(&mut rec, serde_json::to_value(&r)?);
                     rec["label_name"] = json!(name);
                 }
@@ -275,7 +297,10 @@ impl Summary {
             self.errors,
             100.0 * self.correct as f64 / self.images.max(1) as f64
         );
-        eprintln!("{:<12} {:>12} {:>22}", "method", "mean JAS", "F removed / F clean");
+        eprintln!(
+            "{:<12} {:>12} {:>22}",
+            "method", "mean JAS", "F removed / F clean"
+        );
         for (m, (s, r, n)) in &self.jas {
             eprintln!("{:<12} {:>12.5} {:>22.4}", m, s / *n as f64, r / *n as f64);
         }

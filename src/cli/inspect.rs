@@ -26,15 +26,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     println!("model        {}", args.model.name());
     println!("layout       {:?}", loaded.layout);
-    println!("image size   {} (patch {}, grid {}x{})", cfg.image_size, cfg.patch_size, cfg.grid(), cfg.grid());
+    println!(
+        "image size   {} (patch {}, grid {}x{})",
+        cfg.image_size,
+        cfg.patch_size,
+        cfg.grid(),
+        cfg.grid()
+    );
     println!("layers       {}", cfg.layers);
-    println!("hidden       {} ({} heads of {})", cfg.hidden, cfg.heads, cfg.head_dim());
+    println!(
+        "hidden       {} ({} heads of {})",
+        cfg.hidden,
+        cfg.heads,
+        cfg.head_dim()
+    );
     println!("mlp          {} neurons per layer", cfg.mlp_dim);
     println!("classes      {}", cfg.num_classes);
-    println!("tokens       {} ({} prefix)", cfg.tokens(), cfg.prefix_tokens);
+    println!(
+        "tokens       {} ({} prefix)",
+        cfg.tokens(),
+        cfg.prefix_tokens
+    );
     println!("pooling      {:?}", cfg.pool);
     println!("gelu         {:?}", cfg.gelu);
     println!("layernorm    eps {:e}", cfg.ln_eps);
-    println!("forward      {:.3} GFLOP per image", cfg.forward_flops() / 1e9);
+    println!(
+        "forward      {:.3} GFLOP per image",
+        cfg.forward_flops() / 1e9
+    );
     Ok(())
 }

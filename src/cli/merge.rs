@@ -14,6 +14,10 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let inputs: Vec<&std::path::Path> = args.inputs.iter().map(|p| p.as_path()).collect();
     let n = crate::io::records::merge(&inputs, &args.out)?;
-    eprintln!("merged {} files: {n} images -> {}", inputs.len(), args.out.display());
+    eprintln!(
+        "merged {} files: {n} images -> {}",
+        inputs.len(),
+        args.out.display()
+    );
     Ok(())
 }

@@ -27,13 +27,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let pre = args.model.preprocess(&loaded)?;
     let inputs = args.model.inputs(&args.inputs, args.labels.as_deref())?;
     let names = loaded.class_names.clone().or(inputs.class_names.clone());
-    let name = |c: usize| names.as_ref().and_then(|n| n.get(c).cloned()).unwrap_or_else(|| c.to_string());
+    let name = |c: usize| {
+        names
+            .as_ref()
+            .and_then(|n| n.get(c).cloned())
+            .unwrap_or_else(|| c.to_string())
+    };
     let items: Vec<_> = inputs.items.iter().collect();
     let (mut correct, mut labelled) = (0, 0);
     let mut out = Vec::new();
     for batch in items.chunks(args.batch.max(1)) {
         let x = load_batch(batch, &pre, model.device())?;
-        let probs = model.probabilities(&x, &[])?.to_dtype(candle_core::DType::F64)?.to_vec2::<f64>()?;
+        let probs = model
+            .probabilities(&x, &[])?
+            .to_dtype(candle_core::DType::F64)?
+            .to_vec2::<f64>()?;
         for (it, p) in batch.iter().zip(probs) {
             let top = crate::attribution::top_k(&p, 5);
             if let Some(l) = it.label {
@@ -43,7 +51,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             if args.json {
                 out.push(json!({"source": it.source, "label": it.label, "prediction": top[0], "probs": p}));
             } else {
-                let label = it.label.map(|l| format!("  (label {})", name(l))).unwrap_or_default();
+                let label = it
+                    .label
+                    .map(|l| format!("  (label {})", name(l)))
+                    .unwrap_or_default();
                 println!("{}{label}", it.source);
                 for &c in &top {
                     println!("  {:>8.4}  {}", p[c], name(c));
@@ -52,9 +63,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&json!({"model": args.model.name(), "class_names": names, "images": out}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"model": args.model.name(), "class_names": names, "images": out})
+            )?
+        );
     } else if labelled > 0 {
-        println!("top-1 accuracy {correct}/{labelled} = {:.1}%", 100.0 * correct as f64 / labelled as f64);
+        println!(
+            "top-1 accuracy {correct}/{labelled} = {:.1}%",
+            100.0 * correct as f64 / labelled as f64
+        );
     }
     Ok(())
 }

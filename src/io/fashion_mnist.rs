@@ -38,7 +38,9 @@ const LABELS_MAGIC: u32 = 0x0000_0801;
 /// A problem with a data file, always naming it.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("{path}: {source} (install the Debian package `dataset-fashion-mnist` or pass --data)")]
+    #[error(
+        "{path}: {source} (install the Debian package `dataset-fashion-mnist` or pass --data)"
+    )]
     Missing {
         path: PathBuf,
         source: std::io::Error,

@@ -63,7 +63,10 @@ pub fn gather(paths: &[PathBuf], labels: Option<&Path>) -> Result<Inputs> {
             let (n, c, h, w, data) = read_input_npy(p)?;
             let data = Arc::new(data);
             for row in 0..n {
-                let label = given.as_ref().map(|g| g.get(loose).copied()).unwrap_or(None);
+                let label = given
+                    .as_ref()
+                    .map(|g| g.get(loose).copied())
+                    .unwrap_or(None);
                 loose += 1;
                 items.push(Item {
                     index: items.len() as u64,
@@ -77,7 +80,10 @@ pub fn gather(paths: &[PathBuf], labels: Option<&Path>) -> Result<Inputs> {
                 });
             }
         } else if p.is_file() {
-            let label = given.as_ref().map(|g| g.get(loose).copied()).unwrap_or(None);
+            let label = given
+                .as_ref()
+                .map(|g| g.get(loose).copied())
+                .unwrap_or(None);
             loose += 1;
             items.push(Item {
                 index: items.len() as u64,
@@ -143,7 +149,14 @@ impl Item {
 pub fn load_batch(items: &[&Item], pre: &Preprocess, device: &Device) -> Result<Tensor> {
     let mut all = Vec::with_capacity(items.len() * 3 * pre.size * pre.size);
     for it in items {
-        all.extend(it.load(pre).with_context(|| format!("cannot read {}", it.source))?);
+        all.extend(
+            it.load(pre)
+                .with_context(|| format!("cannot read {}", it.source))?,
+        );
     }
-    Ok(Tensor::from_vec(all, (items.len(), 3, pre.size, pre.size), device)?)
+    Ok(Tensor::from_vec(
+        all,
+        (items.len(), 3, pre.size, pre.size),
+        device,
+    )?)
 }

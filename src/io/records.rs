@@ -63,7 +63,11 @@ pub fn read_records(path: &Path) -> Result<(Value, Vec<Value>)> {
         match v["kind"].as_str() {
             Some("header") if n == 0 => header = Some(v),
             Some("image") => records.push(v),
-            _ => bail!("{}: line {} is neither a header nor an image record", path.display(), n + 1),
+            _ => bail!(
+                "{}: line {} is neither a header nor an image record",
+                path.display(),
+                n + 1
+            ),
         }
     }
     let header = header.with_context(|| format!("{}: no header line", path.display()))?;
@@ -101,7 +105,8 @@ impl RecordWriter {
                 .with_context(|| format!("{}: cannot write", path.display()))?;
             return Ok((RecordWriter { file }, done));
         }
-        let file = File::create(path).with_context(|| format!("{}: cannot write", path.display()))?;
+        let file =
+            File::create(path).with_context(|| format!("{}: cannot write", path.display()))?;
         let mut w = RecordWriter { file };
         w.write_line(header)?;
         Ok((w, done))
@@ -124,9 +129,16 @@ impl RecordWriter {
 /// Cuts the file after its last newline (a killed writer may leave half a line).
 fn truncate_partial_line(path: &Path) -> Result<()> {
     let bytes = std::fs::read(path)?;
-    let keep = bytes.iter().rposition(|&b| b == b'\n').map(|p| p + 1).unwrap_or(0);
+    let keep = bytes
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map(|p| p + 1)
+        .unwrap_or(0);
     if keep < bytes.len() {
-        OpenOptions::new().write(true).open(path)?.set_len(keep as u64)?;
+        OpenOptions::new()
+            .write(true)
+            .open(path)?
+            .set_len(keep as u64)?;
     }
     Ok(())
 }
@@ -149,14 +161,17 @@ pub fn merge(inputs: &[&Path], output: &Path) -> Result<usize> {
             _ => {}
         }
         for r in recs {
-            let idx = r["index"].as_u64().with_context(|| format!("{}: record without index", p.display()))?;
+            let idx = r["index"]
+                .as_u64()
+                .with_context(|| format!("{}: record without index", p.display()))?;
             all.entry(idx).or_insert(r);
         }
     }
     let mut header = header.context("nothing to merge")?;
     header["shard"] = Value::Null;
     if output.exists() {
-        std::fs::remove_file(output).with_context(|| format!("{}: cannot replace", output.display()))?;
+        std::fs::remove_file(output)
+            .with_context(|| format!("{}: cannot replace", output.display()))?;
     }
     let (mut w, _) = RecordWriter::open(output, &header)?;
     for r in all.values() {

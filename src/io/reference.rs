@@ -35,7 +35,8 @@ fn label_file(prefix: &Path, label: usize) -> PathBuf {
 pub fn write_args(prefix: &Path, args: &serde_json::Value) -> Result<()> {
     let p = PathBuf::from(format!("{}.args.json", prefix.display()));
     if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
     }
     std::fs::write(&p, serde_json::to_string_pretty(args)?)
         .with_context(|| format!("{}: cannot write", p.display()))
@@ -63,10 +64,19 @@ pub fn append_batch(prefix: &Path, entries: &[(usize, ReferenceEntry)]) -> Resul
 
 /// Reads every `{prefix}-{label}.rlt.jsonl` back: label -> entries in file order.
 pub fn read_reference(prefix: &Path) -> Result<BTreeMap<usize, Vec<ReferenceEntry>>> {
-    let dir = prefix.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let stem = prefix.file_name().context("prefix without a file name")?.to_string_lossy().to_string();
+    let dir = prefix
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let stem = prefix
+        .file_name()
+        .context("prefix without a file name")?
+        .to_string_lossy()
+        .to_string();
     let mut out = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))? {
+    for entry in
+        std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?
+    {
         let name = entry?.file_name().to_string_lossy().to_string();
         let Some(label) = name
             .strip_prefix(&format!("{stem}-"))

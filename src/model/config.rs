@@ -69,8 +69,15 @@ impl VitConfig {
 
     /// FLOPs (2 x multiply-adds) of one image's forward pass, matmuls only.
     pub fn forward_flops(&self) -> f64 {
-        let (n, d, m) = (self.tokens() as f64, self.hidden as f64, self.mlp_dim as f64);
-        let patch = 2.0 * self.patches() as f64 * d * (self.channels * self.patch_size * self.patch_size) as f64;
+        let (n, d, m) = (
+            self.tokens() as f64,
+            self.hidden as f64,
+            self.mlp_dim as f64,
+        );
+        let patch = 2.0
+            * self.patches() as f64
+            * d
+            * (self.channels * self.patch_size * self.patch_size) as f64;
         let block = 2.0 * n * (4.0 * d * d + 2.0 * d * m) + 2.0 * 2.0 * n * n * d;
         patch + self.layers as f64 * block + 2.0 * d * self.num_classes as f64
     }

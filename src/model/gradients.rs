@@ -91,7 +91,11 @@ fn one_chunk(model: &Vit, batch: &ClampBatch, start: usize, len: usize) -> Resul
     }
     let logits = model.forward(&images, &edits, None, Mode::Frozen)?.logits;
     let probs = ops::softmax(&logits, Mode::Frozen)?;
-    let onehot = one_hot(&batch.targets[start..start + len], model.cfg.num_classes, model)?;
+    let onehot = one_hot(
+        &batch.targets[start..start + len],
+        model.cfg.num_classes,
+        model,
+    )?;
     let picked = (probs * onehot)?.sum(1)?;
     let store = picked.sum_all()?.backward()?;
     let mut grads = Vec::with_capacity(vars.len());

@@ -6,10 +6,10 @@
 //!   constants), with exact analytic derivatives and rayon-parallel CPU kernels. Candle's own
 //!   `gelu_erf` backward uses a truncated constant (0.398942), and its matmul backward always
 //!   builds the weight gradient; both are wrong or wasteful for attribution.
+use candle_core::backend::BackendStorage;
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Storage, Tensor, WithDType, D,
 };
-use candle_core::backend::BackendStorage;
 use num_traits::Float;
 use rayon::prelude::*;
 
@@ -58,7 +58,9 @@ where
     if out.len() < PAR_MIN {
         out.chunks_mut(row).enumerate().for_each(|(i, r)| f(i, r));
     } else {
-        out.par_chunks_mut(row).enumerate().for_each(|(i, r)| f(i, r));
+        out.par_chunks_mut(row)
+            .enumerate()
+            .for_each(|(i, r)| f(i, r));
     }
 }
 
@@ -78,10 +80,13 @@ fn gelu_value(kind: Gelu, x: f64) -> f64 {
 
 fn gelu_derivative(kind: Gelu, x: f64) -> f64 {
     match kind {
-        Gelu::Erf => 0.5 * (1.0 + libm::erf(x * INV_SQRT_2)) + x * INV_SQRT_2PI * (-0.5 * x * x).exp(),
+        Gelu::Erf => {
+            0.5 * (1.0 + libm::erf(x * INV_SQRT_2)) + x * INV_SQRT_2PI * (-0.5 * x * x).exp()
+        }
         Gelu::Tanh => {
             let t = (SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)).tanh();
-            0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044715 * x * x)
+            0.5 * (1.0 + t)
+                + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044715 * x * x)
         }
     }
 }
@@ -114,7 +119,10 @@ impl CustomOp1 for GeluOp {
         Ok((out, l.shape().clone()))
     }
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(arg.apply_op2_no_bwd(&grad.contiguous()?, &GeluGradOp(self.0))?))
+        Ok(Some(arg.apply_op2_no_bwd(
+            &grad.contiguous()?,
+            &GeluGradOp(self.0),
+        )?))
     }
 }
 
@@ -216,7 +224,9 @@ impl CustomOp1 for SoftmaxOp {
         Ok((out, l.shape().clone()))
     }
     fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(res.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxGradOp)?))
+        Ok(Some(
+            res.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxGradOp)?,
+        ))
     }
 }
 
@@ -377,10 +387,12 @@ impl CustomOp2 for LayerNormGradOp<'_> {
     ) -> Result<(CpuStorage, Shape)> {
         let out = match s1.dtype() {
             DType::F32 => f32::to_cpu_storage_owned(
-                self.0.grad(contiguous::<f32>(s1, l1)?, contiguous::<f32>(s2, l2)?),
+                self.0
+                    .grad(contiguous::<f32>(s1, l1)?, contiguous::<f32>(s2, l2)?),
             ),
             DType::F64 => f64::to_cpu_storage_owned(
-                self.0.grad(contiguous::<f64>(s1, l1)?, contiguous::<f64>(s2, l2)?),
+                self.0
+                    .grad(contiguous::<f64>(s1, l1)?, contiguous::<f64>(s2, l2)?),
             ),
             d => candle_core::bail!("layernorm grad: unsupported dtype {d:?}"),
         };
@@ -447,7 +459,9 @@ impl CustomOp1 for FrozenLinearOp {
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let dims = grad.dims().to_vec();
         let rows = grad.elem_count() / dims[dims.len() - 1];
-        let gx = grad.reshape((rows, dims[dims.len() - 1]))?.matmul(&self.weight)?;
+        let gx = grad
+            .reshape((rows, dims[dims.len() - 1]))?
+            .matmul(&self.weight)?;
         let mut out_dims = dims;
         *out_dims.last_mut().unwrap() = self.weight.dim(1)?;
         Ok(Some(gx.reshape(out_dims)?))
@@ -458,7 +472,9 @@ impl Linear {
     fn plain(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let (inp, out) = (dims[dims.len() - 1], self.weight.dim(0)?);
-        let y = x.reshape((x.elem_count() / inp, inp))?.matmul(&self.weight.t()?)?;
+        let y = x
+            .reshape((x.elem_count() / inp, inp))?
+            .matmul(&self.weight.t()?)?;
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,

@@ -34,6 +34,13 @@ pub fn save_hf(
             "only CLS-pooled models with one prefix token can be written as ViTForImageClassification",
         ));
     }
+    if model.blocks.iter().any(|b| b.cls_mask.is_some()) {
+        // Hugging Face has no place for them; dropping them would change the model.
+        return Err(ModelError::format(
+            dir,
+            "pruning masks (cls_mask) cannot be written as ViTForImageClassification",
+        ));
+    }
     if let Some(names) = class_names {
         if names.len() != c.num_classes {
             return Err(ModelError::format(
@@ -52,7 +59,10 @@ pub fn save_hf(
     safetensors::serialize_to_file(&tensors, Some(metadata), &st)
         .map_err(|e| ModelError::format(&st, format!("cannot write: {e}")))?;
     write_json(&dir.join("config.json"), &config_json(model, class_names))?;
-    write_json(&dir.join("preprocessor_config.json"), &preprocessor_json(pre))
+    write_json(
+        &dir.join("preprocessor_config.json"),
+        &preprocessor_json(pre),
+    )
 }
 
 fn write_json(path: &Path, value: &Value) -> Result<(), ModelError> {
@@ -125,7 +135,10 @@ fn hf_tensors(model: &Vit) -> candle_core::Result<HashMap<String, Tensor>> {
     let c = &model.cfg;
     let mut out = HashMap::new();
     let mut put = |name: String, t: &Tensor| -> candle_core::Result<()> {
-        let t = t.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.contiguous()?;
+        let t = t
+            .to_device(&Device::Cpu)?
+            .to_dtype(DType::F32)?
+            .contiguous()?;
         out.insert(name, t);
         Ok(())
     };
@@ -160,7 +173,14 @@ fn hf_tensors(model: &Vit) -> candle_core::Result<HashMap<String, Tensor>> {
             let w = b.qkv.weight.narrow(0, j * d, d)?;
             let bq = bias(&b.qkv, 3 * d)?.narrow(0, j * d, d)?;
             let name = format!("{l}.attention.attention.{part}");
-            linear(&name, &Linear { weight: w, bias: Some(bq) }, d)?;
+            linear(
+                &name,
+                &Linear {
+                    weight: w,
+                    bias: Some(bq),
+                },
+                d,
+            )?;
         }
         linear(&format!("{l}.attention.output.dense"), &b.proj, d)?;
         linear(&format!("{l}.intermediate.dense"), &b.fc1, c.mlp_dim)?;

@@ -102,7 +102,10 @@ impl Vit {
         let k = qkv.get(1)?.contiguous()?;
         let v = qkv.get(2)?.contiguous()?;
         let att = ops::softmax(&q.matmul(&k.t()?)?, mode)?;
-        let o = att.matmul(&v)?.permute([0, 2, 1, 3])?.reshape((r, n, c.hidden))?;
+        let o = att
+            .matmul(&v)?
+            .permute([0, 2, 1, 3])?
+            .reshape((r, n, c.hidden))?;
         block.proj.forward(&o, mode)
     }
 
@@ -119,7 +122,10 @@ impl Vit {
         let mut a = ops::gelu(&z, self.cfg.gelu, mode)?;
         if let Some(mask) = &block.cls_mask {
             let r = a.dim(0)?;
-            let mask = mask.unsqueeze(0)?.broadcast_as((r, mask.dim(0)?))?.contiguous()?;
+            let mask = mask
+                .unsqueeze(0)?
+                .broadcast_as((r, mask.dim(0)?))?
+                .contiguous()?;
             let prune = LayerEdit {
                 rows: Rows::Cls,
                 edit: Edit::Scale(mask),

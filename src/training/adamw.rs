@@ -87,9 +87,7 @@ impl AdamW {
                 if got.dims() != p.var.dims() {
                     return Err(format!("tensor `{name}` has shape {:?}", got.dims()));
                 }
-                *slot = got
-                    .to_device(p.var.device())
-                    .map_err(|e| e.to_string())?;
+                *slot = got.to_device(p.var.device()).map_err(|e| e.to_string())?;
             }
         }
         self.t = t;

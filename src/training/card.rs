@@ -88,7 +88,10 @@ pub fn model_card(recipe: &Recipe, trained: &Trained, test: &Evaluation, command
         ),
         (
             "seed",
-            format!("{} (ChaCha8; all shuffling, augmentation and initialisation)", recipe.seed),
+            format!(
+                "{} (ChaCha8; all shuffling, augmentation and initialisation)",
+                recipe.seed
+            ),
         ),
         (
             "training time",
@@ -114,7 +117,10 @@ pub fn model_card(recipe: &Recipe, trained: &Trained, test: &Evaluation, command
         let _ = writeln!(w, "| {c} {name} | {:.1}% |", 100.0 * test.class_accuracy(c));
     }
     let _ = writeln!(w, "\nPer epoch (training images, augmented):\n");
-    let _ = writeln!(w, "| epoch | loss | accuracy | seconds |\n|---|---|---|---|");
+    let _ = writeln!(
+        w,
+        "| epoch | loss | accuracy | seconds |\n|---|---|---|---|"
+    );
     for h in &trained.history {
         let _ = writeln!(
             w,

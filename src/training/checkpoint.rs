@@ -113,7 +113,8 @@ pub(super) fn load(dir: &Path, recipe: &Recipe, device: &Device) -> Result<Resum
         ));
     }
     let tensors = candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| err(&w, e))?;
-    let params = Params::from_tensors(&recipe.arch.config(), &tensors, device).map_err(|e| err(&w, e))?;
+    let params =
+        Params::from_tensors(&recipe.arch.config(), &tensors, device).map_err(|e| err(&w, e))?;
     let mut opt = AdamW::new(&params, recipe.lr, recipe.weight_decay)?;
     opt.restore(&params, &tensors, state.step)
         .map_err(|e| err(&w, e))?;

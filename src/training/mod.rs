@@ -138,11 +138,17 @@ impl Recipe {
     fn check(&self, n: usize) -> Result<(), TrainError> {
         let a = &self.arch;
         let bad = |m: String| Err(TrainError::Recipe(m));
-        if a.patch_size == 0 || SIDE % a.patch_size != 0 {
-            return bad(format!("patch size {} does not divide {SIDE}", a.patch_size));
+        if a.patch_size == 0 || !SIDE.is_multiple_of(a.patch_size) {
+            return bad(format!(
+                "patch size {} does not divide {SIDE}",
+                a.patch_size
+            ));
         }
-        if a.heads == 0 || a.hidden % a.heads != 0 {
-            return bad(format!("hidden size {} is not a multiple of {} heads", a.hidden, a.heads));
+        if a.heads == 0 || !a.hidden.is_multiple_of(a.heads) {
+            return bad(format!(
+                "hidden size {} is not a multiple of {} heads",
+                a.hidden, a.heads
+            ));
         }
         if self.epochs == 0 || self.batch == 0 || n == 0 {
             return bad("epochs, batch size and training images must be positive".into());
@@ -165,7 +171,8 @@ impl Recipe {
         }
         let span = (total - warm).max(1) as f64;
         let progress = ((step - warm) as f64 / span).min(1.0);
-        self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + (std::f64::consts::PI * progress).cos())
+        self.min_lr
+            + 0.5 * (self.lr - self.min_lr) * (1.0 + (std::f64::consts::PI * progress).cos())
     }
 }
 
@@ -409,7 +416,10 @@ pub fn init_model(arch: &Arch, seed: u64) -> Result<Vit, TrainError> {
 pub fn loss(model: &Vit, data: &FashionMnist, indices: &[usize]) -> Result<f64, TrainError> {
     let x = data.batch(indices, model.device())?;
     let y = Tensor::new(
-        indices.iter().map(|&i| data.labels[i] as u32).collect::<Vec<_>>(),
+        indices
+            .iter()
+            .map(|&i| data.labels[i] as u32)
+            .collect::<Vec<_>>(),
         model.device(),
     )?;
     let logits = model.forward(&x, &[], None, Mode::Frozen)?.logits;

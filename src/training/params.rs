@@ -52,15 +52,30 @@ fn layout(cfg: &VitConfig) -> Vec<(String, Vec<usize>, Init, bool)> {
     let patch_in = cfg.channels * cfg.patch_size * cfg.patch_size;
     let w = || Init::TruncNormal(0.02);
     let mut v = vec![
-        ("patch_embed.proj.weight".into(), vec![d, patch_in], w(), true),
+        (
+            "patch_embed.proj.weight".into(),
+            vec![d, patch_in],
+            w(),
+            true,
+        ),
         ("patch_embed.proj.bias".into(), vec![d], Init::Zeros, false),
         // timm: normal(std 1e-6) for the CLS token, trunc-normal(0.02) for the position table.
-        ("cls_token".into(), vec![1, d], Init::TruncNormal(1e-6), false),
+        (
+            "cls_token".into(),
+            vec![1, d],
+            Init::TruncNormal(1e-6),
+            false,
+        ),
         ("pos_embed".into(), vec![cfg.tokens(), d], w(), false),
     ];
     for i in 0..cfg.layers {
         let b = format!("blocks.{i}");
-        for (name, out, inp) in [("attn.qkv", 3 * d, d), ("attn.proj", d, d), ("mlp.fc1", m, d), ("mlp.fc2", d, m)] {
+        for (name, out, inp) in [
+            ("attn.qkv", 3 * d, d),
+            ("attn.proj", d, d),
+            ("mlp.fc1", m, d),
+            ("mlp.fc2", d, m),
+        ] {
             v.push((format!("{b}.{name}.weight"), vec![out, inp], w(), true));
             v.push((format!("{b}.{name}.bias"), vec![out], Init::Zeros, false));
         }
@@ -72,7 +87,12 @@ fn layout(cfg: &VitConfig) -> Vec<(String, Vec<usize>, Init, bool)> {
     v.push(("norm.weight".into(), vec![d], Init::Ones, false));
     v.push(("norm.bias".into(), vec![d], Init::Zeros, false));
     v.push(("head.weight".into(), vec![cfg.num_classes, d], w(), true));
-    v.push(("head.bias".into(), vec![cfg.num_classes], Init::Zeros, false));
+    v.push((
+        "head.bias".into(),
+        vec![cfg.num_classes],
+        Init::Zeros,
+        false,
+    ));
     v
 }
 
@@ -115,10 +135,15 @@ impl Params {
                     .get(&name)
                     .ok_or_else(|| format!("missing tensor `{name}`"))?;
                 if t.dims() != shape.as_slice() {
-                    return Err(format!("tensor `{name}` has shape {:?}, expected {shape:?}", t.dims()));
+                    return Err(format!(
+                        "tensor `{name}` has shape {:?}, expected {shape:?}",
+                        t.dims()
+                    ));
                 }
                 let t = t.to_dtype(DType::F32).and_then(|t| t.to_device(device));
-                let var = t.and_then(|t| Var::from_tensor(&t)).map_err(|e| e.to_string())?;
+                let var = t
+                    .and_then(|t| Var::from_tensor(&t))
+                    .map_err(|e| e.to_string())?;
                 Ok(Param { name, var, decay })
             })
             .collect::<std::result::Result<_, String>>()?;

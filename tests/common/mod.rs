@@ -6,7 +6,9 @@ use serde_json::Value;
 use std::path::PathBuf;
 
 pub fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
 }
 
 pub fn json(rel: &str) -> Value {
@@ -14,7 +16,11 @@ pub fn json(rel: &str) -> Value {
 }
 
 pub fn vec1(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }
 
 pub fn vec2(v: &Value) -> Vec<Vec<f64>> {
@@ -34,7 +40,10 @@ pub fn load_with(rel: &str, opts: &LoadOptions) -> Vit {
 }
 
 pub fn npy(rel: &str) -> Tensor {
-    Tensor::read_npy(fixture(rel)).unwrap().to_device(&Device::Cpu).unwrap()
+    Tensor::read_npy(fixture(rel))
+        .unwrap()
+        .to_device(&Device::Cpu)
+        .unwrap()
 }
 
 /// Largest relative error, relative to the largest magnitude of the expected values
@@ -50,7 +59,10 @@ pub fn max_rel(got: &[f64], want: &[f64]) -> f64 {
 
 pub fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
     let e = max_rel(got, want);
-    assert!(e <= tol, "{what}: relative error {e:e} > {tol:e}\n got {got:?}\nwant {want:?}");
+    assert!(
+        e <= tol,
+        "{what}: relative error {e:e} > {tol:e}\n got {got:?}\nwant {want:?}"
+    );
 }
 
 pub fn to_vec2(t: &Tensor) -> Vec<Vec<f64>> {

@@ -15,10 +15,13 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn get(&self, name: &str) -> Result<&Tensor, ModelError> {
-        self.raw.tensors.get(name).ok_or_else(|| ModelError::Missing {
-            path: self.path.to_path_buf(),
-            name: name.to_string(),
-        })
+        self.raw
+            .tensors
+            .get(name)
+            .ok_or_else(|| ModelError::Missing {
+                path: self.path.to_path_buf(),
+                name: name.to_string(),
+            })
     }
 
     /// The tensor, checked for shape and finiteness, in the requested dtype and device.
@@ -60,7 +63,10 @@ impl Checker<'_> {
         if d.len() != rank {
             return Err(ModelError::format(
                 self.path,
-                format!("tensor `{name}` has rank {} ({d:?}), expected rank {rank}", d.len()),
+                format!(
+                    "tensor `{name}` has rank {} ({d:?}), expected rank {rank}",
+                    d.len()
+                ),
             ));
         }
         Ok(d)
@@ -91,7 +97,10 @@ pub(crate) fn build(path: &Path, raw: Raw, opts: &LoadOptions) -> Result<Vit, Mo
     let pe = ck.dims("patch_embed.proj.weight", 4)?;
     let (hidden, channels, patch) = (pe[0], pe[1], pe[2]);
     if pe[3] != patch {
-        return Err(ModelError::format(path, format!("non-square patch kernel {pe:?}")));
+        return Err(ModelError::format(
+            path,
+            format!("non-square patch kernel {pe:?}"),
+        ));
     }
     let prefix_tokens = ck.dims("cls_token", 3)?[1];
     let pos_dims = ck.dims("pos_embed", 3)?;
@@ -107,14 +116,17 @@ pub(crate) fn build(path: &Path, raw: Raw, opts: &LoadOptions) -> Result<Vit, Mo
         ));
     }
     let image_size = opts.image_size.unwrap_or(old_grid * patch);
-    if image_size % patch != 0 {
+    if !image_size.is_multiple_of(patch) {
         return Err(ModelError::format(
             path,
             format!("image size {image_size} is not a multiple of the patch size {patch}"),
         ));
     }
     let layers = (0..)
-        .take_while(|i| raw.tensors.contains_key(&format!("blocks.{i}.norm1.weight")))
+        .take_while(|i| {
+            raw.tensors
+                .contains_key(&format!("blocks.{i}.norm1.weight"))
+        })
         .count();
     if layers == 0 {
         return Err(ModelError::Missing {
@@ -131,11 +143,13 @@ pub(crate) fn build(path: &Path, raw: Raw, opts: &LoadOptions) -> Result<Vit, Mo
             format!("cannot split hidden size {hidden} into {heads} heads; pass the head count"),
         ));
     }
-    let pool = raw.pool.unwrap_or(if raw.tensors.contains_key("fc_norm.weight") {
-        Pool::MeanPatch
-    } else {
-        Pool::Cls
-    });
+    let pool = raw
+        .pool
+        .unwrap_or(if raw.tensors.contains_key("fc_norm.weight") {
+            Pool::MeanPatch
+        } else {
+            Pool::Cls
+        });
     let cfg = VitConfig {
         image_size,
         patch_size: patch,

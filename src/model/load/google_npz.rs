@@ -27,7 +27,10 @@ pub(crate) fn read(path: &Path) -> Result<Raw, ModelError> {
         } else {
             Err(ModelError::format(
                 path,
-                format!("tensor `{name}` has shape {:?}, expected rank {r}", tensor.dims()),
+                format!(
+                    "tensor `{name}` has shape {:?}, expected rank {r}",
+                    tensor.dims()
+                ),
             ))
         }
     };
@@ -37,7 +40,10 @@ pub(crate) fn read(path: &Path) -> Result<Raw, ModelError> {
     // HWIO -> OIHW.
     out.insert(
         "patch_embed.proj.weight".into(),
-        kernel.permute([3, 2, 0, 1]).and_then(|k| k.contiguous()).map_err(&t)?,
+        kernel
+            .permute([3, 2, 0, 1])
+            .and_then(|k| k.contiguous())
+            .map_err(&t)?,
     );
     out.insert("patch_embed.proj.bias".into(), get("embedding/bias")?);
     out.insert("cls_token".into(), get("cls")?);
@@ -49,7 +55,10 @@ pub(crate) fn read(path: &Path) -> Result<Raw, ModelError> {
     out.insert("norm.bias".into(), get("Transformer/encoder_norm/bias")?);
     let head = get("head/kernel")?;
     rank("head/kernel", &head, 2)?;
-    out.insert("head.weight".into(), head.t().and_then(|h| h.contiguous()).map_err(&t)?);
+    out.insert(
+        "head.weight".into(),
+        head.t().and_then(|h| h.contiguous()).map_err(&t)?,
+    );
     out.insert("head.bias".into(), get("head/bias")?);
     let dense = |name: &str| -> Result<Tensor, ModelError> {
         let k = get(name)?;
@@ -74,10 +83,20 @@ pub(crate) fn read(path: &Path) -> Result<Raw, ModelError> {
             heads = Some(h);
             // (D, heads, hd) -> (D, D) -> (out, in).
             ws.push(k.reshape((dm, h * hd)).and_then(|k| k.t()).map_err(&t)?);
-            bs.push(get(&format!("{att}/{part}/bias"))?.flatten_all().map_err(&t)?);
+            bs.push(
+                get(&format!("{att}/{part}/bias"))?
+                    .flatten_all()
+                    .map_err(&t)?,
+            );
         }
-        out.insert(format!("{c}.attn.qkv.weight"), Tensor::cat(&ws, 0).map_err(&t)?);
-        out.insert(format!("{c}.attn.qkv.bias"), Tensor::cat(&bs, 0).map_err(&t)?);
+        out.insert(
+            format!("{c}.attn.qkv.weight"),
+            Tensor::cat(&ws, 0).map_err(&t)?,
+        );
+        out.insert(
+            format!("{c}.attn.qkv.bias"),
+            Tensor::cat(&bs, 0).map_err(&t)?,
+        );
         let o_name = format!("{att}/out/kernel");
         let o = get(&o_name)?;
         rank(&o_name, &o, 3)?;
@@ -89,9 +108,15 @@ pub(crate) fn read(path: &Path) -> Result<Raw, ModelError> {
                 .and_then(|o| o.contiguous())
                 .map_err(&t)?,
         );
-        out.insert(format!("{c}.attn.proj.bias"), get(&format!("{att}/out/bias"))?);
+        out.insert(
+            format!("{c}.attn.proj.bias"),
+            get(&format!("{att}/out/bias"))?,
+        );
         for (ln, dst) in [("LayerNorm_0", "norm1"), ("LayerNorm_2", "norm2")] {
-            out.insert(format!("{c}.{dst}.weight"), get(&format!("{b}/{ln}/scale"))?);
+            out.insert(
+                format!("{c}.{dst}.weight"),
+                get(&format!("{b}/{ln}/scale"))?,
+            );
             out.insert(format!("{c}.{dst}.bias"), get(&format!("{b}/{ln}/bias"))?);
         }
         for (dense_name, dst) in [("Dense_0", "fc1"), ("Dense_1", "fc2")] {

@@ -20,8 +20,17 @@ pub(crate) fn read(dir: &Path) -> Result<Raw, ModelError> {
     let src = candle_core::safetensors::load(&st, &Device::Cpu)
         .map_err(|e| ModelError::format(&st, format!("unreadable safetensors: {e}")))?;
     let pre_path = dir.join("preprocessor_config.json");
-    let pre = if pre_path.is_file() { Some(read_text(&pre_path)?) } else { None };
-    from_parts(dir, &read_text(&dir.join("config.json"))?, src, pre.as_deref())
+    let pre = if pre_path.is_file() {
+        Some(read_text(&pre_path)?)
+    } else {
+        None
+    };
+    from_parts(
+        dir,
+        &read_text(&dir.join("config.json"))?,
+        src,
+        pre.as_deref(),
+    )
 }
 
 /// Mean and std of `preprocessor_config.json`, if it states them.
@@ -30,9 +39,13 @@ fn normalization(label: &Path, text: &str) -> Result<Option<[[f64; 3]; 2]>, Mode
         .map_err(|e| ModelError::format(label, format!("invalid preprocessor_config.json: {e}")))?;
     let three = |k: &str| -> Option<[f64; 3]> {
         let a = v[k].as_array()?;
-        (a.len() == 3).then(|| [a[0].as_f64(), a[1].as_f64(), a[2].as_f64()]).and_then(|x| Some([x[0]?, x[1]?, x[2]?]))
+        (a.len() == 3)
+            .then(|| [a[0].as_f64(), a[1].as_f64(), a[2].as_f64()])
+            .and_then(|x| Some([x[0]?, x[1]?, x[2]?]))
     };
-    Ok(three("image_mean").zip(three("image_std")).map(|(m, s)| [m, s]))
+    Ok(three("image_mean")
+        .zip(three("image_std"))
+        .map(|(m, s)| [m, s]))
 }
 
 /// Builds the canonical tensors from a config text and the safetensors' tensors; `label` names
@@ -68,14 +81,23 @@ pub(crate) fn from_parts(
     if let Some(dist) = src.get(&format!("{e}.distillation_token")) {
         prefix_tokens.push(dist.clone());
     }
-    out.insert("cls_token".into(), Tensor::cat(&prefix_tokens, 1).map_err(&t)?);
-    out.insert("pos_embed".into(), take(&format!("{e}.position_embeddings"))?);
+    out.insert(
+        "cls_token".into(),
+        Tensor::cat(&prefix_tokens, 1).map_err(&t)?,
+    );
+    out.insert(
+        "pos_embed".into(),
+        take(&format!("{e}.position_embeddings"))?,
+    );
     for p in ["weight", "bias"] {
         out.insert(
             format!("patch_embed.proj.{p}"),
             take(&format!("{e}.patch_embeddings.projection.{p}"))?,
         );
-        out.insert(format!("norm.{p}"), take(&format!("{prefix}.layernorm.{p}"))?);
+        out.insert(
+            format!("norm.{p}"),
+            take(&format!("{prefix}.layernorm.{p}"))?,
+        );
         out.insert(format!("head.{p}"), take(&format!("classifier.{p}"))?);
     }
     let layers = cfg["num_hidden_layers"].as_u64().map(|v| v as usize);
@@ -90,7 +112,10 @@ pub(crate) fn from_parts(
                 .iter()
                 .map(|q| take(&format!("{l}.attention.attention.{q}.{p}")))
                 .collect::<Result<Vec<_>, _>>()?;
-            out.insert(format!("{c}.attn.qkv.{p}"), Tensor::cat(&qkv, 0).map_err(&t)?);
+            out.insert(
+                format!("{c}.attn.qkv.{p}"),
+                Tensor::cat(&qkv, 0).map_err(&t)?,
+            );
             for (src_name, dst) in [
                 ("attention.output.dense", "attn.proj"),
                 ("layernorm_before", "norm1"),
@@ -98,7 +123,10 @@ pub(crate) fn from_parts(
                 ("intermediate.dense", "mlp.fc1"),
                 ("output.dense", "mlp.fc2"),
             ] {
-                out.insert(format!("{c}.{dst}.{p}"), take(&format!("{l}.{src_name}.{p}"))?);
+                out.insert(
+                    format!("{c}.{dst}.{p}"),
+                    take(&format!("{l}.{src_name}.{p}"))?,
+                );
             }
         }
     }

@@ -196,7 +196,12 @@ pub fn load_model(path: &Path, opts: &LoadOptions) -> Result<Loaded, ModelError>
     finish(path, raw, layout, opts)
 }
 
-fn finish(path: &Path, raw: Raw, layout: CheckpointLayout, opts: &LoadOptions) -> Result<Loaded, ModelError> {
+fn finish(
+    path: &Path,
+    raw: Raw,
+    layout: CheckpointLayout,
+    opts: &LoadOptions,
+) -> Result<Loaded, ModelError> {
     let (class_names, normalization) = (raw.class_names.clone(), raw.normalization);
     let model = assemble::build(path, raw, opts)?;
     Ok(Loaded {

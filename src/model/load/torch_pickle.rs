@@ -95,7 +95,9 @@ fn vet(path: &Path) -> Result<bool, ModelError> {
             .map_err(|e| unsafe_pickle(format!("pickle not understood: {e}")))?;
         check_globals(&obj).map_err(unsafe_pickle)?;
         if let Object::Dict(kv) = &obj {
-            has_model_key |= kv.iter().any(|(k, _)| *k == Object::Unicode("model".into()));
+            has_model_key |= kv
+                .iter()
+                .any(|(k, _)| *k == Object::Unicode("model".into()));
         }
     }
     Ok(has_model_key)

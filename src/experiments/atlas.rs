@@ -1,0 +1,199 @@
+//! Class atlas (SPEC section 9): F[c, l, n] = number of images of class c whose path uses neuron
+//! n at layer l, class-to-class cosine similarity of the flattened F, and the per-layer
+//! distribution of path neurons per class. Counts are kept sparse: a class touches at most
+//! (images x layers) of the layers x mlp_dim cells.
+use super::results::Run;
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Another class and its similarity.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Neighbour {
+    pub class: usize,
+    pub similarity: f64,
+}
+
+/// One class of the atlas.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClassEntry {
+    pub class: usize,
+    pub name: String,
+    pub images: usize,
+    /// Per layer, neuron -> number of this class's paths through it.
+    pub counts: Vec<BTreeMap<usize, u32>>,
+    /// Per layer, the most used neuron (smallest index on a tie) and its count.
+    pub modal_path: Vec<(usize, u32)>,
+    pub most_similar: Option<Neighbour>,
+    pub least_similar: Option<Neighbour>,
+}
+
+impl ClassEntry {
+    /// Path neurons of layer `l`, one entry per image (sorted), for distribution plots.
+    pub fn values(&self, l: usize) -> Vec<usize> {
+        self.counts[l].iter().flat_map(|(&n, &c)| std::iter::repeat_n(n, c as usize)).collect()
+    }
+
+    /// Flattened F as sorted (layer * mlp_dim + neuron, count).
+    fn flat(&self, mlp_dim: usize) -> Vec<(usize, f64)> {
+        let mut v = Vec::new();
+        for (l, m) in self.counts.iter().enumerate() {
+            v.extend(m.iter().map(|(&n, &c)| (l * mlp_dim + n, c as f64)));
+        }
+        v
+    }
+}
+
+/// The atlas of one method's paths.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Atlas {
+    pub method: String,
+    pub layers: usize,
+    pub mlp_dim: usize,
+    /// Classes with at least one image, ascending.
+    pub classes: Vec<ClassEntry>,
+    /// Cosine similarity between `classes[i]` and `classes[j]`.
+    pub similarity: Vec<Vec<f64>>,
+}
+
+impl Atlas {
+    /// Position of a class in `classes`.
+    pub fn position(&self, class: usize) -> Option<usize> {
+        self.classes.iter().position(|e| e.class == class)
+    }
+
+    /// Similarity of two classes, when both have images.
+    pub fn sim(&self, a: usize, b: usize) -> Option<f64> {
+        Some(self.similarity[self.position(a)?][self.position(b)?])
+    }
+}
+
+/// The atlas of `method` over the run's images, grouped by class (label, else target).
+pub fn from_run(run: &Run, method: &str) -> Result<Atlas> {
+    if !run.has_method(method) {
+        bail!("the run has no `{method}` paths (methods: {})", run.methods.join(", "));
+    }
+    let paths: Vec<(usize, Vec<usize>)> = run
+        .images
+        .iter()
+        .filter_map(|r| r.result.methods.get(method).map(|m| (r.class(), m.path.clone())))
+        .collect();
+    build(method, &paths, run.config.layers, run.config.mlp_dim, &run.class_names)
+}
+
+/// The atlas of (class, path) pairs; `names[c]` names class c.
+pub fn build(method: &str, paths: &[(usize, Vec<usize>)], layers: usize, mlp_dim: usize, names: &[String]) -> Result<Atlas> {
+    let mut by_class: BTreeMap<usize, ClassEntry> = BTreeMap::new();
+    for (c, path) in paths {
+        if path.len() != layers {
+            bail!("a path of {} layers in a {layers}-layer atlas", path.len());
+        }
+        if let Some(&n) = path.iter().find(|&&n| n >= mlp_dim) {
+            bail!("neuron {n} on a path, but layers have {mlp_dim} neurons");
+        }
+        let e = by_class.entry(*c).or_insert_with(|| ClassEntry {
+            class: *c,
+            name: names.get(*c).cloned().unwrap_or_else(|| format!("class {c}")),
+            images: 0,
+            counts: vec![BTreeMap::new(); layers],
+            modal_path: Vec::new(),
+            most_similar: None,
+            least_similar: None,
+        });
+        e.images += 1;
+        for (l, &n) in path.iter().enumerate() {
+            *e.counts[l].entry(n).or_default() += 1;
+        }
+    }
+    let mut classes: Vec<ClassEntry> = by_class.into_values().collect();
+    for e in &mut classes {
+        e.modal_path = e
+            .counts
+            .iter()
+            .map(|m| m.iter().fold((0, 0), |best, (&n, &c)| if c > best.1 { (n, c) } else { best }))
+            .collect();
+    }
+    let flats: Vec<Vec<(usize, f64)>> = classes.iter().map(|e| e.flat(mlp_dim)).collect();
+    let norms: Vec<f64> = flats.iter().map(|f| f.iter().map(|(_, c)| c * c).sum::<f64>().sqrt()).collect();
+    let k = classes.len();
+    let mut similarity = vec![vec![0.0; k]; k];
+    for i in 0..k {
+        for j in i..k {
+            let s = sparse_dot(&flats[i], &flats[j]) / (norms[i] * norms[j]);
+            similarity[i][j] = s;
+            similarity[j][i] = s;
+        }
+    }
+    for (i, e) in classes.iter_mut().enumerate() {
+        let others = (0..k).filter(|&j| j != i).map(|j| Neighbour { class: j, similarity: similarity[i][j] });
+        // `class` holds the position for now; mapped to the class id below.
+        e.most_similar = others.clone().max_by(|a, b| a.similarity.total_cmp(&b.similarity).then(b.class.cmp(&a.class)));
+        e.least_similar = others.min_by(|a, b| a.similarity.total_cmp(&b.similarity).then(a.class.cmp(&b.class)));
+    }
+    let ids: Vec<usize> = classes.iter().map(|e| e.class).collect();
+    for e in &mut classes {
+        for n in [&mut e.most_similar, &mut e.least_similar].into_iter().flatten() {
+            n.class = ids[n.class];
+        }
+    }
+    Ok(Atlas { method: method.to_string(), layers, mlp_dim, classes, similarity })
+}
+
+/// Dot product of two sparse vectors sorted by index.
+fn sparse_dot(a: &[(usize, f64)], b: &[(usize, f64)]) -> f64 {
+    let (mut i, mut j, mut s) = (0, 0, 0.0);
+    while i < a.len() && j < b.len() {
+        match a[i].0.cmp(&b[j].0) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                s += a[i].1 * b[j].1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    s
+}
+
+/// The similarity matrix with class names, as CSV.
+pub fn similarity_csv(a: &Atlas) -> String {
+    let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let mut out = String::from("class");
+    for e in &a.classes {
+        out += &format!(",{}", q(&e.name));
+    }
+    out.push('\n');
+    for (e, row) in a.classes.iter().zip(&a.similarity) {
+        out += &q(&e.name);
+        for v in row {
+            out += &format!(",{v:.6}");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Per class and layer: the five-number summary of the path neuron indices, as CSV.
+pub fn layers_csv(a: &Atlas) -> String {
+    let mut out = String::from("class,layer,images,min,q1,median,q3,max,modal_neuron,modal_count\n");
+    for e in &a.classes {
+        for l in 0..a.layers {
+            let v: Vec<f64> = e.values(l).into_iter().map(|x| x as f64).collect();
+            let q = |p| super::stats::quantile(&v, p);
+            out += &format!(
+                "{},{l},{},{},{},{},{},{},{},{}\n",
+                e.class,
+                e.images,
+                q(0.0),
+                q(0.25),
+                q(0.5),
+                q(0.75),
+                q(1.0),
+                e.modal_path[l].0,
+                e.modal_path[l].1
+            );
+        }
+    }
+    out
+}

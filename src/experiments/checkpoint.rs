@@ -1,0 +1,105 @@
+//! Writes a [`Vit`] (pruning masks included) as a timm-layout `.safetensors` file with exactly
+//! the canonical names the loader reads, so `neuronpath predict --model FILE` runs it.
+//!
+//! timm files do not record the head count, LayerNorm epsilon or GELU flavour: the loader
+//! assumes hidden/64 heads, eps 1e-6 and erf GELU. [`load_flags`] lists the options that
+//! reproduce the model when it differs; they are also stored in the file's metadata.
+use crate::model::ops::{LayerNorm, Linear};
+use crate::model::{Gelu, Pool, Vit, VitConfig};
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The timm loader's assumptions about what a timm file does not say.
+const TIMM_LN_EPS: f64 = 1e-6;
+const TIMM_HEAD_DIM: usize = 64;
+
+/// Command-line options `predict`/`discover` need to load the written file as this model.
+pub fn load_flags(cfg: &VitConfig) -> Vec<String> {
+    let mut f = Vec::new();
+    if cfg.hidden % TIMM_HEAD_DIM != 0 || cfg.hidden / TIMM_HEAD_DIM != cfg.heads {
+        f.push(format!("--heads {}", cfg.heads));
+    }
+    if cfg.ln_eps != TIMM_LN_EPS {
+        f.push(format!("--ln-eps {:e}", cfg.ln_eps));
+    }
+    if cfg.gelu == Gelu::Tanh {
+        f.push("--gelu tanh".into());
+    }
+    f
+}
+
+/// Tensors under their timm names, on the CPU, in the model's element type.
+struct Tensors(HashMap<String, Tensor>);
+
+impl Tensors {
+    fn put(&mut self, name: String, t: &Tensor) -> candle_core::Result<()> {
+        self.0.insert(name, t.to_device(&Device::Cpu)?.contiguous()?);
+        Ok(())
+    }
+    fn linear(&mut self, name: &str, l: &Linear) -> candle_core::Result<()> {
+        self.put(format!("{name}.weight"), &l.weight)?;
+        let out_dim = l.weight.dim(0)?;
+        match &l.bias {
+            Some(b) => self.put(format!("{name}.bias"), b),
+            None => self.put(format!("{name}.bias"), &Tensor::zeros(out_dim, l.weight.dtype(), &Device::Cpu)?),
+        }
+    }
+    fn norm(&mut self, name: &str, n: &LayerNorm) -> candle_core::Result<()> {
+        self.put(format!("{name}.weight"), &n.weight)?;
+        self.put(format!("{name}.bias"), &n.bias)
+    }
+}
+
+fn gather(model: &Vit) -> candle_core::Result<HashMap<String, Tensor>> {
+    let c = &model.cfg;
+    let mut t = Tensors(HashMap::new());
+    t.put("cls_token".into(), &model.prefix.unsqueeze(0)?)?;
+    t.put("pos_embed".into(), &model.pos.unsqueeze(0)?)?;
+    // The Vit holds the patch conv as a (D, C*P*P) linear map; timm stores the conv kernel.
+    t.linear("patch_embed.proj", &model.patch)?;
+    let (d, p) = (c.hidden, c.patch_size);
+    t.put("patch_embed.proj.weight".into(), &model.patch.weight.reshape((d, c.channels, p, p))?)?;
+    for (i, b) in model.blocks.iter().enumerate() {
+        let n = format!("blocks.{i}");
+        t.norm(&format!("{n}.norm1"), &b.ln_att)?;
+        t.linear(&format!("{n}.attn.qkv"), &b.qkv)?;
+        t.linear(&format!("{n}.attn.proj"), &b.proj)?;
+        t.norm(&format!("{n}.norm2"), &b.ln_ffn)?;
+        t.linear(&format!("{n}.mlp.fc1"), &b.fc1)?;
+        t.linear(&format!("{n}.mlp.fc2"), &b.fc2)?;
+        if let Some(m) = &b.cls_mask {
+            t.put(format!("{n}.mlp.cls_mask"), m)?;
+        }
+    }
+    let final_norm = match c.pool {
+        Pool::Cls => "norm",
+        Pool::MeanPatch => "fc_norm",
+    };
+    t.norm(final_norm, &model.norm)?;
+    t.linear("head", &model.head)?;
+    Ok(t.0)
+}
+
+/// Writes `model` to `path` in its own element type (so an f64 model round-trips exactly).
+/// Each block's `cls_mask`, if any, is written as `blocks.{i}.mlp.cls_mask`; `note` is stored in
+/// the metadata under `neuronpath`, with the configuration and the load flags.
+pub fn save_timm(model: &Vit, path: &Path, note: &serde_json::Value) -> Result<()> {
+    let c = &model.cfg;
+    if c.double_fc_norm {
+        bail!("a model with the doubled fc_norm (compatibility mode) has no timm equivalent");
+    }
+    let tensors = gather(model).context("cannot gather the model's tensors")?;
+    let meta = serde_json::json!({"config": c, "load_flags": load_flags(c).join(" "), "note": note});
+    let metadata = HashMap::from([
+        ("format".to_string(), "pt".to_string()),
+        ("neuronpath".to_string(), meta.to_string()),
+    ]);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    }
+    safetensors::serialize_to_file(&tensors, Some(metadata), path)
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! HTML building blocks of the report: escaping, tables, the page shell with its inline style.
+pub use super::svg::esc;
+
+/// A table; cells are HTML (escape text with [`esc`]). Numeric-looking cells align right.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut s = String::from("<table><thead><tr>");
+    for h in headers {
+        s += &format!("<th>{}</th>", esc(h));
+    }
+    s += "</tr></thead><tbody>";
+    for r in rows {
+        s += "<tr>";
+        for c in r {
+            let numeric = c.trim_start_matches(['-', '+']).chars().next().is_some_and(|ch| ch.is_ascii_digit());
+            s += &if numeric { format!("<td class=\"n\">{c}</td>") } else { format!("<td>{c}</td>") };
+        }
+        s += "</tr>";
+    }
+    s + "</tbody></table>"
+}
+
+/// A figure with a caption.
+pub fn figure(svg: &str, caption: &str) -> String {
+    format!("<figure>{svg}<figcaption>{}</figcaption></figure>", esc(caption))
+}
+
+/// A section with an anchor and a heading.
+pub fn section(id: &str, title: &str, body: &str) -> String {
+    format!("<section id=\"{id}\"><h2>{}</h2>{body}</section>\n", esc(title))
+}
+
+const STYLE: &str = r#"
+body{font-family:"DejaVu Sans",Helvetica,Arial,sans-serif;color:#222;margin:0;background:#fafafa;line-height:1.45}
+header{background:#243447;color:#fff;padding:18px 32px}
+header h1{margin:0 0 4px 0;font-size:24px} header p{margin:0;color:#cfd8e3;font-size:14px}
+nav{position:sticky;top:0;background:#fff;border-bottom:1px solid #ddd;padding:8px 32px;z-index:2;font-size:14px}
+nav a{margin-right:16px;color:#1f5fa8;text-decoration:none}
+main{max-width:1240px;margin:0 auto;padding:8px 32px 60px}
+section{background:#fff;border:1px solid #e3e3e3;border-radius:6px;padding:6px 22px 16px;margin:18px 0}
+h2{font-size:20px;border-bottom:2px solid #243447;padding-bottom:4px} h3{font-size:16px;margin:18px 0 6px}
+table{border-collapse:collapse;margin:8px 0;font-size:13px} th,td{border:1px solid #ddd;padding:3px 8px;vertical-align:top}
+th{background:#f0f3f6;text-align:left} td.n{text-align:right;font-variant-numeric:tabular-nums}
+figure{margin:10px 0;overflow-x:auto} figcaption{font-size:13px;color:#555;max-width:900px}
+.claims{list-style:none;padding:0} .claims li{margin:8px 0;padding:8px 12px;border-radius:4px;background:#f6f6f6}
+.badge{display:inline-block;min-width:112px;text-align:center;font-weight:bold;font-size:12px;padding:2px 8px;border-radius:10px;margin-right:10px;color:#fff}
+.holds{background:#2e7d32} .does_not_hold{background:#c62828} .not_testable{background:#757575}
+.ev{display:block;font-size:13px;color:#444;margin:4px 0 0 124px}
+.note{font-size:13px;color:#555} .grid{display:flex;flex-wrap:wrap;gap:8px}
+.img{display:flex;gap:18px;align-items:flex-start;flex-wrap:wrap}
+.img img{width:112px;height:112px;image-rendering:pixelated;border:1px solid #ccc}
+pre{background:#f4f4f4;padding:8px;font-size:12px;overflow-x:auto} code{font-size:13px}
+"#;
+
+/// The whole page.
+pub fn page(title: &str, subtitle: &str, nav: &[(&str, &str)], body: &str) -> String {
+    let links: String = nav.iter().map(|(id, t)| format!("<a href=\"#{id}\">{}</a>", esc(t))).collect();
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><style>{STYLE}</style></head>\
+         <body><header><h1>{t}</h1><p>{}</p></header><nav>{links}</nav><main>{body}</main></body></html>\n",
+        esc(subtitle),
+        t = esc(title)
+    )
+}

@@ -1,0 +1,140 @@
+//! Small statistics: quartiles, seeded bootstrap intervals, cosine similarity, kernel densities.
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// Reads a JSON number or `null` (how serde_json writes NaN) as f64.
+pub fn de_f64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+/// Location and spread of a sample: quartiles and a 95% bootstrap interval of the mean.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    pub n: usize,
+    #[serde(deserialize_with = "de_f64")]
+    pub mean: f64,
+    #[serde(deserialize_with = "de_f64")]
+    pub min: f64,
+    #[serde(deserialize_with = "de_f64")]
+    pub q1: f64,
+    #[serde(deserialize_with = "de_f64")]
+    pub median: f64,
+    #[serde(deserialize_with = "de_f64")]
+    pub q3: f64,
+    #[serde(deserialize_with = "de_f64")]
+    pub max: f64,
+    /// Percentile bootstrap interval of the mean (equal to the mean for n < 2).
+    #[serde(deserialize_with = "de_f64")]
+    pub ci_low: f64,
+    #[serde(deserialize_with = "de_f64")]
+    pub ci_high: f64,
+}
+
+pub fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+/// Quantile of sorted values with linear interpolation (numpy's default).
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+/// Summary of `values` (non-finite ones dropped); `resamples` bootstrap draws, seeded.
+pub fn spread(values: &[f64], resamples: usize, seed: u64) -> Spread {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        let nan = f64::NAN;
+        return Spread { n, mean: nan, min: nan, q1: nan, median: nan, q3: nan, max: nan, ci_low: nan, ci_high: nan };
+    }
+    let m = mean(&v);
+    let (ci_low, ci_high) = if n < 2 || resamples == 0 {
+        (m, m)
+    } else {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut means: Vec<f64> = (0..resamples)
+            .map(|_| (0..n).map(|_| v[rng.random_range(0..n)]).sum::<f64>() / n as f64)
+            .collect();
+        means.sort_by(f64::total_cmp);
+        (quantile(&means, 0.025), quantile(&means, 0.975))
+    };
+    Spread {
+        n,
+        mean: m,
+        min: v[0],
+        q1: quantile(&v, 0.25),
+        median: quantile(&v, 0.5),
+        q3: quantile(&v, 0.75),
+        max: v[n - 1],
+        ci_low,
+        ci_high,
+    }
+}
+
+/// Cosine similarity; `None` when either vector is zero.
+pub fn cosine(a: &[f64], b: &[f64]) -> Option<f64> {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let nb = b.iter().map(|x| x * x).sum::<f64>().sqrt();
+    (na > 0.0 && nb > 0.0).then(|| dot / (na * nb))
+}
+
+/// Gaussian kernel density of `values` at `at`, bandwidth by Silverman's rule (with a floor of
+/// `min_bw`, so that a sample of identical values still draws a visible bump).
+pub fn kde(values: &[f64], at: &[f64], min_bw: f64) -> Vec<f64> {
+    let n = values.len();
+    if n == 0 {
+        return vec![0.0; at.len()];
+    }
+    let m = mean(values);
+    let sd = (values.iter().map(|v| (v - m).powi(2)).sum::<f64>() / n.max(2).saturating_sub(1) as f64).sqrt();
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let iqr = quantile(&sorted, 0.75) - quantile(&sorted, 0.25);
+    let spread = if iqr > 0.0 { sd.min(iqr / 1.34) } else { sd };
+    let bw = (0.9 * spread * (n as f64).powf(-0.2)).max(min_bw);
+    let norm = 1.0 / (n as f64 * bw * (2.0 * std::f64::consts::PI).sqrt());
+    at.iter()
+        .map(|&x| values.iter().map(|&v| (-0.5 * ((x - v) / bw).powi(2)).exp()).sum::<f64>() * norm)
+        .collect()
+}
+
+/// Spearman rank correlation (average ranks for ties); `None` for fewer than 3 pairs or no spread.
+pub fn spearman(a: &[f64], b: &[f64]) -> Option<f64> {
+    if a.len() < 3 || a.len() != b.len() {
+        return None;
+    }
+    let (ra, rb) = (ranks(a), ranks(b));
+    let (ma, mb) = (mean(&ra), mean(&rb));
+    let cov: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = ra.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = rb.iter().map(|y| (y - mb).powi(2)).sum();
+    (va > 0.0 && vb > 0.0).then(|| cov / (va * vb).sqrt())
+}
+
+fn ranks(v: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
+    let mut r = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
+            j += 1;
+        }
+        for &k in &idx[i..=j] {
+            r[k] = (i + j) as f64 / 2.0;
+        }
+        i = j + 1;
+    }
+    r
+}

@@ -1,0 +1,269 @@
+//! A minimal SVG writer (text as `<text>` elements, no fonts or external resources): shapes,
+//! linear scales with round ticks, axes, colours.
+use std::fmt::Write;
+
+/// Escapes text for XML content and attribute values.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Compact number formatting for labels and tooltips.
+pub fn num(v: f64) -> String {
+    if !v.is_finite() {
+        return "n/a".into();
+    }
+    let a = v.abs();
+    if a != 0.0 && !(1e-3..1e5).contains(&a) {
+        format!("{v:.2e}")
+    } else if a >= 100.0 || v == v.round() {
+        format!("{v:.0}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// Horizontal text anchoring.
+#[derive(Clone, Copy)]
+pub enum Anchor {
+    Start,
+    Middle,
+    End,
+}
+
+impl Anchor {
+    fn name(self) -> &'static str {
+        match self {
+            Anchor::Start => "start",
+            Anchor::Middle => "middle",
+            Anchor::End => "end",
+        }
+    }
+}
+
+/// An SVG document being drawn.
+pub struct Svg {
+    pub width: f64,
+    pub height: f64,
+    body: String,
+}
+
+impl Svg {
+    pub fn new(width: f64, height: f64) -> Svg {
+        Svg { width, height, body: String::new() }
+    }
+
+    /// Appends raw markup (already escaped).
+    pub fn raw(&mut self, s: &str) {
+        self.body.push_str(s);
+    }
+
+    /// A rectangle; `tip` becomes a hover tooltip.
+    pub fn rect(&mut self, x: f64, y: f64, w: f64, h: f64, fill: &str, extra: &str, tip: Option<&str>) {
+        let _ = write!(self.body, r#"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{fill}" {extra}"#, w.max(0.0), h.max(0.0));
+        self.close("rect", tip);
+    }
+
+    pub fn line(&mut self, (x1, y1): (f64, f64), (x2, y2): (f64, f64), stroke: &str, width: f64, extra: &str) {
+        let _ = write!(
+            self.body,
+            r#"<line x1="{x1:.1}" y1="{y1:.1}" x2="{x2:.1}" y2="{y2:.1}" stroke="{stroke}" stroke-width="{width}" {extra}/>"#
+        );
+    }
+
+    pub fn polyline(&mut self, pts: &[(f64, f64)], stroke: &str, width: f64, extra: &str, tip: Option<&str>) {
+        let p: Vec<String> = pts.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+        let _ = write!(
+            self.body,
+            r#"<polyline points="{}" fill="none" stroke="{stroke}" stroke-width="{width}" stroke-linejoin="round" {extra}"#,
+            p.join(" ")
+        );
+        self.close("polyline", tip);
+    }
+
+    /// A closed polygon.
+    pub fn polygon(&mut self, pts: &[(f64, f64)], fill: &str, extra: &str, tip: Option<&str>) {
+        let p: Vec<String> = pts.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+        let _ = write!(self.body, r#"<polygon points="{}" fill="{fill}" {extra}"#, p.join(" "));
+        self.close("polygon", tip);
+    }
+
+    pub fn circle(&mut self, (cx, cy): (f64, f64), r: f64, fill: &str, extra: &str, tip: Option<&str>) {
+        let _ = write!(self.body, r#"<circle cx="{cx:.1}" cy="{cy:.1}" r="{r}" fill="{fill}" {extra}"#);
+        self.close("circle", tip);
+    }
+
+    pub fn text(&mut self, (x, y): (f64, f64), s: &str, anchor: Anchor, size: f64, extra: &str) {
+        let _ = write!(
+            self.body,
+            r#"<text x="{x:.1}" y="{y:.1}" text-anchor="{}" font-size="{size}" {extra}>{}</text>"#,
+            anchor.name(),
+            esc(s)
+        );
+    }
+
+    /// Text rotated 90 degrees counter-clockwise about its position (vertical axis titles).
+    pub fn vtext(&mut self, (x, y): (f64, f64), s: &str, size: f64) {
+        let extra = format!(r#"transform="rotate(-90 {x:.1} {y:.1})""#);
+        self.text((x, y), s, Anchor::Middle, size, &extra);
+    }
+
+    fn close(&mut self, tag: &str, tip: Option<&str>) {
+        match tip {
+            Some(t) => {
+                let _ = write!(self.body, "><title>{}</title></{tag}>", esc(t));
+            }
+            None => self.body.push_str("/>"),
+        }
+    }
+
+    /// The finished element for inline use in HTML (no namespace needed there); `label` is its
+    /// accessible name. [`standalone`] makes it a file.
+    pub fn finish(self, label: &str) -> String {
+        format!(
+            r#"<svg viewBox="0 0 {w:.0} {h:.0}" width="{w:.0}" height="{h:.0}" role="img" aria-label="{}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12" fill="#222">{}</svg>"#,
+            esc(label),
+            self.body,
+            w = self.width,
+            h = self.height
+        )
+    }
+}
+
+/// An inline `<svg>` element as a standalone `.svg` file.
+pub fn standalone(svg: &str) -> String {
+    let body = svg.strip_prefix("<svg").unwrap_or(svg);
+    format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\"{body}\n")
+}
+
+/// A linear map from data to pixels.
+#[derive(Clone, Copy, Debug)]
+pub struct Scale {
+    pub d0: f64,
+    pub d1: f64,
+    pub r0: f64,
+    pub r1: f64,
+}
+
+impl Scale {
+    pub fn new((d0, d1): (f64, f64), (r0, r1): (f64, f64)) -> Scale {
+        let d1 = if d1 > d0 { d1 } else { d0 + 1.0 };
+        Scale { d0, d1, r0, r1 }
+    }
+    pub fn map(&self, v: f64) -> f64 {
+        self.r0 + (v - self.d0) / (self.d1 - self.d0) * (self.r1 - self.r0)
+    }
+    /// Round tick values covering the domain, about `n` of them.
+    pub fn ticks(&self, n: usize) -> Vec<f64> {
+        let span = self.d1 - self.d0;
+        let raw = span / n.max(1) as f64;
+        let mag = 10f64.powf(raw.log10().floor());
+        let step = [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
+        let first = (self.d0 / step).ceil() as i64;
+        let last = (self.d1 / step + 1e-9).floor() as i64;
+        (first..=last).map(|i| i as f64 * step).collect()
+    }
+    /// The domain widened to round tick values.
+    pub fn nice(self, n: usize) -> Scale {
+        let t = Scale::new((self.d0, self.d1), (0.0, 1.0)).ticks(n);
+        let step = if t.len() > 1 { t[1] - t[0] } else { (self.d1 - self.d0).abs().max(1e-12) };
+        let d0 = (self.d0 / step).floor() * step;
+        let d1 = (self.d1 / step).ceil() * step;
+        Scale::new((d0, d1), (self.r0, self.r1))
+    }
+}
+
+/// A plot area with its two scales.
+pub struct Frame {
+    pub x: Scale,
+    pub y: Scale,
+}
+
+impl Frame {
+    pub fn left(&self) -> f64 {
+        self.x.r0.min(self.x.r1)
+    }
+    pub fn right(&self) -> f64 {
+        self.x.r0.max(self.x.r1)
+    }
+    pub fn top(&self) -> f64 {
+        self.y.r0.min(self.y.r1)
+    }
+    pub fn bottom(&self) -> f64 {
+        self.y.r0.max(self.y.r1)
+    }
+
+    /// Light horizontal grid lines with y tick labels, a frame, and the y axis title.
+    pub fn y_axis(&self, svg: &mut Svg, title: &str) {
+        for t in self.y.ticks(5) {
+            let y = self.y.map(t);
+            svg.line((self.left(), y), (self.right(), y), "#e3e3e3", 1.0, "");
+            svg.text((self.left() - 5.0, y + 4.0), &num(t), Anchor::End, 11.0, "");
+        }
+        svg.rect(self.left(), self.top(), self.right() - self.left(), self.bottom() - self.top(), "none", r##"stroke="#999""##, None);
+        svg.vtext((self.left() - 44.0, (self.top() + self.bottom()) / 2.0), title, 12.0);
+    }
+
+    /// Numeric x ticks and the x axis title.
+    pub fn x_axis(&self, svg: &mut Svg, title: &str) {
+        for t in self.x.ticks(6) {
+            let x = self.x.map(t);
+            svg.line((x, self.bottom()), (x, self.bottom() + 4.0), "#999", 1.0, "");
+            svg.text((x, self.bottom() + 16.0), &num(t), Anchor::Middle, 11.0, "");
+        }
+        svg.text(((self.left() + self.right()) / 2.0, self.bottom() + 32.0), title, Anchor::Middle, 12.0, "");
+    }
+}
+
+/// Categorical colours (Tableau 10).
+pub const PALETTE: [&str; 10] = [
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
+];
+
+pub fn palette(i: usize) -> &'static str {
+    PALETTE[i % PALETTE.len()]
+}
+
+/// A fixed colour per method, so every figure agrees.
+pub fn method_color(m: &str) -> &'static str {
+    match m {
+        "path" => "#d62728",
+        "activation" => "#1f77b4",
+        "influence" => "#2ca02c",
+        "ig" => "#9467bd",
+        "random" => "#7f7f7f",
+        _ => "#8c564b",
+    }
+}
+
+/// Viridis colour at t in [0, 1] (interpolated between nine anchors).
+pub fn viridis(t: f64) -> String {
+    const A: [(u8, u8, u8); 9] = [
+        (68, 1, 84),
+        (71, 44, 122),
+        (59, 81, 139),
+        (44, 113, 142),
+        (33, 144, 141),
+        (39, 173, 129),
+        (92, 200, 99),
+        (170, 220, 50),
+        (253, 231, 37),
+    ];
+    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 } * (A.len() - 1) as f64;
+    let i = (t.floor() as usize).min(A.len() - 2);
+    let f = t - i as f64;
+    let mix = |a: u8, b: u8| (a as f64 + (b as f64 - a as f64) * f).round() as u8;
+    let (a, b) = (A[i], A[i + 1]);
+    format!("#{:02x}{:02x}{:02x}", mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+/// A legend row of coloured swatches at (x, y), laid out left to right.
+pub fn legend(svg: &mut Svg, (x, y): (f64, f64), items: &[(String, String)]) {
+    let mut cx = x;
+    for (label, color) in items {
+        svg.rect(cx, y - 9.0, 12.0, 12.0, color, "", None);
+        svg.text((cx + 16.0, y + 1.0), label, Anchor::Start, 12.0, "");
+        cx += 28.0 + 7.0 * label.chars().count() as f64;
+    }
+}

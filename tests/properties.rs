@@ -1,0 +1,221 @@
+//! Properties of the method that no golden file pins: independence from batching, chunking,
+//! order and threads; convergence of the additive JAS; one backward per step equals the authors'
+//! separate per-layer backward passes.
+mod common;
+use candle_core::{DType, Device, Tensor, Var};
+use common::*;
+use neuronpath::attribution::discover::{discover_batch, Method, Request, TargetKind};
+use neuronpath::attribution::{clean_pass, joint_attribution, layer_progressive_search, Settings};
+use neuronpath::model::{ops, Edit, LayerEdit, Mode, Rows, Vit};
+
+fn settings(steps: usize, chunk: usize) -> Settings {
+    Settings {
+        steps,
+        top_k: 1,
+        compat: false,
+        rows: Rows::Cls,
+        chunk_rows: chunk,
+    }
+}
+
+/// Four images: the two golden inputs and two seeded random ones.
+fn images() -> Tensor {
+    let x = npy("golden/input_x.npy").to_dtype(DType::F64).unwrap();
+    let y = Tensor::randn(0f64, 1.0, (2, 3, 32, 32), &Device::Cpu).unwrap();
+    Tensor::cat(&[&x, &y.affine(0.7, 0.1).unwrap()], 0).unwrap()
+}
+
+fn request(chunk: usize) -> Request {
+    Request {
+        settings: settings(20, chunk),
+        methods: vec![
+            Method::Path,
+            Method::Activation,
+            Method::Influence,
+            Method::Ig,
+            Method::Random,
+        ],
+        target: TargetKind::Label,
+        seed: 7,
+    }
+}
+
+#[test]
+fn results_do_not_depend_on_batch_chunk_order_or_threads() {
+    let model = load("golden/tiny_vit.npz", DType::F64);
+    let x = images();
+    let labels = vec![Some(3), Some(1), Some(4), Some(9)];
+    let keys = vec![0u64, 1, 2, 3];
+    let all = discover_batch(&model, &x, &labels, &keys, &request(10_000)).unwrap();
+    // One image at a time, tiny chunks.
+    for i in 0..4 {
+        let one = discover_batch(
+            &model,
+            &x.narrow(0, i, 1).unwrap(),
+            &labels[i..=i],
+            &keys[i..=i],
+            &request(3),
+        )
+        .unwrap();
+        for (m, r) in &all[i].methods {
+            let o = &one[0].methods[m];
+            assert_eq!(r.path, o.path, "{m} image {i}");
+            assert!(
+                (r.jas.reference - o.jas.reference).abs()
+                    <= 1e-12 * r.jas.reference.abs().max(1e-12),
+                "{m}"
+            );
+        }
+    }
+    // Reversed order.
+    let rev = Tensor::new(&[3u32, 2, 1, 0], &Device::Cpu).unwrap();
+    let xr = x.index_select(&rev, 0).unwrap();
+    let lr: Vec<_> = labels.iter().rev().cloned().collect();
+    let kr: Vec<_> = keys.iter().rev().cloned().collect();
+    let back = discover_batch(&model, &xr, &lr, &kr, &request(10_000)).unwrap();
+    for i in 0..4 {
+        assert_eq!(all[i].methods, back[3 - i].methods, "image {i} reversed");
+    }
+    // A single-thread pool.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let single =
+        pool.install(|| discover_batch(&model, &x, &labels, &keys, &request(10_000)).unwrap());
+    for (a, b) in all.iter().zip(&single) {
+        for (m, r) in &a.methods {
+            assert_eq!(r.path, b.methods[m].path);
+            let d = (r.jas.reference - b.methods[m].jas.reference).abs();
+            assert!(
+                d <= 1e-12 * r.jas.reference.abs().max(1e-12),
+                "{m}: threads changed JAS by {d:e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn additive_jas_convergence_delta_shrinks_with_steps() {
+    let model = load("golden/tiny_vit.npz", DType::F64);
+    let x = images();
+    let targets = vec![3, 1, 4, 9];
+    let (probs, acts) = clean_pass(&model, &x, Rows::Cls).unwrap();
+    let clean: Vec<f64> = probs.iter().zip(&targets).map(|(p, &t)| p[t]).collect();
+    let sets = layer_progressive_search(&model, &x, &targets, &acts, &settings(20, 1000))
+        .unwrap()
+        .sets;
+    let delta = |m: usize| -> f64 {
+        let j = joint_attribution(
+            &model,
+            &x,
+            &targets,
+            &acts,
+            &sets,
+            &clean,
+            &settings(m, 1000),
+        )
+        .unwrap();
+        j.iter().map(|j| j.delta.abs()).sum::<f64>()
+    };
+    let (d5, d20, d80, d320) = (delta(5), delta(20), delta(80), delta(320));
+    eprintln!("convergence delta: m=5 {d5:e}, 20 {d20:e}, 80 {d80:e}, 320 {d320:e}");
+    assert!(
+        d5 > d20 && d20 > d80 && d80 > d320,
+        "{d5} {d20} {d80} {d320}"
+    );
+    // Left Riemann sum: error ~ 1/m.
+    assert!(d320 < d20 / 8.0);
+}
+
+/// The authors' way: at step T, T+1 separate backward passes, each with one leaf, plain ops.
+fn authors_scores(model: &Vit, x: &Tensor, target: usize, m: usize) -> Vec<Vec<f64>> {
+    let (_, acts) = clean_pass(model, x, Rows::Cls).unwrap();
+    let a = &acts.layers[0];
+    let mlp = model.cfg.mlp_dim;
+    let mut path: Vec<usize> = Vec::new();
+    let mut all = Vec::new();
+    for t in 0..model.cfg.layers {
+        let clamp = |l: usize| -> Tensor {
+            let v: Vec<f64> = (0..m)
+                .flat_map(|k| {
+                    let alpha = k as f64 / m as f64;
+                    let mut row = a[l].clone();
+                    if l < t {
+                        row[path[l]] *= alpha;
+                    } else {
+                        row.iter_mut().for_each(|v| *v *= alpha);
+                    }
+                    row
+                })
+                .collect();
+            Tensor::from_vec(v, (m, mlp), &Device::Cpu).unwrap()
+        };
+        let xs = x
+            .broadcast_as((m, 3, 32, 32))
+            .unwrap()
+            .contiguous()
+            .unwrap();
+        let mut grads = Vec::new();
+        for leaf in 0..=t {
+            let var = Var::from_tensor(&clamp(leaf)).unwrap();
+            let edits: Vec<_> = (0..=t)
+                .map(|l| {
+                    Some(LayerEdit {
+                        rows: Rows::Cls,
+                        edit: Edit::Clamp(if l == leaf {
+                            var.as_tensor().clone()
+                        } else {
+                            clamp(l)
+                        }),
+                    })
+                })
+                .collect();
+            let logits = model
+                .forward(&xs, &edits, None, Mode::Train)
+                .unwrap()
+                .logits;
+            let f = ops::softmax_plain(&logits)
+                .unwrap()
+                .narrow(1, target, 1)
+                .unwrap()
+                .sum_all()
+                .unwrap();
+            let g = f.backward().unwrap();
+            grads.push(to_vec2(g.get(var.as_tensor()).unwrap()));
+        }
+        let prev_g: f64 = (0..t)
+            .map(|l| (0..m).map(|k| grads[l][k][path[l]]).sum::<f64>())
+            .sum();
+        let prev_a: f64 = (0..t).map(|l| a[l][path[l]]).sum();
+        let score: Vec<f64> = (0..mlp)
+            .map(|j| {
+                let g: f64 = (0..m).map(|k| grads[t][k][j]).sum();
+                (g + prev_g) / m as f64 * (a[t][j] + prev_a)
+            })
+            .collect();
+        path.push(neuronpath::attribution::top_k(&score, 1)[0]);
+        all.push(score);
+    }
+    all
+}
+
+#[test]
+fn one_backward_per_step_equals_separate_per_layer_backwards() {
+    let model = load("golden/tiny_vit.npz", DType::F64);
+    let x = images();
+    for i in [0usize, 2] {
+        let xi = x.narrow(0, i, 1).unwrap();
+        let (_, acts) = clean_pass(&model, &xi, Rows::Cls).unwrap();
+        let ours = layer_progressive_search(&model, &xi, &[3], &acts, &settings(10, 1000)).unwrap();
+        let theirs = authors_scores(&model, &xi, 3, 10);
+        for (l, w) in theirs.iter().enumerate() {
+            assert_close(
+                &ours.scores[0][l],
+                w,
+                1e-11,
+                &format!("image {i} layer {l}"),
+            );
+        }
+    }
+}
