@@ -128,12 +128,20 @@ fn additive_jas_convergence_delta_shrinks_with_steps() {
     assert!(d320 < d20 / 8.0);
 }
 
-/// The authors' way: at step T, T+1 separate backward passes, each with one leaf, plain ops.
-fn authors_scores(model: &Vit, x: &Tensor, target: usize, m: usize) -> Vec<Vec<f64>> {
+/// The authors' way: at step T, T+1 separate backward passes, each with one leaf, plain ops;
+/// top-K sets with all K scaled, and all K (or with `compat` the K-th only) in the sums.
+fn authors_scores(
+    model: &Vit,
+    x: &Tensor,
+    target: usize,
+    m: usize,
+    k_top: usize,
+    compat: bool,
+) -> Vec<Vec<f64>> {
     let (_, acts) = clean_pass(model, x, Rows::Cls).unwrap();
     let a = &acts.layers[0];
     let mlp = model.cfg.mlp_dim;
-    let mut path: Vec<usize> = Vec::new();
+    let mut path: Vec<Vec<usize>> = Vec::new();
     let mut all = Vec::new();
     for t in 0..model.cfg.layers {
         let clamp = |l: usize| -> Tensor {
@@ -142,7 +150,9 @@ fn authors_scores(model: &Vit, x: &Tensor, target: usize, m: usize) -> Vec<Vec<f
                     let alpha = k as f64 / m as f64;
                     let mut row = a[l].clone();
                     if l < t {
-                        row[path[l]] *= alpha;
+                        for &p in &path[l] {
+                            row[p] *= alpha;
+                        }
                     } else {
                         row.iter_mut().for_each(|v| *v *= alpha);
                     }
@@ -184,17 +194,27 @@ fn authors_scores(model: &Vit, x: &Tensor, target: usize, m: usize) -> Vec<Vec<f
             let g = f.backward().unwrap();
             grads.push(to_vec2(g.get(var.as_tensor()).unwrap()));
         }
+        let entering = |l: usize| -> Vec<usize> {
+            if compat {
+                vec![path[l][k_top - 1]]
+            } else {
+                path[l].clone()
+            }
+        };
         let prev_g: f64 = (0..t)
-            .map(|l| (0..m).map(|k| grads[l][k][path[l]]).sum::<f64>())
+            .flat_map(|l| entering(l).into_iter().map(move |p| (l, p)))
+            .map(|(l, p)| (0..m).map(|k| grads[l][k][p]).sum::<f64>())
             .sum();
-        let prev_a: f64 = (0..t).map(|l| a[l][path[l]]).sum();
+        let prev_a: f64 = (0..t)
+            .flat_map(|l| entering(l).into_iter().map(move |p| a[l][p]))
+            .sum();
         let score: Vec<f64> = (0..mlp)
             .map(|j| {
                 let g: f64 = (0..m).map(|k| grads[t][k][j]).sum();
                 (g + prev_g) / m as f64 * (a[t][j] + prev_a)
             })
             .collect();
-        path.push(neuronpath::attribution::top_k(&score, 1)[0]);
+        path.push(neuronpath::attribution::top_k(&score, k_top));
         all.push(score);
     }
     all
@@ -208,13 +228,103 @@ fn one_backward_per_step_equals_separate_per_layer_backwards() {
         let xi = x.narrow(0, i, 1).unwrap();
         let (_, acts) = clean_pass(&model, &xi, Rows::Cls).unwrap();
         let ours = layer_progressive_search(&model, &xi, &[3], &acts, &settings(10, 1000)).unwrap();
-        let theirs = authors_scores(&model, &xi, 3, 10);
+        let theirs = authors_scores(&model, &xi, 3, 10, 1, false);
         for (l, w) in theirs.iter().enumerate() {
             assert_close(
                 &ours.scores[0][l],
                 w,
                 1e-11,
                 &format!("image {i} layer {l}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn top_k_search_corrected_and_compat_match_the_naive_oracle() {
+    let model = load("golden/tiny_vit.npz", DType::F64);
+    let xi = images().narrow(0, 1, 1).unwrap();
+    let (_, acts) = clean_pass(&model, &xi, Rows::Cls).unwrap();
+    let mut outs = Vec::new();
+    for compat in [false, true] {
+        let mut s = settings(10, 1000);
+        s.top_k = 5;
+        s.compat = compat;
+        let ours = layer_progressive_search(&model, &xi, &[3], &acts, &s).unwrap();
+        let theirs = authors_scores(&model, &xi, 3, 10, 5, compat);
+        for (l, w) in theirs.iter().enumerate() {
+            assert_close(
+                &ours.scores[0][l],
+                w,
+                1e-11,
+                &format!("top-5 compat={compat} layer {l}"),
+            );
+            assert_eq!(ours.sets[0][l], neuronpath::attribution::top_k(w, 5));
+        }
+        outs.push(ours.scores[0][1].clone());
+    }
+    // The authors' K-th-only sums are a different score from layer 1 on.
+    assert!(max_rel(&outs[0], &outs[1]) > 1e-6);
+}
+
+#[test]
+fn per_layer_ig_at_layer_zero_is_the_first_search_step() {
+    let model = load("golden/tiny_vit.npz", DType::F64);
+    let x = images();
+    let targets = [3, 1, 4, 9];
+    let (_, acts) = clean_pass(&model, &x, Rows::Cls).unwrap();
+    let s = settings(20, 1000);
+    let ig =
+        neuronpath::attribution::baselines::layer_ig_sets(&model, &x, &targets, &acts, &s).unwrap();
+    let path = layer_progressive_search(&model, &x, &targets, &acts, &s).unwrap();
+    for i in 0..4 {
+        assert_eq!(ig[i][0], path.sets[i][0]);
+    }
+}
+
+#[test]
+fn influence_pattern_matches_per_layer_total_derivatives() {
+    let model = load("golden/tiny_vit.npz", DType::F64);
+    let x = images().narrow(0, 0, 2).unwrap();
+    let (_, acts) = clean_pass(&model, &x, Rows::Cls).unwrap();
+    let mut s = settings(6, 1000);
+    s.top_k = 64;
+    let ranked =
+        neuronpath::attribution::baselines::influence_sets(&model, &x, &[3, 3], &acts, &s).unwrap();
+    // Oracle: for each layer alone, dF(alpha x)/da_CLS through plain ops with one zero probe.
+    for l in 0..4 {
+        let mut score = vec![vec![0f64; 64]; 2];
+        for k in 0..6 {
+            let xs = x.affine(k as f64 / 6.0, 0.0).unwrap();
+            let var = Var::from_tensor(&Tensor::zeros((2, 64), DType::F64, &Device::Cpu).unwrap())
+                .unwrap();
+            let mut edits = vec![None; 4];
+            edits[l] = Some(LayerEdit {
+                rows: Rows::Cls,
+                edit: Edit::Probe(var.clone()),
+            });
+            let logits = model
+                .forward(&xs, &edits, None, Mode::Train)
+                .unwrap()
+                .logits;
+            let f = ops::softmax_plain(&logits)
+                .unwrap()
+                .narrow(1, 3, 1)
+                .unwrap()
+                .sum_all()
+                .unwrap();
+            let g = to_vec2(f.backward().unwrap().get(var.as_tensor()).unwrap());
+            for i in 0..2 {
+                for j in 0..64 {
+                    score[i][j] += g[i][j] / 6.0;
+                }
+            }
+        }
+        for i in 0..2 {
+            assert_eq!(
+                ranked[i][l],
+                neuronpath::attribution::top_k(&score[i], 64),
+                "layer {l} image {i}"
             );
         }
     }
