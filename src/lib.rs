@@ -12,4 +12,5 @@ pub mod embedded;
 pub mod experiments;
 pub mod io;
 pub mod model;
+pub mod runtime;
 pub mod training;
