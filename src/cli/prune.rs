@@ -1,8 +1,237 @@
-//! `neuronpath prune` (to be written).
+//! `neuronpath prune`: class-wise pruning guided by top-K paths (SPEC section 9), and pruned
+//! checkpoints that `predict` loads.
+use super::ablate::{open_matching, progress, Matched};
+use super::common::ModelArgs;
+use crate::experiments::figures;
+use crate::experiments::pruning::{
+    self, holdout_plans, run_pruning, ClassPlan, Grid, Pruning, Settings,
+};
+use crate::experiments::results::Run;
+use crate::experiments::svg::standalone;
+use crate::io::inputs::gather;
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Results of `neuronpath discover` (run it with `--top-k K` for K > 1).
+    #[arg(long, default_value = "neuronpath-out/discover.jsonl")]
+    pub results: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Output folder: prune.json, prune.csv, SVG figures.
+    #[arg(long, short, default_value = "neuronpath-out/prune")]
+    pub out: PathBuf,
+    /// Neurons per (layer, rank) kept: K values (clamped to the run's top-K).
+    #[arg(long = "k", value_delimiter = ',', default_value = "1,5,10,20,50")]
+    pub ks: Vec<usize>,
+    /// Fractions of the other CLS neurons zeroed, in [0, 1].
+    #[arg(long = "p", value_delimiter = ',', default_value = "0.1,0.3,0.5,1")]
+    pub ps: Vec<f64>,
+    /// Numbers of leading layers pruned (clamped to the model's layers).
+    #[arg(long = "d", value_delimiter = ',', default_value = "3,6,9,12")]
+    pub ds: Vec<usize>,
+    /// Fraction of each class's images held out for evaluation (the rest build the kept set).
+    #[arg(long, default_value_t = 0.5)]
+    pub holdout: f64,
+    /// Evaluate on these images instead (class folders, files or .npy); all run images build.
+    #[arg(long, num_args = 1..)]
+    pub eval: Vec<PathBuf>,
+    /// Labels of --eval .npy rows / loose files (JSON array).
+    #[arg(long)]
+    pub eval_labels: Option<PathBuf>,
+    /// Seed of the masks.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Skip the control (pruning around a random kept set of the same size).
+    #[arg(long)]
+    pub no_control: bool,
+    #[arg(long, default_value_t = 1000)]
+    pub bootstrap: usize,
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Also write the model pruned for one class as a timm .safetensors checkpoint.
+    #[arg(long)]
+    pub save_model: Option<PathBuf>,
+    /// Class of the saved model [default: the first evaluated class].
+    #[arg(long)]
+    pub save_class: Option<usize>,
+    /// K of the saved model [default: the largest of the grid].
+    #[arg(long)]
+    pub save_k: Option<usize>,
+    /// p of the saved model [default: the largest of the grid].
+    #[arg(long)]
+    pub save_p: Option<f64>,
+    /// d of the saved model [default: the largest of the grid].
+    #[arg(long)]
+    pub save_d: Option<usize>,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`prune` is not implemented yet")
+pub fn run(args: Args) -> Result<()> {
+    let run = Run::open(&args.results)?;
+    let m = open_matching(&run, &args.model)?;
+    let cfg = &m.loaded.model.cfg;
+    if args.ps.iter().any(|p| !(0.0..=1.0).contains(p)) {
+        bail!("--p takes fractions in [0, 1] (0.3 = 30%)");
+    }
+    let grid = Grid {
+        ks: args.ks.clone(),
+        ps: args.ps.clone(),
+        ds: args.ds.clone(),
+    }
+    .clamped(run.top_k, cfg.layers);
+    let settings = Settings {
+        grid,
+        seed: args.seed,
+        batch: args.batch,
+        control: !args.no_control,
+        bootstrap: args.bootstrap,
+    };
+    let plans = plans(&args, &run, &m)?;
+    if plans.is_empty() {
+        bail!("no class has both path-building and held-out images (need at least 2 images per class)");
+    }
+    if run.rows == crate::model::Rows::Patches {
+        eprintln!("note: pruning zeroes CLS neurons (SPEC section 9); this run's neurons are patch rows (MAE variant)");
+    }
+    if run.top_k == 1 {
+        eprintln!("note: the run kept one neuron per layer (K = 1); run discover with --top-k K for larger kept sets");
+    }
+    let g = &settings.grid;
+    eprintln!(
+        "neuronpath prune: {} classes, K {:?}, p {:?}, d {:?}",
+        plans.len(),
+        g.ks,
+        g.ps,
+        g.ds
+    );
+    let bar = progress(plans.len(), "classes");
+    let result = run_pruning(&m.loaded.model, &run, &plans, &m.pre, &settings, &mut |n| {
+        bar.set_position(n as u64)
+    })?;
+    bar.finish_and_clear();
+    write_outputs(&args.out, &result)?;
+    print_table(&result);
+    if let Some(path) = &args.save_model {
+        save(&args, &run, &m, &plans, &settings, path)?;
+    }
+    println!("outputs: {}", args.out.display());
+    Ok(())
+}
+
+fn plans(args: &Args, run: &Run, m: &Matched) -> Result<Vec<ClassPlan>> {
+    if args.eval.is_empty() {
+        return holdout_plans(run, &m.items, args.holdout);
+    }
+    let eval = gather(&args.eval, args.eval_labels.as_deref())?;
+    let mut plans = Vec::new();
+    for c in run.classes_present() {
+        let items: Vec<_> = eval
+            .items
+            .iter()
+            .filter(|it| it.label == Some(c))
+            .cloned()
+            .collect();
+        if let Some(it) = eval.items.iter().find(|it| it.label.is_none()) {
+            bail!(
+                "{}: --eval images need labels (class folders or --eval-labels)",
+                it.source
+            );
+        }
+        if !items.is_empty() {
+            let build = run
+                .images
+                .iter()
+                .filter(|r| r.class() == c)
+                .map(|r| r.index)
+                .collect();
+            plans.push(ClassPlan {
+                class: c,
+                build,
+                eval: items,
+            });
+        }
+    }
+    Ok(plans)
+}
+
+fn write_outputs(out: &std::path::Path, p: &Pruning) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    let write = |name: &str, text: String| -> Result<()> {
+        let path = out.join(name);
+        std::fs::write(&path, text).with_context(|| format!("{}: cannot write", path.display()))
+    };
+    write("prune.json", serde_json::to_string_pretty(p)? + "\n")?;
+    write("prune.csv", pruning::csv(p))?;
+    let (ratio, acc) = figures::pruning(p);
+    write("prune_ratio.svg", standalone(&ratio))?;
+    write("prune_accuracy.svg", standalone(&acc))
+}
+
+fn print_table(p: &Pruning) {
+    println!(
+        "{:>4} {:>6} {:>4} {:>7} {:>10} {:>10} {:>18} {:>16}",
+        "K", "p", "d", "images", "F unpruned", "F pruned", "top-1 acc", "control F / acc"
+    );
+    for q in &p.overall {
+        let ctl = q
+            .control
+            .map_or("-".into(), |c| format!("{:.4} / {:.1}%", c.0, 100.0 * c.1));
+        println!(
+            "{:>4} {:>5.0}% {:>4} {:>7} {:>10.4} {:>10.4} {:>7.1}% -> {:>5.1}% {:>16}",
+            q.k,
+            100.0 * q.p,
+            q.d,
+            q.images,
+            q.prob_unpruned,
+            q.prob_pruned,
+            100.0 * q.acc_unpruned,
+            100.0 * q.acc_pruned,
+            ctl
+        );
+    }
+}
+
+fn save(
+    args: &Args,
+    run: &Run,
+    m: &Matched,
+    plans: &[ClassPlan],
+    s: &Settings,
+    path: &std::path::Path,
+) -> Result<()> {
+    let g = &s.grid;
+    let class = args.save_class.unwrap_or(plans[0].class);
+    let plan = plans
+        .iter()
+        .find(|p| p.class == class)
+        .with_context(|| format!("class {class} has no pruning plan"))?;
+    let max = |v: &[usize]| v.iter().copied().max().unwrap_or(1);
+    let k = args.save_k.unwrap_or(max(&g.ks)).min(run.top_k.max(1));
+    let p = args
+        .save_p
+        .unwrap_or(g.ps.iter().copied().fold(0.0, f64::max));
+    let d = args.save_d.unwrap_or(max(&g.ds));
+    let mut flags = pruning::save_pruned(
+        &m.loaded.model,
+        run,
+        &plan.build,
+        class,
+        (k, p, d),
+        s.seed,
+        path,
+    )?;
+    if m.pre.norm != crate::io::preprocess::Normalization::ImageNet {
+        flags.push(format!("--normalize {}", m.pre.norm));
+    }
+    println!(
+        "pruned model for class {} ({}), K={k} p={:.0}% d={d}: {}\nload it with: neuronpath predict --model {} {}",
+        class,
+        run.class_names[class],
+        100.0 * p,
+        path.display(),
+        path.display(),
+        flags.join(" ")
+    );
+    Ok(())
 }

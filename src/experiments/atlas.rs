@@ -31,7 +31,10 @@ pub struct ClassEntry {
 impl ClassEntry {
     /// Path neurons of layer `l`, one entry per image (sorted), for distribution plots.
     pub fn values(&self, l: usize) -> Vec<usize> {
-        self.counts[l].iter().flat_map(|(&n, &c)| std::iter::repeat_n(n, c as usize)).collect()
+        self.counts[l]
+            .iter()
+            .flat_map(|(&n, &c)| std::iter::repeat_n(n, c as usize))
+            .collect()
     }
 
     /// Flattened F as sorted (layer * mlp_dim + neuron, count).
@@ -71,18 +74,38 @@ impl Atlas {
 /// The atlas of `method` over the run's images, grouped by class (label, else target).
 pub fn from_run(run: &Run, method: &str) -> Result<Atlas> {
     if !run.has_method(method) {
-        bail!("the run has no `{method}` paths (methods: {})", run.methods.join(", "));
+        bail!(
+            "the run has no `{method}` paths (methods: {})",
+            run.methods.join(", ")
+        );
     }
     let paths: Vec<(usize, Vec<usize>)> = run
         .images
         .iter()
-        .filter_map(|r| r.result.methods.get(method).map(|m| (r.class(), m.path.clone())))
+        .filter_map(|r| {
+            r.result
+                .methods
+                .get(method)
+                .map(|m| (r.class(), m.path.clone()))
+        })
         .collect();
-    build(method, &paths, run.config.layers, run.config.mlp_dim, &run.class_names)
+    build(
+        method,
+        &paths,
+        run.config.layers,
+        run.config.mlp_dim,
+        &run.class_names,
+    )
 }
 
 /// The atlas of (class, path) pairs; `names[c]` names class c.
-pub fn build(method: &str, paths: &[(usize, Vec<usize>)], layers: usize, mlp_dim: usize, names: &[String]) -> Result<Atlas> {
+pub fn build(
+    method: &str,
+    paths: &[(usize, Vec<usize>)],
+    layers: usize,
+    mlp_dim: usize,
+    names: &[String],
+) -> Result<Atlas> {
     let mut by_class: BTreeMap<usize, ClassEntry> = BTreeMap::new();
     for (c, path) in paths {
         if path.len() != layers {
@@ -93,7 +116,10 @@ pub fn build(method: &str, paths: &[(usize, Vec<usize>)], layers: usize, mlp_dim
         }
         let e = by_class.entry(*c).or_insert_with(|| ClassEntry {
             class: *c,
-            name: names.get(*c).cloned().unwrap_or_else(|| format!("class {c}")),
+            name: names
+                .get(*c)
+                .cloned()
+                .unwrap_or_else(|| format!("class {c}")),
             images: 0,
             counts: vec![BTreeMap::new(); layers],
             modal_path: Vec::new(),
@@ -110,11 +136,19 @@ pub fn build(method: &str, paths: &[(usize, Vec<usize>)], layers: usize, mlp_dim
         e.modal_path = e
             .counts
             .iter()
-            .map(|m| m.iter().fold((0, 0), |best, (&n, &c)| if c > best.1 { (n, c) } else { best }))
+            .map(|m| {
+                m.iter().fold(
+                    (0, 0),
+                    |best, (&n, &c)| if c > best.1 { (n, c) } else { best },
+                )
+            })
             .collect();
     }
     let flats: Vec<Vec<(usize, f64)>> = classes.iter().map(|e| e.flat(mlp_dim)).collect();
-    let norms: Vec<f64> = flats.iter().map(|f| f.iter().map(|(_, c)| c * c).sum::<f64>().sqrt()).collect();
+    let norms: Vec<f64> = flats
+        .iter()
+        .map(|f| f.iter().map(|(_, c)| c * c).sum::<f64>().sqrt())
+        .collect();
     let k = classes.len();
     let mut similarity = vec![vec![0.0; k]; k];
     for i in 0..k {
@@ -125,18 +159,38 @@ pub fn build(method: &str, paths: &[(usize, Vec<usize>)], layers: usize, mlp_dim
         }
     }
     for (i, e) in classes.iter_mut().enumerate() {
-        let others = (0..k).filter(|&j| j != i).map(|j| Neighbour { class: j, similarity: similarity[i][j] });
+        let others = (0..k).filter(|&j| j != i).map(|j| Neighbour {
+            class: j,
+            similarity: similarity[i][j],
+        });
         // `class` holds the position for now; mapped to the class id below.
-        e.most_similar = others.clone().max_by(|a, b| a.similarity.total_cmp(&b.similarity).then(b.class.cmp(&a.class)));
-        e.least_similar = others.min_by(|a, b| a.similarity.total_cmp(&b.similarity).then(a.class.cmp(&b.class)));
+        e.most_similar = others.clone().max_by(|a, b| {
+            a.similarity
+                .total_cmp(&b.similarity)
+                .then(b.class.cmp(&a.class))
+        });
+        e.least_similar = others.min_by(|a, b| {
+            a.similarity
+                .total_cmp(&b.similarity)
+                .then(a.class.cmp(&b.class))
+        });
     }
     let ids: Vec<usize> = classes.iter().map(|e| e.class).collect();
     for e in &mut classes {
-        for n in [&mut e.most_similar, &mut e.least_similar].into_iter().flatten() {
+        for n in [&mut e.most_similar, &mut e.least_similar]
+            .into_iter()
+            .flatten()
+        {
             n.class = ids[n.class];
         }
     }
-    Ok(Atlas { method: method.to_string(), layers, mlp_dim, classes, similarity })
+    Ok(Atlas {
+        method: method.to_string(),
+        layers,
+        mlp_dim,
+        classes,
+        similarity,
+    })
 }
 
 /// Dot product of two sparse vectors sorted by index.
@@ -176,7 +230,8 @@ pub fn similarity_csv(a: &Atlas) -> String {
 
 /// Per class and layer: the five-number summary of the path neuron indices, as CSV.
 pub fn layers_csv(a: &Atlas) -> String {
-    let mut out = String::from("class,layer,images,min,q1,median,q3,max,modal_neuron,modal_count\n");
+    let mut out =
+        String::from("class,layer,images,min,q1,median,q3,max,modal_neuron,modal_count\n");
     for e in &a.classes {
         for l in 0..a.layers {
             let v: Vec<f64> = e.values(l).into_iter().map(|x| x as f64).collect();

@@ -18,7 +18,7 @@ const TIMM_HEAD_DIM: usize = 64;
 /// Command-line options `predict`/`discover` need to load the written file as this model.
 pub fn load_flags(cfg: &VitConfig) -> Vec<String> {
     let mut f = Vec::new();
-    if cfg.hidden % TIMM_HEAD_DIM != 0 || cfg.hidden / TIMM_HEAD_DIM != cfg.heads {
+    if cfg.hidden / TIMM_HEAD_DIM != cfg.heads {
         f.push(format!("--heads {}", cfg.heads));
     }
     if cfg.ln_eps != TIMM_LN_EPS {
@@ -35,7 +35,8 @@ struct Tensors(HashMap<String, Tensor>);
 
 impl Tensors {
     fn put(&mut self, name: String, t: &Tensor) -> candle_core::Result<()> {
-        self.0.insert(name, t.to_device(&Device::Cpu)?.contiguous()?);
+        self.0
+            .insert(name, t.to_device(&Device::Cpu)?.contiguous()?);
         Ok(())
     }
     fn linear(&mut self, name: &str, l: &Linear) -> candle_core::Result<()> {
@@ -43,7 +44,10 @@ impl Tensors {
         let out_dim = l.weight.dim(0)?;
         match &l.bias {
             Some(b) => self.put(format!("{name}.bias"), b),
-            None => self.put(format!("{name}.bias"), &Tensor::zeros(out_dim, l.weight.dtype(), &Device::Cpu)?),
+            None => self.put(
+                format!("{name}.bias"),
+                &Tensor::zeros(out_dim, l.weight.dtype(), &Device::Cpu)?,
+            ),
         }
     }
     fn norm(&mut self, name: &str, n: &LayerNorm) -> candle_core::Result<()> {
@@ -60,7 +64,10 @@ fn gather(model: &Vit) -> candle_core::Result<HashMap<String, Tensor>> {
     // The Vit holds the patch conv as a (D, C*P*P) linear map; timm stores the conv kernel.
     t.linear("patch_embed.proj", &model.patch)?;
     let (d, p) = (c.hidden, c.patch_size);
-    t.put("patch_embed.proj.weight".into(), &model.patch.weight.reshape((d, c.channels, p, p))?)?;
+    t.put(
+        "patch_embed.proj.weight".into(),
+        &model.patch.weight.reshape((d, c.channels, p, p))?,
+    )?;
     for (i, b) in model.blocks.iter().enumerate() {
         let n = format!("blocks.{i}");
         t.norm(&format!("{n}.norm1"), &b.ln_att)?;
@@ -91,13 +98,15 @@ pub fn save_timm(model: &Vit, path: &Path, note: &serde_json::Value) -> Result<(
         bail!("a model with the doubled fc_norm (compatibility mode) has no timm equivalent");
     }
     let tensors = gather(model).context("cannot gather the model's tensors")?;
-    let meta = serde_json::json!({"config": c, "load_flags": load_flags(c).join(" "), "note": note});
+    let meta =
+        serde_json::json!({"config": c, "load_flags": load_flags(c).join(" "), "note": note});
     let metadata = HashMap::from([
         ("format".to_string(), "pt".to_string()),
         ("neuronpath".to_string(), meta.to_string()),
     ]);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
     }
     safetensors::serialize_to_file(&tensors, Some(metadata), path)
         .with_context(|| format!("{}: cannot write", path.display()))?;

@@ -6,7 +6,7 @@ use super::plots::{self, BarSeries, BoxGroup, Line, ViolinPanel};
 use super::pruning::Pruning;
 use super::results::{ImageRecord, Run};
 use super::stats::{spread, Spread};
-use super::svg::{method_color, num, palette, Anchor, Frame, Scale, Svg};
+use super::svg::{legend_height, method_color, num, palette, Anchor, Frame, Key, Scale, Svg};
 
 /// "removed (x0)", "enhanced (x2)", or "x0.5".
 pub fn factor_label(f: f64) -> String {
@@ -37,10 +37,18 @@ pub fn jas(run: &Run) -> String {
         .map(|m| BoxGroup {
             label: m.clone(),
             color: method_color(m).into(),
-            values: run.images.iter().filter_map(|r| r.result.methods.get(m).map(|x| x.jas.reference)).collect(),
+            values: run
+                .images
+                .iter()
+                .filter_map(|r| r.result.methods.get(m).map(|x| x.jas.reference))
+                .collect(),
         })
         .collect();
-    plots::box_plot("Joint Attribution Score of each method's path", "JAS (reference form)", &groups)
+    plots::box_plot(
+        "Joint Attribution Score of each method's path",
+        "JAS (reference form)",
+        &groups,
+    )
 }
 
 /// Probability deviation per method from the records' own removed/enhanced probabilities.
@@ -53,7 +61,13 @@ pub fn record_deviations(run: &Run, bootstrap: usize, seed: u64) -> Vec<(String,
                 .iter()
                 .filter_map(|r| {
                     let x = r.result.methods.get(m)?;
-                    Some(if pick { x.prob_removed } else { x.prob_enhanced } / r.result.prob_target)
+                    Some(
+                        if pick {
+                            x.prob_removed
+                        } else {
+                            x.prob_enhanced
+                        } / r.result.prob_target,
+                    )
                 })
                 .collect();
             out.push((m.clone(), f, spread(&ratios, bootstrap, seed)));
@@ -80,10 +94,19 @@ pub fn deviation(rows: &[(String, f64, Spread)]) -> String {
         .map(|(i, &f)| BarSeries {
             label: factor_label(f),
             color: factor_color(i, f),
-            values: methods.iter().map(|m| rows.iter().find(|r| &r.0 == m && r.1 == f).map(|r| r.2)).collect(),
+            values: methods
+                .iter()
+                .map(|m| rows.iter().find(|r| &r.0 == m && r.1 == f).map(|r| r.2))
+                .collect(),
         })
         .collect();
-    plots::grouped_bars("Probability deviation: F(edited) / F(clean)", "mean ratio (95% CI)", &methods, &series, Some(1.0))
+    plots::grouped_bars(
+        "Probability deviation: F(edited) / F(clean)",
+        "mean ratio (95% CI)",
+        &methods,
+        &series,
+        Some(1.0),
+    )
 }
 
 /// Top-1 accuracy deviation (percentage points) per method and factor.
@@ -102,20 +125,44 @@ pub fn accuracy(m: &Manipulation) -> String {
                 .map(|me| {
                     m.overall_for(me, f).map(|d| {
                         let v = 100.0 * d.acc_deviation;
-                        Spread { n: d.ratio.n, mean: v, ci_low: v, ci_high: v, ..Default::default() }
+                        Spread {
+                            n: d.ratio.n,
+                            mean: v,
+                            ci_low: v,
+                            ci_high: v,
+                            ..Default::default()
+                        }
                     })
                 })
                 .collect(),
         })
         .collect();
-    plots::grouped_bars("Accuracy deviation: top-1 after edit − clean", "percentage points", &m.methods, &series, None)
+    plots::grouped_bars(
+        "Accuracy deviation: top-1 after edit − clean",
+        "percentage points",
+        &m.methods,
+        &series,
+        None,
+    )
 }
 
 /// Class-to-class cosine similarity of the atlas.
-pub fn similarity(a: &Atlas) -> String {
-    let labels: Vec<String> = a.classes.iter().map(|e| e.name.clone()).collect();
-    let lo = a.similarity.iter().flatten().copied().fold(1.0, f64::min).min(0.0);
-    plots::heatmap(&format!("Class similarity of `{}` paths (cosine of F[c,l,n])", a.method), &labels, &a.similarity, (lo, 1.0))
+pub fn similarity(a: &Atlas, max_classes: usize) -> String {
+    // Thousands of classes would make a million-cell SVG: show the first ones, the CSV has all.
+    let n = a.classes.len().min(max_classes.max(1));
+    let labels: Vec<String> = a.classes[..n].iter().map(|e| e.name.clone()).collect();
+    let m: Vec<Vec<f64>> = a.similarity[..n].iter().map(|r| r[..n].to_vec()).collect();
+    let lo = m.iter().flatten().copied().fold(1.0, f64::min).min(0.0);
+    let shown = if n < a.classes.len() {
+        format!(" (first {n} of {} classes)", a.classes.len())
+    } else {
+        String::new()
+    };
+    let title = format!(
+        "Class similarity: cosine of F[c,l,n], {} method{shown}",
+        a.method
+    );
+    plots::heatmap(&title, &labels, &m, (lo, 1.0))
 }
 
 /// Per layer, the distribution of path neuron indices of each class (at most `max_classes`).
@@ -127,7 +174,13 @@ pub fn layer_distributions(a: &Atlas, max_classes: usize) -> String {
             violins: shown
                 .iter()
                 .enumerate()
-                .map(|(i, e)| (e.name.clone(), palette(i).into(), e.values(l).into_iter().map(|v| v as f64).collect()))
+                .map(|(i, e)| {
+                    (
+                        e.name.clone(),
+                        palette(i).into(),
+                        e.values(l).into_iter().map(|v| v as f64).collect(),
+                    )
+                })
                 .collect(),
         })
         .collect();
@@ -150,12 +203,26 @@ pub fn pruning(p: &Pruning) -> (String, String) {
         let (mut rl, mut al) = (Vec::new(), Vec::new());
         for (di, &d) in g.ds.iter().enumerate() {
             let pts: Vec<_> = p.overall.iter().filter(|q| q.k == k && q.d == d).collect();
-            let xy = |f: &dyn Fn(&super::pruning::Point) -> f64| pts.iter().map(|q| (100.0 * q.p, f(q))).collect();
+            let xy = |f: &dyn Fn(&super::pruning::Point) -> f64| {
+                pts.iter().map(|q| (100.0 * q.p, f(q))).collect()
+            };
             let color = palette(di).to_string();
-            rl.push(Line { label: format!("first {d} layers"), color: color.clone(), dashed: false, points: xy(&|q| q.ratio.mean) });
-            al.push(Line { label: format!("first {d} layers"), color: color.clone(), dashed: false, points: xy(&|q| 100.0 * q.acc_pruned) });
+            rl.push(Line {
+                label: format!("first {d} layers"),
+                color: color.clone(),
+                dashed: false,
+                points: xy(&|q| q.ratio.mean),
+            });
+            al.push(Line {
+                label: format!("first {d} layers"),
+                color: color.clone(),
+                dashed: false,
+                points: xy(&|q| 100.0 * q.acc_pruned),
+            });
             if p.settings.control {
-                let ctl = |f: &dyn Fn(&super::pruning::Point) -> f64| pts.iter().map(|q| (100.0 * q.p, f(q))).collect();
+                let ctl = |f: &dyn Fn(&super::pruning::Point) -> f64| {
+                    pts.iter().map(|q| (100.0 * q.p, f(q))).collect()
+                };
                 let label = format!("first {d}, random kept set");
                 rl.push(Line {
                     label: label.clone(),
@@ -163,21 +230,48 @@ pub fn pruning(p: &Pruning) -> (String, String) {
                     dashed: true,
                     points: ctl(&|q| q.control.map_or(f64::NAN, |c| c.0) / q.prob_unpruned),
                 });
-                al.push(Line { label, color, dashed: true, points: ctl(&|q| q.control.map_or(f64::NAN, |c| 100.0 * c.1)) });
+                al.push(Line {
+                    label,
+                    color,
+                    dashed: true,
+                    points: ctl(&|q| q.control.map_or(f64::NAN, |c| 100.0 * c.1)),
+                });
             }
         }
         if let Some(q) = p.overall.iter().find(|q| q.k == k) {
             let xs: Vec<f64> = g.ps.iter().map(|x| 100.0 * x).collect();
             let flat = |v: f64| xs.iter().map(|&x| (x, v)).collect();
-            al.push(Line { label: "unpruned".into(), color: "#222".into(), dashed: true, points: flat(100.0 * q.acc_unpruned) });
+            al.push(Line {
+                label: "unpruned".into(),
+                color: "#222".into(),
+                dashed: true,
+                points: flat(100.0 * q.acc_unpruned),
+            });
         }
         ratio_panels.push((format!("K = {k}"), rl));
         acc_panels.push((format!("K = {k}"), al));
     }
-    let hi = p.overall.iter().map(|q| q.ratio.mean).filter(|v| v.is_finite()).fold(1.0, f64::max);
+    let hi = p
+        .overall
+        .iter()
+        .map(|q| q.ratio.mean)
+        .filter(|v| v.is_finite())
+        .fold(1.0, f64::max);
     (
-        plots::line_panels("Pruning: F(pruned) / F(unpruned) on held-out images", "pruned fraction p (%)", "mean ratio", &ratio_panels, (0.0, hi)),
-        plots::line_panels("Pruning: top-1 accuracy on held-out images", "pruned fraction p (%)", "top-1 accuracy (%)", &acc_panels, (0.0, 100.0)),
+        plots::line_panels(
+            "Pruning: F(pruned) / F(unpruned) on held-out images",
+            "pruned fraction p (%)",
+            "mean ratio",
+            &ratio_panels,
+            (0.0, hi),
+        ),
+        plots::line_panels(
+            "Pruning: top-1 accuracy on held-out images",
+            "pruned fraction p (%)",
+            "top-1 accuracy (%)",
+            &acc_panels,
+            (0.0, 100.0),
+        ),
     )
 }
 
@@ -193,33 +287,93 @@ pub struct PathLine {
 }
 
 /// Layers left to right, neuron index bottom to top, one polyline per path.
-pub fn path_diagram(title: &str, layers: usize, mlp: usize, lines: &[PathLine], (w, h): (f64, f64)) -> String {
-    let mut s = Svg::new(w, h);
+pub fn path_diagram(
+    title: &str,
+    layers: usize,
+    mlp: usize,
+    lines: &[PathLine],
+    (w, h): (f64, f64),
+    legend: bool,
+) -> String {
+    let keys: Vec<Key> = lines
+        .iter()
+        .filter(|l| legend && l.opacity >= 0.5)
+        .map(|l| Key::new(&l.label, &l.color, false))
+        .collect();
+    let mut s = Svg::new(
+        w,
+        h + if keys.is_empty() {
+            0.0
+        } else {
+            legend_height(&keys, w - 70.0) + 6.0
+        },
+    );
     let f = Frame {
-        x: Scale::new((0.0, layers.saturating_sub(1).max(1) as f64), (62.0, w - 28.0)),
+        x: Scale::new(
+            (0.0, layers.saturating_sub(1).max(1) as f64),
+            (62.0, w - 28.0),
+        ),
         y: Scale::new((0.0, (mlp - 1) as f64), (h - 34.0, 28.0)),
     };
-    s.text((w / 2.0, 17.0), title, Anchor::Middle, 13.0, r#"font-weight="bold""#);
+    s.text(
+        (w / 2.0, 17.0),
+        title,
+        Anchor::Middle,
+        13.0,
+        r#"font-weight="bold""#,
+    );
     f.y_axis(&mut s, "neuron index");
     for l in 0..layers {
         let x = f.x.map(l as f64);
         s.line((x, f.top()), (x, f.bottom()), "#ddd", 1.0, "");
-        s.text((x, f.bottom() + 16.0), &format!("L{l}"), Anchor::Middle, 11.0, "");
+        s.text(
+            (x, f.bottom() + 16.0),
+            &format!("L{l}"),
+            Anchor::Middle,
+            11.0,
+            "",
+        );
     }
     for pl in lines {
-        let pts: Vec<(f64, f64)> = pl.path.iter().enumerate().map(|(l, &n)| (f.x.map(l as f64), f.y.map(n as f64))).collect();
+        let pts: Vec<(f64, f64)> = pl
+            .path
+            .iter()
+            .enumerate()
+            .map(|(l, &n)| (f.x.map(l as f64), f.y.map(n as f64)))
+            .collect();
         let op = format!(r#"stroke-opacity="{}""#, pl.opacity);
-        let tip = format!("{}: {}", pl.label, pl.path.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(" → "));
+        let tip = format!(
+            "{}: {}",
+            pl.label,
+            pl.path
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(" → ")
+        );
         s.polyline(&pts, &pl.color, pl.width, &op, Some(&tip));
         if pl.opacity >= 0.5 {
             for (l, (&n, &p)) in pl.path.iter().zip(&pts).enumerate() {
-                s.circle(p, pl.width + 1.5, &pl.color, "", Some(&format!("{} layer {l}: neuron {n}", pl.label)));
+                s.circle(
+                    p,
+                    pl.width + 1.5,
+                    &pl.color,
+                    "",
+                    Some(&format!("{} layer {l}: neuron {n}", pl.label)),
+                );
                 if pl.annotate {
-                    s.text((p.0 + 6.0, p.1 - 6.0), &n.to_string(), Anchor::Start, 11.0, &format!(r#"fill="{}""#, pl.color));
+                    s.text(
+                        (p.0 + 6.0, p.1 - 6.0),
+                        &n.to_string(),
+                        Anchor::Start,
+                        11.0,
+                        &format!(r#"fill="{}""#, pl.color),
+                    );
                 }
             }
         }
     }
+    crate::experiments::svg::legend(&mut s, (62.0, h + 4.0), &keys, w - 70.0);
     s.finish(title)
 }
 
@@ -241,7 +395,14 @@ pub fn image_paths(run: &Run, r: &ImageRecord) -> String {
         })
         .collect();
     let title = format!("image {}: paths through the layers", r.index);
-    path_diagram(&title, run.config.layers, run.config.mlp_dim, &lines, (560.0, 300.0))
+    path_diagram(
+        &title,
+        run.config.layers,
+        run.config.mlp_dim,
+        &lines,
+        (560.0, 300.0),
+        true,
+    )
 }
 
 /// A class's paths: every image's path faint, the most frequent neuron per layer bold.
@@ -251,7 +412,14 @@ pub fn class_paths(a: &Atlas, e: &ClassEntry, run: &Run) -> String {
         .iter()
         .filter(|r| r.class() == e.class)
         .filter_map(|r| r.result.methods.get(&a.method))
-        .map(|x| PathLine { label: "an image".into(), color: "#888".into(), path: x.path.clone(), width: 1.0, opacity: 0.3, annotate: false })
+        .map(|x| PathLine {
+            label: "an image".into(),
+            color: "#888".into(),
+            path: x.path.clone(),
+            width: 1.0,
+            opacity: 0.3,
+            annotate: false,
+        })
         .collect();
     lines.push(PathLine {
         label: format!("{}: most frequent neuron per layer", e.name),
@@ -261,5 +429,12 @@ pub fn class_paths(a: &Atlas, e: &ClassEntry, run: &Run) -> String {
         opacity: 1.0,
         annotate: true,
     });
-    path_diagram(&format!("{} ({} images)", e.name, e.images), a.layers, a.mlp_dim, &lines, (330.0, 230.0))
+    path_diagram(
+        &format!("{} ({} images)", e.name, e.images),
+        a.layers,
+        a.mlp_dim,
+        &lines,
+        (330.0, 230.0),
+        false,
+    )
 }

@@ -1,8 +1,36 @@
 //! HTML building blocks of the report: escaping, tables, the page shell with its inline style.
 pub use super::svg::esc;
 
-/// A table; cells are HTML (escape text with [`esc`]). Numeric-looking cells align right.
+/// A table; cells are HTML (escape text with [`esc`]). Cells that read as numbers align right.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    table_aligned(headers, "", rows)
+}
+
+/// Whether a cell reads as a number: "12.3", "-4pp", "0.5 [0.1, 0.9]", "15.0% → 10.0%";
+/// not "2026-11-25 UTC" or "28 px, bilinear".
+fn numeric(cell: &str) -> bool {
+    let mut text = String::new();
+    let mut in_tag = false;
+    for ch in cell.chars() {
+        match ch {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    let first = text.split_whitespace().next().unwrap_or("");
+    first
+        .trim_end_matches(['%', 'p', ','])
+        .parse::<f64>()
+        .is_ok()
+        && !text
+            .chars()
+            .any(|c| c.is_alphabetic() && c != 'e' && c != 'p')
+}
+
+/// A table with explicit alignment per column (`l` or `r`; missing columns are detected).
+pub fn table_aligned(headers: &[&str], align: &str, rows: &[Vec<String>]) -> String {
     let mut s = String::from("<table><thead><tr>");
     for h in headers {
         s += &format!("<th>{}</th>", esc(h));
@@ -10,9 +38,17 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     s += "</tr></thead><tbody>";
     for r in rows {
         s += "<tr>";
-        for c in r {
-            let numeric = c.trim_start_matches(['-', '+']).chars().next().is_some_and(|ch| ch.is_ascii_digit());
-            s += &if numeric { format!("<td class=\"n\">{c}</td>") } else { format!("<td>{c}</td>") };
+        for (i, c) in r.iter().enumerate() {
+            let right = match align.as_bytes().get(i) {
+                Some(b'r') => true,
+                Some(b'l') => false,
+                _ => numeric(c),
+            };
+            s += &if right {
+                format!("<td class=\"n\">{c}</td>")
+            } else {
+                format!("<td>{c}</td>")
+            };
         }
         s += "</tr>";
     }
@@ -21,12 +57,18 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 
 /// A figure with a caption.
 pub fn figure(svg: &str, caption: &str) -> String {
-    format!("<figure>{svg}<figcaption>{}</figcaption></figure>", esc(caption))
+    format!(
+        "<figure>{svg}<figcaption>{}</figcaption></figure>",
+        esc(caption)
+    )
 }
 
 /// A section with an anchor and a heading.
 pub fn section(id: &str, title: &str, body: &str) -> String {
-    format!("<section id=\"{id}\"><h2>{}</h2>{body}</section>\n", esc(title))
+    format!(
+        "<section id=\"{id}\"><h2>{}</h2>{body}</section>\n",
+        esc(title)
+    )
 }
 
 const STYLE: &str = r#"
@@ -39,7 +81,7 @@ main{max-width:1240px;margin:0 auto;padding:8px 32px 60px}
 section{background:#fff;border:1px solid #e3e3e3;border-radius:6px;padding:6px 22px 16px;margin:18px 0}
 h2{font-size:20px;border-bottom:2px solid #243447;padding-bottom:4px} h3{font-size:16px;margin:18px 0 6px}
 table{border-collapse:collapse;margin:8px 0;font-size:13px} th,td{border:1px solid #ddd;padding:3px 8px;vertical-align:top}
-th{background:#f0f3f6;text-align:left} td.n{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f0f3f6;text-align:left} td:first-child{white-space:nowrap} td.n{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:10px 0;overflow-x:auto} figcaption{font-size:13px;color:#555;max-width:900px}
 .claims{list-style:none;padding:0} .claims li{margin:8px 0;padding:8px 12px;border-radius:4px;background:#f6f6f6}
 .badge{display:inline-block;min-width:112px;text-align:center;font-weight:bold;font-size:12px;padding:2px 8px;border-radius:10px;margin-right:10px;color:#fff}
@@ -53,7 +95,10 @@ pre{background:#f4f4f4;padding:8px;font-size:12px;overflow-x:auto} code{font-siz
 
 /// The whole page.
 pub fn page(title: &str, subtitle: &str, nav: &[(&str, &str)], body: &str) -> String {
-    let links: String = nav.iter().map(|(id, t)| format!("<a href=\"#{id}\">{}</a>", esc(t))).collect();
+    let links: String = nav
+        .iter()
+        .map(|(id, t)| format!("<a href=\"#{id}\">{}</a>", esc(t)))
+        .collect();
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><style>{STYLE}</style></head>\

@@ -108,7 +108,9 @@ pub struct Manipulation {
 impl Manipulation {
     /// The overall deviation of (method, factor), if computed.
     pub fn overall_for(&self, method: &str, factor: f64) -> Option<&Deviation> {
-        self.overall.iter().find(|d| d.method == method && d.factor == factor)
+        self.overall
+            .iter()
+            .find(|d| d.method == method && d.factor == factor)
     }
 }
 
@@ -131,10 +133,16 @@ pub fn edited_probabilities(
                 }
             }
             let t = Tensor::from_vec(f, (b, mlp), model.device())?.to_dtype(model.dtype())?;
-            Ok(Some(LayerEdit { rows, edit: Edit::Scale(t) }))
+            Ok(Some(LayerEdit {
+                rows,
+                edit: Edit::Scale(t),
+            }))
         })
         .collect::<candle_core::Result<Vec<_>>>()?;
-    model.probabilities(images, &edits)?.to_dtype(DType::F64)?.to_vec2()
+    model
+        .probabilities(images, &edits)?
+        .to_dtype(DType::F64)?
+        .to_vec2()
 }
 
 /// Runs the manipulation on every image of `run`; `items` are the run's inputs by index.
@@ -165,10 +173,17 @@ pub fn run_manipulation(
     for chunk in run.images.chunks(settings.batch.max(1)) {
         let its = chunk
             .iter()
-            .map(|r| items.get(&r.index).with_context(|| format!("image {} ({}) is not among the inputs", r.index, r.source)))
+            .map(|r| {
+                items.get(&r.index).with_context(|| {
+                    format!("image {} ({}) is not among the inputs", r.index, r.source)
+                })
+            })
             .collect::<Result<Vec<&Item>>>()?;
         let x = load_batch(&its, pre, model.device())?;
-        let clean: Vec<Vec<f64>> = model.probabilities(&x, &[])?.to_dtype(DType::F64)?.to_vec2()?;
+        let clean: Vec<Vec<f64>> = model
+            .probabilities(&x, &[])?
+            .to_dtype(DType::F64)?
+            .to_vec2()?;
         let mut per: Vec<ImageOutcome> = chunk
             .iter()
             .zip(&clean)
@@ -187,7 +202,11 @@ pub fn run_manipulation(
                 let probs = edited_probabilities(model, &x, &sets, f, run.rows)?;
                 for (o, p) in per.iter_mut().zip(&probs) {
                     let top1 = top_k(p, 1)[0];
-                    o.methods.entry(m.clone()).or_default().push(Outcome { factor: f, prob: p[o.target], top1 });
+                    o.methods.entry(m.clone()).or_default().push(Outcome {
+                        factor: f,
+                        prob: p[o.target],
+                        top1,
+                    });
                 }
             }
         }
@@ -208,7 +227,11 @@ pub fn run_manipulation(
 }
 
 /// Deviations over all images and per class, for every (method, factor).
-pub fn summarize(images: &[ImageOutcome], methods: &[String], s: &Settings) -> (Vec<Deviation>, Vec<Deviation>) {
+pub fn summarize(
+    images: &[ImageOutcome],
+    methods: &[String],
+    s: &Settings,
+) -> (Vec<Deviation>, Vec<Deviation>) {
     let mut classes: Vec<usize> = images.iter().map(|o| o.class).collect();
     classes.sort_unstable();
     classes.dedup();
@@ -218,7 +241,14 @@ pub fn summarize(images: &[ImageOutcome], methods: &[String], s: &Settings) -> (
         for (fi, &f) in s.factors.iter().enumerate() {
             overall.push(deviation(images.iter(), m, fi, f, None, s));
             for &c in &classes {
-                per_class.push(deviation(images.iter().filter(|o| o.class == c), m, fi, f, Some(c), s));
+                per_class.push(deviation(
+                    images.iter().filter(|o| o.class == c),
+                    m,
+                    fi,
+                    f,
+                    Some(c),
+                    s,
+                ));
             }
         }
     }
@@ -235,14 +265,17 @@ fn deviation<'a>(
 ) -> Deviation {
     let (mut ratios, mut clean_ok, mut edit_ok, mut n) = (Vec::new(), 0usize, 0usize, 0usize);
     for o in images {
-        let Some(e) = o.methods.get(method).and_then(|v| v.get(fi)) else { continue };
+        let Some(e) = o.methods.get(method).and_then(|v| v.get(fi)) else {
+            continue;
+        };
         n += 1;
         ratios.push(e.prob / o.clean_prob);
         clean_ok += usize::from(o.clean_top1 == o.class);
         edit_ok += usize::from(e.top1 == o.class);
     }
     let nf = n.max(1) as f64;
-    let seed = s.seed ^ (fi as u64).wrapping_mul(0x9E37_79B9) ^ class.map_or(u64::MAX, |c| c as u64);
+    let seed =
+        s.seed ^ (fi as u64).wrapping_mul(0x9E37_79B9) ^ class.map_or(u64::MAX, |c| c as u64);
     Deviation {
         method: method.to_string(),
         factor,
@@ -258,7 +291,9 @@ fn deviation<'a>(
 fn confusion(images: &[ImageOutcome], clean: &[Vec<f64>], top: usize) -> Vec<Confusion> {
     let mut sums: BTreeMap<usize, (Vec<f64>, usize)> = BTreeMap::new();
     for (o, p) in images.iter().zip(clean) {
-        let e = sums.entry(o.class).or_insert_with(|| (vec![0.0; p.len()], 0));
+        let e = sums
+            .entry(o.class)
+            .or_insert_with(|| (vec![0.0; p.len()], 0));
         e.0.iter_mut().zip(p).for_each(|(s, v)| *s += v);
         e.1 += 1;
     }
@@ -271,14 +306,20 @@ fn confusion(images: &[ImageOutcome], clean: &[Vec<f64>], top: usize) -> Vec<Con
                 .take(top)
                 .map(|j| (j, s[j]))
                 .collect();
-            Confusion { class, images: n, others }
+            Confusion {
+                class,
+                images: n,
+                others,
+            }
         })
         .collect()
 }
 
 /// Per image and method: F clean and after each factor, top-1 before and after.
 pub fn images_csv(m: &Manipulation) -> String {
-    let mut out = String::from("index,class,target,method,factor,prob_clean,prob_edit,ratio,top1_clean,top1_edit\n");
+    let mut out = String::from(
+        "index,class,target,method,factor,prob_clean,prob_edit,ratio,top1_clean,top1_edit\n",
+    );
     for o in &m.images {
         for (method, outs) in &o.methods {
             for e in outs {

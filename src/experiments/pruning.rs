@@ -26,17 +26,23 @@ pub struct Grid {
 impl Grid {
     /// The authors' grid: K in {1,5,10,20,50}, p in {10,30,50,100}%, d in {3,6,9,12}.
     pub fn authors() -> Grid {
-        Grid { ks: vec![1, 5, 10, 20, 50], ps: vec![0.1, 0.3, 0.5, 1.0], ds: vec![3, 6, 9, 12] }
+        Grid {
+            ks: vec![1, 5, 10, 20, 50],
+            ps: vec![0.1, 0.3, 0.5, 1.0],
+            ds: vec![3, 6, 9, 12],
+        }
     }
 
     /// K clamped to the run's K and d to the model's layers (duplicates dropped, order kept).
     pub fn clamped(&self, max_k: usize, layers: usize) -> Grid {
-        let dedup = |v: Vec<usize>| v.into_iter().fold(Vec::new(), |mut a, x| {
-            if !a.contains(&x) {
-                a.push(x);
-            }
-            a
-        });
+        let dedup = |v: Vec<usize>| {
+            v.into_iter().fold(Vec::new(), |mut a, x| {
+                if !a.contains(&x) {
+                    a.push(x);
+                }
+                a
+            })
+        };
         Grid {
             ks: dedup(self.ks.iter().map(|&k| k.clamp(1, max_k.max(1))).collect()),
             ps: self.ps.iter().map(|p| p.clamp(0.0, 1.0)).collect(),
@@ -70,10 +76,19 @@ pub struct ClassPlan {
 
 /// Per class: the last `fraction` of its images (by index) are held out for evaluation, the rest
 /// build the sets. Classes with fewer than two images are left out.
-pub fn holdout_plans(run: &Run, items: &BTreeMap<u64, Item>, fraction: f64) -> Result<Vec<ClassPlan>> {
+pub fn holdout_plans(
+    run: &Run,
+    items: &BTreeMap<u64, Item>,
+    fraction: f64,
+) -> Result<Vec<ClassPlan>> {
     let mut plans = Vec::new();
     for c in run.classes_present() {
-        let idx: Vec<u64> = run.images.iter().filter(|r| r.class() == c).map(|r| r.index).collect();
+        let idx: Vec<u64> = run
+            .images
+            .iter()
+            .filter(|r| r.class() == c)
+            .map(|r| r.index)
+            .collect();
         if idx.len() < 2 {
             continue;
         }
@@ -81,9 +96,18 @@ pub fn holdout_plans(run: &Run, items: &BTreeMap<u64, Item>, fraction: f64) -> R
         let (build, eval) = idx.split_at(idx.len() - n_eval);
         let eval = eval
             .iter()
-            .map(|i| items.get(i).cloned().ok_or_else(|| anyhow::anyhow!("image {i} is not among the inputs")))
+            .map(|i| {
+                items
+                    .get(i)
+                    .cloned()
+                    .ok_or_else(|| anyhow::anyhow!("image {i} is not among the inputs"))
+            })
             .collect::<Result<_>>()?;
-        plans.push(ClassPlan { class: c, build: build.to_vec(), eval });
+        plans.push(ClassPlan {
+            class: c,
+            build: build.to_vec(),
+            eval,
+        });
     }
     Ok(plans)
 }
@@ -91,7 +115,10 @@ pub fn holdout_plans(run: &Run, items: &BTreeMap<u64, Item>, fraction: f64) -> R
 /// Per layer, the most frequent neuron at each rank < k over `records`' path sets (smallest index
 /// on a tie); a neuron most frequent at two ranks appears once.
 pub fn kept_set(records: &[&ImageRecord], k: usize, layers: usize) -> NeuronSets {
-    let sets: Vec<NeuronSets> = records.iter().filter_map(|r| r.sets("path", true)).collect();
+    let sets: Vec<NeuronSets> = records
+        .iter()
+        .filter_map(|r| r.sets("path", true))
+        .collect();
     (0..layers)
         .map(|l| {
             let mut keep = Vec::new();
@@ -102,10 +129,12 @@ pub fn kept_set(records: &[&ImageRecord], k: usize, layers: usize) -> NeuronSets
                         *freq.entry(n).or_default() += 1;
                     }
                 }
-                let best = freq.iter().fold(None, |b: Option<(usize, usize)>, (&n, &c)| match b {
-                    Some((_, bc)) if bc >= c => b,
-                    _ => Some((n, c)),
-                });
+                let best = freq
+                    .iter()
+                    .fold(None, |b: Option<(usize, usize)>, (&n, &c)| match b {
+                        Some((_, bc)) if bc >= c => b,
+                        _ => Some((n, c)),
+                    });
                 if let Some((n, _)) = best.filter(|(n, _)| !keep.contains(n)) {
                     keep.push(n);
                 }
@@ -116,14 +145,22 @@ pub fn kept_set(records: &[&ImageRecord], k: usize, layers: usize) -> NeuronSets
 }
 
 fn rng(seed: u64, class: usize, layer: usize, salt: u64) -> rand_chacha::ChaCha8Rng {
-    let mix = (class as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (layer as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    let mix = (class as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (layer as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
     rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ mix ^ salt)
 }
 
 /// Per layer, the 0/1 mask of the CLS neurons (None for layers >= d). The neurons not in `keep`
 /// are zeroed in the order of a permutation seeded by (seed, class, layer), so a larger p prunes
 /// a superset of a smaller one and masks do not depend on d.
-pub fn masks(mlp: usize, keep: &NeuronSets, p: f64, d: usize, seed: u64, class: usize) -> Vec<Option<Vec<f64>>> {
+pub fn masks(
+    mlp: usize,
+    keep: &NeuronSets,
+    p: f64,
+    d: usize,
+    seed: u64,
+    class: usize,
+) -> Vec<Option<Vec<f64>>> {
     keep.iter()
         .enumerate()
         .map(|(l, kept)| {
@@ -156,15 +193,25 @@ pub fn random_keep(mlp: usize, keep: &NeuronSets, seed: u64, class: usize) -> Ne
 }
 
 /// In-memory pruning of a batch of `rows` images: `Edit::Scale` of the CLS row by the masks.
-pub fn mask_edits(model: &Vit, masks: &[Option<Vec<f64>>], rows: usize) -> candle_core::Result<Edits> {
+pub fn mask_edits(
+    model: &Vit,
+    masks: &[Option<Vec<f64>>],
+    rows: usize,
+) -> candle_core::Result<Edits> {
     masks
         .iter()
         .map(|m| {
             m.as_ref()
                 .map(|m| {
                     let t = Tensor::new(m.as_slice(), model.device())?.to_dtype(model.dtype())?;
-                    let t = t.unsqueeze(0)?.broadcast_as((rows, m.len()))?.contiguous()?;
-                    Ok(LayerEdit { rows: Rows::Cls, edit: Edit::Scale(t) })
+                    let t = t
+                        .unsqueeze(0)?
+                        .broadcast_as((rows, m.len()))?
+                        .contiguous()?;
+                    Ok(LayerEdit {
+                        rows: Rows::Cls,
+                        edit: Edit::Scale(t),
+                    })
                 })
                 .transpose()
         })
@@ -257,42 +304,75 @@ pub fn run_pruning(
 ) -> Result<Pruning> {
     let (layers, mlp) = (model.cfg.layers, model.cfg.mlp_dim);
     if s.grid.ds.iter().any(|&d| d > layers) || s.grid.ks.iter().any(|&k| k > run.top_k.max(1)) {
-        bail!("grid outside the model (d <= {layers}) or the run (K <= {})", run.top_k);
+        bail!(
+            "grid outside the model (d <= {layers}) or the run (K <= {})",
+            run.top_k
+        );
     }
     let points: Vec<(usize, f64, usize)> = s
         .grid
         .ks
         .iter()
-        .flat_map(|&k| s.grid.ps.iter().flat_map(move |&p| s.grid.ds.iter().map(move |&d| (k, p, d))))
+        .flat_map(|&k| {
+            s.grid
+                .ps
+                .iter()
+                .flat_map(move |&p| s.grid.ds.iter().map(move |&d| (k, p, d)))
+        })
         .collect();
     let mut all: Vec<Vec<Obs>> = vec![Vec::new(); points.len()];
     let mut zeroed_all = vec![0.0; points.len()];
     let (mut classes, mut per_class) = (Vec::new(), Vec::new());
     for (ci, plan) in plans.iter().enumerate() {
-        let build: Vec<&ImageRecord> = run.images.iter().filter(|r| plan.build.contains(&r.index)).collect();
-        let kept: BTreeMap<usize, NeuronSets> = s.grid.ks.iter().map(|&k| (k, kept_set(&build, k, layers))).collect();
+        let build: Vec<&ImageRecord> = run
+            .images
+            .iter()
+            .filter(|r| plan.build.contains(&r.index))
+            .collect();
+        let kept: BTreeMap<usize, NeuronSets> = s
+            .grid
+            .ks
+            .iter()
+            .map(|&k| (k, kept_set(&build, k, layers)))
+            .collect();
         let mut obs: Vec<Vec<Obs>> = vec![Vec::new(); points.len()];
         let mut zeroed = vec![0.0; points.len()];
         for chunk in plan.eval.chunks(s.batch.max(1)) {
             let x = load_batch(&chunk.iter().collect::<Vec<_>>(), pre, model.device())?;
             let b = chunk.len();
             let probs = |edits: &Edits| -> Result<Vec<Vec<f64>>> {
-                Ok(model.probabilities(&x, edits)?.to_dtype(DType::F64)?.to_vec2()?)
+                Ok(model
+                    .probabilities(&x, edits)?
+                    .to_dtype(DType::F64)?
+                    .to_vec2()?)
             };
             let clean = probs(&Vec::new())?;
             for (pi, &(k, p, d)) in points.iter().enumerate() {
                 let m = masks(mlp, &kept[&k], p, d, s.seed, plan.class);
-                zeroed[pi] = m.iter().flatten().map(|v| v.iter().filter(|&&x| x == 0.0).count() as f64).sum();
+                zeroed[pi] = m
+                    .iter()
+                    .flatten()
+                    .map(|v| v.iter().filter(|&&x| x == 0.0).count() as f64)
+                    .sum();
                 let pruned = probs(&mask_edits(model, &m, b)?)?;
                 let control = if s.control {
-                    let mc = masks(mlp, &random_keep(mlp, &kept[&k], s.seed, plan.class), p, d, s.seed, plan.class);
+                    let mc = masks(
+                        mlp,
+                        &random_keep(mlp, &kept[&k], s.seed, plan.class),
+                        p,
+                        d,
+                        s.seed,
+                        plan.class,
+                    );
                     Some(probs(&mask_edits(model, &mc, b)?)?)
                 } else {
                     None
                 };
                 for i in 0..b {
                     let c = plan.class;
-                    let (fc, tc) = control.as_ref().map_or((f64::NAN, usize::MAX), |v| (v[i][c], top_k(&v[i], 1)[0]));
+                    let (fc, tc) = control
+                        .as_ref()
+                        .map_or((f64::NAN, usize::MAX), |v| (v[i][c], top_k(&v[i], 1)[0]));
                     obs[pi].push(Obs {
                         f0: clean[i][c],
                         t0: top_k(&clean[i], 1)[0],
@@ -318,11 +398,28 @@ pub fn run_pruning(
         });
         progress(ci + 1);
     }
-    let overall = points.iter().enumerate().map(|(pi, &(k, p, d))| point(k, p, d, None, &all[pi], zeroed_all[pi], s)).collect();
-    Ok(Pruning { settings: s.clone(), classes, overall, per_class })
+    let overall = points
+        .iter()
+        .enumerate()
+        .map(|(pi, &(k, p, d))| point(k, p, d, None, &all[pi], zeroed_all[pi], s))
+        .collect();
+    Ok(Pruning {
+        settings: s.clone(),
+        classes,
+        overall,
+        per_class,
+    })
 }
 
-fn point(k: usize, p: f64, d: usize, class: Option<usize>, obs: &[Obs], zeroed: f64, s: &Settings) -> Point {
+fn point(
+    k: usize,
+    p: f64,
+    d: usize,
+    class: Option<usize>,
+    obs: &[Obs],
+    zeroed: f64,
+    s: &Settings,
+) -> Point {
     let n = obs.len().max(1) as f64;
     let mean = |f: &dyn Fn(&Obs) -> f64| obs.iter().map(f).sum::<f64>() / n;
     let ratios: Vec<f64> = obs.iter().map(|o| o.f / o.f0).collect();
@@ -340,7 +437,12 @@ fn point(k: usize, p: f64, d: usize, class: Option<usize>, obs: &[Obs], zeroed: 
         acc_unpruned: mean(&|o| f64::from(u8::from(o.t0 == o.truth))),
         acc_pruned: mean(&|o| f64::from(u8::from(o.t == o.truth))),
         agreement: mean(&|o| f64::from(u8::from(o.t == o.t0))),
-        control: s.control.then(|| (mean(&|o| o.fc), mean(&|o| f64::from(u8::from(o.tc == o.truth))))),
+        control: s.control.then(|| {
+            (
+                mean(&|o| o.fc),
+                mean(&|o| f64::from(u8::from(o.tc == o.truth))),
+            )
+        }),
     }
 }
 
@@ -376,7 +478,6 @@ pub fn csv(p: &Pruning) -> String {
 
 /// Writes the model pruned for `class` at (k, p, d), its kept set built from the run's images
 /// `build`, as a timm checkpoint; returns the options `predict` needs to load it.
-#[allow(clippy::too_many_arguments)]
 pub fn save_pruned(
     model: &Vit,
     run: &Run,
@@ -386,12 +487,23 @@ pub fn save_pruned(
     seed: u64,
     path: &std::path::Path,
 ) -> Result<Vec<String>> {
-    let records: Vec<&ImageRecord> = run.images.iter().filter(|r| build.contains(&r.index)).collect();
+    let records: Vec<&ImageRecord> = run
+        .images
+        .iter()
+        .filter(|r| build.contains(&r.index))
+        .collect();
     if records.is_empty() {
         bail!("no path-building images for class {class}");
     }
     let keep = kept_set(&records, k, model.cfg.layers);
-    let m = masks(model.cfg.mlp_dim, &keep, p, d.min(model.cfg.layers), seed, class);
+    let m = masks(
+        model.cfg.mlp_dim,
+        &keep,
+        p,
+        d.min(model.cfg.layers),
+        seed,
+        class,
+    );
     let pruned = pruned_model(model, &m)?;
     let note = serde_json::json!({
         "pruned_for_class": class, "k": k, "p": p, "d": d, "seed": seed, "kept": keep,

@@ -56,7 +56,8 @@ pub struct Run {
 impl Run {
     pub fn open(path: &Path) -> Result<Run> {
         let (header, records) = crate::io::records::read_records(path)?;
-        Run::from_parts(header, records).with_context(|| format!("{}: not a discover results file", path.display()))
+        Run::from_parts(header, records)
+            .with_context(|| format!("{}: not a discover results file", path.display()))
     }
 
     pub fn from_parts(header: Value, records: Vec<Value>) -> Result<Run> {
@@ -66,32 +67,61 @@ impl Run {
         let top_k = header["top_k"].as_u64().unwrap_or(1) as usize;
         let given: Vec<String> = header["class_names"]
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         let class_names = (0..config.num_classes)
-            .map(|c| given.get(c).cloned().unwrap_or_else(|| format!("class {c}")))
+            .map(|c| {
+                given
+                    .get(c)
+                    .cloned()
+                    .unwrap_or_else(|| format!("class {c}"))
+            })
             .collect();
         let mut methods: Vec<String> = header["methods"]
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
-        methods.sort_by_key(|m| METHOD_ORDER.iter().position(|o| o == m).unwrap_or(usize::MAX));
+        methods.sort_by_key(|m| {
+            METHOD_ORDER
+                .iter()
+                .position(|o| o == m)
+                .unwrap_or(usize::MAX)
+        });
         let (mut images, mut errors) = (Vec::new(), Vec::new());
         for r in records {
-            let index = r["index"].as_u64().context("image record without `index`")?;
+            let index = r["index"]
+                .as_u64()
+                .context("image record without `index`")?;
             let source = r["source"].as_str().unwrap_or_default().to_string();
             if let Some(e) = r.get("error") {
                 errors.push((index, source, e.as_str().unwrap_or("error").to_string()));
                 continue;
             }
             match serde_json::from_value::<ImageResult>(r) {
-                Ok(result) => images.push(ImageRecord { index, source, result }),
+                Ok(result) => images.push(ImageRecord {
+                    index,
+                    source,
+                    result,
+                }),
                 Err(e) => errors.push((index, source, format!("unreadable record: {e}"))),
             }
         }
         images.sort_by_key(|r| r.index);
         if let Some(r) = images.iter().find(|r| r.class() >= config.num_classes) {
-            bail!("image {} has class {} but the model has {} classes", r.index, r.class(), config.num_classes);
+            bail!(
+                "image {} has class {} but the model has {} classes",
+                r.index,
+                r.class(),
+                config.num_classes
+            );
         }
         Ok(Run {
             header,
@@ -119,7 +149,11 @@ impl Run {
 
     /// Fraction of images whose clean top-1 prediction is their class.
     pub fn clean_accuracy(&self) -> f64 {
-        let ok = self.images.iter().filter(|r| r.result.prediction == r.class()).count();
+        let ok = self
+            .images
+            .iter()
+            .filter(|r| r.result.prediction == r.class())
+            .count();
         ok as f64 / self.images.len().max(1) as f64
     }
 

@@ -54,7 +54,17 @@ pub fn spread(values: &[f64], resamples: usize, seed: u64) -> Spread {
     let n = v.len();
     if n == 0 {
         let nan = f64::NAN;
-        return Spread { n, mean: nan, min: nan, q1: nan, median: nan, q3: nan, max: nan, ci_low: nan, ci_high: nan };
+        return Spread {
+            n,
+            mean: nan,
+            min: nan,
+            q1: nan,
+            median: nan,
+            q3: nan,
+            max: nan,
+            ci_low: nan,
+            ci_high: nan,
+        };
     }
     let m = mean(&v);
     let (ci_low, ci_high) = if n < 2 || resamples == 0 {
@@ -96,7 +106,9 @@ pub fn kde(values: &[f64], at: &[f64], min_bw: f64) -> Vec<f64> {
         return vec![0.0; at.len()];
     }
     let m = mean(values);
-    let sd = (values.iter().map(|v| (v - m).powi(2)).sum::<f64>() / n.max(2).saturating_sub(1) as f64).sqrt();
+    let sd = (values.iter().map(|v| (v - m).powi(2)).sum::<f64>()
+        / n.max(2).saturating_sub(1) as f64)
+        .sqrt();
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let iqr = quantile(&sorted, 0.75) - quantile(&sorted, 0.25);
@@ -104,7 +116,13 @@ pub fn kde(values: &[f64], at: &[f64], min_bw: f64) -> Vec<f64> {
     let bw = (0.9 * spread * (n as f64).powf(-0.2)).max(min_bw);
     let norm = 1.0 / (n as f64 * bw * (2.0 * std::f64::consts::PI).sqrt());
     at.iter()
-        .map(|&x| values.iter().map(|&v| (-0.5 * ((x - v) / bw).powi(2)).exp()).sum::<f64>() * norm)
+        .map(|&x| {
+            values
+                .iter()
+                .map(|&v| (-0.5 * ((x - v) / bw).powi(2)).exp())
+                .sum::<f64>()
+                * norm
+        })
         .collect()
 }
 

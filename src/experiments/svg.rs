@@ -4,7 +4,10 @@ use std::fmt::Write;
 
 /// Escapes text for XML content and attribute values.
 pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Compact number formatting for labels and tooltips.
@@ -51,7 +54,11 @@ pub struct Svg {
 
 impl Svg {
     pub fn new(width: f64, height: f64) -> Svg {
-        Svg { width, height, body: String::new() }
+        Svg {
+            width,
+            height,
+            body: String::new(),
+        }
     }
 
     /// Appends raw markup (already escaped).
@@ -60,19 +67,45 @@ impl Svg {
     }
 
     /// A rectangle; `tip` becomes a hover tooltip.
-    pub fn rect(&mut self, x: f64, y: f64, w: f64, h: f64, fill: &str, extra: &str, tip: Option<&str>) {
-        let _ = write!(self.body, r#"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{fill}" {extra}"#, w.max(0.0), h.max(0.0));
+    pub fn rect(
+        &mut self,
+        (x, y): (f64, f64),
+        (w, h): (f64, f64),
+        fill: &str,
+        extra: &str,
+        tip: Option<&str>,
+    ) {
+        let _ = write!(
+            self.body,
+            r#"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{fill}" {extra}"#,
+            w.max(0.0),
+            h.max(0.0)
+        );
         self.close("rect", tip);
     }
 
-    pub fn line(&mut self, (x1, y1): (f64, f64), (x2, y2): (f64, f64), stroke: &str, width: f64, extra: &str) {
+    pub fn line(
+        &mut self,
+        (x1, y1): (f64, f64),
+        (x2, y2): (f64, f64),
+        stroke: &str,
+        width: f64,
+        extra: &str,
+    ) {
         let _ = write!(
             self.body,
             r#"<line x1="{x1:.1}" y1="{y1:.1}" x2="{x2:.1}" y2="{y2:.1}" stroke="{stroke}" stroke-width="{width}" {extra}/>"#
         );
     }
 
-    pub fn polyline(&mut self, pts: &[(f64, f64)], stroke: &str, width: f64, extra: &str, tip: Option<&str>) {
+    pub fn polyline(
+        &mut self,
+        pts: &[(f64, f64)],
+        stroke: &str,
+        width: f64,
+        extra: &str,
+        tip: Option<&str>,
+    ) {
         let p: Vec<String> = pts.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
         let _ = write!(
             self.body,
@@ -85,12 +118,26 @@ impl Svg {
     /// A closed polygon.
     pub fn polygon(&mut self, pts: &[(f64, f64)], fill: &str, extra: &str, tip: Option<&str>) {
         let p: Vec<String> = pts.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
-        let _ = write!(self.body, r#"<polygon points="{}" fill="{fill}" {extra}"#, p.join(" "));
+        let _ = write!(
+            self.body,
+            r#"<polygon points="{}" fill="{fill}" {extra}"#,
+            p.join(" ")
+        );
         self.close("polygon", tip);
     }
 
-    pub fn circle(&mut self, (cx, cy): (f64, f64), r: f64, fill: &str, extra: &str, tip: Option<&str>) {
-        let _ = write!(self.body, r#"<circle cx="{cx:.1}" cy="{cy:.1}" r="{r}" fill="{fill}" {extra}"#);
+    pub fn circle(
+        &mut self,
+        (cx, cy): (f64, f64),
+        r: f64,
+        fill: &str,
+        extra: &str,
+        tip: Option<&str>,
+    ) {
+        let _ = write!(
+            self.body,
+            r#"<circle cx="{cx:.1}" cy="{cy:.1}" r="{r}" fill="{fill}" {extra}"#
+        );
         self.close("circle", tip);
     }
 
@@ -122,7 +169,7 @@ impl Svg {
     /// accessible name. [`standalone`] makes it a file.
     pub fn finish(self, label: &str) -> String {
         format!(
-            r#"<svg viewBox="0 0 {w:.0} {h:.0}" width="{w:.0}" height="{h:.0}" role="img" aria-label="{}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12" fill="#222">{}</svg>"#,
+            r##"<svg viewBox="0 0 {w:.0} {h:.0}" width="{w:.0}" height="{h:.0}" role="img" aria-label="{}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12" fill="#222">{}</svg>"##,
             esc(label),
             self.body,
             w = self.width,
@@ -159,7 +206,11 @@ impl Scale {
         let span = self.d1 - self.d0;
         let raw = span / n.max(1) as f64;
         let mag = 10f64.powf(raw.log10().floor());
-        let step = [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
+        let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+            .iter()
+            .map(|m| m * mag)
+            .find(|s| *s >= raw)
+            .unwrap_or(10.0 * mag);
         let first = (self.d0 / step).ceil() as i64;
         let last = (self.d1 / step + 1e-9).floor() as i64;
         (first..=last).map(|i| i as f64 * step).collect()
@@ -167,11 +218,31 @@ impl Scale {
     /// The domain widened to round tick values.
     pub fn nice(self, n: usize) -> Scale {
         let t = Scale::new((self.d0, self.d1), (0.0, 1.0)).ticks(n);
-        let step = if t.len() > 1 { t[1] - t[0] } else { (self.d1 - self.d0).abs().max(1e-12) };
+        let step = if t.len() > 1 {
+            t[1] - t[0]
+        } else {
+            (self.d1 - self.d0).abs().max(1e-12)
+        };
         let d0 = (self.d0 / step).floor() * step;
         let d1 = (self.d1 / step).ceil() * step;
         Scale::new((d0, d1), (self.r0, self.r1))
     }
+}
+
+/// Tick labels with the fewest decimals that tell the ticks apart exactly (0.25, 0.5, 0.75).
+pub fn tick_labels(ticks: &[f64]) -> Vec<String> {
+    let big = ticks.iter().fold(0f64, |m, t| m.max(t.abs()));
+    if big >= 1e5 || (big > 0.0 && big < 1e-3) {
+        return ticks.iter().map(|&t| num(t)).collect();
+    }
+    let exact = |d: usize| {
+        let k = 10f64.powi(d as i32);
+        ticks
+            .iter()
+            .all(|t| ((t * k).round() / k - t).abs() <= 1e-9 * big.max(1e-12))
+    };
+    let d = (0..6).find(|&d| exact(d)).unwrap_or(6);
+    ticks.iter().map(|t| format!("{t:.d$}")).collect()
 }
 
 /// A plot area with its two scales.
@@ -196,29 +267,54 @@ impl Frame {
 
     /// Light horizontal grid lines with y tick labels, a frame, and the y axis title.
     pub fn y_axis(&self, svg: &mut Svg, title: &str) {
-        for t in self.y.ticks(5) {
-            let y = self.y.map(t);
+        let ticks = self.y.ticks(5);
+        for (t, label) in ticks.iter().zip(tick_labels(&ticks)) {
+            let y = self.y.map(*t);
             svg.line((self.left(), y), (self.right(), y), "#e3e3e3", 1.0, "");
-            svg.text((self.left() - 5.0, y + 4.0), &num(t), Anchor::End, 11.0, "");
+            svg.text((self.left() - 5.0, y + 4.0), &label, Anchor::End, 11.0, "");
         }
-        svg.rect(self.left(), self.top(), self.right() - self.left(), self.bottom() - self.top(), "none", r##"stroke="#999""##, None);
-        svg.vtext((self.left() - 44.0, (self.top() + self.bottom()) / 2.0), title, 12.0);
+        svg.rect(
+            (self.left(), self.top()),
+            (self.right() - self.left(), self.bottom() - self.top()),
+            "none",
+            r##"stroke="#999""##,
+            None,
+        );
+        svg.vtext(
+            (self.left() - 44.0, (self.top() + self.bottom()) / 2.0),
+            title,
+            12.0,
+        );
     }
 
     /// Numeric x ticks and the x axis title.
     pub fn x_axis(&self, svg: &mut Svg, title: &str) {
-        for t in self.x.ticks(6) {
+        let ticks = self.x.ticks(6);
+        for (&t, label) in ticks.iter().zip(tick_labels(&ticks)) {
             let x = self.x.map(t);
-            svg.line((x, self.bottom()), (x, self.bottom() + 4.0), "#999", 1.0, "");
-            svg.text((x, self.bottom() + 16.0), &num(t), Anchor::Middle, 11.0, "");
+            svg.line(
+                (x, self.bottom()),
+                (x, self.bottom() + 4.0),
+                "#999",
+                1.0,
+                "",
+            );
+            svg.text((x, self.bottom() + 16.0), &label, Anchor::Middle, 11.0, "");
         }
-        svg.text(((self.left() + self.right()) / 2.0, self.bottom() + 32.0), title, Anchor::Middle, 12.0, "");
+        svg.text(
+            ((self.left() + self.right()) / 2.0, self.bottom() + 32.0),
+            title,
+            Anchor::Middle,
+            12.0,
+            "",
+        );
     }
 }
 
 /// Categorical colours (Tableau 10).
 pub const PALETTE: [&str; 10] = [
-    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+    "#9c755f", "#bab0ac",
 ];
 
 pub fn palette(i: usize) -> &'static str {
@@ -250,20 +346,74 @@ pub fn viridis(t: f64) -> String {
         (170, 220, 50),
         (253, 231, 37),
     ];
-    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 } * (A.len() - 1) as f64;
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    } * (A.len() - 1) as f64;
     let i = (t.floor() as usize).min(A.len() - 2);
     let f = t - i as f64;
     let mix = |a: u8, b: u8| (a as f64 + (b as f64 - a as f64) * f).round() as u8;
     let (a, b) = (A[i], A[i + 1]);
-    format!("#{:02x}{:02x}{:02x}", mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+    format!(
+        "#{:02x}{:02x}{:02x}",
+        mix(a.0, b.0),
+        mix(a.1, b.1),
+        mix(a.2, b.2)
+    )
 }
 
-/// A legend row of coloured swatches at (x, y), laid out left to right.
-pub fn legend(svg: &mut Svg, (x, y): (f64, f64), items: &[(String, String)]) {
-    let mut cx = x;
-    for (label, color) in items {
-        svg.rect(cx, y - 9.0, 12.0, 12.0, color, "", None);
-        svg.text((cx + 16.0, y + 1.0), label, Anchor::Start, 12.0, "");
-        cx += 28.0 + 7.0 * label.chars().count() as f64;
+/// One legend entry: a swatch, or a line sample when `dashed`.
+pub struct Key {
+    pub label: String,
+    pub color: String,
+    pub dashed: bool,
+}
+
+impl Key {
+    pub fn new(label: &str, color: &str, dashed: bool) -> Key {
+        Key {
+            label: label.to_string(),
+            color: color.to_string(),
+            dashed,
+        }
+    }
+    fn width(&self) -> f64 {
+        // About 7 px per character at 12 px: no font metrics in SVG, so estimate.
+        34.0 + 7.0 * self.label.chars().count() as f64
+    }
+}
+
+const LEGEND_ROW: f64 = 18.0;
+
+/// Height of a legend wrapped at `width` pixels.
+pub fn legend_height(keys: &[Key], width: f64) -> f64 {
+    let (mut rows, mut cx) = (1, 0.0);
+    for k in keys {
+        if cx > 0.0 && cx + k.width() > width {
+            rows += 1;
+            cx = 0.0;
+        }
+        cx += k.width();
+    }
+    rows as f64 * LEGEND_ROW
+}
+
+/// Draws the legend with its first row's baseline at (x, y), wrapping at `width` pixels.
+pub fn legend(svg: &mut Svg, (x, y): (f64, f64), keys: &[Key], width: f64) {
+    let (mut cx, mut cy) = (x, y);
+    for k in keys {
+        if cx > x && cx - x + k.width() > width {
+            cx = x;
+            cy += LEGEND_ROW;
+        }
+        if k.dashed {
+            let dash = r#"stroke-dasharray="5,3""#;
+            svg.line((cx, cy - 3.0), (cx + 18.0, cy - 3.0), &k.color, 2.0, dash);
+        } else {
+            svg.rect((cx + 3.0, cy - 9.0), (12.0, 12.0), &k.color, "", None);
+        }
+        svg.text((cx + 22.0, cy + 1.0), &k.label, Anchor::Start, 12.0, "");
+        cx += k.width();
     }
 }

@@ -6,7 +6,7 @@ use image::{ImageEncoder, RgbImage};
 /// Thumbnails are at most this many pixels wide (small inputs stay as they are).
 const MAX_SIDE: u32 = 112;
 
-/// The preprocessed image, de-normalised, as a PNG data URI.
+/// The preprocessed image, de-normalised, as a PNG (small images) or JPEG data URI.
 pub fn data_uri(item: &Item, pre: &Preprocess) -> Result<String> {
     let px = item.load(pre)?;
     let s = pre.size as u32;
@@ -14,12 +14,41 @@ pub fn data_uri(item: &Item, pre: &Preprocess) -> Result<String> {
     let plane = (s * s) as usize;
     let img = RgbImage::from_fn(s, s, |x, y| {
         let i = (y * s + x) as usize;
-        image::Rgb(std::array::from_fn(|c| ((px[c * plane + i] * std[c] + mean[c]).clamp(0.0, 1.0) * 255.0).round() as u8))
+        image::Rgb(std::array::from_fn(|c| {
+            ((px[c * plane + i] * std[c] + mean[c]).clamp(0.0, 1.0) * 255.0).round() as u8
+        }))
     });
-    let img = if s > MAX_SIDE { image::imageops::resize(&img, MAX_SIDE, MAX_SIDE, image::imageops::FilterType::Triangle) } else { img };
-    let mut png = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut png).write_image(img.as_raw(), img.width(), img.height(), image::ExtendedColorType::Rgb8)?;
-    Ok(format!("data:image/png;base64,{}", base64(&png)))
+    let img = if s > MAX_SIDE {
+        image::imageops::resize(
+            &img,
+            MAX_SIDE,
+            MAX_SIDE,
+            image::imageops::FilterType::Triangle,
+        )
+    } else {
+        img
+    };
+    let (w, h, raw) = (img.width(), img.height(), img.as_raw());
+    let mut bytes = Vec::new();
+    // Photographs compress far better as JPEG; small (e.g. 28 px) images stay lossless.
+    let mime = if s > 64 {
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 85).write_image(
+            raw,
+            w,
+            h,
+            image::ExtendedColorType::Rgb8,
+        )?;
+        "jpeg"
+    } else {
+        image::codecs::png::PngEncoder::new(&mut bytes).write_image(
+            raw,
+            w,
+            h,
+            image::ExtendedColorType::Rgb8,
+        )?;
+        "png"
+    };
+    Ok(format!("data:image/{mime};base64,{}", base64(&bytes)))
 }
 
 /// Standard base64 with padding.
@@ -27,7 +56,9 @@ pub fn base64(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for c in bytes.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
         for k in 0..4 {
             if k <= c.len() {
                 out.push(A[(n >> (18 - 6 * k) & 63) as usize] as char);
