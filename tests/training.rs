@@ -5,6 +5,7 @@
 use candle_core::{DType, Device, Tensor};
 use flate2::write::GzEncoder;
 use neuronpath::io::fashion_mnist::{self, DataError, FashionMnist, Split, CLASS_NAMES};
+use neuronpath::io::preprocess::{load_image, Normalization};
 use neuronpath::model::save::save_hf;
 use neuronpath::model::{load_model, LoadOptions, Mode};
 use neuronpath::training::{self, Arch, AugmentRecipe, Recipe, TrainOptions};
@@ -25,12 +26,27 @@ fn data_dir() -> PathBuf {
     dir
 }
 
-/// A fresh scratch folder under the system temp dir.
-fn scratch(name: &str) -> PathBuf {
+/// A fresh scratch folder under the system temp dir, removed when dropped.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(name: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("neuronpath-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch(dir)
 }
 
 fn tiny() -> Arch {
@@ -151,6 +167,10 @@ fn hugging_face_folder_round_trips() {
     assert_eq!(loaded.model.cfg, vit.cfg);
     assert_eq!(loaded.class_names.as_deref(), Some(names.as_slice()));
     assert_eq!(loaded.normalization, Some([[0.5; 3], [0.5; 3]]));
+    assert_eq!(
+        Normalization::from_mean_std(loaded.normalization.unwrap()),
+        Some(Normalization::Half)
+    );
     let x = Tensor::randn(0f32, 1.0, (3, 3, 28, 28), &Device::Cpu).unwrap();
     let want = vit.forward(&x, &[], None, Mode::Frozen).unwrap().logits;
     let got = loaded
@@ -194,7 +214,7 @@ fn idx(magic: u32, dims: &[u32], data: &[u8]) -> Vec<u8> {
 }
 
 /// A folder with a test split of `n` images and the given label file contents.
-fn fake_split(name: &str, images: Vec<u8>, labels: Vec<u8>) -> PathBuf {
+fn fake_split(name: &str, images: Vec<u8>, labels: Vec<u8>) -> Scratch {
     let dir = scratch(name);
     let (i, l) = Split::Test.files();
     write_gz(&dir.join(i), &images);
@@ -282,15 +302,9 @@ fn exported_pngs_give_the_idx_inputs() {
     let png = dir.join(format!("05-sandal/test-{first_sandal:05}.png"));
     assert!(written.contains(&png), "{written:?}");
     assert!(dir.join("00-t-shirt-top").is_dir() && dir.join("09-ankle-boot").is_dir());
-    // PNG -> RGB -> [0, 1] -> Normalize(0.5, 0.5), as the image pipeline does, equals the IDX batch.
-    let rgb = image::open(&png).unwrap().to_rgb8();
-    let from_png: Vec<f32> = (0..3)
-        .flat_map(|c| {
-            rgb.pixels()
-                .map(move |p| (p[c] as f32 / 255.0 - 0.5) / 0.5)
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    // The project's image pipeline (PNG -> RGB -> resize to 28 -> Normalize(0.5, 0.5)) gives
+    // exactly the tensor `eval` builds from the IDX pixels.
+    let from_png = load_image(&png, 28, Normalization::Half).unwrap();
     let from_idx: Vec<f32> = test
         .batch(&[first_sandal], &Device::Cpu)
         .unwrap()
@@ -372,4 +386,47 @@ fn train_and_eval_commands() {
         std::fs::read_dir(samples.join("samples")).unwrap().count(),
         10
     );
+}
+
+/// The shipped model and samples: what users load is what the card says.
+#[test]
+fn shipped_assets_match_their_card() {
+    let assets = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/fashion-mnist");
+    let test = FashionMnist::load(&data_dir(), Split::Test).unwrap();
+    let loaded = load_model(&assets.join("model"), &LoadOptions::default()).unwrap();
+    assert_eq!(loaded.model.cfg, Arch::EMBEDDED.config());
+    let acc = training::evaluate(&loaded.model, &test, 500)
+        .unwrap()
+        .accuracy();
+    assert!(acc >= 0.88, "shipped model: test accuracy {acc}");
+    let card = std::fs::read_to_string(assets.join("model/README.md")).unwrap();
+    let stated = format!("**{:.2}%**", 100.0 * acc);
+    assert!(card.contains(&stated), "the card does not state {stated}");
+    let classes: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(assets.join("classes.json")).unwrap())
+            .unwrap();
+    assert_eq!(classes, CLASS_NAMES);
+    // Every sample is the test image its name gives, in its class's folder.
+    let mut count = 0;
+    for (class, _) in CLASS_NAMES.iter().enumerate() {
+        let dir = assets.join(format!(
+            "samples/{class:02}-{}",
+            fashion_mnist::class_slug(class)
+        ));
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_stem().unwrap().to_str().unwrap();
+            let index: usize = name.strip_prefix("test-").unwrap().parse().unwrap();
+            assert_eq!(test.labels[index] as usize, class, "{}", path.display());
+            let gray = image::open(&path).unwrap().to_luma8();
+            assert_eq!(
+                gray.as_raw().as_slice(),
+                test.image(index),
+                "{}",
+                path.display()
+            );
+            count += 1;
+        }
+    }
+    assert_eq!(count, 100);
 }

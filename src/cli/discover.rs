@@ -65,6 +65,13 @@ pub struct Args {
     /// Also write the authors' layout: PREFIX.args.json and PREFIX-{label}.rlt.jsonl.
     #[arg(long)]
     pub reference_layout: Option<PathBuf>,
+    /// Write the HTML report of all experiments here when done [default for the embedded
+    /// samples: report.html beside the results].
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Do not write the report.
+    #[arg(long)]
+    pub no_report: bool,
     /// Test hook: stop (as if killed) after this many images.
     #[arg(long, hide = true)]
     pub stop_after: Option<usize>,
@@ -253,6 +260,20 @@ pub fn run(args: Args) -> Result<()> {
     }
     bar.finish();
     summary.print(&args.out, start.elapsed().as_secs_f64());
+    let report = match (&args.report, args.no_report, args.inputs.is_empty()) {
+        (_, true, _) => None,
+        (Some(p), false, _) => Some(p.clone()),
+        (None, false, true) => Some(args.out.with_file_name("report.html")),
+        (None, false, false) => None,
+    };
+    if let Some(path) = report {
+        if shard.is_some() {
+            eprintln!("(no report for a shard: merge the shards, then run `neuronpath report`)");
+            return Ok(());
+        }
+        let claims = super::report::report_with_defaults(&args.out, &args.model, &path)?;
+        eprintln!("report: {} ({} claims checked)", path.display(), claims.len());
+    }
     Ok(())
 }
 

@@ -38,17 +38,16 @@ const LABELS_MAGIC: u32 = 0x0000_0801;
 /// A problem with a data file, always naming it.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error(
-        "{path}: {source} (install the Debian package `dataset-fashion-mnist` or pass --data)"
-    )]
+    // The io errors are in the message, not `source`s: `{:#}` chains would print them twice.
+    #[error("{path}: {cause} (install the Debian package `dataset-fashion-mnist` or pass --data)")]
     Missing {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{path}: cannot read (corrupt gzip?): {source}")]
+    #[error("{path}: cannot read (corrupt gzip?): {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: bad IDX magic number {got:#010x}, expected {expected:#010x}")]
     BadMagic {
@@ -96,16 +95,16 @@ pub struct FashionMnist {
 
 /// Reads a gzipped IDX file: its dimensions and its data, checked against each other.
 pub fn read_idx(path: &Path, magic: u32) -> Result<(Vec<usize>, Vec<u8>), DataError> {
-    let file = std::fs::File::open(path).map_err(|source| DataError::Missing {
+    let file = std::fs::File::open(path).map_err(|cause| DataError::Missing {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     let mut bytes = Vec::new();
     GzDecoder::new(std::io::BufReader::new(file))
         .read_to_end(&mut bytes)
-        .map_err(|source| DataError::Io {
+        .map_err(|cause| DataError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
     let rank = (magic & 0xff) as usize;
     let header = 4 + 4 * rank;

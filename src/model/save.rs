@@ -56,8 +56,13 @@ pub fn save_hf(
     let st = dir.join("model.safetensors");
     let tensors = hf_tensors(model).map_err(ModelError::tensor(&st))?;
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    safetensors::serialize_to_file(&tensors, Some(metadata), &st)
-        .map_err(|e| ModelError::format(&st, format!("cannot write: {e}")))?;
+    // Serialised in memory: safetensors' own file writer creates owner-only (0600) files.
+    let bytes = safetensors::serialize(&tensors, Some(metadata))
+        .map_err(|e| ModelError::format(&st, format!("cannot serialise: {e}")))?;
+    std::fs::write(&st, bytes).map_err(|source| ModelError::Io {
+        path: st.clone(),
+        source,
+    })?;
     write_json(&dir.join("config.json"), &config_json(model, class_names))?;
     write_json(
         &dir.join("preprocessor_config.json"),
