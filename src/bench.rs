@@ -2,7 +2,7 @@
 //! GEMM throughput the tensor library reaches on the same machine in the same run.
 use crate::attribution::{clean_pass, layer_progressive_search, Settings};
 use crate::model::config::{Pool, VitConfig};
-use crate::model::gradients::{chunk_rows, clamp_gradients, ClampBatch, DEFAULT_MEMORY_LIMIT};
+use crate::model::gradients::{chunk_rows, clamp_gradients, ClampBatch};
 use crate::model::{Gelu, Mode, Rows, Vit};
 use crate::training::Params;
 use candle_core::{DType, Device, Result, Tensor};
@@ -95,6 +95,7 @@ pub fn run(
     steps: usize,
     min_secs: f64,
     search: bool,
+    memory_limit: usize,
 ) -> Result<Vec<BenchRow>> {
     let model = random_model(cfg, 0)?;
     let dev = Device::Cpu;
@@ -143,7 +144,7 @@ pub fn run(
         .collect::<Result<_>>()?;
     let image_of_row = vec![0usize; steps];
     let targets = vec![0usize; steps];
-    let chunk = chunk_rows(&model, DEFAULT_MEMORY_LIMIT);
+    let chunk = chunk_rows(&model, memory_limit);
     let batch_def = ClampBatch {
         images: &one,
         image_of_row: &image_of_row,

@@ -11,8 +11,9 @@ fn model() -> neuronpath::model::load::Loaded {
 }
 
 fn preprocess(loaded: &neuronpath::model::load::Loaded) -> Preprocess {
-    let norm = Normalization::from_mean_std(loaded.normalization.expect("preprocessor_config.json"))
-        .expect("a known normalisation");
+    let norm =
+        Normalization::from_mean_std(loaded.normalization.expect("preprocessor_config.json"))
+            .expect("a known normalisation");
     Preprocess {
         size: loaded.model.cfg.image_size,
         norm,
@@ -38,11 +39,19 @@ fn shipped_model_classifies_the_sample_images() {
     assert!(samples.items.len() >= 50, "ship about 10 samples per class");
     let items: Vec<_> = samples.items.iter().collect();
     let x = load_batch(&items, &pre, &candle_core::Device::Cpu).unwrap();
-    let probs = loaded.model.probabilities(&x, &[]).unwrap().to_vec2::<f32>().unwrap();
+    let probs = loaded
+        .model
+        .probabilities(&x, &[])
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
     let correct = items
         .iter()
         .zip(&probs)
-        .filter(|(it, p)| neuronpath::attribution::top_k(&p.iter().map(|&v| v as f64).collect::<Vec<_>>(), 1)[0] == it.label.unwrap())
+        .filter(|(it, p)| {
+            neuronpath::attribution::top_k(&p.iter().map(|&v| v as f64).collect::<Vec<_>>(), 1)[0]
+                == it.label.unwrap()
+        })
         .count();
     let acc = correct as f64 / items.len() as f64;
     eprintln!("sample accuracy {correct}/{} = {acc:.3}", items.len());
@@ -57,7 +66,11 @@ fn discover_on_two_samples_finds_paths_with_positive_jas() {
     let samples = embedded::samples();
     // The first image of two different classes.
     let first = &samples.items[0];
-    let other = samples.items.iter().find(|it| it.label != first.label).unwrap();
+    let other = samples
+        .items
+        .iter()
+        .find(|it| it.label != first.label)
+        .unwrap();
     let x = load_batch(&[first, other], &pre, &candle_core::Device::Cpu).unwrap();
     let req = Request {
         settings: Settings {
@@ -71,7 +84,14 @@ fn discover_on_two_samples_finds_paths_with_positive_jas() {
         target: TargetKind::Label,
         seed: 0,
     };
-    let out = discover_batch(&loaded.model, &x, &[first.label, other.label], &[0, 1], &req).unwrap();
+    let out = discover_batch(
+        &loaded.model,
+        &x,
+        &[first.label, other.label],
+        &[0, 1],
+        &req,
+    )
+    .unwrap();
     for r in &out {
         let p = &r.methods["path"];
         assert_eq!(p.path.len(), loaded.model.cfg.layers);

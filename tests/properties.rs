@@ -277,8 +277,8 @@ fn per_layer_ig_at_layer_zero_is_the_first_search_step() {
     let ig =
         neuronpath::attribution::baselines::layer_ig_sets(&model, &x, &targets, &acts, &s).unwrap();
     let path = layer_progressive_search(&model, &x, &targets, &acts, &s).unwrap();
-    for i in 0..4 {
-        assert_eq!(ig[i][0], path.sets[i][0]);
+    for (ig, path) in ig.iter().zip(&path.sets) {
+        assert_eq!(ig[0], path[0]);
     }
 }
 

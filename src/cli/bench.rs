@@ -34,6 +34,9 @@ pub struct Args {
     pub python: Option<String>,
     #[arg(long)]
     pub json: bool,
+    /// Peak memory of one clamped pass, in MiB (as `discover --memory-limit-mb`).
+    #[arg(long, default_value_t = 2048)]
+    pub memory_limit_mb: usize,
 }
 
 fn torch_rows(args: &Args, dims: [usize; 6]) -> Option<Vec<serde_json::Value>> {
@@ -78,7 +81,14 @@ pub fn run_cmd(args: Args) -> anyhow::Result<()> {
         rayon::current_num_threads(),
         cfg.forward_flops() / 1e9
     );
-    let rows = run(&cfg, args.batch, args.steps, args.min_secs, !args.no_search)?;
+    let rows = run(
+        &cfg,
+        args.batch,
+        args.steps,
+        args.min_secs,
+        !args.no_search,
+        args.memory_limit_mb << 20,
+    )?;
     let torch = torch_rows(&args, dims);
     if args.json {
         println!(

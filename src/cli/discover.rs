@@ -272,7 +272,11 @@ pub fn run(args: Args) -> Result<()> {
             return Ok(());
         }
         let claims = super::report::report_with_defaults(&args.out, &args.model, &path)?;
-        eprintln!("report: {} ({} claims checked)", path.display(), claims.len());
+        eprintln!(
+            "report: {} ({} claims checked)",
+            path.display(),
+            claims.len()
+        );
     }
     Ok(())
 }

@@ -49,9 +49,9 @@ pub fn save_hf(
             ));
         }
     }
-    std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
+    std::fs::create_dir_all(dir).map_err(|cause| ModelError::Io {
         path: dir.to_path_buf(),
-        source,
+        cause,
     })?;
     let st = dir.join("model.safetensors");
     let tensors = hf_tensors(model).map_err(ModelError::tensor(&st))?;
@@ -59,9 +59,9 @@ pub fn save_hf(
     // Serialised in memory: safetensors' own file writer creates owner-only (0600) files.
     let bytes = safetensors::serialize(&tensors, Some(metadata))
         .map_err(|e| ModelError::format(&st, format!("cannot serialise: {e}")))?;
-    std::fs::write(&st, bytes).map_err(|source| ModelError::Io {
+    std::fs::write(&st, bytes).map_err(|cause| ModelError::Io {
         path: st.clone(),
-        source,
+        cause,
     })?;
     write_json(&dir.join("config.json"), &config_json(model, class_names))?;
     write_json(
@@ -72,9 +72,9 @@ pub fn save_hf(
 
 fn write_json(path: &Path, value: &Value) -> Result<(), ModelError> {
     let text = serde_json::to_string_pretty(value).expect("JSON values serialise") + "\n";
-    std::fs::write(path, text).map_err(|source| ModelError::Io {
+    std::fs::write(path, text).map_err(|cause| ModelError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     })
 }
 

@@ -403,7 +403,7 @@ pub fn write_model(
     save_hf(&vit, dir, Some(&names), &preprocessing())?;
     let card = model_card(recipe, trained, test, command);
     let path = dir.join("README.md");
-    std::fs::write(&path, card).map_err(|source| ModelError::Io { path, source })?;
+    std::fs::write(&path, card).map_err(|cause| ModelError::Io { path, cause })?;
     Ok(())
 }
 

@@ -19,10 +19,12 @@ pub use posemb::resize_grid;
 /// A checkpoint problem, always naming the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("{path}: {source}")]
+    // Fields are not named `source`: the message already includes the cause, and a `source`
+    // would print it twice in an error chain.
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: {msg}")]
     Format { path: PathBuf, msg: String },
@@ -39,10 +41,10 @@ pub enum ModelError {
     NonFinite { path: PathBuf, name: String },
     #[error("{path}: refusing unsafe pickle: {msg}")]
     UnsafePickle { path: PathBuf, msg: String },
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Tensor {
         path: PathBuf,
-        source: candle_core::Error,
+        cause: candle_core::Error,
     },
 }
 
@@ -54,9 +56,9 @@ impl ModelError {
         }
     }
     pub(crate) fn tensor(path: &Path) -> impl Fn(candle_core::Error) -> Self + '_ {
-        move |source| ModelError::Tensor {
+        move |cause| ModelError::Tensor {
             path: path.to_path_buf(),
-            source,
+            cause,
         }
     }
 }
@@ -122,9 +124,9 @@ pub struct Loaded {
 
 /// Which layout a path holds, from its contents (not its extension).
 pub fn detect_layout(path: &Path) -> Result<CheckpointLayout, ModelError> {
-    let io = |source| ModelError::Io {
+    let io = |cause| ModelError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     if path.is_dir() {
         if path.join("config.json").is_file() && path.join("model.safetensors").is_file() {
@@ -180,7 +182,7 @@ pub fn load_model(path: &Path, opts: &LoadOptions) -> Result<Loaded, ModelError>
     if !path.exists() {
         return Err(ModelError::Io {
             path: path.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
+            cause: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
         });
     }
     let layout = detect_layout(path)?;

@@ -71,9 +71,9 @@ fn vet(path: &Path) -> Result<bool, ModelError> {
         path: path.to_path_buf(),
         msg,
     };
-    let file = std::fs::File::open(path).map_err(|source| ModelError::Io {
+    let file = std::fs::File::open(path).map_err(|cause| ModelError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     let mut zip = zip::ZipArchive::new(file)
         .map_err(|e| ModelError::format(path, format!("broken zip container: {e}")))?;
