@@ -5,19 +5,26 @@
 //! - candle's element-wise CPU ops run on their own thread pool whose workers spin-wait on a
 //!   barrier; with few cores (shared with rayon's matmul workers) that costs more than it gains,
 //!   so it gets one thread unless CANDLE_NUM_THREADS says otherwise.
-//! - glibc returns large freed blocks to the kernel at once; an attribution pass allocates and
-//!   frees hundreds of MB per layer, so every op page-faults fresh memory. Keeping freed memory in
-//!   the process (higher mmap and trim thresholds) removes those faults.
+//! - an attribution pass allocates and frees hundreds of MB per layer; an allocator that hands
+//!   freed memory back to the kernel makes every op page-fault (and zero) fresh memory. The binary
+//!   uses mimalloc (glibc returns blocks over 32 MB at once whatever its thresholds say) with
+//!   purging off: ViT-B attribution 141 -> 178 GFLOP/s with mimalloc, +15% more without purging.
+
+/// The allocator of every program linking neuronpath (see above).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Applies the settings; call first thing in `main`, before any tensor work.
 pub fn tune() {
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator thresholds; called before other threads exist.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-    }
+    // SAFETY: sets a mimalloc option (index 15 = `mi_option_purge_delay` in mimalloc v2 and v3;
+    // -1 = never purge); the allocator is
+    // this crate's global allocator, so the library is always linked.
+    unsafe { mi_option_set(15, -1) };
+}
+
+extern "C" {
+    fn mi_option_set(option: std::os::raw::c_int, value: std::os::raw::c_long);
 }

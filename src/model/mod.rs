@@ -1,5 +1,6 @@
 //! The model layer: ViT architecture, checkpoint loading, interventions and gradients.
 pub mod config;
+mod fused;
 pub mod gradients;
 pub mod intervene;
 pub mod load;

@@ -403,14 +403,7 @@ impl CustomOp2 for LayerNormGradOp<'_> {
 impl LayerNorm {
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         match (mode, x.device().is_cpu()) {
-            (Mode::Frozen, true) => {
-                let op = LayerNormOp {
-                    weight: self.weight.to_dtype(DType::F64)?.to_vec1()?,
-                    bias: self.bias.to_dtype(DType::F64)?.to_vec1()?,
-                    eps: self.eps,
-                };
-                x.contiguous()?.apply_op1(op)
-            }
+            (Mode::Frozen, true) => x.contiguous()?.apply_op1(self.op()?),
             // Hand-written: candle_nn's fused layer_norm silently stops gradients.
             _ => {
                 let mean = x.mean_keepdim(D::Minus1)?;
@@ -493,5 +486,51 @@ impl Linear {
             out,
             weight: self.weight.clone(),
         })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward helpers for the fused block (no graph: inputs are detached tensors).
+
+/// g * gelu'(z).
+pub(crate) fn gelu_backward(z: &Tensor, g: &Tensor, kind: Gelu) -> Result<Tensor> {
+    z.contiguous()?
+        .apply_op2_no_bwd(&g.contiguous()?, &GeluGradOp(kind))
+}
+
+/// y * (g - sum(y * g)) over the last dimension, y = softmax output.
+pub(crate) fn softmax_backward(y: &Tensor, g: &Tensor) -> Result<Tensor> {
+    y.contiguous()?
+        .apply_op2_no_bwd(&g.contiguous()?, &SoftmaxGradOp)
+}
+
+impl LayerNorm {
+    fn op(&self) -> Result<LayerNormOp> {
+        Ok(LayerNormOp {
+            weight: self.weight.to_dtype(DType::F64)?.to_vec1()?,
+            bias: self.bias.to_dtype(DType::F64)?.to_vec1()?,
+            eps: self.eps,
+        })
+    }
+
+    /// Input gradient of the LayerNorm at input `x` for output gradient `g` (weights constant).
+    pub(crate) fn backward(&self, x: &Tensor, g: &Tensor) -> Result<Tensor> {
+        let op = self.op()?;
+        x.contiguous()?
+            .apply_op2_no_bwd(&g.contiguous()?, &LayerNormGradOp(&op))
+    }
+}
+
+impl Linear {
+    /// Input gradient `g W` of the layer (weights constant), for any leading dimensions.
+    pub(crate) fn backward(&self, g: &Tensor) -> Result<Tensor> {
+        let dims = g.dims().to_vec();
+        let out = dims[dims.len() - 1];
+        let gx = g
+            .reshape((g.elem_count() / out, out))?
+            .matmul(&self.weight)?;
+        let mut in_dims = dims;
+        *in_dims.last_mut().unwrap() = self.weight.dim(1)?;
+        gx.reshape(in_dims)
     }
 }

@@ -1,5 +1,6 @@
 //! The pre-LN Vision Transformer of SPEC section 1, with edits of the MLP hidden units.
 use crate::model::config::{Pool, VitConfig};
+use crate::model::fused;
 use crate::model::intervene::{Edit, LayerEdit, Rows};
 use crate::model::ops::{self, LayerNorm, Linear, Mode};
 use candle_core::{DType, Device, Result, Tensor, D};
@@ -117,6 +118,21 @@ impl Vit {
         record: Option<Rows>,
         mode: Mode,
     ) -> Result<(Tensor, Option<Tensor>)> {
+        let record_rows = |a: &Tensor| -> Result<Option<Tensor>> {
+            match record {
+                Some(rows) => {
+                    let (s, n) = rows.span(a.dim(1)?, self.cfg.prefix_tokens);
+                    let t = a.narrow(1, s, n)?;
+                    Ok(Some(if rows == Rows::Cls { t.squeeze(1)? } else { t }))
+                }
+                None => Ok(None),
+            }
+        };
+        if mode == Mode::Frozen && x.device().is_cpu() {
+            let c = &self.cfg;
+            let (out, a) = fused::block(block, x, edit, c.heads, c.gelu, c.prefix_tokens)?;
+            return Ok((out, record_rows(&a)?));
+        }
         let h = (x + self.attention(block, x, mode)?)?;
         let z = block.fc1.forward(&block.ln_ffn.forward(&h, mode)?, mode)?;
         let mut a = ops::gelu(&z, self.cfg.gelu, mode)?;
@@ -135,14 +151,7 @@ impl Vit {
         if let Some(e) = edit {
             a = apply_edit(&a, e, self.cfg.prefix_tokens)?;
         }
-        let recorded = match record {
-            Some(rows) => {
-                let (s, n) = rows.span(a.dim(1)?, self.cfg.prefix_tokens);
-                let t = a.narrow(1, s, n)?;
-                Some(if rows == Rows::Cls { t.squeeze(1)? } else { t })
-            }
-            None => None,
-        };
+        let recorded = record_rows(&a)?;
         let out = (h + block.fc2.forward(&a, mode)?)?;
         Ok((out, recorded))
     }
