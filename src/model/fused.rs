@@ -24,11 +24,11 @@ struct Saved {
     /// Attention probabilities (R, H, N, N).
     p: Tensor,
     h: Tensor,
-    z: Tensor,
+    /// GELU derivative at fc1's output.
+    gelu_grad: Tensor,
     out: Tensor,
     scale: f64,
     heads: usize,
-    gelu: Gelu,
     prefix: usize,
     block: Block,
     edit: Option<(Rows, EditKind)>,
@@ -100,7 +100,20 @@ pub(crate) fn block(
     let o = p.matmul(&v)?.permute([0, 2, 1, 3])?.reshape((r, n, d))?;
     let h = (&xd + block.proj.forward(&o, mode)?)?;
     let z = block.fc1.forward(&block.ln_ffn.forward(&h, mode)?, mode)?;
-    let mut a = cls_mask(block, &ops::gelu(&z, gelu, mode)?)?;
+    let leaf_tracked = edit.is_some_and(|e| match &e.edit {
+        Edit::Clamp(t) => t.track_op(),
+        Edit::Probe(_) => true,
+        Edit::Scale(_) => false,
+    });
+    let needs_backward = x.track_op() || leaf_tracked;
+    // The derivative costs a second erf per unit: only when a backward will use it.
+    let (a, gelu_grad) = if needs_backward {
+        let (a, g) = ops::gelu_with_derivative(&z, gelu)?;
+        (a, Some(g))
+    } else {
+        (ops::gelu(&z, gelu, mode)?, None)
+    };
+    let mut a = cls_mask(block, &a)?;
     let mut leaf: Option<Tensor> = None;
     let mut kind = None;
     if let Some(e) = edit {
@@ -126,10 +139,10 @@ pub(crate) fn block(
         }
     }
     let out = (&h + block.fc2.forward(&a, mode)?)?.contiguous()?;
-    let leaf = leaf.filter(|t| t.track_op());
-    if !x.track_op() && leaf.is_none() {
+    let (Some(gelu_grad), true) = (gelu_grad, needs_backward) else {
         return Ok((out, a));
-    }
+    };
+    let leaf = leaf.filter(|t| t.track_op());
     let saved = Saved {
         x: xd,
         q,
@@ -137,11 +150,10 @@ pub(crate) fn block(
         v,
         p,
         h,
-        z,
+        gelu_grad,
         out,
         scale,
         heads,
-        gelu,
         prefix,
         block: block.clone(),
         edit: kind,
@@ -201,7 +213,7 @@ impl FusedBlock {
             return Ok((None, d_leaf));
         }
         let da = cls_mask(b, &da)?;
-        let dz = ops::gelu_backward(&s.z, &da, s.gelu)?;
+        let dz = (da * &s.gelu_grad)?;
         let dh = (g + b.ln_ffn.backward(&s.h, &b.fc1.backward(&dz)?)?)?;
         let hd = d / s.heads;
         let d_o = b

@@ -492,12 +492,6 @@ impl Linear {
 // ---------------------------------------------------------------------------------------------
 // Backward helpers for the fused block (no graph: inputs are detached tensors).
 
-/// g * gelu'(z).
-pub(crate) fn gelu_backward(z: &Tensor, g: &Tensor, kind: Gelu) -> Result<Tensor> {
-    z.contiguous()?
-        .apply_op2_no_bwd(&g.contiguous()?, &GeluGradOp(kind))
-}
-
 /// y * (g - sum(y * g)) over the last dimension, y = softmax output.
 pub(crate) fn softmax_backward(y: &Tensor, g: &Tensor) -> Result<Tensor> {
     y.contiguous()?
@@ -533,4 +527,51 @@ impl Linear {
         *in_dims.last_mut().unwrap() = self.weight.dim(1)?;
         gx.reshape(in_dims)
     }
+}
+
+/// GELU and its derivative in one pass (one erf per element), stacked as (2, ...).
+struct GeluBothOp(Gelu);
+
+impl GeluBothOp {
+    fn run<T: Real>(&self, x: &[T]) -> Vec<T> {
+        let n = x.len();
+        let mut out = vec![T::zero(); 2 * n];
+        let (vals, ders) = out.split_at_mut(n);
+        let work = |(i, (v, d)): (usize, (&mut [T], &mut [T]))| {
+            for (j, (v, d)) in v.iter_mut().zip(d.iter_mut()).enumerate() {
+                let z = x[i * 1024 + j].f64();
+                *v = T::from_f64(gelu_value(self.0, z));
+                *d = T::from_f64(gelu_derivative(self.0, z));
+            }
+        };
+        let pairs = vals.chunks_mut(1024).zip(ders.chunks_mut(1024)).enumerate();
+        if n < PAR_MIN {
+            pairs.for_each(work);
+        } else {
+            pairs.par_bridge().for_each(work);
+        }
+        out
+    }
+}
+
+impl CustomOp1 for GeluBothOp {
+    fn name(&self) -> &'static str {
+        "np-gelu-both"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let out = match s.dtype() {
+            DType::F32 => f32::to_cpu_storage_owned(self.run(contiguous::<f32>(s, l)?)),
+            DType::F64 => f64::to_cpu_storage_owned(self.run(contiguous::<f64>(s, l)?)),
+            d => candle_core::bail!("gelu: unsupported dtype {d:?}"),
+        };
+        let mut dims = vec![2];
+        dims.extend_from_slice(l.dims());
+        Ok((out, Shape::from(dims)))
+    }
+}
+
+/// (gelu(z), gelu'(z)) without a graph, for the fused block's forward and backward.
+pub(crate) fn gelu_with_derivative(z: &Tensor, kind: Gelu) -> Result<(Tensor, Tensor)> {
+    let both = z.contiguous()?.apply_op1_no_bwd(&GeluBothOp(kind))?;
+    Ok((both.get(0)?, both.get(1)?))
 }
