@@ -14,9 +14,13 @@ fn main_command_reports_the_papers_claims_where_they_hold() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
+            .unwrap();
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
-    assert!(!html.contains("http://") && !html.contains("https://"), "the report must open offline");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "the report must open offline"
+    );
     let claims = report["claims"].as_array().unwrap();
     let verdict = |start: &str| -> String {
         let c = claims
@@ -34,7 +38,10 @@ fn main_command_reports_the_papers_claims_where_they_hold() {
     assert_ne!(verdict("Mean JAS"), "not_testable");
     let (_, records) = neuronpath::io::records::read_records(&out).unwrap();
     let mean = |m: &str| -> f64 {
-        records.iter().map(|r| r["methods"][m]["jas"]["reference"].as_f64().unwrap()).sum::<f64>()
+        records
+            .iter()
+            .map(|r| r["methods"][m]["jas"]["reference"].as_f64().unwrap())
+            .sum::<f64>()
             / records.len() as f64
     };
     assert_eq!(records.len(), 100);

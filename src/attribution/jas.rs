@@ -1,7 +1,7 @@
 //! The Joint Attribution Score of a given neuron set per layer (SPEC section 5).
 use super::search::{clamp_values, entering, run_clamped, Scaled};
 use super::{Activations, NeuronSets, Settings};
-use crate::model::{Edit, LayerEdit, Vit};
+use crate::model::{Edit, LayerEdit, Rows, Vit};
 use candle_core::{DType, Result, Tensor};
 
 /// Patch tokens of ViT-B/16 at 224: the authors divide every MAE JAS by this.
@@ -76,17 +76,17 @@ pub fn joint_attribution(
         .collect())
 }
 
-/// F per image when every neuron of its set is multiplied by `factor` (0 removes, 2 enhances;
-/// "current value" = after upstream edits, all in one forward pass).
-pub fn set_probabilities(
+/// Full probability vectors `[image][class]` when every neuron of `sets[image]` is multiplied by
+/// `factor` (0 removes, 2 enhances; "current value" = after upstream edits, all layers in one
+/// forward pass).
+pub fn edited_probabilities(
     model: &Vit,
     images: &Tensor,
-    targets: &[usize],
     sets: &[NeuronSets],
     factor: f64,
-    s: &Settings,
-) -> Result<Vec<f64>> {
-    let (b, mlp) = (targets.len(), model.cfg.mlp_dim);
+    rows: Rows,
+) -> Result<Vec<Vec<f64>>> {
+    let (b, mlp) = (sets.len(), model.cfg.mlp_dim);
     let edits = (0..model.cfg.layers)
         .map(|l| {
             let mut f = vec![1f64; b * mlp];
@@ -97,14 +97,26 @@ pub fn set_probabilities(
             }
             let t = Tensor::from_vec(f, (b, mlp), model.device())?.to_dtype(model.dtype())?;
             Ok(Some(LayerEdit {
-                rows: s.rows,
+                rows,
                 edit: Edit::Scale(t),
             }))
         })
         .collect::<Result<Vec<_>>>()?;
-    let probs = model
+    model
         .probabilities(images, &edits)?
         .to_dtype(DType::F64)?
-        .to_vec2::<f64>()?;
+        .to_vec2()
+}
+
+/// F per image (the target's probability) with the sets edited as in [`edited_probabilities`].
+pub fn set_probabilities(
+    model: &Vit,
+    images: &Tensor,
+    targets: &[usize],
+    sets: &[NeuronSets],
+    factor: f64,
+    s: &Settings,
+) -> Result<Vec<f64>> {
+    let probs = edited_probabilities(model, images, sets, factor, s.rows)?;
     Ok(probs.iter().zip(targets).map(|(p, &t)| p[t]).collect())
 }

@@ -6,9 +6,9 @@ use super::stats::{de_f64, spread, Spread};
 use crate::attribution::baselines::random_set;
 use crate::attribution::{top_k, NeuronSets};
 use crate::io::inputs::{load_batch, Item, Preprocess};
-use crate::model::{Edit, LayerEdit, Rows, Vit};
+use crate::model::Vit;
 use anyhow::{Context, Result};
-use candle_core::{DType, Tensor};
+use candle_core::DType;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -114,36 +114,7 @@ impl Manipulation {
     }
 }
 
-/// Full probability vectors when every neuron of `sets[image]` is multiplied by `factor`,
-/// all layers in one forward pass (the same edit as `attribution::jas::set_probabilities`).
-pub fn edited_probabilities(
-    model: &Vit,
-    images: &Tensor,
-    sets: &[NeuronSets],
-    factor: f64,
-    rows: Rows,
-) -> candle_core::Result<Vec<Vec<f64>>> {
-    let (b, mlp) = (sets.len(), model.cfg.mlp_dim);
-    let edits = (0..model.cfg.layers)
-        .map(|l| {
-            let mut f = vec![1f64; b * mlp];
-            for (i, set) in sets.iter().enumerate() {
-                for &p in &set[l] {
-                    f[i * mlp + p] = factor;
-                }
-            }
-            let t = Tensor::from_vec(f, (b, mlp), model.device())?.to_dtype(model.dtype())?;
-            Ok(Some(LayerEdit {
-                rows,
-                edit: Edit::Scale(t),
-            }))
-        })
-        .collect::<candle_core::Result<Vec<_>>>()?;
-    model
-        .probabilities(images, &edits)?
-        .to_dtype(DType::F64)?
-        .to_vec2()
-}
+pub use crate::attribution::jas::edited_probabilities;
 
 /// Runs the manipulation on every image of `run`; `items` are the run's inputs by index.
 /// `progress` is told how many images are done after each batch.

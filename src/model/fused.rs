@@ -6,7 +6,7 @@
 //! per operand and accumulates into it, and `narrow`/`get` backward pad full-size copies; with
 //! this node the same math is ~10 GEMMs and a few fused kernels. It is checked against the
 //! op-by-op graph (Mode::Train), finite differences and the golden values.
-use crate::model::intervene::{Edit, LayerEdit, Rows};
+use crate::model::intervene::{replace_rows, Edit, LayerEdit, Rows};
 use crate::model::ops::{self, Gelu, Mode};
 use crate::model::vit::Block;
 use candle_core::backend::BackendStorage;
@@ -48,19 +48,6 @@ fn multiply_rows(a: &Tensor, rows: Rows, prefix: usize, f: &Tensor) -> Result<Te
     let (s, len) = rows.span(n, prefix);
     let sel = a.narrow(1, s, len)?.broadcast_mul(&f.reshape((r, 1, m))?)?;
     replace_rows(a, s, len, &sel)
-}
-
-fn replace_rows(a: &Tensor, s: usize, len: usize, rows: &Tensor) -> Result<Tensor> {
-    let n = a.dim(1)?;
-    let mut parts = Vec::with_capacity(3);
-    if s > 0 {
-        parts.push(a.narrow(1, 0, s)?);
-    }
-    parts.push(rows.clone());
-    if s + len < n {
-        parts.push(a.narrow(1, s + len, n - s - len)?);
-    }
-    Tensor::cat(&parts, 1)
 }
 
 fn cls_mask(block: &Block, a: &Tensor) -> Result<Tensor> {

@@ -1,5 +1,5 @@
 //! Interventions on the MLP hidden units `a = GELU(fc1(LN_ffn(h)))` of chosen tokens.
-use candle_core::{Tensor, Var};
+use candle_core::{Result, Tensor, Var};
 
 /// Which token rows of `a` an edit touches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -43,3 +43,17 @@ pub struct LayerEdit {
 
 /// Edits per block (`None` = the block runs normally).
 pub type Edits = Vec<Option<LayerEdit>>;
+
+/// `a` (R, N, M) with token rows `s..s+len` replaced by `rows` (R, len, M).
+pub(crate) fn replace_rows(a: &Tensor, s: usize, len: usize, rows: &Tensor) -> Result<Tensor> {
+    let n = a.dim(1)?;
+    let mut parts = Vec::with_capacity(3);
+    if s > 0 {
+        parts.push(a.narrow(1, 0, s)?);
+    }
+    parts.push(rows.clone());
+    if s + len < n {
+        parts.push(a.narrow(1, s + len, n - s - len)?);
+    }
+    Tensor::cat(&parts, 1)
+}

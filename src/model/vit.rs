@@ -1,9 +1,9 @@
 //! The pre-LN Vision Transformer of SPEC section 1, with edits of the MLP hidden units.
 use crate::model::config::{Pool, VitConfig};
 use crate::model::fused;
-use crate::model::intervene::{Edit, LayerEdit, Rows};
+use crate::model::intervene::{replace_rows, Edit, LayerEdit, Rows};
 use crate::model::ops::{self, LayerNorm, Linear, Mode};
-use candle_core::{DType, Device, Result, Tensor, D};
+use candle_core::{DType, Device, Result, Tensor};
 
 /// One encoder block: `h = x + Attn(LN_att(x))`, `a = GELU(fc1(LN_ffn(h)))`, `x' = h + fc2(a)`.
 #[derive(Clone, Debug)]
@@ -190,13 +190,5 @@ fn apply_edit(a: &Tensor, e: &LayerEdit, prefix: usize) -> Result<Tensor> {
         Edit::Scale(f) => sel.broadcast_mul(&f.reshape((r, 1, m))?)?,
         Edit::Probe(v) => (sel + v.as_tensor().reshape((r, len, m))?)?,
     };
-    let mut parts = Vec::with_capacity(3);
-    if s > 0 {
-        parts.push(a.narrow(1, 0, s)?);
-    }
-    parts.push(edited);
-    if s + len < n {
-        parts.push(a.narrow(1, s + len, n - s - len)?);
-    }
-    Tensor::cat(&parts, D::Minus2)
+    replace_rows(a, s, len, &edited)
 }
