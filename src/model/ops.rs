@@ -91,6 +91,22 @@ fn gelu_derivative(kind: Gelu, x: f64) -> f64 {
     }
 }
 
+/// (gelu(x), gelu'(x)) sharing one erf (or tanh).
+fn gelu_pair(kind: Gelu, x: f64) -> (f64, f64) {
+    match kind {
+        Gelu::Erf => {
+            let cdf = 0.5 * (1.0 + libm::erf(x * INV_SQRT_2));
+            (x * cdf, cdf + x * INV_SQRT_2PI * (-0.5 * x * x).exp())
+        }
+        Gelu::Tanh => {
+            let t = (SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)).tanh();
+            let d = 0.5 * (1.0 + t)
+                + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044715 * x * x);
+            (0.5 * x * (1.0 + t), d)
+        }
+    }
+}
+
 struct GeluOp(Gelu);
 
 impl GeluOp {
@@ -424,6 +440,9 @@ impl LayerNorm {
 pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
+    /// `W^T` made contiguous on first use by a frozen forward: gemm multiplies a transposed view
+    /// about half as fast (ViT-B fc1: 3.7 s vs 1.3 s for the same-size backward GEMM).
+    weight_t: std::sync::OnceLock<Tensor>,
 }
 
 /// Carries a precomputed `x W^T + b` forward and only `grad W` backward: the weight is a
@@ -462,12 +481,33 @@ impl CustomOp1 for FrozenLinearOp {
 }
 
 impl Linear {
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Linear {
+            weight,
+            bias,
+            weight_t: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// `W^T`: a cached contiguous copy for constant weights, a view for trained ones (whose
+    /// values change under the optimizer).
+    fn weight_t(&self) -> Result<Tensor> {
+        if self.weight.is_variable() || self.weight.track_op() {
+            return self.weight.t();
+        }
+        if let Some(t) = self.weight_t.get() {
+            return Ok(t.clone());
+        }
+        let t = self.weight.t()?.contiguous()?;
+        Ok(self.weight_t.get_or_init(|| t).clone())
+    }
+
     fn plain(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let (inp, out) = (dims[dims.len() - 1], self.weight.dim(0)?);
         let y = x
             .reshape((x.elem_count() / inp, inp))?
-            .matmul(&self.weight.t()?)?;
+            .matmul(&self.weight_t()?)?;
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
@@ -539,9 +579,9 @@ impl GeluBothOp {
         let (vals, ders) = out.split_at_mut(n);
         let work = |(i, (v, d)): (usize, (&mut [T], &mut [T]))| {
             for (j, (v, d)) in v.iter_mut().zip(d.iter_mut()).enumerate() {
-                let z = x[i * 1024 + j].f64();
-                *v = T::from_f64(gelu_value(self.0, z));
-                *d = T::from_f64(gelu_derivative(self.0, z));
+                let (value, derivative) = gelu_pair(self.0, x[i * 1024 + j].f64());
+                *v = T::from_f64(value);
+                *d = T::from_f64(derivative);
             }
         };
         let pairs = vals.chunks_mut(1024).zip(ders.chunks_mut(1024)).enumerate();

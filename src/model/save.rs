@@ -178,14 +178,7 @@ fn hf_tensors(model: &Vit) -> candle_core::Result<HashMap<String, Tensor>> {
             let w = b.qkv.weight.narrow(0, j * d, d)?;
             let bq = bias(&b.qkv, 3 * d)?.narrow(0, j * d, d)?;
             let name = format!("{l}.attention.attention.{part}");
-            linear(
-                &name,
-                &Linear {
-                    weight: w,
-                    bias: Some(bq),
-                },
-                d,
-            )?;
+            linear(&name, &Linear::new(w, Some(bq)), d)?;
         }
         linear(&format!("{l}.attention.output.dense"), &b.proj, d)?;
         linear(&format!("{l}.intermediate.dense"), &b.fc1, c.mlp_dim)?;

@@ -172,18 +172,12 @@ impl Params {
         let mut it = self.list.iter().map(|p| tensor(&p.var));
         let mut next = || it.next().expect("layout order");
         let eps = self.cfg.ln_eps;
-        let patch = Linear {
-            weight: next(),
-            bias: Some(next()),
-        };
+        let patch = Linear::new(next(), Some(next()));
         let prefix = next();
         let pos = next();
         let blocks = (0..self.cfg.layers)
             .map(|_| {
-                let mut lin = || Linear {
-                    weight: next(),
-                    bias: Some(next()),
-                };
+                let mut lin = || Linear::new(next(), Some(next()));
                 let (qkv, proj, fc1, fc2) = (lin(), lin(), lin(), lin());
                 let mut ln = || LayerNorm {
                     weight: next(),
@@ -207,10 +201,7 @@ impl Params {
             bias: next(),
             eps,
         };
-        let head = Linear {
-            weight: next(),
-            bias: Some(next()),
-        };
+        let head = Linear::new(next(), Some(next()));
         Vit {
             cfg: self.cfg.clone(),
             patch,

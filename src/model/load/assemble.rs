@@ -73,10 +73,10 @@ impl Checker<'_> {
     }
 
     fn linear(&self, prefix: &str, out: usize, inp: usize) -> Result<Linear, ModelError> {
-        Ok(Linear {
-            weight: self.take(&format!("{prefix}.weight"), &[out, inp])?,
-            bias: Some(self.take(&format!("{prefix}.bias"), &[out])?),
-        })
+        Ok(Linear::new(
+            self.take(&format!("{prefix}.weight"), &[out, inp])?,
+            Some(self.take(&format!("{prefix}.bias"), &[out])?),
+        ))
     }
 
     fn norm(&self, prefix: &str, d: usize, eps: f64) -> Result<LayerNorm, ModelError> {
@@ -198,12 +198,12 @@ pub(crate) fn build(path: &Path, raw: Raw, opts: &LoadOptions) -> Result<Vit, Mo
     };
     let t = ModelError::tensor(path);
     Ok(Vit {
-        patch: Linear {
-            weight: patch_w
+        patch: Linear::new(
+            patch_w
                 .reshape((hidden, channels * patch * patch))
                 .map_err(&t)?,
-            bias: Some(ck.take("patch_embed.proj.bias", &[hidden])?),
-        },
+            Some(ck.take("patch_embed.proj.bias", &[hidden])?),
+        ),
         prefix: ck
             .take("cls_token", &[1, prefix_tokens, hidden])?
             .squeeze(0)
