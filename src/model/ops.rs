@@ -35,31 +35,9 @@ pub trait Real: WithDType + Float {
     fn f64(self) -> f64 {
         WithDType::to_f64(self)
     }
-    /// (gelu(x), gelu'(x)) in this precision (f32 uses erff, as PyTorch does in f32).
-    fn gelu_pair(kind: Gelu, x: Self) -> (Self, Self);
 }
-impl Real for f32 {
-    fn gelu_pair(kind: Gelu, x: f32) -> (f32, f32) {
-        match kind {
-            Gelu::Erf => {
-                let cdf = 0.5 * (1.0 + libm::erff(x * INV_SQRT_2 as f32));
-                (
-                    x * cdf,
-                    cdf + x * INV_SQRT_2PI as f32 * (-0.5 * x * x).exp(),
-                )
-            }
-            Gelu::Tanh => {
-                let (v, d) = gelu_pair(kind, x as f64);
-                (v as f32, d as f32)
-            }
-        }
-    }
-}
-impl Real for f64 {
-    fn gelu_pair(kind: Gelu, x: f64) -> (f64, f64) {
-        gelu_pair(kind, x)
-    }
-}
+impl Real for f32 {}
+impl Real for f64 {}
 
 /// Rows shorter than this are processed serially: thread hand-off costs more than the work.
 const PAR_MIN: usize = 1 << 14;
@@ -601,7 +579,9 @@ impl GeluBothOp {
         let (vals, ders) = out.split_at_mut(n);
         let work = |(i, (v, d)): (usize, (&mut [T], &mut [T]))| {
             for (j, (v, d)) in v.iter_mut().zip(d.iter_mut()).enumerate() {
-                (*v, *d) = T::gelu_pair(self.0, x[i * 1024 + j]);
+                let (value, derivative) = gelu_pair(self.0, x[i * 1024 + j].f64());
+                *v = T::from_f64(value);
+                *d = T::from_f64(derivative);
             }
         };
         let pairs = vals.chunks_mut(1024).zip(ders.chunks_mut(1024)).enumerate();
