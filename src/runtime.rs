@@ -23,8 +23,17 @@ pub fn tune() {
     // -1 = never purge); the allocator is
     // this crate's global allocator, so the library is always linked.
     unsafe { mi_option_set(15, -1) };
+    // A CLI piped into `head` should stop quietly, not panic on a closed stdout: restore the
+    // default SIGPIPE action that the Rust runtime replaces with "ignore".
+    #[cfg(unix)]
+    // SAFETY: signal(SIGPIPE = 13, SIG_DFL = 0) before any other thread exists.
+    unsafe {
+        signal(13, 0);
+    }
 }
 
 extern "C" {
     fn mi_option_set(option: std::os::raw::c_int, value: std::os::raw::c_long);
+    #[cfg(unix)]
+    fn signal(signum: std::os::raw::c_int, handler: usize) -> usize;
 }
