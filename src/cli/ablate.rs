@@ -222,14 +222,7 @@ pub(crate) fn open_matching(run: &Run, args: &ModelArgs) -> Result<Matched> {
 
 /// The run's inputs by index, gathered again from the header and checked against the records.
 pub(crate) fn run_inputs(run: &Run) -> Result<BTreeMap<u64, Item>> {
-    let paths: Vec<String> = run.header["inputs"]["paths"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let paths = crate::experiments::results::strings(&run.header["inputs"]["paths"]);
     let inputs: Inputs = if paths == [EMBEDDED_INPUTS] {
         embedded::samples()
     } else {

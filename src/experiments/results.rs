@@ -65,14 +65,7 @@ impl Run {
             .context("header without a readable `model.config`")?;
         let rows: Rows = serde_json::from_value(header["neurons"].clone()).unwrap_or(Rows::Cls);
         let top_k = header["top_k"].as_u64().unwrap_or(1) as usize;
-        let given: Vec<String> = header["class_names"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let given = strings(&header["class_names"]);
         let class_names = (0..config.num_classes)
             .map(|c| {
                 given
@@ -160,4 +153,15 @@ impl Run {
     pub fn model_sha(&self) -> Option<&str> {
         self.header["model"]["sha256"].as_str()
     }
+}
+
+/// The strings of a JSON array (empty when it is not one).
+pub(crate) fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }

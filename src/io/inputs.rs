@@ -47,6 +47,12 @@ pub fn gather(paths: &[PathBuf], labels: Option<&Path>) -> Result<Inputs> {
     let mut items = Vec::new();
     let mut class_names = None;
     let mut loose = 0usize;
+    // Loose images (files, .npy rows) take the given labels in order.
+    let next_label = |loose: &mut usize| {
+        let label = given.as_ref().and_then(|g| g.get(*loose).copied());
+        *loose += 1;
+        label
+    };
     for p in paths {
         if p.is_dir() {
             let folder = ImageFolder::open(p)?;
@@ -63,11 +69,7 @@ pub fn gather(paths: &[PathBuf], labels: Option<&Path>) -> Result<Inputs> {
             let (n, c, h, w, data) = read_input_npy(p)?;
             let data = Arc::new(data);
             for row in 0..n {
-                let label = given
-                    .as_ref()
-                    .map(|g| g.get(loose).copied())
-                    .unwrap_or(None);
-                loose += 1;
+                let label = next_label(&mut loose);
                 items.push(Item {
                     index: items.len() as u64,
                     source: format!("{}[{row}]", p.display()),
@@ -80,11 +82,7 @@ pub fn gather(paths: &[PathBuf], labels: Option<&Path>) -> Result<Inputs> {
                 });
             }
         } else if p.is_file() {
-            let label = given
-                .as_ref()
-                .map(|g| g.get(loose).copied())
-                .unwrap_or(None);
-            loose += 1;
+            let label = next_label(&mut loose);
             items.push(Item {
                 index: items.len() as u64,
                 source: p.display().to_string(),
