@@ -1,33 +1,82 @@
 //! One encoder block as a single autograd node with a hand-written backward (attribution on the
-//! CPU). The forward runs on detached tensors and keeps what the backward needs; the backward
-//! returns only dL/dx and dL/d(edit leaf), never weight gradients.
+//! CPU). The forward runs on plain slices and keeps what the backward needs; the backward returns
+//! only dL/dx and dL/d(edit leaf), never weight gradients.
 //!
 //! Why: built from candle ops, a block records ~25 nodes whose backward allocates a zero tensor
-//! per operand and accumulates into it, and `narrow`/`get` backward pad full-size copies; with
-//! this node the same math is ~10 GEMMs and a few fused kernels. It is checked against the
-//! op-by-op graph (Mode::Train), finite differences and the golden values.
-use crate::model::intervene::{replace_rows, Edit, LayerEdit, Rows};
-use crate::model::ops::{self, Gelu, Mode};
+//! per operand and accumulates into it, and `narrow`/`get` backward pad full-size copies; here the
+//! same math is ~10 GEMMs (`kernels`) and a few fused loops. It is checked against the op-by-op
+//! graph (Mode::Train), finite differences and the golden values.
+//!
+//! Layouts: x, h, out (R, N, D); qkv (R, N, 3D) with head `h`'s query at columns `h*hd..`, key at
+//! `D + h*hd..`, value at `2D + h*hd..`; attention probabilities (R, H, N, N); a (R, N, M).
+use std::marker::PhantomData;
+
+use crate::model::intervene::{Edit, LayerEdit, Rows};
+use crate::model::kernels::{self, Acc, Dst, Mat};
+use crate::model::ops::{self, Gelu, Real};
 use crate::model::vit::Block;
 use candle_core::backend::BackendStorage;
 use candle_core::{
-    CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Storage, Tensor,
+    CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Result, Shape, Storage, StorageRef,
+    Tensor, WithDType,
 };
+use rayon::prelude::*;
+
+/// A contiguous CPU tensor's elements, read-locked while this lives.
+struct Host<'a, T> {
+    guard: StorageRef<'a>,
+    range: (usize, usize),
+    _t: PhantomData<T>,
+}
+
+impl<'a, T: Real> Host<'a, T> {
+    fn new(t: &'a Tensor) -> Result<Self> {
+        let (guard, layout) = t.storage_and_layout();
+        let Some(range) = layout.contiguous_offsets() else {
+            candle_core::bail!("fused block: expected a contiguous tensor")
+        };
+        match &*guard {
+            Storage::Cpu(c) if c.dtype() == T::DTYPE => {}
+            _ => candle_core::bail!("fused block: expected a cpu {:?} tensor", T::DTYPE),
+        }
+        Ok(Host {
+            guard,
+            range,
+            _t: PhantomData,
+        })
+    }
+
+    fn get(&self) -> &[T] {
+        let Storage::Cpu(c) = &*self.guard else {
+            unreachable!("checked in Host::new")
+        };
+        let all = T::cpu_storage_as_slice(c).expect("dtype checked in Host::new");
+        &all[self.range.0..self.range.1]
+    }
+}
+
+fn host_opt<T: Real>(t: &Option<Tensor>) -> Result<Option<Host<'_, T>>> {
+    t.as_ref().map(Host::new).transpose()
+}
+
+fn bias<'a, T: Real>(h: &'a Option<Host<'_, T>>) -> Option<&'a [T]> {
+    h.as_ref().map(|h| h.get())
+}
+
+fn tensor<T: Real>(v: Vec<T>, shape: impl Into<Shape>) -> Result<Tensor> {
+    Tensor::from_vec(v, shape, &Device::Cpu)
+}
 
 /// What the backward of one block needs.
 struct Saved {
     x: Tensor,
-    /// Scaled queries, keys, values (R, H, N, hd).
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
+    qkv: Tensor,
     /// Attention probabilities (R, H, N, N).
     p: Tensor,
     h: Tensor,
     /// GELU derivative at fc1's output.
     gelu_grad: Tensor,
     out: Tensor,
-    scale: f64,
     heads: usize,
     prefix: usize,
     block: Block,
@@ -38,27 +87,135 @@ struct Saved {
 
 #[derive(Clone)]
 enum EditKind {
-    Clamp,
-    Probe,
+    /// The leaf's shape, which its gradient takes.
+    Clamp(Shape),
+    Probe(Shape),
+    /// Unit factors (R, M).
     Scale(Tensor),
 }
 
-fn multiply_rows(a: &Tensor, rows: Rows, prefix: usize, f: &Tensor) -> Result<Tensor> {
-    let (r, n, m) = a.dims3()?;
-    let (s, len) = rows.span(n, prefix);
-    let sel = a.narrow(1, s, len)?.broadcast_mul(&f.reshape((r, 1, m))?)?;
-    replace_rows(a, s, len, &sel)
+/// Sizes of one block's batch.
+#[derive(Clone, Copy)]
+struct Dims {
+    r: usize,
+    n: usize,
+    d: usize,
+    m: usize,
+    heads: usize,
 }
 
-fn cls_mask(block: &Block, a: &Tensor) -> Result<Tensor> {
-    match &block.cls_mask {
-        Some(mask) => {
-            let r = a.dim(0)?;
-            let f = mask.unsqueeze(0)?.broadcast_as((r, mask.dim(0)?))?;
-            multiply_rows(a, Rows::Cls, 0, &f)
-        }
-        None => Ok(a.clone()),
+impl Dims {
+    fn hd(&self) -> usize {
+        self.d / self.heads
     }
+    fn scale(&self) -> f64 {
+        1.0 / (self.hd() as f64).sqrt()
+    }
+}
+
+/// Multiplies token rows `s..s+len` of every image of `a` (R, N, M) unit-wise by `f` (R, M).
+fn scale_rows<T: Real>(a: &mut [T], dm: Dims, (s, len): (usize, usize), f: &[T]) {
+    let m = dm.m;
+    kernels::for_chunks(a, dm.n * m, |r, img| {
+        let fr = &f[r * m..(r + 1) * m];
+        for row in img[s * m..(s + len) * m].chunks_mut(m) {
+            row.iter_mut().zip(fr).for_each(|(v, &k)| *v *= k);
+        }
+    });
+}
+
+/// Applies `op(row value, given value)` to token rows `s..s+len` of every image of `a` with
+/// `vals` (R, len, M).
+fn set_rows<T: Real>(
+    a: &mut [T],
+    dm: Dims,
+    (s, len): (usize, usize),
+    vals: &[T],
+    op: fn(T, T) -> T,
+) {
+    let m = dm.m;
+    kernels::for_chunks(a, dm.n * m, |r, img| {
+        let v = &vals[r * len * m..(r + 1) * len * m];
+        img[s * m..(s + len) * m]
+            .iter_mut()
+            .zip(v)
+            .for_each(|(a, &b)| *a = op(*a, b));
+    });
+}
+
+/// Token rows `s..s+len` of every image of `a` (R, N, M), as (R, len, M).
+fn take_rows<T: Real>(a: &[T], dm: Dims, (s, len): (usize, usize)) -> Vec<T> {
+    let m = dm.m;
+    a.chunks(dm.n * m)
+        .flat_map(|img| img[s * m..(s + len) * m].iter().copied())
+        .collect()
+}
+
+/// The attention of all (image, head) pairs: probabilities (R, H, N, N) and head outputs
+/// written into `o` (R, N, D).
+fn attention<T: Real>(qkv: &[T], dm: Dims) -> (Vec<T>, Vec<T>) {
+    let Dims { r, n, d, heads, .. } = dm;
+    let hd = dm.hd();
+    let scale = T::from_f64(dm.scale());
+    let mut p = kernels::uninit::<T>(r * heads * n * n);
+    let mut o = kernels::uninit::<T>(r * n * d);
+    let o_all = Dst::new(&mut o, 0, (0, 0), d);
+    let o_len = r * n * d;
+    p.par_chunks_mut(n * n).enumerate().for_each(|(i, pi)| {
+        let (img, head) = (i / heads, i % heads);
+        let base = img * n * 3 * d;
+        let q = Mat::new(qkv, base + head * hd, (n, hd), (3 * d, 1));
+        let k = Mat::new(qkv, base + d + head * hd, (n, hd), (3 * d, 1));
+        let v = Mat::new(qkv, base + 2 * d + head * hd, (n, hd), (3 * d, 1));
+        let s = Dst::new(pi, 0, (n, n), n);
+        // SAFETY: `pi` is this task's own chunk; each task writes only its own head's columns
+        // of its own image's rows of `o`, which outlives the parallel loop.
+        unsafe {
+            kernels::matmul(s, q, k.t(), Acc::Overwrite, scale, false);
+            let pi: &mut [T] = std::slice::from_raw_parts_mut(pi.as_mut_ptr().cast(), n * n);
+            kernels::softmax_rows(pi, n);
+            let oi = o_all.at(img * n * d + head * hd, (n, hd), o_len);
+            kernels::matmul(oi, Mat::rows(pi, n, n), v, Acc::Overwrite, T::one(), false);
+        }
+    });
+    // SAFETY: every chunk of `p` and every (image, head) block of `o` was written above.
+    unsafe { (kernels::assume_init(p), kernels::assume_init(o)) }
+}
+
+/// Gradient w.r.t. qkv (R, N, 3D) from the gradient `d_o` (R, N, D) of the head outputs.
+fn attention_backward<T: Real>(qkv: &[T], p: &[T], d_o: &[T], dm: Dims) -> Vec<T> {
+    let Dims { r, n, d, heads, .. } = dm;
+    let hd = dm.hd();
+    let scale = T::from_f64(dm.scale());
+    let mut dqkv = kernels::uninit::<T>(r * n * 3 * d);
+    let all = Dst::new(&mut dqkv, 0, (0, 0), 3 * d);
+    let len = r * n * 3 * d;
+    (0..r * heads).into_par_iter().for_each(|i| {
+        let (img, head) = (i / heads, i % heads);
+        let base = img * n * 3 * d;
+        let q = Mat::new(qkv, base + head * hd, (n, hd), (3 * d, 1));
+        let k = Mat::new(qkv, base + d + head * hd, (n, hd), (3 * d, 1));
+        let v = Mat::new(qkv, base + 2 * d + head * hd, (n, hd), (3 * d, 1));
+        let go = Mat::new(d_o, img * n * d + head * hd, (n, hd), (d, 1));
+        let pi = &p[i * n * n..(i + 1) * n * n];
+        let pm = Mat::rows(pi, n, n);
+        let mut ds = kernels::uninit::<T>(n * n);
+        let ds_dst = Dst::new(&mut ds, 0, (n, n), n);
+        // SAFETY: `ds` is this task's own; each task writes only its own head's q, k and v
+        // columns of its own image's rows of `dqkv`, which outlives the parallel loop.
+        unsafe {
+            kernels::matmul(ds_dst, go, v.t(), Acc::Overwrite, T::one(), false);
+            let mut ds = kernels::assume_init(ds);
+            kernels::softmax_rows_backward(pi, &mut ds, n);
+            let dsm = Mat::rows(&ds, n, n);
+            let at = |col: usize| all.at(base + col + head * hd, (n, hd), len);
+            kernels::matmul(at(0), dsm, k, Acc::Overwrite, scale, false);
+            kernels::matmul(at(d), dsm.t(), q, Acc::Overwrite, scale, false);
+            kernels::matmul(at(2 * d), pm.t(), go, Acc::Overwrite, T::one(), false);
+        }
+    });
+    // SAFETY: every (image, head) wrote its q, k and v columns, which tile all of `dqkv`.
+    unsafe { kernels::assume_init(dqkv) }
 }
 
 /// Runs one block (Mode::Frozen, CPU): returns x' and the post-edit hidden units `a`.
@@ -70,76 +227,104 @@ pub(crate) fn block(
     gelu: Gelu,
     prefix: usize,
 ) -> Result<(Tensor, Tensor)> {
-    let mode = Mode::Frozen;
-    let xd = x.detach();
+    match x.dtype() {
+        DType::F32 => block_t::<f32>(block, x, edit, heads, gelu, prefix),
+        DType::F64 => block_t::<f64>(block, x, edit, heads, gelu, prefix),
+        d => candle_core::bail!("fused block: unsupported dtype {d:?}"),
+    }
+}
+
+fn block_t<T: Real>(
+    block: &Block,
+    x: &Tensor,
+    edit: Option<&LayerEdit>,
+    heads: usize,
+    gelu: Gelu,
+    prefix: usize,
+) -> Result<(Tensor, Tensor)> {
+    let xd = x.detach().contiguous()?;
     let (r, n, d) = xd.dims3()?;
-    let hd = d / heads;
-    let qkv = block
-        .qkv
-        .forward(&block.ln_att.forward(&xd, mode)?, mode)?
-        .reshape((r, n, 3, heads, hd))?
-        .permute([2, 0, 3, 1, 4])?;
-    let scale = 1.0 / (hd as f64).sqrt();
-    let q = (qkv.get(0)?.contiguous()? * scale)?;
-    let k = qkv.get(1)?.contiguous()?;
-    let v = qkv.get(2)?.contiguous()?;
-    let p = ops::softmax(&q.matmul(&k.t()?)?, mode)?;
-    let o = p.matmul(&v)?.permute([0, 2, 1, 3])?.reshape((r, n, d))?;
-    let h = (&xd + block.proj.forward(&o, mode)?)?;
-    let z = block.fc1.forward(&block.ln_ffn.forward(&h, mode)?, mode)?;
+    let m = block.fc1.weight.dim(0)?;
+    let dm = Dims { r, n, d, m, heads };
+    let rows = r * n;
     let leaf_tracked = edit.is_some_and(|e| match &e.edit {
         Edit::Clamp(t) => t.track_op(),
         Edit::Probe(_) => true,
         Edit::Scale(_) => false,
     });
     let needs_backward = x.track_op() || leaf_tracked;
-    // The derivative costs a second erf per unit: only when a backward will use it.
-    let (a, gelu_grad) = if needs_backward {
-        let (a, g) = ops::gelu_with_derivative(&z, gelu)?;
-        (a, Some(g))
-    } else {
-        (ops::gelu(&z, gelu, mode)?, None)
+
+    let weights = |l: &ops::Linear| -> Result<(Tensor, Option<Tensor>)> {
+        let b = l.bias.as_ref().map(|b| b.contiguous()).transpose()?;
+        Ok((l.weight_t()?.contiguous()?, b))
     };
-    let mut a = cls_mask(block, &a)?;
+    let (qkv_w, qkv_b) = weights(&block.qkv)?;
+    let (proj_w, proj_b) = weights(&block.proj)?;
+    let (fc1_w, fc1_b) = weights(&block.fc1)?;
+    let (fc2_w, fc2_b) = weights(&block.fc2)?;
+    let (qkv_b, proj_b) = (host_opt::<T>(&qkv_b)?, host_opt::<T>(&proj_b)?);
+    let (fc1_b, fc2_b) = (host_opt::<T>(&fc1_b)?, host_opt::<T>(&fc2_b)?);
+
+    let xh = Host::<T>::new(&xd)?;
+    let xs = xh.get();
+    let ln1 = block.ln_att.op()?.run(xs);
+    let qkv = kernels::linear(&ln1, rows, Host::new(&qkv_w)?.get(), bias(&qkv_b), None);
+    drop(ln1);
+    let (p, o) = attention(&qkv, dm);
+    let h = kernels::linear(&o, rows, Host::new(&proj_w)?.get(), bias(&proj_b), Some(xs));
+    drop(o);
+    let mut a = kernels::linear(
+        &block.ln_ffn.op()?.run(&h),
+        rows,
+        Host::new(&fc1_w)?.get(),
+        bias(&fc1_b),
+        None,
+    );
+    let gelu_grad = ops::gelu_in_place(gelu, &mut a, needs_backward);
+    if let Some(mask) = &block.cls_mask {
+        let mask = mask.contiguous()?;
+        let f: Vec<T> = Host::<T>::new(&mask)?.get().repeat(r);
+        scale_rows(&mut a, dm, (0, 1), &f);
+    }
     let mut leaf: Option<Tensor> = None;
     let mut kind = None;
     if let Some(e) = edit {
-        let (s, len) = e.rows.span(n, prefix);
-        let m = a.dim(2)?;
+        let span = e.rows.span(n, prefix);
         match &e.edit {
             Edit::Clamp(t) => {
-                a = replace_rows(&a, s, len, &t.detach().reshape((r, len, m))?)?;
+                let v = t.detach().contiguous()?;
+                set_rows(&mut a, dm, span, Host::<T>::new(&v)?.get(), |_, b| b);
                 leaf = Some(t.clone());
-                kind = Some((e.rows, EditKind::Clamp));
+                kind = Some((e.rows, EditKind::Clamp(t.shape().clone())));
             }
             Edit::Probe(var) => {
-                let t = var.as_tensor();
-                let rows = (a.narrow(1, s, len)? + t.detach().reshape((r, len, m))?)?;
-                a = replace_rows(&a, s, len, &rows)?;
-                leaf = Some(t.clone());
-                kind = Some((e.rows, EditKind::Probe));
+                let v = var.as_tensor().detach().contiguous()?;
+                set_rows(&mut a, dm, span, Host::<T>::new(&v)?.get(), |a, b| a + b);
+                leaf = Some(var.as_tensor().clone());
+                kind = Some((e.rows, EditKind::Probe(var.shape().clone())));
             }
             Edit::Scale(f) => {
-                a = multiply_rows(&a, e.rows, prefix, f)?;
-                kind = Some((e.rows, EditKind::Scale(f.clone())));
+                let f = f.contiguous()?;
+                scale_rows(&mut a, dm, span, Host::<T>::new(&f)?.get());
+                kind = Some((e.rows, EditKind::Scale(f)));
             }
         }
     }
-    let out = (&h + block.fc2.forward(&a, mode)?)?.contiguous()?;
+    let out = kernels::linear(&a, rows, Host::new(&fc2_w)?.get(), bias(&fc2_b), Some(&h));
+    let out = tensor(out, (r, n, d))?;
+    let a = tensor(a, (r, n, m))?;
     let (Some(gelu_grad), true) = (gelu_grad, needs_backward) else {
         return Ok((out, a));
     };
+    drop(xh);
     let leaf = leaf.filter(|t| t.track_op());
     let saved = Saved {
         x: xd,
-        q,
-        k,
-        v,
-        p,
-        h,
-        gelu_grad,
+        qkv: tensor(qkv, (r, n, 3 * d))?,
+        p: tensor(p, (r, heads, n, n))?,
+        h: tensor(h, (r, n, d))?,
+        gelu_grad: tensor(gelu_grad, (r, n, m))?,
         out,
-        scale,
         heads,
         prefix,
         block: block.clone(),
@@ -156,70 +341,95 @@ pub(crate) fn block(
 struct FusedBlock(Saved);
 
 fn clone_storage(t: &Tensor) -> Result<(CpuStorage, Shape)> {
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("fused block: expected a cpu tensor")
-    };
-    let Some((a, b)) = layout.contiguous_offsets() else {
-        candle_core::bail!("fused block: expected a contiguous tensor")
-    };
-    let data = match cpu.dtype() {
-        DType::F32 => CpuStorage::F32(cpu.as_slice::<f32>()?[a..b].to_vec()),
-        DType::F64 => CpuStorage::F64(cpu.as_slice::<f64>()?[a..b].to_vec()),
+    let data = match t.dtype() {
+        DType::F32 => f32::to_cpu_storage(Host::<f32>::new(t)?.get()),
+        DType::F64 => f64::to_cpu_storage(Host::<f64>::new(t)?.get()),
         d => candle_core::bail!("fused block: unsupported dtype {d:?}"),
     };
-    Ok((data, layout.shape().clone()))
+    Ok((data, t.shape().clone()))
 }
 
 impl FusedBlock {
     /// (dL/dx, dL/d(leaf)) for output gradient `g`.
     fn grads(&self, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        match g.dtype() {
+            DType::F32 => self.grads_t::<f32>(g),
+            DType::F64 => self.grads_t::<f64>(g),
+            d => candle_core::bail!("fused block: unsupported dtype {d:?}"),
+        }
+    }
+
+    fn grads_t<T: Real>(&self, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let s = &self.0;
         let b = &s.block;
         let (r, n, d) = s.x.dims3()?;
-        let mut da = b.fc2.backward(g)?;
-        let m = da.dim(2)?;
+        let m = b.fc1.weight.dim(0)?;
+        let dm = Dims {
+            r,
+            n,
+            d,
+            m,
+            heads: s.heads,
+        };
+        let rows = r * n;
+        let g = g.contiguous()?;
+        let gh = Host::<T>::new(&g)?;
+        let gs = gh.get();
+        let w = |l: &ops::Linear| l.weight.contiguous();
+        let mut da = kernels::linear_backward(gs, rows, Host::new(&w(&b.fc2)?)?.get());
         let mut d_leaf = None;
-        if let Some((rows, kind)) = &s.edit {
-            let (st, len) = rows.span(n, s.prefix);
+        if let Some((sel, kind)) = &s.edit {
+            let span = sel.span(n, s.prefix);
             match kind {
-                EditKind::Clamp => {
-                    d_leaf = Some(da.narrow(1, st, len)?);
-                    let zero = Tensor::zeros((r, len, m), da.dtype(), da.device())?;
-                    da = replace_rows(&da, st, len, &zero)?;
+                EditKind::Clamp(shape) => {
+                    d_leaf = Some(tensor(take_rows(&da, dm, span), shape.clone())?);
+                    let zero = vec![T::zero(); r * span.1 * m];
+                    set_rows(&mut da, dm, span, &zero, |_, b| b);
                 }
-                EditKind::Probe => d_leaf = Some(da.narrow(1, st, len)?),
-                EditKind::Scale(f) => da = multiply_rows(&da, *rows, s.prefix, f)?,
+                EditKind::Probe(shape) => {
+                    d_leaf = Some(tensor(take_rows(&da, dm, span), shape.clone())?)
+                }
+                EditKind::Scale(f) => scale_rows(&mut da, dm, span, Host::<T>::new(f)?.get()),
             }
         }
-        let d_leaf = match d_leaf {
-            Some(t) if t.dim(1)? == 1 => Some(t.squeeze(1)?),
-            other => other,
-        };
         if !s.want_dx {
             return Ok((None, d_leaf));
         }
-        let da = cls_mask(b, &da)?;
-        let dz = (da * &s.gelu_grad)?;
-        let dh = (g + b.ln_ffn.backward(&s.h, &b.fc1.backward(&dz)?)?)?;
-        let hd = d / s.heads;
-        let d_o = b
-            .proj
-            .backward(&dh)?
-            .reshape((r, n, s.heads, hd))?
-            .permute([0, 2, 1, 3])?
-            .contiguous()?;
-        let dp = d_o.matmul(&s.v.t()?)?;
-        let dv = s.p.t()?.matmul(&d_o)?;
-        let ds = ops::softmax_backward(&s.p, &dp)?;
-        let dq = (ds.matmul(&s.k)? * s.scale)?;
-        let dk = ds.t()?.matmul(&s.q)?;
-        let dqkv = Tensor::stack(&[dq, dk, dv], 0)?
-            .permute([1, 3, 0, 2, 4])?
-            .reshape((r, n, 3 * d))?;
-        let dx = (dh + b.ln_att.backward(&s.x, &b.qkv.backward(&dqkv)?)?)?;
-        Ok((Some(dx), d_leaf))
+        if let Some(mask) = &b.cls_mask {
+            let mask = mask.contiguous()?;
+            let f: Vec<T> = Host::<T>::new(&mask)?.get().repeat(r);
+            scale_rows(&mut da, dm, (0, 1), &f);
+        }
+        let gg = Host::<T>::new(&s.gelu_grad)?;
+        let gg = gg.get();
+        kernels::for_chunks(&mut da, m, |i, row| {
+            let gr = &gg[i * m..(i + 1) * m];
+            row.iter_mut().zip(gr).for_each(|(v, &k)| *v *= k);
+        });
+        let dln2 = kernels::linear_backward(&da, rows, Host::new(&w(&b.fc1)?)?.get());
+        drop(da);
+        let mut dh = b.ln_ffn.op()?.grad(Host::<T>::new(&s.h)?.get(), &dln2);
+        add_into(&mut dh, gs);
+        let d_o = kernels::linear_backward(&dh, rows, Host::new(&w(&b.proj)?)?.get());
+        let dqkv = attention_backward(
+            Host::<T>::new(&s.qkv)?.get(),
+            Host::<T>::new(&s.p)?.get(),
+            &d_o,
+            dm,
+        );
+        drop(d_o);
+        let dln1 = kernels::linear_backward(&dqkv, rows, Host::new(&w(&b.qkv)?)?.get());
+        let mut dx = b.ln_att.op()?.grad(Host::<T>::new(&s.x)?.get(), &dln1);
+        add_into(&mut dx, &dh);
+        Ok((Some(tensor(dx, (r, n, d))?), d_leaf))
     }
+}
+
+fn add_into<T: Real>(acc: &mut [T], x: &[T]) {
+    let len = 1 << 12;
+    kernels::for_chunks(acc, len, |i, c| {
+        c.iter_mut().zip(&x[i * len..]).for_each(|(a, &b)| *a += b)
+    });
 }
 
 impl CustomOp1 for FusedBlock {

@@ -1,8 +1,10 @@
 //! The model layer: ViT architecture, checkpoint loading, interventions and gradients.
 pub mod config;
 mod fused;
+mod gelu;
 pub mod gradients;
 pub mod intervene;
+mod kernels;
 pub mod load;
 pub mod ops;
 pub mod save;

@@ -13,6 +13,8 @@ use candle_core::{
 use num_traits::Float;
 use rayon::prelude::*;
 
+use crate::model::gelu;
+
 /// Which implementation of the blocks to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -35,8 +37,39 @@ pub trait Real: WithDType + Float {
     fn f64(self) -> f64 {
         WithDType::to_f64(self)
     }
+
+    /// GELU of `vals` in place, with the derivatives at the old values into `ders` when given.
+    fn gelu_chunk(kind: Gelu, vals: &mut [Self], ders: Option<&mut [Self]>) {
+        match ders {
+            Some(ders) => {
+                for (v, d) in vals.iter_mut().zip(ders.iter_mut()) {
+                    let (value, derivative) = gelu::pair_exact(kind, v.f64());
+                    *v = Self::from_f64(value);
+                    *d = Self::from_f64(derivative);
+                }
+            }
+            None => vals
+                .iter_mut()
+                .for_each(|v| *v = Self::from_f64(gelu::value_exact(kind, v.f64()))),
+        }
+    }
 }
-impl Real for f32 {}
+impl Real for f32 {
+    fn gelu_chunk(kind: Gelu, vals: &mut [f32], mut ders: Option<&mut [f32]>) {
+        match kind {
+            Gelu::Erf => gelu::erf_f32(vals, ders),
+            Gelu::Tanh => {
+                for (i, v) in vals.iter_mut().enumerate() {
+                    let (value, derivative) = gelu::pair_exact(kind, *v as f64);
+                    *v = value as f32;
+                    if let Some(d) = ders.as_deref_mut() {
+                        d[i] = derivative as f32;
+                    }
+                }
+            }
+        }
+    }
+}
 impl Real for f64 {}
 
 /// Rows shorter than this are processed serially: thread hand-off costs more than the work.
@@ -67,57 +100,12 @@ where
 // ---------------------------------------------------------------------------------------------
 // GELU
 
-const INV_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
-const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
-const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
-
-fn gelu_value(kind: Gelu, x: f64) -> f64 {
-    match kind {
-        Gelu::Erf => 0.5 * x * (1.0 + libm::erf(x * INV_SQRT_2)),
-        Gelu::Tanh => 0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)).tanh()),
-    }
-}
-
-fn gelu_derivative(kind: Gelu, x: f64) -> f64 {
-    match kind {
-        Gelu::Erf => {
-            0.5 * (1.0 + libm::erf(x * INV_SQRT_2)) + x * INV_SQRT_2PI * (-0.5 * x * x).exp()
-        }
-        Gelu::Tanh => {
-            let t = (SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)).tanh();
-            0.5 * (1.0 + t)
-                + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044715 * x * x)
-        }
-    }
-}
-
-/// (gelu(x), gelu'(x)) sharing one erf (or tanh).
-fn gelu_pair(kind: Gelu, x: f64) -> (f64, f64) {
-    match kind {
-        Gelu::Erf => {
-            let cdf = 0.5 * (1.0 + libm::erf(x * INV_SQRT_2));
-            (x * cdf, cdf + x * INV_SQRT_2PI * (-0.5 * x * x).exp())
-        }
-        Gelu::Tanh => {
-            let t = (SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)).tanh();
-            let d = 0.5 * (1.0 + t)
-                + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044715 * x * x);
-            (0.5 * x * (1.0 + t), d)
-        }
-    }
-}
-
 struct GeluOp(Gelu);
 
 impl GeluOp {
     fn run<T: Real>(&self, x: &[T]) -> Vec<T> {
-        let mut out = vec![T::zero(); x.len()];
-        for_rows(&mut out, 1024, |i, o| {
-            let xs = &x[i * 1024..i * 1024 + o.len()];
-            for (o, &v) in o.iter_mut().zip(xs) {
-                *o = T::from_f64(gelu_value(self.0, v.f64()));
-            }
-        });
+        let mut out = x.to_vec();
+        gelu_in_place(self.0, &mut out, false);
         out
     }
 }
@@ -147,13 +135,11 @@ struct GeluGradOp(Gelu);
 
 impl GeluGradOp {
     fn run<T: Real>(&self, z: &[T], g: &[T]) -> Vec<T> {
-        let mut out = vec![T::zero(); z.len()];
+        let mut values = z.to_vec();
+        let mut out = gelu_in_place(self.0, &mut values, true).expect("asked for derivatives");
         for_rows(&mut out, 1024, |i, o| {
-            let base = i * 1024;
-            for (j, o) in o.iter_mut().enumerate() {
-                let d = gelu_derivative(self.0, z[base + j].f64());
-                *o = T::from_f64(d * g[base + j].f64());
-            }
+            let gs = &g[i * 1024..];
+            o.iter_mut().zip(gs).for_each(|(o, &g)| *o *= g);
         });
         out
     }
@@ -196,9 +182,9 @@ pub fn gelu(x: &Tensor, kind: Gelu, _mode: Mode) -> Result<Tensor> {
 /// GELU from plain candle ops (written out: candle's own gelu backward truncates a constant).
 pub fn gelu_plain(x: &Tensor, kind: Gelu) -> Result<Tensor> {
     match kind {
-        Gelu::Erf => (x * 0.5)?.mul(&((x * INV_SQRT_2)?.erf()? + 1.0)?),
+        Gelu::Erf => (x * 0.5)?.mul(&((x * std::f64::consts::FRAC_1_SQRT_2)?.erf()? + 1.0)?),
         Gelu::Tanh => {
-            let inner = ((x.powf(3.0)? * 0.044715)? + x)? * SQRT_2_OVER_PI;
+            let inner = ((x.powf(3.0)? * 0.044715)? + x)? * (2.0 / std::f64::consts::PI).sqrt();
             (x * 0.5)?.mul(&(inner?.tanh()? + 1.0)?)
         }
     }
@@ -319,7 +305,7 @@ pub struct LayerNorm {
     pub eps: f64,
 }
 
-struct LayerNormOp {
+pub(crate) struct LayerNormOp {
     weight: Vec<f64>,
     bias: Vec<f64>,
     eps: f64,
@@ -333,7 +319,7 @@ fn row_stats<T: Real>(xs: &[T], eps: f64) -> (f64, f64) {
 }
 
 impl LayerNormOp {
-    fn run<T: Real>(&self, x: &[T]) -> Vec<T> {
+    pub(crate) fn run<T: Real>(&self, x: &[T]) -> Vec<T> {
         let n = self.weight.len();
         let mut out = vec![T::zero(); x.len()];
         for_rows(&mut out, n, |i, o| {
@@ -347,7 +333,7 @@ impl LayerNormOp {
     }
 
     /// dx = inv * (dxh - mean(dxh) - xh * mean(dxh * xh)), dxh = g * weight.
-    fn grad<T: Real>(&self, x: &[T], g: &[T]) -> Vec<T> {
+    pub(crate) fn grad<T: Real>(&self, x: &[T], g: &[T]) -> Vec<T> {
         let n = self.weight.len();
         let mut out = vec![T::zero(); x.len()];
         for_rows(&mut out, n, |i, o| {
@@ -491,7 +477,7 @@ impl Linear {
 
     /// `W^T`: a cached contiguous copy for constant weights, a view for trained ones (whose
     /// values change under the optimizer).
-    fn weight_t(&self) -> Result<Tensor> {
+    pub(crate) fn weight_t(&self) -> Result<Tensor> {
         if self.weight.is_variable() || self.weight.track_op() {
             return self.weight.t();
         }
@@ -530,88 +516,37 @@ impl Linear {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Backward helpers for the fused block (no graph: inputs are detached tensors).
-
-/// y * (g - sum(y * g)) over the last dimension, y = softmax output.
-pub(crate) fn softmax_backward(y: &Tensor, g: &Tensor) -> Result<Tensor> {
-    y.contiguous()?
-        .apply_op2_no_bwd(&g.contiguous()?, &SoftmaxGradOp)
-}
+// Slice kernels of the fused block (`fused.rs`).
 
 impl LayerNorm {
-    fn op(&self) -> Result<LayerNormOp> {
+    /// The LayerNorm's kernel (forward `run`, input gradient `grad`) with its parameters.
+    pub(crate) fn op(&self) -> Result<LayerNormOp> {
         Ok(LayerNormOp {
             weight: self.weight.to_dtype(DType::F64)?.to_vec1()?,
             bias: self.bias.to_dtype(DType::F64)?.to_vec1()?,
             eps: self.eps,
         })
     }
-
-    /// Input gradient of the LayerNorm at input `x` for output gradient `g` (weights constant).
-    pub(crate) fn backward(&self, x: &Tensor, g: &Tensor) -> Result<Tensor> {
-        let op = self.op()?;
-        x.contiguous()?
-            .apply_op2_no_bwd(&g.contiguous()?, &LayerNormGradOp(&op))
-    }
 }
 
-impl Linear {
-    /// Input gradient `g W` of the layer (weights constant), for any leading dimensions.
-    pub(crate) fn backward(&self, g: &Tensor) -> Result<Tensor> {
-        let dims = g.dims().to_vec();
-        let out = dims[dims.len() - 1];
-        let gx = g
-            .reshape((g.elem_count() / out, out))?
-            .matmul(&self.weight)?;
-        let mut in_dims = dims;
-        *in_dims.last_mut().unwrap() = self.weight.dim(1)?;
-        gx.reshape(in_dims)
+/// GELU of `z` in place, returning its derivative at the old values when `derivative` (the
+/// two share one erf), for the fused block and the GELU ops.
+pub(crate) fn gelu_in_place<T: Real>(kind: Gelu, z: &mut [T], derivative: bool) -> Option<Vec<T>> {
+    const CHUNK: usize = 1024;
+    if !derivative {
+        for_rows(z, CHUNK, |_, c| T::gelu_chunk(kind, c, None));
+        return None;
     }
-}
-
-/// GELU and its derivative in one pass (one erf per element), stacked as (2, ...).
-struct GeluBothOp(Gelu);
-
-impl GeluBothOp {
-    fn run<T: Real>(&self, x: &[T]) -> Vec<T> {
-        let n = x.len();
-        let mut out = vec![T::zero(); 2 * n];
-        let (vals, ders) = out.split_at_mut(n);
-        let work = |(i, (v, d)): (usize, (&mut [T], &mut [T]))| {
-            for (j, (v, d)) in v.iter_mut().zip(d.iter_mut()).enumerate() {
-                let (value, derivative) = gelu_pair(self.0, x[i * 1024 + j].f64());
-                *v = T::from_f64(value);
-                *d = T::from_f64(derivative);
-            }
-        };
-        let pairs = vals.chunks_mut(1024).zip(ders.chunks_mut(1024)).enumerate();
-        if n < PAR_MIN {
-            pairs.for_each(work);
-        } else {
-            pairs.par_bridge().for_each(work);
-        }
-        out
+    let mut der = vec![T::zero(); z.len()];
+    let work = |(v, d): (&mut [T], &mut [T])| T::gelu_chunk(kind, v, Some(d));
+    if z.len() < PAR_MIN {
+        z.chunks_mut(CHUNK)
+            .zip(der.chunks_mut(CHUNK))
+            .for_each(work);
+    } else {
+        z.par_chunks_mut(CHUNK)
+            .zip(der.par_chunks_mut(CHUNK))
+            .for_each(work);
     }
-}
-
-impl CustomOp1 for GeluBothOp {
-    fn name(&self) -> &'static str {
-        "np-gelu-both"
-    }
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let out = match s.dtype() {
-            DType::F32 => f32::to_cpu_storage_owned(self.run(contiguous::<f32>(s, l)?)),
-            DType::F64 => f64::to_cpu_storage_owned(self.run(contiguous::<f64>(s, l)?)),
-            d => candle_core::bail!("gelu: unsupported dtype {d:?}"),
-        };
-        let mut dims = vec![2];
-        dims.extend_from_slice(l.dims());
-        Ok((out, Shape::from(dims)))
-    }
-}
-
-/// (gelu(z), gelu'(z)) without a graph, for the fused block's forward and backward.
-pub(crate) fn gelu_with_derivative(z: &Tensor, kind: Gelu) -> Result<(Tensor, Tensor)> {
-    let both = z.contiguous()?.apply_op1_no_bwd(&GeluBothOp(kind))?;
-    Ok((both.get(0)?, both.get(1)?))
+    Some(der)
 }
