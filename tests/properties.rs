@@ -345,3 +345,11 @@ fn influence_pattern_matches_per_layer_total_derivatives() {
         }
     }
 }
+
+#[test]
+fn an_empty_batch_gives_no_results_and_no_error() {
+    let model = load("golden/tiny_vit.npz", DType::F64);
+    let x = Tensor::zeros((0, 3, 32, 32), DType::F64, &Device::Cpu).unwrap();
+    let out = discover_batch(&model, &x, &[], &[], &request(10_000)).unwrap();
+    assert!(out.is_empty());
+}

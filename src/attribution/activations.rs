@@ -33,7 +33,7 @@ pub fn clean_pass(
     let mlp = model.cfg.mlp_dim;
     let mut layers = vec![Vec::with_capacity(model.cfg.layers); b];
     let mut tokens = 1;
-    for h in &out.hidden {
+    for h in out.hidden.iter().filter(|_| b > 0) {
         let flat: Vec<f64> = h.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
         let per = flat.len() / b;
         tokens = per / mlp;

@@ -247,6 +247,10 @@ fn block_t<T: Real>(
     let m = block.fc1.weight.dim(0)?;
     let dm = Dims { r, n, d, m, heads };
     let rows = r * n;
+    if rows == 0 {
+        // Nothing to compute (an empty chunk); the GEMM helpers size matrices by their rows.
+        return Ok((xd, Tensor::zeros((r, n, m), x.dtype(), &Device::Cpu)?));
+    }
     let leaf_tracked = edit.is_some_and(|e| match &e.edit {
         Edit::Clamp(t) => t.track_op(),
         Edit::Probe(_) => true,
