@@ -5,10 +5,23 @@ use neuronpath::model::{load_model, LoadOptions, Vit};
 use serde_json::Value;
 use std::path::PathBuf;
 
+/// The fixtures folder: $NEURONPATH_FIXTURES when set, else this checkout's tests/fixtures, else
+/// tests/fixtures under the current directory (a test binary run from a copy of the repository
+/// on another machine).
+pub fn fixture_root() -> PathBuf {
+    if let Some(dir) = std::env::var_os("NEURONPATH_FIXTURES") {
+        return PathBuf::from(dir);
+    }
+    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    if built.is_dir() {
+        built
+    } else {
+        PathBuf::from("tests/fixtures")
+    }
+}
+
 pub fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
+    fixture_root().join(rel)
 }
 
 pub fn json(rel: &str) -> Value {

@@ -1,0 +1,375 @@
+//! The CUDA path (plain candle ops with candle's autograd) against the golden values and against
+//! the CPU path (custom kernels, fused block), on the tiny models of tests/fixtures/golden.
+//! Only built with `--features cuda`; every test passes with a message when there is no GPU.
+//! Fixtures: $NEURONPATH_FIXTURES, else tests/fixtures (see tests/common).
+#![cfg(feature = "cuda")]
+mod common;
+use candle_core::{DType, Device, Tensor};
+use common::*;
+use neuronpath::attribution::discover::{discover_batch, ImageResult, Method, Request, TargetKind};
+use neuronpath::attribution::{clean_pass, joint_attribution, layer_progressive_search, Settings};
+use neuronpath::model::gradients::{clamp_gradients, ClampBatch, ClampGrads};
+use neuronpath::model::{ops, LoadOptions, Mode, Rows, Vit};
+use std::sync::OnceLock;
+
+/// The first GPU, or None (with a message) when there is none.
+fn gpu() -> Option<Device> {
+    static DEV: OnceLock<Option<Device>> = OnceLock::new();
+    let dev = DEV.get_or_init(|| match Device::new_cuda(0) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            let e = e.to_string();
+            let first = e.lines().next().unwrap_or_default();
+            eprintln!("no CUDA device ({first}): skipping the CUDA tests");
+            None
+        }
+    });
+    if dev.is_none() {
+        eprintln!("skipped: no CUDA device");
+    }
+    dev.clone()
+}
+
+fn tiny_vit(dtype: DType, device: &Device) -> Vit {
+    load_with(
+        "golden/tiny_vit.npz",
+        &LoadOptions {
+            dtype,
+            device: device.clone(),
+            ..Default::default()
+        },
+    )
+}
+
+fn tiny_mae(device: &Device) -> Vit {
+    load_with(
+        "golden/tiny_mae_state_dict.npz",
+        &LoadOptions {
+            dtype: DType::F64,
+            double_fc_norm: true,
+            heads: Some(4),
+            device: device.clone(),
+            ..Default::default()
+        },
+    )
+}
+
+fn input(dtype: DType, device: &Device) -> Tensor {
+    npy("golden/input_x.npy")
+        .to_dtype(dtype)
+        .unwrap()
+        .to_device(device)
+        .unwrap()
+}
+
+fn check_clean(dtype: DType, key: &str, tol: f64) {
+    let Some(gpu) = gpu() else { return };
+    let model = tiny_vit(dtype, &gpu);
+    assert!(model.device().is_cuda());
+    let gold = json("golden/expected_vit.json");
+    let x = input(dtype, &gpu);
+    let out = model
+        .forward(&x, &[], Some(Rows::Cls), Mode::Frozen)
+        .unwrap();
+    assert!(out.logits.device().is_cuda());
+    let probs = to_vec2(&ops::softmax(&out.logits, Mode::Frozen).unwrap());
+    for (g, w) in probs.iter().zip(&vec2(&gold[key]["clean_probs"])) {
+        assert_close(g, w, tol, "CUDA clean probabilities");
+    }
+    let acts = gold[key]["clean_cls_ffn_activations"].as_array().unwrap();
+    assert_eq!(out.hidden.len(), acts.len());
+    for (l, layer) in acts.iter().enumerate() {
+        let got = to_vec2(&out.hidden[l]);
+        for (img, w) in vec2(layer).iter().enumerate() {
+            assert_close(
+                &got[img],
+                w,
+                tol,
+                &format!("CUDA activations layer {l} image {img}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn cuda_clean_pass_f64_matches_reference() {
+    check_clean(DType::F64, "vit_f64", 1e-10);
+}
+
+#[test]
+fn cuda_clean_pass_f32_matches_reference() {
+    check_clean(DType::F32, "vit_f32", 1e-5);
+}
+
+#[test]
+fn cuda_mae_double_fc_norm_matches_reference() {
+    let Some(gpu) = gpu() else { return };
+    let model = tiny_mae(&gpu);
+    let probs = to_vec2(&model.probabilities(&input(DType::F64, &gpu), &[]).unwrap());
+    let want = vec2(&json("golden/expected_mae.json")["clean_probs_double_fc_norm"]);
+    for (g, w) in probs.iter().zip(&want) {
+        assert_close(g, w, 1e-10, "CUDA MAE probabilities (double fc_norm)");
+    }
+}
+
+/// Clamps at every layer (clean CLS values scaled per layer) computed on the CPU, as
+/// tests/gradients.rs does.
+fn clamps_for(model: &Vit, x: &Tensor) -> Vec<(usize, Tensor)> {
+    let (_, acts) = clean_pass(model, x, Rows::Cls).unwrap();
+    let mlp = model.cfg.mlp_dim;
+    (0..model.cfg.layers)
+        .map(|l| {
+            let rows: Vec<f64> = (0..2)
+                .flat_map(|i| {
+                    acts.layers[i][l]
+                        .iter()
+                        .map(move |v| v * (0.3 + 0.2 * l as f64))
+                })
+                .collect();
+            (l, Tensor::from_vec(rows, (2, mlp), &Device::Cpu).unwrap())
+        })
+        .collect()
+}
+
+fn grads_on(
+    model: &Vit,
+    x: &Tensor,
+    clamps: &[(usize, Tensor)],
+    probe: bool,
+    chunk: usize,
+) -> ClampGrads {
+    let dev = model.device();
+    let clamps: Vec<(usize, Tensor)> = clamps
+        .iter()
+        .map(|(l, t)| (*l, t.to_device(dev).unwrap()))
+        .collect();
+    let batch = ClampBatch {
+        images: &x.to_device(dev).unwrap(),
+        image_of_row: &[0, 1],
+        rows: Rows::Cls,
+        clamps: &clamps,
+        targets: &[3, 3],
+        probe,
+    };
+    clamp_gradients(model, &batch, chunk).unwrap()
+}
+
+fn compare_grads(gpu_g: &ClampGrads, cpu_g: &ClampGrads, tol: f64, what: &str) {
+    assert_close(&gpu_g.probs, &cpu_g.probs, tol, &format!("{what}: F"));
+    assert_eq!(gpu_g.grads.len(), cpu_g.grads.len());
+    for (l, (g, c)) in gpu_g.grads.iter().zip(&cpu_g.grads).enumerate() {
+        assert_close(g, c, tol, &format!("{what}: dF/d(clamp) layer {l}"));
+    }
+}
+
+#[test]
+fn cuda_clamp_gradients_equal_cpu_f64() {
+    let Some(gpu) = gpu() else { return };
+    let cpu_model = tiny_vit(DType::F64, &Device::Cpu);
+    let gpu_model = tiny_vit(DType::F64, &gpu);
+    let x = input(DType::F64, &Device::Cpu);
+    let clamps = clamps_for(&cpu_model, &x);
+    let cpu_g = grads_on(&cpu_model, &x, &clamps, false, 100);
+    let gpu_g = grads_on(&gpu_model, &x, &clamps, false, 100);
+    compare_grads(&gpu_g, &cpu_g, 1e-10, "clamped");
+    // One row per chunk changes nothing on the GPU either.
+    let single = grads_on(&gpu_model, &x, &clamps, false, 1);
+    compare_grads(&single, &gpu_g, 1e-12, "chunked");
+    // Probes (influence pattern): total derivatives.
+    let cpu_p = grads_on(&cpu_model, &x, &clamps, true, 100);
+    let gpu_p = grads_on(&gpu_model, &x, &clamps, true, 100);
+    compare_grads(&gpu_p, &cpu_p, 1e-10, "probed");
+}
+
+#[test]
+fn cuda_clamp_gradients_close_to_cpu_f32() {
+    let Some(gpu) = gpu() else { return };
+    let cpu_model = tiny_vit(DType::F32, &Device::Cpu);
+    let gpu_model = tiny_vit(DType::F32, &gpu);
+    let x = input(DType::F32, &Device::Cpu);
+    let clamps = clamps_for(&cpu_model, &x);
+    let cpu_g = grads_on(&cpu_model, &x, &clamps, false, 100);
+    let gpu_g = grads_on(&gpu_model, &x, &clamps, false, 100);
+    compare_grads(&gpu_g, &cpu_g, 1e-4, "clamped f32");
+}
+
+fn settings(rows: Rows, top_k: usize, compat: bool) -> Settings {
+    Settings {
+        steps: 20,
+        top_k,
+        compat,
+        rows,
+        chunk_rows: 1000,
+    }
+}
+
+/// Search and JAS of the path on both devices: same neurons, scores and JAS within `tol`.
+fn compare_search(cpu_model: &Vit, gpu_model: &Vit, s: &Settings, tol: f64) {
+    let targets = vec![3usize, 3];
+    let mut found = Vec::new();
+    for model in [cpu_model, gpu_model] {
+        let x = input(model.dtype(), model.device());
+        let (probs, acts) = clean_pass(model, &x, s.rows).unwrap();
+        let clean: Vec<f64> = probs.iter().map(|p| p[3]).collect();
+        let r = layer_progressive_search(model, &x, &targets, &acts, s).unwrap();
+        let jas = joint_attribution(model, &x, &targets, &acts, &r.sets, &clean, s).unwrap();
+        found.push((r, jas, clean));
+    }
+    let ((cr, cj, cc), (gr, gj, gc)) = (&found[0], &found[1]);
+    assert_close(gc, cc, tol, "clean F");
+    assert_eq!(gr.sets, cr.sets, "CUDA and CPU find different neurons");
+    for (i, (g, c)) in gr.scores.iter().zip(&cr.scores).enumerate() {
+        for (l, (gl, cl)) in g.iter().zip(c).enumerate() {
+            assert_close(gl, cl, tol, &format!("scores image {i} layer {l}"));
+        }
+    }
+    let field = |j: &[neuronpath::attribution::Jas],
+                 f: fn(&neuronpath::attribution::Jas) -> f64| {
+        j.iter().map(f).collect::<Vec<f64>>()
+    };
+    assert_close(
+        &field(gj, |j| j.reference),
+        &field(cj, |j| j.reference),
+        tol,
+        "JAS (reference form)",
+    );
+    assert_close(
+        &field(gj, |j| j.additive),
+        &field(cj, |j| j.additive),
+        tol,
+        "JAS (additive form)",
+    );
+}
+
+#[test]
+fn cuda_search_equals_cpu_f64() {
+    let Some(gpu) = gpu() else { return };
+    let (cpu_model, gpu_model) = (
+        tiny_vit(DType::F64, &Device::Cpu),
+        tiny_vit(DType::F64, &gpu),
+    );
+    compare_search(&cpu_model, &gpu_model, &settings(Rows::Cls, 1, false), 1e-9);
+    compare_search(&cpu_model, &gpu_model, &settings(Rows::Cls, 3, false), 1e-9);
+    compare_search(&cpu_model, &gpu_model, &settings(Rows::Cls, 3, true), 1e-9);
+}
+
+#[test]
+fn cuda_mae_search_equals_cpu_f64() {
+    let Some(gpu) = gpu() else { return };
+    compare_search(
+        &tiny_mae(&Device::Cpu),
+        &tiny_mae(&gpu),
+        &settings(Rows::Patches, 1, true),
+        1e-9,
+    );
+}
+
+#[test]
+fn cuda_search_f32_matches_reference_path() {
+    let Some(gpu) = gpu() else { return };
+    let model = tiny_vit(DType::F32, &gpu);
+    let x = input(DType::F32, &gpu);
+    let s = settings(Rows::Cls, 1, false);
+    let (_, acts) = clean_pass(&model, &x, s.rows).unwrap();
+    let r = layer_progressive_search(&model, &x, &[3, 3], &acts, &s).unwrap();
+    let g = &json("golden/expected_vit.json")["vit_f32"];
+    // golden paths are [layer][image]
+    let want: Vec<Vec<usize>> = (0..2)
+        .map(|i| {
+            g["path"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l[i].as_u64().unwrap() as usize)
+                .collect()
+        })
+        .collect();
+    let got: Vec<Vec<usize>> = r
+        .sets
+        .iter()
+        .map(|p| p.iter().map(|l| l[0]).collect())
+        .collect();
+    assert_eq!(got, want);
+    for (l, layer) in g["selection_scores"].as_array().unwrap().iter().enumerate() {
+        for (i, w) in vec2(layer).iter().enumerate() {
+            assert_close(
+                &r.scores[i][l],
+                w,
+                1e-4,
+                &format!("CUDA f32 selection scores layer {l} image {i}"),
+            );
+        }
+    }
+}
+
+fn compare_images(g: &[ImageResult], c: &[ImageResult], tol: f64) {
+    assert_eq!(g.len(), c.len());
+    for (i, (g, c)) in g.iter().zip(c).enumerate() {
+        assert_eq!(
+            (g.target, g.prediction),
+            (c.target, c.prediction),
+            "image {i}"
+        );
+        assert_close(
+            &[g.prob_target, g.prob_prediction],
+            &[c.prob_target, c.prob_prediction],
+            tol,
+            "clean probabilities",
+        );
+        assert_eq!(
+            g.methods.keys().collect::<Vec<_>>(),
+            c.methods.keys().collect::<Vec<_>>()
+        );
+        for (name, gm) in &g.methods {
+            let cm = &c.methods[name];
+            let what = format!("image {i} method {name}");
+            assert_eq!(gm.path, cm.path, "{what}: path");
+            assert_eq!(gm.sets, cm.sets, "{what}: sets");
+            assert_close(
+                &[gm.jas.reference, gm.jas.additive, gm.jas.delta],
+                &[cm.jas.reference, cm.jas.additive, cm.jas.delta],
+                tol,
+                &format!("{what}: JAS"),
+            );
+            assert_close(
+                &[gm.prob_removed, gm.prob_enhanced],
+                &[cm.prob_removed, cm.prob_enhanced],
+                tol,
+                &format!("{what}: removed / enhanced F"),
+            );
+            match (&gm.margins, &cm.margins) {
+                (Some(a), Some(b)) => assert_close(a, b, tol, &format!("{what}: margins")),
+                (None, None) => {}
+                _ => panic!("{what}: margins on one device only"),
+            }
+        }
+    }
+}
+
+/// What `discover` computes per batch (all methods), on both devices.
+#[test]
+fn cuda_discover_batch_equals_cpu_f64() {
+    let Some(gpu) = gpu() else { return };
+    for top_k in [1, 2] {
+        let req = Request {
+            settings: settings(Rows::Cls, top_k, false),
+            methods: vec![
+                Method::Path,
+                Method::Activation,
+                Method::Influence,
+                Method::Ig,
+                Method::Random,
+            ],
+            target: TargetKind::Label,
+            seed: 7,
+        };
+        let labels = [Some(3), Some(5)];
+        let keys = [0u64, 1];
+        let run = |dev: &Device| {
+            let model = tiny_vit(DType::F64, dev);
+            let x = input(DType::F64, dev);
+            discover_batch(&model, &x, &labels, &keys, &req).unwrap()
+        };
+        compare_images(&run(&gpu), &run(&Device::Cpu), 1e-9);
+    }
+}
