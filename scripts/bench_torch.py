@@ -1,7 +1,9 @@
 """The computations of `neuronpath bench` in PyTorch, for the comparison column.
 
-Usage: bench_torch.py IMAGE PATCH HIDDEN MLP HEADS LAYERS BATCH STEPS MIN_SECS SEARCH
-Prints a JSON list of rows named exactly like neuronpath's. CPU, float32, torch's default threads.
+Usage: bench_torch.py IMAGE PATCH HIDDEN MLP HEADS LAYERS BATCH STEPS MIN_SECS SEARCH [DEVICE]
+Prints a JSON list of rows named exactly like neuronpath's. float32; DEVICE cpu (default, torch's
+default threads) or cuda (TF32 off, as candle's default; every timed call ends with
+torch.cuda.synchronize()).
 A pre-LN ViT written out here (as in the paper's PyTorch port); the clamp is the CLS row of each
 block's MLP hidden units, a leaf with requires_grad; weights do not require gradients.
 """
@@ -15,6 +17,11 @@ import torch.nn.functional as F
 img, patch, d, m, heads, layers, batch, steps = map(int, sys.argv[1:9])
 min_secs = float(sys.argv[9])
 search = sys.argv[10] == "1"
+dev = torch.device(sys.argv[11] if len(sys.argv) > 11 else "cpu")
+if dev.type == "cuda":
+    # Full f32 precision like candle's cuBLAS calls (torch's cuDNN convolutions default to TF32).
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
 torch.manual_seed(0)
 g = img // patch
 n = g * g + 1
@@ -22,15 +29,19 @@ hd = d // heads
 
 
 def p(*shape, std=0.02):
-    return (torch.randn(*shape) * std).requires_grad_(False)
+    return (torch.randn(*shape, device=dev) * std).requires_grad_(False)
+
+
+def ln():
+    return torch.ones(d, device=dev), torch.zeros(d, device=dev)
 
 
 W = dict(
     patch=p(d, 3, patch, patch), patch_b=p(d), cls=p(1, 1, d), pos=p(1, n, d),
-    blocks=[dict(ln1=(torch.ones(d), torch.zeros(d)), qkv=p(3 * d, d), qkv_b=p(3 * d),
-                 proj=p(d, d), proj_b=p(d), ln2=(torch.ones(d), torch.zeros(d)),
+    blocks=[dict(ln1=ln(), qkv=p(3 * d, d), qkv_b=p(3 * d),
+                 proj=p(d, d), proj_b=p(d), ln2=ln(),
                  fc1=p(m, d), fc1_b=p(m), fc2=p(d, m), fc2_b=p(d)) for _ in range(layers)],
-    norm=(torch.ones(d), torch.zeros(d)), head=p(1000, d), head_b=p(1000),
+    norm=ln(), head=p(1000, d), head_b=p(1000),
 )
 
 
@@ -50,24 +61,32 @@ def forward(x, clamps=None):
     return F.linear(F.layer_norm(t[:, 0], (d,), *W["norm"], eps=1e-6), W["head"], W["head_b"])
 
 
-def timeit(f):
+def sync():
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timeit(f, reps=1):
     f()
+    sync()
     start, k = time.perf_counter(), 0
     while k == 0 or time.perf_counter() - start < min_secs:
-        f()
+        for _ in range(reps):
+            f()
+        sync()
         k += 1
-    return (time.perf_counter() - start) / k
+    return (time.perf_counter() - start) / k / reps
 
 
 fwd = 2 * (n - 1) * d * 3 * patch * patch + layers * (2 * n * (4 * d * d + 2 * d * m) + 4 * n * n * d) + 2 * d * 1000
 attn = layers * 4 * n * n * d
 attr = 2 * fwd + attn
 rows = []
-a = torch.randn(steps * n, d)
-w = torch.randn(d, m)
-s = timeit(lambda: a @ w)
+a = torch.randn(steps * n, d, device=dev)
+w = torch.randn(d, m, device=dev)
+s = timeit(lambda: a @ w, reps=10 if dev.type == "cuda" else 1)
 rows.append(dict(name=f"GEMM {steps * n}x{d}x{m} f32", per_second=1 / s, gflops=2 * steps * n * d * m / s / 1e9))
-x = torch.randn(batch, 3, img, img)
+x = torch.randn(batch, 3, img, img, device=dev)
 with torch.no_grad():
     s = timeit(lambda: forward(x))
 rows.append(dict(name=f"clean forward, batch {batch}", per_second=batch / s, gflops=fwd * batch / s / 1e9))
@@ -75,7 +94,7 @@ one = x[:1].expand(steps, -1, -1, -1)
 
 
 def attribution():
-    clamps = {l: torch.randn(steps, m, requires_grad=True) for l in range(layers)}
+    clamps = {l: torch.randn(steps, m, device=dev, requires_grad=True) for l in range(layers)}
     prob = forward(one, clamps).softmax(-1)[:, 0].sum()
     torch.autograd.grad(prob, list(clamps.values()))
 
@@ -83,11 +102,13 @@ def attribution():
 s = timeit(attribution)
 rows.append(dict(name=f"attribution pass (fwd+bwd), {steps} rows", per_second=steps / s, gflops=attr * steps / s / 1e9))
 if search:
+    sync()
     start = time.perf_counter()
     with torch.no_grad():
         forward(x[:1])
     for _ in range(layers):
         attribution()
+    sync()
     s = time.perf_counter() - start
     rows.append(dict(name=f"path search, 1 image (L={layers} x m={steps})", per_second=1 / s,
                      gflops=(fwd + layers * steps * attr) / s / 1e9))

@@ -1,11 +1,12 @@
 //! `neuronpath bench`: throughput of the engine on a randomly initialised model, next to the
-//! GEMM throughput the tensor library reaches on the same machine in the same run.
+//! GEMM throughput the tensor library reaches on the same machine in the same run. On a GPU
+//! every timed call ends with a device synchronisation, so the clock covers the work itself.
 use crate::attribution::{clean_pass, layer_progressive_search, Settings};
 use crate::model::config::{Pool, VitConfig};
 use crate::model::gradients::{chunk_rows, clamp_gradients, ClampBatch};
 use crate::model::{Gelu, Mode, Rows, Vit};
 use crate::training::Params;
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{Device, Result, Tensor};
 use rand::SeedableRng;
 use std::time::Instant;
 
@@ -18,7 +19,9 @@ pub struct BenchRow {
     pub unit: String,
     pub gflops: f64,
     pub seconds: f64,
-    pub peak_rss_mib: f64,
+    /// Peak resident memory of the process so far, on the CPU only (None on a GPU, where host
+    /// memory says nothing about the computation's).
+    pub peak_rss_mib: Option<f64>,
 }
 
 /// ViT-B/16 at 224 (the paper's main model), or any size.
@@ -60,35 +63,54 @@ pub fn peak_rss_mib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// Runs `f` until at least `min_secs` have passed (at least once); seconds per call.
-fn time<F: FnMut() -> Result<()>>(min_secs: f64, mut f: F) -> Result<f64> {
-    f()?; // warm-up: first-touch allocation, kernel selection
+/// Runs `f` until at least `min_secs` have passed (at least once); seconds per call. Each call
+/// is followed by a synchronisation of `dev` (a no-op on the CPU): GPU kernels run
+/// asynchronously, and the clock must not stop before they have finished.
+fn time<F: FnMut() -> Result<()>>(dev: &Device, min_secs: f64, mut f: F) -> Result<f64> {
+    // warm-up: first-touch allocation, kernel selection (and loading on a GPU)
+    f()?;
+    dev.synchronize()?;
     let (start, mut n) = (Instant::now(), 0);
     while n == 0 || start.elapsed().as_secs_f64() < min_secs {
         f()?;
+        dev.synchronize()?;
         n += 1;
     }
     Ok(start.elapsed().as_secs_f64() / n as f64)
 }
 
-fn row(name: &str, per_second: f64, unit: &str, gflops: f64, seconds: f64) -> BenchRow {
+fn row(
+    dev: &Device,
+    name: &str,
+    per_second: f64,
+    unit: &str,
+    gflops: f64,
+    seconds: f64,
+) -> BenchRow {
     BenchRow {
         name: name.into(),
         per_second,
         unit: unit.into(),
         gflops,
         seconds,
-        peak_rss_mib: peak_rss_mib(),
+        peak_rss_mib: dev.is_cpu().then(peak_rss_mib),
     }
 }
 
-/// A random model of `cfg` (f32, timm initialisation).
-pub fn random_model(cfg: &VitConfig, seed: u64) -> Result<Vit> {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    Ok(Params::init(cfg, &mut rng, &Device::Cpu)?.frozen_vit())
+/// Standard normal f32 values made on the CPU (the same inputs on every device), then moved.
+fn randn<S: Into<candle_core::Shape>>(shape: S, dev: &Device) -> Result<Tensor> {
+    Tensor::randn(0f32, 1.0, shape, &Device::Cpu)?.to_device(dev)
 }
 
-/// The benchmark rows: GEMM, clean forward, one clamped attribution pass, path search.
+/// A random model of `cfg` on `device` (f32, timm initialisation; the same values everywhere).
+pub fn random_model(cfg: &VitConfig, seed: u64, device: &Device) -> Result<Vit> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    Ok(Params::init(cfg, &mut rng, device)?.frozen_vit())
+}
+
+/// The benchmark rows on `dev` (the CPU or a GPU): GEMM, clean forward, one clamped attribution
+/// pass, path search. On a GPU everything but the custom CPU kernels runs the same code: plain
+/// candle ops and candle's autograd.
 pub fn run(
     cfg: &VitConfig,
     batch: usize,
@@ -96,18 +118,23 @@ pub fn run(
     min_secs: f64,
     search: bool,
     memory_limit: usize,
+    dev: &Device,
 ) -> Result<Vec<BenchRow>> {
-    let model = random_model(cfg, 0)?;
-    let dev = Device::Cpu;
+    let model = random_model(cfg, 0, dev)?;
     let n = cfg.tokens();
     let mut rows = Vec::new();
 
-    // The MLP's fc1 GEMM at the attribution batch size: what the tensor library can reach.
-    let a = Tensor::randn(0f32, 1.0, (steps * n, cfg.hidden), &dev)?;
-    let w = Tensor::randn(0f32, 1.0, (cfg.hidden, cfg.mlp_dim), &dev)?;
-    let secs = time(min_secs, || a.matmul(&w).map(|_| ()))?;
+    // The MLP's fc1 GEMM at the attribution batch size: what the tensor library can reach. A GPU
+    // runs it in well under a millisecond, so it is timed in groups of 10 between synchronisations.
+    let a = randn((steps * n, cfg.hidden), dev)?;
+    let w = randn((cfg.hidden, cfg.mlp_dim), dev)?;
+    let reps = if dev.is_cpu() { 1 } else { 10 };
+    let secs = time(dev, min_secs, || {
+        (0..reps).try_for_each(|_| a.matmul(&w).map(|_| ()))
+    })? / reps as f64;
     let flops = 2.0 * (steps * n * cfg.hidden * cfg.mlp_dim) as f64;
     rows.push(row(
+        dev,
         &format!("GEMM {}x{}x{} f32", steps * n, cfg.hidden, cfg.mlp_dim),
         1.0 / secs,
         "GEMM",
@@ -115,11 +142,12 @@ pub fn run(
         secs,
     ));
 
-    let images = Tensor::randn(0f32, 1.0, (batch, 3, cfg.image_size, cfg.image_size), &dev)?;
-    let secs = time(min_secs, || {
+    let images = randn((batch, 3, cfg.image_size, cfg.image_size), dev)?;
+    let secs = time(dev, min_secs, || {
         model.forward(&images, &[], None, Mode::Frozen).map(|_| ())
     })?;
     rows.push(row(
+        dev,
         &format!("clean forward, batch {batch}"),
         batch as f64 / secs,
         "rows",
@@ -139,7 +167,7 @@ pub fn run(
                         .map(move |x| (*x * k as f64 / steps as f64) as f32)
                 })
                 .collect();
-            Ok((l, Tensor::from_vec(v, (steps, cfg.mlp_dim), &dev)?))
+            Ok((l, Tensor::from_vec(v, (steps, cfg.mlp_dim), dev)?))
         })
         .collect::<Result<_>>()?;
     let image_of_row = vec![0usize; steps];
@@ -153,10 +181,11 @@ pub fn run(
         targets: &targets,
         probe: false,
     };
-    let secs = time(min_secs, || {
+    let secs = time(dev, min_secs, || {
         clamp_gradients(&model, &batch_def, chunk).map(|_| ())
     })?;
     rows.push(row(
+        dev,
         &format!("attribution pass (fwd+bwd), {steps} rows"),
         steps as f64 / secs,
         "rows",
@@ -172,12 +201,15 @@ pub fn run(
             rows: Rows::Cls,
             chunk_rows: chunk,
         };
+        dev.synchronize()?;
         let start = Instant::now();
         layer_progressive_search(&model, &one, &[0], &acts, &settings)?;
+        dev.synchronize()?;
         let secs = start.elapsed().as_secs_f64();
         let flops =
             cfg.forward_flops() + cfg.layers as f64 * steps as f64 * cfg.attribution_flops();
         rows.push(row(
+            dev,
             &format!("path search, 1 image (L={} x m={})", cfg.layers, steps),
             1.0 / secs,
             "images",
@@ -185,6 +217,5 @@ pub fn run(
             secs,
         ));
     }
-    let _ = DType::F32;
     Ok(rows)
 }

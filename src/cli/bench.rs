@@ -1,6 +1,9 @@
 //! `neuronpath bench`: speed and memory table (never a test), with PyTorch beside it when a
 //! Python with torch is available.
 use crate::bench::{run, vit_config, BenchRow};
+use anyhow::Context;
+use candle_core::Device;
+use std::path::PathBuf;
 use std::process::Command;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -37,6 +40,27 @@ pub struct Args {
     /// Peak memory of one clamped pass, in MiB (as `discover --memory-limit-mb`).
     #[arg(long, default_value_t = 2048)]
     pub memory_limit_mb: usize,
+    /// Run on the first CUDA GPU (needs a build with `--features cuda`); PyTorch then runs on
+    /// its GPU too.
+    #[arg(long)]
+    pub cuda: bool,
+}
+
+/// scripts/bench_torch.py: $NEURONPATH_BENCH_TORCH, else this checkout's copy, else the one
+/// under the current directory (a binary copied to another machine with the repository).
+fn torch_script() -> PathBuf {
+    if let Some(p) = std::env::var_os("NEURONPATH_BENCH_TORCH") {
+        return PathBuf::from(p);
+    }
+    let built = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/bench_torch.py"
+    ));
+    if built.is_file() {
+        built
+    } else {
+        PathBuf::from("scripts/bench_torch.py")
+    }
 }
 
 fn torch_rows(args: &Args, dims: [usize; 6]) -> Option<Vec<serde_json::Value>> {
@@ -45,10 +69,9 @@ fn torch_rows(args: &Args, dims: [usize; 6]) -> Option<Vec<serde_json::Value>> {
         .clone()
         .or_else(|| std::env::var("NEURONPATH_PYTHON").ok())
         .unwrap_or_else(|| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench_torch.py");
     let dims: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
-    let out = Command::new(py)
-        .arg(script)
+    let out = Command::new(&py)
+        .arg(torch_script())
         .args(&dims)
         .args([
             args.batch.to_string(),
@@ -56,9 +79,14 @@ fn torch_rows(args: &Args, dims: [usize; 6]) -> Option<Vec<serde_json::Value>> {
             args.min_secs.to_string(),
         ])
         .arg(if args.no_search { "0" } else { "1" })
+        .arg(if args.cuda { "cuda" } else { "cpu" })
         .output()
         .ok()?;
     if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if let Some(last) = err.lines().rev().find(|l| !l.trim().is_empty()) {
+            eprintln!("PyTorch column: {py} failed: {last}");
+        }
         return None;
     }
     serde_json::from_slice(&out.stdout).ok()
@@ -71,14 +99,20 @@ pub fn run_cmd(args: Args) -> anyhow::Result<()> {
         Size::Small => [224, 16, 384, 1536, 6, 12],
     };
     let cfg = vit_config(dims[0], dims[1], dims[2], dims[3], dims[4], dims[5]);
+    let (dev, on) = if args.cuda {
+        let dev = Device::new_cuda(0).context("no CUDA device (build with --features cuda)")?;
+        (dev, "CUDA device 0".to_string())
+    } else {
+        let threads = rayon::current_num_threads();
+        (Device::Cpu, format!("CPU, {threads} rayon threads"))
+    };
     eprintln!(
-        "benchmark: random ViT {:?} ({} layers, hidden {}, mlp {}, {} tokens), f32, {} rayon threads; {:.1} GFLOP per forward",
+        "benchmark: random ViT {:?} ({} layers, hidden {}, mlp {}, {} tokens), f32, {on}; {:.1} GFLOP per forward",
         args.size,
         cfg.layers,
         cfg.hidden,
         cfg.mlp_dim,
         cfg.tokens(),
-        rayon::current_num_threads(),
         cfg.forward_flops() / 1e9
     );
     let rows = run(
@@ -88,6 +122,7 @@ pub fn run_cmd(args: Args) -> anyhow::Result<()> {
         args.min_secs,
         !args.no_search,
         args.memory_limit_mb << 20,
+        &dev,
     )?;
     let torch = torch_rows(&args, dims);
     if args.json {
@@ -118,15 +153,19 @@ fn print_table(rows: &[BenchRow], torch: Option<&[serde_json::Value]>) {
             ),
             None => ("-".into(), "-".into()),
         };
+        let peak = match r.peak_rss_mib {
+            Some(m) => format!("{m:.0}"),
+            None => "-".into(),
+        };
         println!(
-            "{:<44} {:>8.3} {:<3} {:>9.1} {:>7.0}% {:>10.3} {:>9.0} | {:>12} {:>9}",
+            "{:<44} {:>8.3} {:<3} {:>9.1} {:>7.0}% {:>10.3} {:>9} | {:>12} {:>9}",
             r.name,
             r.per_second,
             r.unit,
             r.gflops,
             100.0 * r.gflops / gemm,
             r.seconds,
-            r.peak_rss_mib,
+            peak,
             tp,
             tg
         );
