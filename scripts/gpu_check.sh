@@ -92,11 +92,19 @@ for so in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcurand.so.10; do
   echo "  $so -> ${found:-NOT FOUND}"
 done
 export LD_LIBRARY_PATH=$LIBPATH${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# The driver's libcuda.so.1 is normally in the loader's path; if not, look for it (never a stub).
+if [[ "$(ldd "$BIN/neuronpath" 2>&1)" == *"libcuda.so.1 => not found"* ]]; then
+  f=$(timeout 30 find / -xdev \( -path /proc -o -path /sys \) -prune -o -name 'libcuda.so.1' \
+    -not -path '*stub*' -print 2>/dev/null | head -1)
+  echo "  libcuda.so.1 not in the loader's path; found: ${f:-nothing}"
+  [ -n "$f" ] && ln -sf "$f" "$LINKS/libcuda.so.1"
+fi
 echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 for b in neuronpath cuda-tests; do
   echo "ldd $b:"
-  ldd "$BIN/$b" | grep -E 'cuda|cublas|curand|nvrtc|stdc|not found' | sed 's/^/  /'
-  if ldd "$BIN/$b" | grep -q 'not found'; then FAILS+=("ldd-$b"); fi
+  deps=$(ldd "$BIN/$b" 2>&1)
+  grep -E 'cuda|cublas|curand|stdc|not found' <<<"$deps" | sed 's/^/  /'
+  if [[ "$deps" == *"not found"* ]]; then FAILS+=("ldd-$b"); fi
 done
 
 # --- Correctness ----------------------------------------------------------------------------
