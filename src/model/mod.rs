@@ -1,6 +1,7 @@
 //! The model layer: ViT architecture, checkpoint loading, interventions and gradients.
 pub mod config;
 mod fused;
+mod fused_device;
 mod gelu;
 pub mod gradients;
 pub mod intervene;

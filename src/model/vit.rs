@@ -1,9 +1,28 @@
 //! The pre-LN Vision Transformer of SPEC section 1, with edits of the MLP hidden units.
 use crate::model::config::{Pool, VitConfig};
-use crate::model::fused;
 use crate::model::intervene::{replace_rows, Edit, LayerEdit, Rows};
 use crate::model::ops::{self, LayerNorm, Linear, Mode};
+use crate::model::{fused, fused_device};
 use candle_core::{DType, Device, Result, Tensor};
+use std::cell::Cell;
+
+thread_local! {
+    static DEVICE_BLOCK_ON_CPU: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with the device-generic fused block (`fused_device.rs`, what CUDA runs) in place of
+/// the CPU slice block, on this thread: how the tests check the CUDA path's math on the CPU.
+#[doc(hidden)]
+pub fn with_device_block<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            DEVICE_BLOCK_ON_CPU.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(DEVICE_BLOCK_ON_CPU.with(|c| c.replace(true)));
+    f()
+}
 
 /// One encoder block: `h = x + Attn(LN_att(x))`, `a = GELU(fc1(LN_ffn(h)))`, `x' = h + fc2(a)`.
 #[derive(Clone, Debug)]
@@ -128,9 +147,13 @@ impl Vit {
                 None => Ok(None),
             }
         };
-        if mode == Mode::Frozen && x.device().is_cpu() {
+        if mode == Mode::Frozen {
             let c = &self.cfg;
-            let (out, a) = fused::block(block, x, edit, c.heads, c.gelu, c.prefix_tokens)?;
+            let run = match x.device().is_cpu() && !DEVICE_BLOCK_ON_CPU.with(Cell::get) {
+                true => fused::block,
+                false => fused_device::block,
+            };
+            let (out, a) = run(block, x, edit, c.heads, c.gelu, c.prefix_tokens)?;
             return Ok((out, record_rows(&a)?));
         }
         let h = (x + self.attention(block, x, mode)?)?;
