@@ -38,35 +38,33 @@ pub trait Real: WithDType + Float {
         WithDType::to_f64(self)
     }
 
-    /// GELU of `vals` in place, with the derivatives at the old values into `ders` when given.
+    /// GELU of `vals` in place, with the derivatives at the old values into `ders` when given
+    /// (f32 overrides this with the vectorised kernel of `gelu.rs`).
     fn gelu_chunk(kind: Gelu, vals: &mut [Self], ders: Option<&mut [Self]>) {
-        match ders {
-            Some(ders) => {
-                for (v, d) in vals.iter_mut().zip(ders.iter_mut()) {
-                    let (value, derivative) = gelu::pair_exact(kind, v.f64());
-                    *v = Self::from_f64(value);
-                    *d = Self::from_f64(derivative);
-                }
+        gelu_chunk_exact(kind, vals, ders)
+    }
+}
+
+/// [`Real::gelu_chunk`] by the exact f64 formulas (libm erf) for any float type.
+fn gelu_chunk_exact<T: Real>(kind: Gelu, vals: &mut [T], ders: Option<&mut [T]>) {
+    match ders {
+        Some(ders) => {
+            for (v, d) in vals.iter_mut().zip(ders.iter_mut()) {
+                let (value, derivative) = gelu::pair_exact(kind, v.f64());
+                *v = T::from_f64(value);
+                *d = T::from_f64(derivative);
             }
-            None => vals
-                .iter_mut()
-                .for_each(|v| *v = Self::from_f64(gelu::value_exact(kind, v.f64()))),
         }
+        None => vals
+            .iter_mut()
+            .for_each(|v| *v = T::from_f64(gelu::value_exact(kind, v.f64()))),
     }
 }
 impl Real for f32 {
-    fn gelu_chunk(kind: Gelu, vals: &mut [f32], mut ders: Option<&mut [f32]>) {
+    fn gelu_chunk(kind: Gelu, vals: &mut [f32], ders: Option<&mut [f32]>) {
         match kind {
             Gelu::Erf => gelu::erf_f32(vals, ders),
-            Gelu::Tanh => {
-                for (i, v) in vals.iter_mut().enumerate() {
-                    let (value, derivative) = gelu::pair_exact(kind, *v as f64);
-                    *v = value as f32;
-                    if let Some(d) = ders.as_deref_mut() {
-                        d[i] = derivative as f32;
-                    }
-                }
-            }
+            Gelu::Tanh => gelu_chunk_exact(kind, vals, ders),
         }
     }
 }
@@ -100,12 +98,14 @@ where
 // ---------------------------------------------------------------------------------------------
 // GELU
 
-struct GeluOp(Gelu);
+/// GELU with `exact` = the libm formulas in every dtype (training, so that a documented
+/// retraining reproduces the shipped weights bit for bit) or the dtype's own kernel (attribution).
+struct GeluOp(Gelu, bool);
 
 impl GeluOp {
     fn run<T: Real>(&self, x: &[T]) -> Vec<T> {
         let mut out = x.to_vec();
-        gelu_in_place(self.0, &mut out, false);
+        gelu_slice(self.0, self.1, &mut out, false);
         out
     }
 }
@@ -125,18 +125,18 @@ impl CustomOp1 for GeluOp {
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(arg.apply_op2_no_bwd(
             &grad.contiguous()?,
-            &GeluGradOp(self.0),
+            &GeluGradOp(self.0, self.1),
         )?))
     }
 }
 
-/// (z, g) -> g * gelu'(z).
-struct GeluGradOp(Gelu);
+/// (z, g) -> g * gelu'(z), exact as in [`GeluOp`].
+struct GeluGradOp(Gelu, bool);
 
 impl GeluGradOp {
     fn run<T: Real>(&self, z: &[T], g: &[T]) -> Vec<T> {
         let mut values = z.to_vec();
-        let mut out = gelu_in_place(self.0, &mut values, true).expect("asked for derivatives");
+        let mut out = gelu_slice(self.0, self.1, &mut values, true).expect("asked for derivatives");
         for_rows(&mut out, 1024, |i, o| {
             let gs = &g[i * 1024..];
             o.iter_mut().zip(gs).for_each(|(o, &g)| *o *= g);
@@ -169,11 +169,12 @@ impl CustomOp2 for GeluGradOp {
     }
 }
 
-/// GELU of `x` with its exact derivative. It has no weights, so both modes use the parallel
-/// kernel on the CPU; [`gelu_plain`] is the candle-ops version (other devices, tests).
-pub fn gelu(x: &Tensor, kind: Gelu, _mode: Mode) -> Result<Tensor> {
+/// GELU of `x` with its exact derivative, by the parallel kernel on the CPU in both modes (it
+/// has no weights); Mode::Train evaluates the libm formulas (see [`GeluOp`]). [`gelu_plain`] is
+/// the candle-ops version (other devices, tests).
+pub fn gelu(x: &Tensor, kind: Gelu, mode: Mode) -> Result<Tensor> {
     if x.device().is_cpu() {
-        x.contiguous()?.apply_op1(GeluOp(kind))
+        x.contiguous()?.apply_op1(GeluOp(kind, mode == Mode::Train))
     } else {
         gelu_plain(x, kind)
     }
@@ -530,15 +531,25 @@ impl LayerNorm {
 }
 
 /// GELU of `z` in place, returning its derivative at the old values when `derivative` (the
-/// two share one erf), for the fused block and the GELU ops.
+/// two share one erf), for the fused block.
 pub(crate) fn gelu_in_place<T: Real>(kind: Gelu, z: &mut [T], derivative: bool) -> Option<Vec<T>> {
+    gelu_slice(kind, false, z, derivative)
+}
+
+/// [`gelu_in_place`], by the exact formulas when `exact`.
+fn gelu_slice<T: Real>(kind: Gelu, exact: bool, z: &mut [T], derivative: bool) -> Option<Vec<T>> {
     const CHUNK: usize = 1024;
+    let chunk = if exact {
+        gelu_chunk_exact::<T>
+    } else {
+        T::gelu_chunk
+    };
     if !derivative {
-        for_rows(z, CHUNK, |_, c| T::gelu_chunk(kind, c, None));
+        for_rows(z, CHUNK, |_, c| chunk(kind, c, None));
         return None;
     }
     let mut der = vec![T::zero(); z.len()];
-    let work = |(v, d): (&mut [T], &mut [T])| T::gelu_chunk(kind, v, Some(d));
+    let work = |(v, d): (&mut [T], &mut [T])| chunk(kind, v, Some(d));
     if z.len() < PAR_MIN {
         z.chunks_mut(CHUNK)
             .zip(der.chunks_mut(CHUNK))
