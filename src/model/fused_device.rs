@@ -16,6 +16,7 @@ use crate::model::vit::Block;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Storage, Tensor, D};
 use std::f64::consts::{FRAC_1_SQRT_2, PI};
+use std::sync::Mutex;
 
 /// What the backward of one block needs.
 struct Saved {
@@ -29,8 +30,9 @@ struct Saved {
     h: Tensor,
     /// GELU derivative at fc1's output.
     gelu_grad: Tensor,
-    /// The block's output, contiguous from offset 0 (what `cpu_fwd` / `cuda_fwd` hand back).
-    out: Tensor,
+    /// The block's output, contiguous from offset 0: `cpu_fwd` / `cuda_fwd` hand back a copy
+    /// and drop it (the node's result is that copy; the backward does not need it).
+    out: Mutex<Option<Tensor>>,
     heads: usize,
     prefix: usize,
     block: Block,
@@ -219,7 +221,7 @@ pub(crate) fn block(
         p,
         h,
         gelu_grad,
-        out,
+        out: Mutex::new(Some(out)),
         heads,
         prefix,
         block: block.clone(),
@@ -298,8 +300,18 @@ impl FusedDeviceBlock {
         Ok((Some(dx), d_leaf))
     }
 
+    /// The saved output, taken: the forward runs once per node.
+    fn take_out(&self) -> Result<Tensor> {
+        let taken = self.0.out.lock().map(|mut o| o.take());
+        match taken {
+            Ok(Some(t)) => Ok(t),
+            _ => candle_core::bail!("fused device block: output already taken"),
+        }
+    }
+
     fn cpu_out(&self) -> Result<(CpuStorage, Shape)> {
-        let (storage, layout) = self.0.out.storage_and_layout();
+        let out = self.take_out()?;
+        let (storage, layout) = out.storage_and_layout();
         match &*storage {
             Storage::Cpu(c) => Ok((c.try_clone(layout)?, layout.shape().clone())),
             _ => candle_core::bail!("fused device block: saved output is not on the cpu"),
@@ -308,7 +320,8 @@ impl FusedDeviceBlock {
 
     #[cfg(feature = "cuda")]
     fn cuda_out(&self) -> Result<(candle_core::CudaStorage, Shape)> {
-        let (storage, layout) = self.0.out.storage_and_layout();
+        let out = self.take_out()?;
+        let (storage, layout) = out.storage_and_layout();
         match &*storage {
             Storage::Cuda(c) => Ok((c.try_clone(layout)?, layout.shape().clone())),
             _ => candle_core::bail!("fused device block: saved output is not on cuda"),
