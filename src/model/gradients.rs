@@ -31,7 +31,8 @@ pub struct ClampGrads {
 
 /// Bytes one row keeps alive in a clamped forward + backward (what each fused block saves:
 /// input, q/k/v, attention maps, residual, GELU derivative, output; plus the transient backward
-/// buffers), a deliberate over-estimate: ViT-B/16 f32 measures ~152 MB per row, this says 204.
+/// buffers), a deliberate over-estimate: ViT-B/16 f32 measures ~117 MB per row on the CPU
+/// (`bench --memory-limit-mb`), this says 204.
 pub fn bytes_per_row(model: &Vit) -> usize {
     let c = &model.cfg;
     let n = c.tokens();

@@ -168,7 +168,21 @@ impl Params {
         self.build(|v| v.as_tensor().detach())
     }
 
-    fn build(&self, tensor: impl Fn(&Var) -> Tensor) -> Vit {
+    /// A frozen `Vit` whose every tensor is `f(parameter)` (another dtype, perturbed values: the
+    /// tests build random models of any shape this way).
+    pub fn frozen_vit_with(
+        &self,
+        mut f: impl FnMut(&Tensor) -> candle_core::Result<Tensor>,
+    ) -> candle_core::Result<Vit> {
+        let mut mapped = Vec::with_capacity(self.list.len());
+        for p in &self.list {
+            mapped.push(f(&p.var.as_tensor().detach())?);
+        }
+        let mut it = mapped.into_iter();
+        Ok(self.build(|_| it.next().expect("one tensor per parameter")))
+    }
+
+    fn build(&self, mut tensor: impl FnMut(&Var) -> Tensor) -> Vit {
         let mut it = self.list.iter().map(|p| tensor(&p.var));
         let mut next = || it.next().expect("layout order");
         let eps = self.cfg.ln_eps;
