@@ -1,4 +1,12 @@
 //! The model layer: ViT architecture, checkpoint loading, interventions and gradients.
+//!
+//! - `vit`: the architecture (plain candle ops in Mode::Train, the oracle) and where each block
+//!   runs; `config`: hyper-parameters; `intervene`: edits of the MLP hidden units.
+//! - `fused` (CPU) and `fused_device` (GPU): an encoder block as one autograd node with a
+//!   hand-written backward, used for attribution (Mode::Frozen); `kernels`: the strided GEMMs and
+//!   row loops `fused` runs on; `ops`: custom element-wise ops; `gelu`: GELU and its derivative.
+//! - `gradients`: dF/d(clamp) of every clamped block from one backward, in memory-bounded chunks.
+//! - `load`, `save`: checkpoint formats.
 pub mod config;
 mod fused;
 mod fused_device;
