@@ -6,7 +6,7 @@
 //! - [`attribution`]: the paper's method (JAS, layer-progressive search, top-K, MAE) and baselines.
 //! - [`experiments`]: manipulation, class analysis, pruning, plots and report.
 //! - [`training`]: how the embedded Fashion-MNIST model was trained (model + io).
-//! - [`embedded`], [`bench`]: the shipped default model and samples; the speed benchmark.
+//! - [`embedded`], [`bench`](mod@bench): the shipped default model and samples; the speed benchmark.
 //! - [`cli`]: the thin `neuronpath` commands over all of the above.
 //!
 //! [`runtime`] holds process settings that change speed only (allocator, thread pools).

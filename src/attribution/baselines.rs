@@ -22,7 +22,7 @@ pub fn activation_sets(acts: &Activations, k: usize) -> Vec<NeuronSets> {
 }
 
 /// Influence pattern (the paper's Algorithm 2 as the code runs it): inputs alpha_k * x, score =
-/// mean over k of the total derivative dF/da_l[j]. Every layer is independent, so one forward
+/// mean over k of the total derivative `dF/da_l[j]`. Every layer is independent, so one forward
 /// and one backward per step give all layers.
 pub fn influence_sets(
     model: &Vit,

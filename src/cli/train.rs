@@ -57,7 +57,7 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub stop_after: Option<usize>,
     /// Do not train: write the first `--per-class` test images of each class as PNGs into
-    /// DIR/samples/<class>/ and the class names into DIR/classes.json.
+    /// `DIR/samples/<class>/` and the class names into DIR/classes.json.
     #[arg(long, value_name = "DIR")]
     pub export_samples: Option<PathBuf>,
     /// Sample images per class for --export-samples.

@@ -170,7 +170,7 @@ impl CustomOp2 for GeluGradOp {
 }
 
 /// GELU of `x` with its exact derivative, by the parallel kernel on the CPU in both modes (it
-/// has no weights); Mode::Train evaluates the libm formulas (see [`GeluOp`]). [`gelu_plain`] is
+/// has no weights); Mode::Train evaluates the libm formulas (see `GeluOp`). [`gelu_plain`] is
 /// the candle-ops version (other devices, tests).
 pub fn gelu(x: &Tensor, kind: Gelu, mode: Mode) -> Result<Tensor> {
     if x.device().is_cpu() {

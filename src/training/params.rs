@@ -97,7 +97,7 @@ fn layout(cfg: &VitConfig) -> Vec<(String, Vec<usize>, Init, bool)> {
 }
 
 impl Params {
-    /// Freshly initialised parameters, drawn from `rng` in [`layout`] order.
+    /// Freshly initialised parameters, drawn from `rng` in `layout` order.
     pub fn init(cfg: &VitConfig, rng: &mut ChaCha8Rng, device: &Device) -> Result<Self> {
         assert!(
             cfg.prefix_tokens == 1 && cfg.pool == Pool::Cls,
