@@ -102,6 +102,9 @@ struct Dims {
     d: usize,
     m: usize,
     heads: usize,
+    /// Tokens per image whose output is computed: all `n`, or 1 (CLS) in a CLS-pooled model's
+    /// last block, where nothing reads the other rows (their keys and values are still needed).
+    keep: usize,
 }
 
 impl Dims {
@@ -111,6 +114,22 @@ impl Dims {
     fn scale(&self) -> f64 {
         1.0 / (self.hd() as f64).sqrt()
     }
+    /// The same sizes seen from the kept rows (h, a, out have `keep` tokens per image).
+    fn kept(&self) -> Dims {
+        Dims {
+            n: self.keep,
+            ..*self
+        }
+    }
+}
+
+/// The first `keep` of every `n` rows (`width` wide) of `x`, or `x` itself when all are kept.
+fn first_rows<T: Real>(x: &[T], n: usize, keep: usize, width: usize) -> std::borrow::Cow<'_, [T]> {
+    if keep == n {
+        return std::borrow::Cow::Borrowed(x);
+    }
+    let rows = x.chunks(n * width).flat_map(|img| &img[..keep * width]);
+    std::borrow::Cow::Owned(rows.copied().collect())
 }
 
 /// Multiplies token rows `s..s+len` of every image of `a` (R, N, M) unit-wise by `f` (R, M).
@@ -151,74 +170,103 @@ fn take_rows<T: Real>(a: &[T], dm: Dims, (s, len): (usize, usize)) -> Vec<T> {
         .collect()
 }
 
-/// The attention of all (image, head) pairs: probabilities (R, H, N, N) and head outputs
-/// written into `o` (R, N, D).
+/// The attention of all (image, head) pairs for the first `keep` queries of each image:
+/// probabilities (R, H, keep, N) and head outputs (R, keep, D).
 fn attention<T: Real>(qkv: &[T], dm: Dims) -> (Vec<T>, Vec<T>) {
-    let Dims { r, n, d, heads, .. } = dm;
+    let Dims {
+        r,
+        n,
+        d,
+        heads,
+        keep,
+        ..
+    } = dm;
     let hd = dm.hd();
     let scale = T::from_f64(dm.scale());
-    let mut p = kernels::uninit::<T>(r * heads * n * n);
-    let mut o = kernels::uninit::<T>(r * n * d);
+    let mut p = kernels::uninit::<T>(r * heads * keep * n);
+    let mut o = kernels::uninit::<T>(r * keep * d);
     let o_all = Dst::new(&mut o, 0, (0, 0), d);
-    let o_len = r * n * d;
-    p.par_chunks_mut(n * n).enumerate().for_each(|(i, pi)| {
+    let o_len = r * keep * d;
+    p.par_chunks_mut(keep * n).enumerate().for_each(|(i, pi)| {
         let (img, head) = (i / heads, i % heads);
         let base = img * n * 3 * d;
-        let q = Mat::new(qkv, base + head * hd, (n, hd), (3 * d, 1));
+        let q = Mat::new(qkv, base + head * hd, (keep, hd), (3 * d, 1));
         let k = Mat::new(qkv, base + d + head * hd, (n, hd), (3 * d, 1));
         let v = Mat::new(qkv, base + 2 * d + head * hd, (n, hd), (3 * d, 1));
-        let s = Dst::new(pi, 0, (n, n), n);
+        let s = Dst::new(pi, 0, (keep, n), n);
         // SAFETY: `pi` is this task's own chunk; each task writes only its own head's columns
         // of its own image's rows of `o`, which outlives the parallel loop.
         unsafe {
             kernels::matmul(s, q, k.t(), Acc::Overwrite, scale, false);
-            let pi: &mut [T] = std::slice::from_raw_parts_mut(pi.as_mut_ptr().cast(), n * n);
+            let pi: &mut [T] = std::slice::from_raw_parts_mut(pi.as_mut_ptr().cast(), keep * n);
             kernels::softmax_rows(pi, n);
-            let oi = o_all.at(img * n * d + head * hd, (n, hd), o_len);
-            kernels::matmul(oi, Mat::rows(pi, n, n), v, Acc::Overwrite, T::one(), false);
+            let oi = o_all.at(img * keep * d + head * hd, (keep, hd), o_len);
+            kernels::matmul(
+                oi,
+                Mat::rows(pi, keep, n),
+                v,
+                Acc::Overwrite,
+                T::one(),
+                false,
+            );
         }
     });
     // SAFETY: every chunk of `p` and every (image, head) block of `o` was written above.
     unsafe { (kernels::assume_init(p), kernels::assume_init(o)) }
 }
 
-/// Gradient w.r.t. qkv (R, N, 3D) from the gradient `d_o` (R, N, D) of the head outputs.
+/// Gradient w.r.t. qkv (R, N, 3D) from the gradient `d_o` (R, keep, D) of the head outputs.
 fn attention_backward<T: Real>(qkv: &[T], p: &[T], d_o: &[T], dm: Dims) -> Vec<T> {
-    let Dims { r, n, d, heads, .. } = dm;
+    let Dims {
+        r,
+        n,
+        d,
+        heads,
+        keep,
+        ..
+    } = dm;
     let hd = dm.hd();
     let scale = T::from_f64(dm.scale());
-    let mut dqkv = kernels::uninit::<T>(r * n * 3 * d);
+    let mut dqkv = if keep == n {
+        kernels::uninit::<T>(r * n * 3 * d)
+    } else {
+        // Queries past `keep` get no gradient: their rows stay zero.
+        vec![std::mem::MaybeUninit::new(T::zero()); r * n * 3 * d]
+    };
     let all = Dst::new(&mut dqkv, 0, (0, 0), 3 * d);
     let len = r * n * 3 * d;
     (0..r * heads).into_par_iter().for_each(|i| {
         let (img, head) = (i / heads, i % heads);
         let base = img * n * 3 * d;
-        let q = Mat::new(qkv, base + head * hd, (n, hd), (3 * d, 1));
+        let q = Mat::new(qkv, base + head * hd, (keep, hd), (3 * d, 1));
         let k = Mat::new(qkv, base + d + head * hd, (n, hd), (3 * d, 1));
         let v = Mat::new(qkv, base + 2 * d + head * hd, (n, hd), (3 * d, 1));
-        let go = Mat::new(d_o, img * n * d + head * hd, (n, hd), (d, 1));
-        let pi = &p[i * n * n..(i + 1) * n * n];
-        let pm = Mat::rows(pi, n, n);
-        let mut ds = kernels::uninit::<T>(n * n);
-        let ds_dst = Dst::new(&mut ds, 0, (n, n), n);
+        let go = Mat::new(d_o, img * keep * d + head * hd, (keep, hd), (d, 1));
+        let pi = &p[i * keep * n..(i + 1) * keep * n];
+        let pm = Mat::rows(pi, keep, n);
+        let mut ds = kernels::uninit::<T>(keep * n);
+        let ds_dst = Dst::new(&mut ds, 0, (keep, n), n);
         // SAFETY: `ds` is this task's own; each task writes only its own head's q, k and v
         // columns of its own image's rows of `dqkv`, which outlives the parallel loop.
         unsafe {
             kernels::matmul(ds_dst, go, v.t(), Acc::Overwrite, T::one(), false);
             let mut ds = kernels::assume_init(ds);
             kernels::softmax_rows_backward(pi, &mut ds, n);
-            let dsm = Mat::rows(&ds, n, n);
-            let at = |col: usize| all.at(base + col + head * hd, (n, hd), len);
-            kernels::matmul(at(0), dsm, k, Acc::Overwrite, scale, false);
-            kernels::matmul(at(d), dsm.t(), q, Acc::Overwrite, scale, false);
-            kernels::matmul(at(2 * d), pm.t(), go, Acc::Overwrite, T::one(), false);
+            let dsm = Mat::rows(&ds, keep, n);
+            let at = |col: usize, rows: usize| all.at(base + col + head * hd, (rows, hd), len);
+            kernels::matmul(at(0, keep), dsm, k, Acc::Overwrite, scale, false);
+            kernels::matmul(at(d, n), dsm.t(), q, Acc::Overwrite, scale, false);
+            kernels::matmul(at(2 * d, n), pm.t(), go, Acc::Overwrite, T::one(), false);
         }
     });
-    // SAFETY: every (image, head) wrote its q, k and v columns, which tile all of `dqkv`.
+    // SAFETY: every (image, head) wrote its k and v columns and its first `keep` q rows, which
+    // with the zeroed rest tile all of `dqkv`.
     unsafe { kernels::assume_init(dqkv) }
 }
 
-/// Runs one block (Mode::Frozen, CPU): returns x' and the post-edit hidden units `a`.
+/// Runs one block (Mode::Frozen, CPU): returns x' and the post-edit hidden units `a`, for every
+/// token, or with `cls_only` for the CLS token alone (x' and `a` then have one token per image;
+/// an edit must then touch the CLS row only).
 pub(crate) fn block(
     block: &Block,
     x: &Tensor,
@@ -226,30 +274,64 @@ pub(crate) fn block(
     heads: usize,
     gelu: Gelu,
     prefix: usize,
+    cls_only: bool,
 ) -> Result<(Tensor, Tensor)> {
+    if cls_only && edit.is_some_and(|e| e.rows != Rows::Cls) {
+        candle_core::bail!("fused block: a CLS-only block cannot edit patch rows")
+    }
+    let run = Run {
+        heads,
+        gelu,
+        prefix,
+        cls_only,
+    };
     match x.dtype() {
-        DType::F32 => block_t::<f32>(block, x, edit, heads, gelu, prefix),
-        DType::F64 => block_t::<f64>(block, x, edit, heads, gelu, prefix),
+        DType::F32 => block_t::<f32>(block, x, edit, run),
+        DType::F64 => block_t::<f64>(block, x, edit, run),
         d => candle_core::bail!("fused block: unsupported dtype {d:?}"),
     }
+}
+
+/// How a block runs (model-wide settings, and whether only the CLS row's output is needed).
+#[derive(Clone, Copy)]
+struct Run {
+    heads: usize,
+    gelu: Gelu,
+    prefix: usize,
+    cls_only: bool,
 }
 
 fn block_t<T: Real>(
     block: &Block,
     x: &Tensor,
     edit: Option<&LayerEdit>,
-    heads: usize,
-    gelu: Gelu,
-    prefix: usize,
+    run: Run,
 ) -> Result<(Tensor, Tensor)> {
+    let Run {
+        heads,
+        gelu,
+        prefix,
+        cls_only,
+    } = run;
     let xd = x.detach().contiguous()?;
     let (r, n, d) = xd.dims3()?;
     let m = block.fc1.weight.dim(0)?;
-    let dm = Dims { r, n, d, m, heads };
-    let rows = r * n;
-    if rows == 0 {
+    let keep = if cls_only { n.min(1) } else { n };
+    let dm = Dims {
+        r,
+        n,
+        d,
+        m,
+        heads,
+        keep,
+    };
+    let km = dm.kept();
+    // Rows of the projection inputs (every token) and of everything after attention (kept ones).
+    let (rows, krows) = (r * n, r * keep);
+    if krows == 0 {
         // Nothing to compute (an empty chunk); the GEMM helpers size matrices by their rows.
-        return Ok((xd, Tensor::zeros((r, n, m), x.dtype(), &Device::Cpu)?));
+        let none = Tensor::zeros((r, keep, m), x.dtype(), &Device::Cpu)?;
+        return Ok((xd.narrow(1, 0, keep)?, none));
     }
     let leaf_tracked = edit.is_some_and(|e| match &e.edit {
         Edit::Clamp(t) => t.track_op(),
@@ -275,11 +357,18 @@ fn block_t<T: Real>(
     let qkv = kernels::linear(&ln1, rows, Host::new(&qkv_w)?.get(), bias(&qkv_b), None);
     drop(ln1);
     let (p, o) = attention(&qkv, dm);
-    let h = kernels::linear(&o, rows, Host::new(&proj_w)?.get(), bias(&proj_b), Some(xs));
-    drop(o);
+    let residual = first_rows(xs, n, keep, d);
+    let h = kernels::linear(
+        &o,
+        krows,
+        Host::new(&proj_w)?.get(),
+        bias(&proj_b),
+        Some(&residual),
+    );
+    drop((o, residual));
     let mut a = kernels::linear(
         &block.ln_ffn.op()?.run(&h),
-        rows,
+        krows,
         Host::new(&fc1_w)?.get(),
         bias(&fc1_b),
         None,
@@ -288,7 +377,7 @@ fn block_t<T: Real>(
     if let Some(mask) = &block.cls_mask {
         let mask = mask.contiguous()?;
         let f: Vec<T> = Host::<T>::new(&mask)?.get().repeat(r);
-        scale_rows(&mut a, dm, (0, 1), &f);
+        scale_rows(&mut a, km, (0, 1), &f);
     }
     let mut leaf: Option<Tensor> = None;
     let mut kind = None;
@@ -297,26 +386,26 @@ fn block_t<T: Real>(
         match &e.edit {
             Edit::Clamp(t) => {
                 let v = t.detach().contiguous()?;
-                set_rows(&mut a, dm, span, Host::<T>::new(&v)?.get(), |_, b| b);
+                set_rows(&mut a, km, span, Host::<T>::new(&v)?.get(), |_, b| b);
                 leaf = Some(t.clone());
                 kind = Some((e.rows, EditKind::Clamp(t.shape().clone())));
             }
             Edit::Probe(var) => {
                 let v = var.as_tensor().detach().contiguous()?;
-                set_rows(&mut a, dm, span, Host::<T>::new(&v)?.get(), |a, b| a + b);
+                set_rows(&mut a, km, span, Host::<T>::new(&v)?.get(), |a, b| a + b);
                 leaf = Some(var.as_tensor().clone());
                 kind = Some((e.rows, EditKind::Probe(var.shape().clone())));
             }
             Edit::Scale(f) => {
                 let f = f.contiguous()?;
-                scale_rows(&mut a, dm, span, Host::<T>::new(&f)?.get());
+                scale_rows(&mut a, km, span, Host::<T>::new(&f)?.get());
                 kind = Some((e.rows, EditKind::Scale(f)));
             }
         }
     }
-    let out = kernels::linear(&a, rows, Host::new(&fc2_w)?.get(), bias(&fc2_b), Some(&h));
-    let out = tensor(out, (r, n, d))?;
-    let a = tensor(a, (r, n, m))?;
+    let out = kernels::linear(&a, krows, Host::new(&fc2_w)?.get(), bias(&fc2_b), Some(&h));
+    let out = tensor(out, (r, keep, d))?;
+    let a = tensor(a, (r, keep, m))?;
     let (Some(gelu_grad), true) = (gelu_grad, needs_backward) else {
         return Ok((out, a));
     };
@@ -325,9 +414,9 @@ fn block_t<T: Real>(
     let saved = Saved {
         x: xd,
         qkv: tensor(qkv, (r, n, 3 * d))?,
-        p: tensor(p, (r, heads, n, n))?,
-        h: tensor(h, (r, n, d))?,
-        gelu_grad: tensor(gelu_grad, (r, n, m))?,
+        p: tensor(p, (r, heads, keep, n))?,
+        h: tensor(h, (r, keep, d))?,
+        gelu_grad: tensor(gelu_grad, (r, keep, m))?,
         out,
         heads,
         prefix,
@@ -367,33 +456,35 @@ impl FusedBlock {
         let s = &self.0;
         let b = &s.block;
         let (r, n, d) = s.x.dims3()?;
-        let m = b.fc1.weight.dim(0)?;
+        let (m, keep) = (b.fc1.weight.dim(0)?, s.h.dim(1)?);
         let dm = Dims {
             r,
             n,
             d,
             m,
             heads: s.heads,
+            keep,
         };
-        let rows = r * n;
+        let km = dm.kept();
+        let (rows, krows) = (r * n, r * keep);
         let g = g.contiguous()?;
         let gh = Host::<T>::new(&g)?;
         let gs = gh.get();
         let w = |l: &ops::Linear| l.weight.contiguous();
-        let mut da = kernels::linear_backward(gs, rows, Host::new(&w(&b.fc2)?)?.get());
+        let mut da = kernels::linear_backward(gs, krows, Host::new(&w(&b.fc2)?)?.get());
         let mut d_leaf = None;
         if let Some((sel, kind)) = &s.edit {
             let span = sel.span(n, s.prefix);
             match kind {
                 EditKind::Clamp(shape) => {
-                    d_leaf = Some(tensor(take_rows(&da, dm, span), shape.clone())?);
+                    d_leaf = Some(tensor(take_rows(&da, km, span), shape.clone())?);
                     let zero = vec![T::zero(); r * span.1 * m];
-                    set_rows(&mut da, dm, span, &zero, |_, b| b);
+                    set_rows(&mut da, km, span, &zero, |_, b| b);
                 }
                 EditKind::Probe(shape) => {
-                    d_leaf = Some(tensor(take_rows(&da, dm, span), shape.clone())?)
+                    d_leaf = Some(tensor(take_rows(&da, km, span), shape.clone())?)
                 }
-                EditKind::Scale(f) => scale_rows(&mut da, dm, span, Host::<T>::new(f)?.get()),
+                EditKind::Scale(f) => scale_rows(&mut da, km, span, Host::<T>::new(f)?.get()),
             }
         }
         if !s.want_dx {
@@ -402,7 +493,7 @@ impl FusedBlock {
         if let Some(mask) = &b.cls_mask {
             let mask = mask.contiguous()?;
             let f: Vec<T> = Host::<T>::new(&mask)?.get().repeat(r);
-            scale_rows(&mut da, dm, (0, 1), &f);
+            scale_rows(&mut da, km, (0, 1), &f);
         }
         let gg = Host::<T>::new(&s.gelu_grad)?;
         let gg = gg.get();
@@ -410,11 +501,11 @@ impl FusedBlock {
             let gr = &gg[i * m..(i + 1) * m];
             row.iter_mut().zip(gr).for_each(|(v, &k)| *v *= k);
         });
-        let dln2 = kernels::linear_backward(&da, rows, Host::new(&w(&b.fc1)?)?.get());
+        let dln2 = kernels::linear_backward(&da, krows, Host::new(&w(&b.fc1)?)?.get());
         drop(da);
         let mut dh = b.ln_ffn.op()?.grad(Host::<T>::new(&s.h)?.get(), &dln2);
         add_into(&mut dh, gs);
-        let d_o = kernels::linear_backward(&dh, rows, Host::new(&w(&b.proj)?)?.get());
+        let d_o = kernels::linear_backward(&dh, krows, Host::new(&w(&b.proj)?)?.get());
         let dqkv = attention_backward(
             Host::<T>::new(&s.qkv)?.get(),
             Host::<T>::new(&s.p)?.get(),
@@ -424,7 +515,13 @@ impl FusedBlock {
         drop(d_o);
         let dln1 = kernels::linear_backward(&dqkv, rows, Host::new(&w(&b.qkv)?)?.get());
         let mut dx = b.ln_att.op()?.grad(Host::<T>::new(&s.x)?.get(), &dln1);
-        add_into(&mut dx, &dh);
+        // The residual path: the kept rows' gradient goes straight to x.
+        kernels::for_chunks(&mut dx, n * d, |img, rows| {
+            add_into(
+                &mut rows[..keep * d],
+                &dh[img * keep * d..(img + 1) * keep * d],
+            );
+        });
         Ok((Some(tensor(dx, (r, n, d))?), d_leaf))
     }
 }

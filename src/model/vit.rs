@@ -97,7 +97,13 @@ impl Vit {
         let mut hidden = Vec::new();
         for (l, block) in self.blocks.iter().enumerate() {
             let edit = edits.get(l).and_then(|e| e.as_ref());
-            let (nx, a) = self.block(block, &x, edit, record, mode)?;
+            // A CLS-pooled head reads only the last block's CLS row: the other rows of that
+            // block's output need not be computed, unless their hidden units are asked for.
+            let cls_only = l + 1 == self.blocks.len()
+                && self.cfg.pool == Pool::Cls
+                && record != Some(Rows::Patches)
+                && edit.is_none_or(|e| e.rows == Rows::Cls);
+            let (nx, a) = self.block(block, &x, edit, record, mode, cls_only)?;
             x = nx;
             if let Some(a) = a {
                 hidden.push(a);
@@ -136,6 +142,7 @@ impl Vit {
         edit: Option<&LayerEdit>,
         record: Option<Rows>,
         mode: Mode,
+        cls_only: bool,
     ) -> Result<(Tensor, Option<Tensor>)> {
         let record_rows = |a: &Tensor| -> Result<Option<Tensor>> {
             match record {
@@ -149,11 +156,12 @@ impl Vit {
         };
         if mode == Mode::Frozen {
             let c = &self.cfg;
-            let run = match x.device().is_cpu() && !DEVICE_BLOCK_ON_CPU.with(Cell::get) {
-                true => fused::block,
-                false => fused_device::block,
+            let (out, a) = if x.device().is_cpu() && !DEVICE_BLOCK_ON_CPU.with(Cell::get) {
+                let (h, g, p) = (c.heads, c.gelu, c.prefix_tokens);
+                fused::block(block, x, edit, h, g, p, cls_only)?
+            } else {
+                fused_device::block(block, x, edit, c.heads, c.gelu, c.prefix_tokens)?
             };
-            let (out, a) = run(block, x, edit, c.heads, c.gelu, c.prefix_tokens)?;
             return Ok((out, record_rows(&a)?));
         }
         let h = (x + self.attention(block, x, mode)?)?;
