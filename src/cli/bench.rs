@@ -174,4 +174,6 @@ fn print_table(rows: &[BenchRow], torch: Option<&[serde_json::Value]>) {
         println!("(PyTorch column: no python with torch found; set NEURONPATH_PYTHON or --python)");
     }
     println!("FLOPs count matmuls only; an attribution pass = forward + input-gradient backward (no weight gradients).");
+    println!("FLOPs are those of the whole model (what PyTorch runs); neuronpath's CPU block skips the last block's");
+    println!("non-CLS rows of a CLS-pooled model (ViT-B/16: 6.3% fewer FLOPs), so its GFLOP/s there is an effective rate.");
 }
