@@ -5,6 +5,8 @@ use std::fmt::Write;
 use std::path::Path;
 
 fn main() {
+    #[cfg(feature = "cuda")]
+    cuda_ptx();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/fashion-mnist");
     println!("cargo:rerun-if-changed={}", root.display());
     let mut code = String::new();
@@ -62,4 +64,34 @@ fn main() {
     code.push_str("];\n");
     let out = Path::new(&std::env::var("OUT_DIR").unwrap()).join("embedded.rs");
     std::fs::write(out, code).unwrap();
+}
+
+/// Compiles src/model/cuda_kernels.cu to PTX ($OUT_DIR/cuda_kernels.ptx) with nvcc: from
+/// $CUDA_HOME/bin (scripts/cuda_build_env.sh sets it) or the PATH, for sm_$CUDA_COMPUTE_CAP
+/// (default 90: H100/H200). Only with the `cuda` feature.
+#[cfg(feature = "cuda")]
+fn cuda_ptx() {
+    let cu = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/model/cuda_kernels.cu");
+    println!("cargo:rerun-if-changed={}", cu.display());
+    println!("cargo:rerun-if-env-changed=CUDA_HOME");
+    println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");
+    let nvcc = match std::env::var("CUDA_HOME") {
+        Ok(home) if Path::new(&home).join("bin/nvcc").is_file() => format!("{home}/bin/nvcc"),
+        _ => "nvcc".to_string(),
+    };
+    let cap = std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "90".to_string());
+    let out = Path::new(&std::env::var("OUT_DIR").unwrap()).join("cuda_kernels.ptx");
+    let status = std::process::Command::new(&nvcc)
+        .args([
+            "-ptx",
+            "-O3",
+            "-std=c++17",
+            &format!("-arch=sm_{cap}"),
+            "-o",
+        ])
+        .arg(&out)
+        .arg(&cu)
+        .status()
+        .unwrap_or_else(|e| panic!("{nvcc}: {e} (source scripts/cuda_build_env.sh)"));
+    assert!(status.success(), "{nvcc} failed on {}", cu.display());
 }

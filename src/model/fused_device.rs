@@ -59,13 +59,21 @@ fn normalize(x: &Tensor, eps: f64) -> Result<(Tensor, Tensor)> {
     Ok((xc.broadcast_mul(&inv)?, inv))
 }
 
-fn layer_norm(ln: &LayerNorm, x: &Tensor) -> Result<Tensor> {
+pub fn layer_norm(ln: &LayerNorm, x: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if x.device().is_cuda() {
+        return crate::model::cuda_kernels::layer_norm(x, &ln.weight, &ln.bias, ln.eps);
+    }
     let (xh, _) = normalize(x, ln.eps)?;
     xh.broadcast_mul(&ln.weight)?.broadcast_add(&ln.bias)
 }
 
 /// dx = inv * (dxh - mean(dxh) - xh * mean(dxh * xh)), dxh = g * weight.
-fn layer_norm_grad(ln: &LayerNorm, x: &Tensor, g: &Tensor) -> Result<Tensor> {
+pub fn layer_norm_grad(ln: &LayerNorm, x: &Tensor, g: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if x.device().is_cuda() {
+        return crate::model::cuda_kernels::layer_norm_grad(x, g, &ln.weight, ln.eps);
+    }
     let (xh, inv) = normalize(x, ln.eps)?;
     let dxh = g.broadcast_mul(&ln.weight)?;
     let m1 = dxh.mean_keepdim(D::Minus1)?;
@@ -85,7 +93,11 @@ fn linear_grad(l: &Linear, g: &Tensor) -> Result<Tensor> {
 }
 
 /// GELU of `z` and, when asked for, its derivative (the exact formulas of `gelu::pair_exact`).
-fn gelu(kind: Gelu, z: &Tensor, derivative: bool) -> Result<(Tensor, Option<Tensor>)> {
+pub fn gelu(kind: Gelu, z: &Tensor, derivative: bool) -> Result<(Tensor, Option<Tensor>)> {
+    #[cfg(feature = "cuda")]
+    if z.device().is_cuda() {
+        return crate::model::cuda_kernels::gelu(kind, z, derivative);
+    }
     match kind {
         Gelu::Erf => {
             let cdf = (((z * FRAC_1_SQRT_2)?.erf()? + 1.0)? * 0.5)?;
@@ -110,6 +122,17 @@ fn gelu(kind: Gelu, z: &Tensor, derivative: bool) -> Result<(Tensor, Option<Tens
             Ok((a, Some(d)))
         }
     }
+}
+
+/// The softmax backward `p * (dp - sum(p * dp))` over the last dimension, times `scale` on a
+/// CUDA device (one fused kernel); on the CPU unscaled. Returns it and the factor still to apply.
+pub fn softmax_grad(p: &Tensor, dp: &Tensor, scale: f64) -> Result<(Tensor, f64)> {
+    #[cfg(feature = "cuda")]
+    if p.device().is_cuda() {
+        return Ok((crate::model::cuda_kernels::softmax_grad(p, dp, scale)?, 1.0));
+    }
+    let dot = (dp * p)?.sum_keepdim(D::Minus1)?;
+    Ok(((dp.broadcast_sub(&dot)? * p)?, scale))
 }
 
 /// `a` (R, N, M) with token rows `s..s+len` replaced by `f` of them.
@@ -280,12 +303,11 @@ impl FusedDeviceBlock {
             .contiguous()?;
         // dS = softmax_bwd(dO V^T), dQ = dS K scale, dK = dS^T Q scale, dV = P^T dO.
         let dp = d_o.matmul(&s.v.t()?)?;
-        let dot = (&dp * &s.p)?.sum_keepdim(D::Minus1)?;
-        let ds = (dp.broadcast_sub(&dot)? * &s.p)?;
-        drop(dot);
-        let scale = 1.0 / (hd as f64).sqrt();
-        let dq = (ds.matmul(&s.k)? * scale)?;
-        let dk = (ds.t()?.matmul(&s.q)? * scale)?;
+        let (ds, scale) = softmax_grad(&s.p, &dp, 1.0 / (hd as f64).sqrt())?;
+        drop(dp);
+        let scaled = |t: Tensor| if scale == 1.0 { Ok(t) } else { t * scale };
+        let dq = scaled(ds.matmul(&s.k)?)?;
+        let dk = scaled(ds.t()?.matmul(&s.q)?)?;
         drop(ds);
         let dv = s.p.t()?.matmul(&d_o)?;
         drop(d_o);
