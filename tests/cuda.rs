@@ -373,3 +373,174 @@ fn cuda_discover_batch_equals_cpu_f64() {
         compare_images(&run(&gpu), &run(&Device::Cpu), 1e-9);
     }
 }
+
+// The fused element-wise kernels (src/model/cuda_kernels.cu) against the CPU tensor ops of the
+// device block, on odd widths and row counts.
+
+/// Deterministic values in about [-scale, scale), shaped `dims`, on the CPU.
+fn noise(dims: &[usize], seed: u64, scale: f64, dtype: DType) -> Tensor {
+    let n = dims.iter().product();
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let v: Vec<f64> = (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * scale
+        })
+        .collect();
+    Tensor::from_vec(v, dims, &Device::Cpu)
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap()
+}
+
+/// The GPU result `got` against the CPU result `want` (relative to want's largest magnitude).
+fn check_kernel(got: &Tensor, want: &Tensor, tol: f64, what: &str) {
+    assert!(got.device().is_cuda(), "{what}: not computed on the GPU");
+    assert_eq!(got.dims(), want.dims(), "{what}: shape");
+    let flat = |t: &Tensor| -> Vec<f64> {
+        t.to_device(&Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    };
+    let e = max_rel(&flat(got), &flat(want));
+    assert!(e <= tol, "{what}: relative error {e:e} > {tol:e}");
+}
+
+fn kernel_tol(dtype: DType) -> f64 {
+    if dtype == DType::F64 {
+        1e-12
+    } else {
+        1e-5
+    }
+}
+
+#[test]
+fn cuda_kernels_layer_norm_match_cpu() {
+    use neuronpath::model::device_steps::{layer_norm, layer_norm_grad};
+    let Some(gpu) = gpu() else { return };
+    for dtype in [DType::F64, DType::F32] {
+        let tol = kernel_tol(dtype);
+        // (rows, tokens, width): hidden widths 12..1024, one odd and one above a block's threads.
+        for (i, &(r, n, d)) in [
+            (1, 1, 12),
+            (3, 5, 37),
+            (2, 197, 768),
+            (3, 7, 1000),
+            (1, 3, 1024),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let seed = 10 * i as u64;
+            // An offset far from zero: the variance must not cancel.
+            let x = (noise(&[r, n, d], seed, 2.0, dtype) + 3.0).unwrap();
+            let ln = ops::LayerNorm {
+                weight: noise(&[d], seed + 1, 1.5, dtype),
+                bias: noise(&[d], seed + 2, 0.5, dtype),
+                eps: 1e-6,
+            };
+            let g = noise(&[r, n, d], seed + 3, 1.0, dtype);
+            let ln_gpu = ops::LayerNorm {
+                weight: ln.weight.to_device(&gpu).unwrap(),
+                bias: ln.bias.to_device(&gpu).unwrap(),
+                eps: ln.eps,
+            };
+            let (xg, gg) = (x.to_device(&gpu).unwrap(), g.to_device(&gpu).unwrap());
+            let what = format!("{dtype:?} ({r}, {n}, {d})");
+            check_kernel(
+                &layer_norm(&ln_gpu, &xg).unwrap(),
+                &layer_norm(&ln, &x).unwrap(),
+                tol,
+                &format!("layer norm {what}"),
+            );
+            check_kernel(
+                &layer_norm_grad(&ln_gpu, &xg, &gg).unwrap(),
+                &layer_norm_grad(&ln, &x, &g).unwrap(),
+                tol,
+                &format!("layer norm grad {what}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn cuda_kernels_gelu_match_cpu() {
+    use neuronpath::model::device_steps::gelu;
+    use neuronpath::model::Gelu;
+    let Some(gpu) = gpu() else { return };
+    for dtype in [DType::F64, DType::F32] {
+        let tol = kernel_tol(dtype);
+        for (i, dims) in [
+            vec![1, 1, 16],
+            vec![3, 5, 37],
+            vec![2, 197, 3072],
+            vec![1, 7, 4096],
+        ]
+        .iter()
+        .enumerate()
+        {
+            let z = noise(dims, 100 + i as u64, 5.0, dtype);
+            let zg = z.to_device(&gpu).unwrap();
+            for kind in [Gelu::Erf, Gelu::Tanh] {
+                let what = format!("gelu {kind:?} {dtype:?} {dims:?}");
+                let (a, d) = gelu(kind, &z, true).unwrap();
+                let (ag, dg) = gelu(kind, &zg, true).unwrap();
+                check_kernel(&ag, &a, tol, &what);
+                check_kernel(
+                    &dg.unwrap(),
+                    &d.unwrap(),
+                    tol,
+                    &format!("{what} derivative"),
+                );
+                let (ag, dg) = gelu(kind, &zg, false).unwrap();
+                assert!(dg.is_none());
+                check_kernel(&ag, &a, tol, &format!("{what} value only"));
+            }
+        }
+    }
+}
+
+#[test]
+fn cuda_kernels_softmax_grad_match_cpu() {
+    use neuronpath::model::device_steps::softmax_grad;
+    let Some(gpu) = gpu() else { return };
+    for dtype in [DType::F64, DType::F32] {
+        let tol = kernel_tol(dtype);
+        // (rows, heads, queries, keys): attention rows of 2..1025 keys.
+        for (i, &(r, h, n, k)) in [
+            (1, 1, 1, 2),
+            (3, 2, 5, 5),
+            (2, 3, 197, 197),
+            (1, 2, 9, 1025),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let dims = [r, h, n, k];
+            let p = candle_nn::ops::softmax_last_dim(&noise(&dims, 200 + i as u64, 4.0, dtype))
+                .unwrap();
+            let dp = noise(&dims, 300 + i as u64, 1.0, dtype);
+            let scale = 1.0 / 8f64.sqrt();
+            let (want, s) = softmax_grad(&p, &dp, scale).unwrap();
+            let want = (want * s).unwrap();
+            let pg = p.to_device(&gpu).unwrap();
+            let (got, s) = softmax_grad(&pg, &dp.to_device(&gpu).unwrap(), scale).unwrap();
+            let got = (got * s).unwrap();
+            check_kernel(
+                &got,
+                &want,
+                tol,
+                &format!("softmax grad {dtype:?} {dims:?}"),
+            );
+        }
+    }
+}
