@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 img, patch, d, m, heads, layers, batch, steps = map(int, sys.argv[1:9])
 min_secs = float(sys.argv[9])
-search = sys.argv[10] == "1"
+search = int(sys.argv[10])  # images searched together (0: no search row)
 dev = torch.device(sys.argv[11] if len(sys.argv) > 11 else "cpu")
 if dev.type == "cuda":
     # Full f32 precision like candle's cuBLAS calls (torch's cuDNN convolutions default to TF32).
@@ -102,14 +102,24 @@ def attribution():
 s = timeit(attribution)
 rows.append(dict(name=f"attribution pass (fwd+bwd), {steps} rows", per_second=steps / s, gflops=attr * steps / s / 1e9))
 if search:
+    k = search
+    xs = torch.randn(k, 3, img, img, device=dev)
+    rep = xs.repeat_interleave(steps, 0)
+
+    def attribution_k():
+        clamps = {l: torch.randn(k * steps, m, device=dev, requires_grad=True) for l in range(layers)}
+        prob = forward(rep, clamps).softmax(-1)[:, 0].sum()
+        torch.autograd.grad(prob, list(clamps.values()))
+
     sync()
     start = time.perf_counter()
     with torch.no_grad():
-        forward(x[:1])
+        forward(xs)
     for _ in range(layers):
-        attribution()
+        attribution_k()
     sync()
     s = time.perf_counter() - start
-    rows.append(dict(name=f"path search, 1 image (L={layers} x m={steps})", per_second=1 / s,
-                     gflops=(fwd + layers * steps * attr) / s / 1e9))
+    what = "1 image" if k == 1 else f"{k} images"
+    rows.append(dict(name=f"path search, {what} (L={layers} x m={steps})", per_second=k / s,
+                     gflops=k * (fwd + layers * steps * attr) / s / 1e9))
 print(json.dumps(rows))

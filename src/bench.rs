@@ -116,7 +116,7 @@ pub fn run(
     batch: usize,
     steps: usize,
     min_secs: f64,
-    search: bool,
+    search_images: usize,
     memory_limit: usize,
     dev: &Device,
 ) -> Result<Vec<BenchRow>> {
@@ -193,7 +193,7 @@ pub fn run(
         secs,
     ));
 
-    if search {
+    if search_images > 0 {
         let settings = Settings {
             steps,
             top_k: 1,
@@ -201,19 +201,28 @@ pub fn run(
             rows: Rows::Cls,
             chunk_rows: chunk,
         };
+        // Several images search together: each layer step is one pass of images x m rows.
+        let k = search_images;
+        let some = randn((k, 3, cfg.image_size, cfg.image_size), dev)?;
+        let (_, acts) = clean_pass(&model, &some, Rows::Cls)?;
         dev.synchronize()?;
         let start = Instant::now();
-        layer_progressive_search(&model, &one, &[0], &acts, &settings)?;
+        layer_progressive_search(&model, &some, &vec![0; k], &acts, &settings)?;
         dev.synchronize()?;
         let secs = start.elapsed().as_secs_f64();
         let flops =
             cfg.forward_flops() + cfg.layers as f64 * steps as f64 * cfg.attribution_flops();
+        let what = if k == 1 {
+            "1 image".to_string()
+        } else {
+            format!("{k} images")
+        };
         rows.push(row(
             dev,
-            &format!("path search, 1 image (L={} x m={})", cfg.layers, steps),
-            1.0 / secs,
+            &format!("path search, {what} (L={} x m={})", cfg.layers, steps),
+            k as f64 / secs,
             "images",
-            flops / secs / 1e9,
+            k as f64 * flops / secs / 1e9,
             secs,
         ));
     }

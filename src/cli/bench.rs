@@ -32,6 +32,10 @@ pub struct Args {
     /// Skip the (long) full path-search row.
     #[arg(long)]
     pub no_search: bool,
+    /// Images searched together in the path-search row (each layer step is one pass of
+    /// images x m rows: what `discover --batch` does; a GPU needs this to fill up).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub search_images: u64,
     /// Python interpreter with torch for the comparison column [default: $NEURONPATH_PYTHON or python3].
     #[arg(long)]
     pub python: Option<String>,
@@ -78,7 +82,11 @@ fn torch_rows(args: &Args, dims: [usize; 6]) -> Option<Vec<serde_json::Value>> {
             args.steps.to_string(),
             args.min_secs.to_string(),
         ])
-        .arg(if args.no_search { "0" } else { "1" })
+        .arg(if args.no_search {
+            "0".to_string()
+        } else {
+            args.search_images.to_string()
+        })
         .arg(if args.cuda { "cuda" } else { "cpu" })
         .output()
         .ok()?;
@@ -120,7 +128,11 @@ pub fn run_cmd(args: Args) -> anyhow::Result<()> {
         args.batch,
         args.steps,
         args.min_secs,
-        !args.no_search,
+        if args.no_search {
+            0
+        } else {
+            args.search_images as usize
+        },
         args.memory_limit_mb << 20,
         &dev,
     )?;
