@@ -135,8 +135,20 @@ struct GeluGradOp(Gelu, bool);
 
 impl GeluGradOp {
     fn run<T: Real>(&self, z: &[T], g: &[T]) -> Vec<T> {
+        if self.1 {
+            // Training: the product in f64 before rounding, as the shipped model was trained.
+            let mut out = vec![T::zero(); z.len()];
+            for_rows(&mut out, 1024, |i, o| {
+                let (zs, gs) = (&z[i * 1024..], &g[i * 1024..]);
+                for ((o, &z), &g) in o.iter_mut().zip(zs).zip(gs) {
+                    let d = gelu::pair_exact(self.0, z.f64()).1;
+                    *o = T::from_f64(d * g.f64());
+                }
+            });
+            return out;
+        }
         let mut values = z.to_vec();
-        let mut out = gelu_slice(self.0, self.1, &mut values, true).expect("asked for derivatives");
+        let mut out = gelu_slice(self.0, false, &mut values, true).expect("asked for derivatives");
         for_rows(&mut out, 1024, |i, o| {
             let gs = &g[i * 1024..];
             o.iter_mut().zip(gs).for_each(|(o, &g)| *o *= g);
