@@ -41,9 +41,10 @@ pub struct Args {
     pub python: Option<String>,
     #[arg(long)]
     pub json: bool,
-    /// Peak memory of one clamped pass, in MiB (as `discover --memory-limit-mb`).
-    #[arg(long, default_value_t = 2048)]
-    pub memory_limit_mb: usize,
+    /// Peak memory of one clamped pass, in MiB (as `discover --memory-limit-mb`) [default: 2048
+    /// on the CPU, half the free GPU memory with --cuda].
+    #[arg(long)]
+    pub memory_limit_mb: Option<usize>,
     /// Run on the first CUDA GPU (needs a build with `--features cuda`); PyTorch then runs on
     /// its GPU too.
     #[arg(long)]
@@ -133,7 +134,10 @@ pub fn run_cmd(args: Args) -> anyhow::Result<()> {
         } else {
             args.search_images as usize
         },
-        args.memory_limit_mb << 20,
+        match args.memory_limit_mb {
+            Some(mb) => mb << 20,
+            None => crate::model::gradients::default_memory_limit(&dev),
+        },
         &dev,
     )?;
     let torch = torch_rows(&args, dims);

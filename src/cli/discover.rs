@@ -53,9 +53,10 @@ pub struct Args {
     /// Images per batch (each becomes `steps` rows of a clamped pass).
     #[arg(long, default_value_t = 4)]
     pub batch: usize,
-    /// Peak memory of one clamped pass, in MiB.
-    #[arg(long, default_value_t = 2048)]
-    pub memory_limit_mb: usize,
+    /// Peak memory of one clamped pass, in MiB [default: 2048 on the CPU, half the free GPU
+    /// memory with --cuda].
+    #[arg(long)]
+    pub memory_limit_mb: Option<usize>,
     /// Process the slice i/n of the inputs (default from SLURM_ARRAY_TASK_ID/COUNT when set).
     #[arg(long)]
     pub shard: Option<Shard>,
@@ -118,7 +119,11 @@ pub fn run(args: Args) -> Result<()> {
         crate::model::Pool::Cls => Rows::Cls,
         crate::model::Pool::MeanPatch => Rows::Patches,
     };
-    let chunk = gradients::chunk_rows(model, args.memory_limit_mb << 20);
+    let limit = match args.memory_limit_mb {
+        Some(mb) => mb << 20,
+        None => gradients::default_memory_limit(model.device()),
+    };
+    let chunk = gradients::chunk_rows(model, limit);
     let mut methods = args.methods.clone();
     methods.sort();
     methods.dedup();

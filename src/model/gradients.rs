@@ -8,6 +8,19 @@ use candle_core::{DType, Result, Tensor, Var};
 /// Default peak-memory budget of one attribution chunk (fits a laptop beside the OS).
 pub const DEFAULT_MEMORY_LIMIT: usize = 2 << 30;
 
+/// The default budget on `device`: [`DEFAULT_MEMORY_LIMIT`] on the CPU, half the GPU's free
+/// memory on a GPU (a 2 GiB budget cuts a ViT-B/16 pass into 10-row chunks that leave it idle).
+pub fn default_memory_limit(device: &candle_core::Device) -> usize {
+    #[cfg(feature = "cuda")]
+    if let candle_core::Device::Cuda(d) = device {
+        if let Ok((free, _total)) = d.cuda_stream().context().mem_get_info() {
+            return (free / 2).max(DEFAULT_MEMORY_LIMIT);
+        }
+    }
+    let _ = device;
+    DEFAULT_MEMORY_LIMIT
+}
+
 /// A batch of clamped rows: row `r` is image `image_of_row[r]` with clamp values `clamps[i].1[r]`
 /// at block `clamps[i].0`, scored on class `targets[r]`.
 pub struct ClampBatch<'a> {
