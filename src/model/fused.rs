@@ -128,14 +128,13 @@ fn first_rows<T: Real>(x: &[T], n: usize, keep: usize, width: usize) -> std::bor
     if keep == n {
         return std::borrow::Cow::Borrowed(x);
     }
-    let rows = x.chunks(n * width).flat_map(|img| &img[..keep * width]);
-    std::borrow::Cow::Owned(rows.copied().collect())
+    std::borrow::Cow::Owned(take_rows(x, n, width, (0, keep)))
 }
 
 /// Multiplies token rows `s..s+len` of every image of `a` (R, N, M) unit-wise by `f` (R, M).
 fn scale_rows<T: Real>(a: &mut [T], dm: Dims, (s, len): (usize, usize), f: &[T]) {
     let m = dm.m;
-    kernels::for_chunks(a, dm.n * m, |r, img| {
+    ops::for_rows(a, dm.n * m, |r, img| {
         let fr = &f[r * m..(r + 1) * m];
         for row in img[s * m..(s + len) * m].chunks_mut(m) {
             row.iter_mut().zip(fr).for_each(|(v, &k)| *v *= k);
@@ -153,7 +152,7 @@ fn set_rows<T: Real>(
     op: fn(T, T) -> T,
 ) {
     let m = dm.m;
-    kernels::for_chunks(a, dm.n * m, |r, img| {
+    ops::for_rows(a, dm.n * m, |r, img| {
         let v = &vals[r * len * m..(r + 1) * len * m];
         img[s * m..(s + len) * m]
             .iter_mut()
@@ -162,11 +161,10 @@ fn set_rows<T: Real>(
     });
 }
 
-/// Token rows `s..s+len` of every image of `a` (R, N, M), as (R, len, M).
-fn take_rows<T: Real>(a: &[T], dm: Dims, (s, len): (usize, usize)) -> Vec<T> {
-    let m = dm.m;
-    a.chunks(dm.n * m)
-        .flat_map(|img| img[s * m..(s + len) * m].iter().copied())
+/// Token rows `s..s+len` of every `n`-token image of `a` (rows `width` wide), as (R, len, width).
+fn take_rows<T: Real>(a: &[T], n: usize, width: usize, (s, len): (usize, usize)) -> Vec<T> {
+    a.chunks(n * width)
+        .flat_map(|img| img[s * width..(s + len) * width].iter().copied())
         .collect()
 }
 
@@ -477,12 +475,12 @@ impl FusedBlock {
             let span = sel.span(n, s.prefix);
             match kind {
                 EditKind::Clamp(shape) => {
-                    d_leaf = Some(tensor(take_rows(&da, km, span), shape.clone())?);
+                    d_leaf = Some(tensor(take_rows(&da, km.n, km.m, span), shape.clone())?);
                     let zero = vec![T::zero(); r * span.1 * m];
                     set_rows(&mut da, km, span, &zero, |_, b| b);
                 }
                 EditKind::Probe(shape) => {
-                    d_leaf = Some(tensor(take_rows(&da, km, span), shape.clone())?)
+                    d_leaf = Some(tensor(take_rows(&da, km.n, km.m, span), shape.clone())?)
                 }
                 EditKind::Scale(f) => scale_rows(&mut da, km, span, Host::<T>::new(f)?.get()),
             }
@@ -497,7 +495,7 @@ impl FusedBlock {
         }
         let gg = Host::<T>::new(&s.gelu_grad)?;
         let gg = gg.get();
-        kernels::for_chunks(&mut da, m, |i, row| {
+        ops::for_rows(&mut da, m, |i, row| {
             let gr = &gg[i * m..(i + 1) * m];
             row.iter_mut().zip(gr).for_each(|(v, &k)| *v *= k);
         });
@@ -516,7 +514,7 @@ impl FusedBlock {
         let dln1 = kernels::linear_backward(&dqkv, rows, Host::new(&w(&b.qkv)?)?.get());
         let mut dx = b.ln_att.op()?.grad(Host::<T>::new(&s.x)?.get(), &dln1);
         // The residual path: the kept rows' gradient goes straight to x.
-        kernels::for_chunks(&mut dx, n * d, |img, rows| {
+        ops::for_rows(&mut dx, n * d, |img, rows| {
             add_into(
                 &mut rows[..keep * d],
                 &dh[img * keep * d..(img + 1) * keep * d],
@@ -528,7 +526,7 @@ impl FusedBlock {
 
 fn add_into<T: Real>(acc: &mut [T], x: &[T]) {
     let len = 1 << 12;
-    kernels::for_chunks(acc, len, |i, c| {
+    ops::for_rows(acc, len, |i, c| {
         c.iter_mut().zip(&x[i * len..]).for_each(|(a, &b)| *a += b)
     });
 }

@@ -10,7 +10,7 @@
 use gemm::Parallelism;
 use std::mem::MaybeUninit;
 
-use crate::model::ops::Real;
+use crate::model::ops::{for_rows, Real};
 
 /// A matrix inside a slice: element (i, j) at `off + i * rs + j * cs`.
 #[derive(Clone, Copy)]
@@ -203,13 +203,13 @@ pub(crate) fn linear<T: Real>(
     match residual {
         Some(r) => {
             assert_eq!(r.len(), rows * out, "residual size");
-            for_chunks(&mut y, out, |i, row| {
+            for_rows(&mut y, out, |i, row| {
                 for (j, v) in row.iter_mut().enumerate() {
                     v.write(r[i * out + j] + b(j));
                 }
             });
         }
-        None => for_chunks(&mut y, out, |_, row| {
+        None => for_rows(&mut y, out, |_, row| {
             for (j, v) in row.iter_mut().enumerate() {
                 v.write(b(j));
             }
@@ -248,21 +248,6 @@ pub(crate) fn linear_backward<T: Real>(g: &[T], rows: usize, w: &[T]) -> Vec<T> 
             true,
         );
         assume_init(y)
-    }
-}
-
-/// Runs `f(i, chunk)` over the `len`-element chunks of `buf`, in parallel for large buffers.
-pub(crate) fn for_chunks<T: Send, F>(buf: &mut [T], len: usize, f: F)
-where
-    F: Fn(usize, &mut [T]) + Sync + Send,
-{
-    use rayon::prelude::*;
-    if buf.len() < 1 << 14 {
-        buf.chunks_mut(len).enumerate().for_each(|(i, c)| f(i, c));
-    } else {
-        buf.par_chunks_mut(len)
-            .enumerate()
-            .for_each(|(i, c)| f(i, c));
     }
 }
 

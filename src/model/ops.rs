@@ -82,7 +82,7 @@ fn contiguous<'a, T: Real>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
 }
 
 /// Applies `f` to each chunk of `row` elements of `out`, in parallel when the tensor is large.
-fn for_rows<T: Send, F>(out: &mut [T], row: usize, f: F)
+pub(crate) fn for_rows<T: Send, F>(out: &mut [T], row: usize, f: F)
 where
     F: Fn(usize, &mut [T]) + Sync + Send,
 {
