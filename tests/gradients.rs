@@ -152,7 +152,7 @@ fn gelu_and_softmax_kernels_match_plain_ops() {
         .unwrap()
         .reshape((8, 100))
         .unwrap();
-    for kind in [ops::Gelu::Erf, ops::Gelu::Tanh] {
+    for kind in [neuronpath::model::Gelu::Erf, neuronpath::model::Gelu::Tanh] {
         let v = Var::from_tensor(&x).unwrap();
         let a = ops::gelu(v.as_tensor(), kind, Mode::Frozen).unwrap();
         let b = ops::gelu_plain(v.as_tensor(), kind).unwrap();

@@ -1,6 +1,13 @@
 //! The architecture hyper-parameters of a Vision Transformer, as detected from a checkpoint.
-use crate::model::ops::Gelu;
 use serde::{Deserialize, Serialize};
+
+/// GELU flavour: exact erf (PyTorch default, the paper) or the tanh approximation (original JAX ViT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Gelu {
+    Erf,
+    Tanh,
+}
 
 /// How the classifier reads the final tokens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 //! The kernels are `cuda_kernels.cu`, compiled to PTX by build.rs and loaded through candle's
 //! CUDA device; each is a candle custom op without a backward (`apply_op*_no_bwd`) and without
 //! a CPU implementation: `fused_device.rs` calls these only for tensors on a CUDA device.
-use crate::model::ops::Gelu;
+use crate::model::config::Gelu;
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{
     CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,

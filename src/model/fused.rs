@@ -11,10 +11,13 @@
 //! `D + h*hd..`, value at `2D + h*hd..`; attention probabilities (R, H, N, N); a (R, N, M).
 use std::marker::PhantomData;
 
+use crate::model::block::Block;
+use crate::model::config::Gelu;
 use crate::model::intervene::{Edit, LayerEdit, Rows};
 use crate::model::kernels::{self, Acc, Dst, Mat};
-use crate::model::ops::{self, Gelu, Real};
-use crate::model::vit::Block;
+use crate::model::ops::{self, Linear};
+use crate::model::real::Real;
+use crate::model::rows::for_rows;
 use candle_core::backend::BackendStorage;
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Result, Shape, Storage, StorageRef,
@@ -134,7 +137,7 @@ fn first_rows<T: Real>(x: &[T], n: usize, keep: usize, width: usize) -> std::bor
 /// Multiplies token rows `s..s+len` of every image of `a` (R, N, M) unit-wise by `f` (R, M).
 fn scale_rows<T: Real>(a: &mut [T], dm: Dims, (s, len): (usize, usize), f: &[T]) {
     let m = dm.m;
-    ops::for_rows(a, dm.n * m, |r, img| {
+    for_rows(a, dm.n * m, |r, img| {
         let fr = &f[r * m..(r + 1) * m];
         for row in img[s * m..(s + len) * m].chunks_mut(m) {
             row.iter_mut().zip(fr).for_each(|(v, &k)| *v *= k);
@@ -152,7 +155,7 @@ fn set_rows<T: Real>(
     op: fn(T, T) -> T,
 ) {
     let m = dm.m;
-    ops::for_rows(a, dm.n * m, |r, img| {
+    for_rows(a, dm.n * m, |r, img| {
         let v = &vals[r * len * m..(r + 1) * len * m];
         img[s * m..(s + len) * m]
             .iter_mut()
@@ -338,7 +341,7 @@ fn block_t<T: Real>(
     });
     let needs_backward = x.track_op() || leaf_tracked;
 
-    let weights = |l: &ops::Linear| -> Result<(Tensor, Option<Tensor>)> {
+    let weights = |l: &Linear| -> Result<(Tensor, Option<Tensor>)> {
         let b = l.bias.as_ref().map(|b| b.contiguous()).transpose()?;
         Ok((l.weight_t()?.contiguous()?, b))
     };
@@ -468,7 +471,7 @@ impl FusedBlock {
         let g = g.contiguous()?;
         let gh = Host::<T>::new(&g)?;
         let gs = gh.get();
-        let w = |l: &ops::Linear| l.weight.contiguous();
+        let w = |l: &Linear| l.weight.contiguous();
         let mut da = kernels::linear_backward(gs, krows, Host::new(&w(&b.fc2)?)?.get());
         let mut d_leaf = None;
         if let Some((sel, kind)) = &s.edit {
@@ -495,7 +498,7 @@ impl FusedBlock {
         }
         let gg = Host::<T>::new(&s.gelu_grad)?;
         let gg = gg.get();
-        ops::for_rows(&mut da, m, |i, row| {
+        for_rows(&mut da, m, |i, row| {
             let gr = &gg[i * m..(i + 1) * m];
             row.iter_mut().zip(gr).for_each(|(v, &k)| *v *= k);
         });
@@ -514,7 +517,7 @@ impl FusedBlock {
         let dln1 = kernels::linear_backward(&dqkv, rows, Host::new(&w(&b.qkv)?)?.get());
         let mut dx = b.ln_att.op()?.grad(Host::<T>::new(&s.x)?.get(), &dln1);
         // The residual path: the kept rows' gradient goes straight to x.
-        ops::for_rows(&mut dx, n * d, |img, rows| {
+        for_rows(&mut dx, n * d, |img, rows| {
             add_into(
                 &mut rows[..keep * d],
                 &dh[img * keep * d..(img + 1) * keep * d],
@@ -526,7 +529,7 @@ impl FusedBlock {
 
 fn add_into<T: Real>(acc: &mut [T], x: &[T]) {
     let len = 1 << 12;
-    ops::for_rows(acc, len, |i, c| {
+    for_rows(acc, len, |i, c| {
         c.iter_mut().zip(&x[i * len..]).for_each(|(a, &b)| *a += b)
     });
 }

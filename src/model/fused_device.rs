@@ -10,9 +10,11 @@
 //!
 //! Layouts: x, h, out (R, N, D); q, k, v and the head outputs (R, H, N, hd); attention
 //! probabilities (R, H, N, N); a (R, N, M).
+use crate::model::block::Block;
+use crate::model::config::Gelu;
 use crate::model::intervene::{replace_rows, Edit, LayerEdit, Rows};
-use crate::model::ops::{Gelu, LayerNorm, Linear, Mode};
-use crate::model::vit::Block;
+use crate::model::mode::Mode;
+use crate::model::ops::{LayerNorm, Linear};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Storage, Tensor, D};
 use std::f64::consts::{FRAC_1_SQRT_2, PI};

@@ -1,7 +1,8 @@
 //! Batched clamped passes: dF/d(clamp) for every clamped block at once, split into chunks of rows
 //! so that peak memory stays under a limit. F is the softmax probability of a target class per row.
 use crate::model::intervene::{Edit, LayerEdit, Rows};
-use crate::model::ops::{self, Mode};
+use crate::model::mode::Mode;
+use crate::model::ops;
 use crate::model::vit::Vit;
 use candle_core::{DType, Result, Tensor, Var};
 

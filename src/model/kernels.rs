@@ -10,7 +10,8 @@
 use gemm::Parallelism;
 use std::mem::MaybeUninit;
 
-use crate::model::ops::{for_rows, Real};
+use crate::model::real::Real;
+use crate::model::rows::for_rows;
 
 /// A matrix inside a slice: element (i, j) at `off + i * rs + j * cs`.
 #[derive(Clone, Copy)]

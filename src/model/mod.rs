@@ -1,25 +1,35 @@
 //! The model layer: ViT architecture, checkpoint loading, interventions and gradients.
 //!
-//! - `vit`: the architecture (plain candle ops in Mode::Train, the oracle) and where each block
-//!   runs; `config`: hyper-parameters; `intervene`: edits of the MLP hidden units.
+//! Where each file sits, from the bottom up (a file imports only files listed before it):
+//! - `config`: hyper-parameters (`VitConfig`, `Pool`, `Gelu`); `mode`: `Mode` (which of the two
+//!   implementations of the ops runs); `intervene`: edits of the MLP hidden units.
+//! - `gelu_formulas`: GELU and its derivative element-wise; `real`: the float types the CPU
+//!   kernels run on; `rows`: their chunked, parallel row loop.
+//! - `ops/`: the differentiable building blocks as candle custom ops (GELU, softmax, LayerNorm,
+//!   Linear), one file each; `kernels`: the strided GEMMs and row loops of the fused CPU block.
+//! - `block`: one encoder block's weights and its op-by-op forward (Mode::Train, the oracle).
 //! - `fused` (CPU) and `fused_device` (GPU): an encoder block as one autograd node with a
-//!   hand-written backward, used for attribution (Mode::Frozen); `kernels`: the strided GEMMs and
-//!   row loops `fused` runs on; `ops`: custom element-wise ops; `gelu`: GELU and its derivative.
-//! - `cuda_kernels` (feature `cuda`): fused CUDA kernels for the element-wise steps of
-//!   `fused_device` (LayerNorm and its gradient, GELU with its derivative, softmax backward).
+//!   hand-written backward, used for attribution (Mode::Frozen); `cuda_kernels` (feature `cuda`):
+//!   fused CUDA kernels for the element-wise steps of `fused_device` (LayerNorm and its gradient,
+//!   GELU with its derivative, softmax backward).
+//! - `vit`: the architecture (embedding, blocks, head) and where each block runs.
 //! - `gradients`: dF/d(clamp) of every clamped block from one backward, in memory-bounded chunks.
 //! - `load`, `save`: checkpoint formats.
+pub mod block;
 pub mod config;
 #[cfg(feature = "cuda")]
 pub mod cuda_kernels;
 mod fused;
 mod fused_device;
-mod gelu;
+mod gelu_formulas;
 pub mod gradients;
 pub mod intervene;
 mod kernels;
 pub mod load;
+pub mod mode;
 pub mod ops;
+mod real;
+mod rows;
 pub mod save;
 pub mod vit;
 
@@ -30,8 +40,9 @@ pub mod device_steps {
     pub use super::fused_device::{gelu, layer_norm, layer_norm_grad, softmax_grad};
 }
 
-pub use config::{Pool, VitConfig};
+pub use block::Block;
+pub use config::{Gelu, Pool, VitConfig};
 pub use intervene::{Edit, Edits, LayerEdit, Rows};
 pub use load::{load_model, LoadOptions, ModelError};
-pub use ops::{Gelu, Mode};
+pub use mode::Mode;
 pub use vit::Vit;

@@ -1,8 +1,9 @@
 //! Writes a [`Vit`] as a Hugging Face `ViTForImageClassification` folder: the exact inverse of
 //! the Hugging Face loader, so `load_model` of the folder gives back the same weights.
+use crate::model::config::Gelu;
 use crate::model::config::Pool;
 use crate::model::load::ModelError;
-use crate::model::ops::{Gelu, LayerNorm, Linear};
+use crate::model::ops::{LayerNorm, Linear};
 use crate::model::vit::Vit;
 use candle_core::{DType, Device, Tensor};
 use serde_json::{json, Map, Value};

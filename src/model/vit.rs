@@ -1,7 +1,9 @@
 //! The pre-LN Vision Transformer of SPEC section 1, with edits of the MLP hidden units.
+use crate::model::block::Block;
 use crate::model::config::{Pool, VitConfig};
-use crate::model::intervene::{replace_rows, Edit, LayerEdit, Rows};
-use crate::model::ops::{self, LayerNorm, Linear, Mode};
+use crate::model::intervene::{LayerEdit, Rows};
+use crate::model::mode::Mode;
+use crate::model::ops::{self, LayerNorm, Linear};
 use crate::model::{fused, fused_device};
 use candle_core::{DType, Device, Result, Tensor};
 use std::cell::Cell;
@@ -22,21 +24,6 @@ pub fn with_device_block<R>(f: impl FnOnce() -> R) -> R {
     }
     let _restore = Restore(DEVICE_BLOCK_ON_CPU.with(|c| c.replace(true)));
     f()
-}
-
-/// One encoder block: `h = x + Attn(LN_att(x))`, `a = GELU(fc1(LN_ffn(h)))`, `x' = h + fc2(a)`.
-#[derive(Clone, Debug)]
-pub struct Block {
-    pub ln_att: LayerNorm,
-    /// Fused query/key/value projection, weight (3D, D) in q, k, v order.
-    pub qkv: Linear,
-    pub proj: Linear,
-    pub ln_ffn: LayerNorm,
-    pub fc1: Linear,
-    pub fc2: Linear,
-    /// A pruning mask (M) multiplying the CLS row of `a` (stored as `blocks.{i}.mlp.cls_mask` in
-    /// pruned checkpoints); applied before any edit.
-    pub cls_mask: Option<Tensor>,
 }
 
 /// A Vision Transformer with its weights.
@@ -115,26 +102,6 @@ impl Vit {
         })
     }
 
-    fn attention(&self, block: &Block, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let c = &self.cfg;
-        let (r, n) = (x.dim(0)?, x.dim(1)?);
-        let qkv = block
-            .qkv
-            .forward(&block.ln_att.forward(x, mode)?, mode)?
-            .reshape((r, n, 3, c.heads, c.head_dim()))?
-            .permute([2, 0, 3, 1, 4])?;
-        let scale = 1.0 / (c.head_dim() as f64).sqrt();
-        let q = (qkv.get(0)?.contiguous()? * scale)?;
-        let k = qkv.get(1)?.contiguous()?;
-        let v = qkv.get(2)?.contiguous()?;
-        let att = ops::softmax(&q.matmul(&k.t()?)?, mode)?;
-        let o = att
-            .matmul(&v)?
-            .permute([0, 2, 1, 3])?
-            .reshape((r, n, c.hidden))?;
-        block.proj.forward(&o, mode)
-    }
-
     fn block(
         &self,
         block: &Block,
@@ -164,27 +131,8 @@ impl Vit {
             };
             return Ok((out, record_rows(&a)?));
         }
-        let h = (x + self.attention(block, x, mode)?)?;
-        let z = block.fc1.forward(&block.ln_ffn.forward(&h, mode)?, mode)?;
-        let mut a = ops::gelu(&z, self.cfg.gelu, mode)?;
-        if let Some(mask) = &block.cls_mask {
-            let r = a.dim(0)?;
-            let mask = mask
-                .unsqueeze(0)?
-                .broadcast_as((r, mask.dim(0)?))?
-                .contiguous()?;
-            let prune = LayerEdit {
-                rows: Rows::Cls,
-                edit: Edit::Scale(mask),
-            };
-            a = apply_edit(&a, &prune, self.cfg.prefix_tokens)?;
-        }
-        if let Some(e) = edit {
-            a = apply_edit(&a, e, self.cfg.prefix_tokens)?;
-        }
-        let recorded = record_rows(&a)?;
-        let out = (h + block.fc2.forward(&a, mode)?)?;
-        Ok((out, recorded))
+        let (out, a) = block.forward(x, &self.cfg, edit, mode)?;
+        Ok((out, record_rows(&a)?))
     }
 
     fn classify(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
@@ -209,17 +157,4 @@ impl Vit {
         let out = self.forward(images, edits, None, Mode::Frozen)?;
         ops::softmax(&out.logits, Mode::Frozen)
     }
-}
-
-/// Applies one edit to the selected rows of `a` (R, N, M).
-fn apply_edit(a: &Tensor, e: &LayerEdit, prefix: usize) -> Result<Tensor> {
-    let (r, n, m) = a.dims3()?;
-    let (s, len) = e.rows.span(n, prefix);
-    let sel = a.narrow(1, s, len)?;
-    let edited = match &e.edit {
-        Edit::Clamp(t) => t.reshape((r, len, m))?,
-        Edit::Scale(f) => sel.broadcast_mul(&f.reshape((r, 1, m))?)?,
-        Edit::Probe(v) => (sel + v.as_tensor().reshape((r, len, m))?)?,
-    };
-    replace_rows(a, s, len, &edited)
 }

@@ -1,8 +1,9 @@
 //! The trainable parameters of a [`Vit`]: one [`Var`] per tensor, named like timm, and a `Vit`
 //! whose tensors are those variables (so its `Mode::Train` forward pass has weight gradients).
+use crate::model::block::Block;
 use crate::model::config::{Pool, VitConfig};
 use crate::model::ops::{LayerNorm, Linear};
-use crate::model::vit::{Block, Vit};
+use crate::model::vit::Vit;
 use candle_core::{DType, Device, Result, Tensor, Var};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;

@@ -1,9 +1,10 @@
 //! Canonical tensors -> a checked [`Vit`]: configuration detected from shapes, every tensor's
 //! name, shape and values verified, position embedding resized when asked.
 use super::{posemb, LoadOptions, ModelError, Raw};
+use crate::model::block::Block;
 use crate::model::config::{Pool, VitConfig};
 use crate::model::ops::{LayerNorm, Linear};
-use crate::model::vit::{Block, Vit};
+use crate::model::vit::Vit;
 use candle_core::{DType, Tensor};
 use std::path::Path;
 

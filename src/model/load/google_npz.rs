@@ -1,6 +1,6 @@
 //! Google ViT `.npz` (ViT-B_16-224, B_32, L_32 layout) -> canonical tensors.
 use super::{ModelError, Raw};
-use crate::model::ops::Gelu;
+use crate::model::config::Gelu;
 use candle_core::{Tensor, D};
 use std::collections::HashMap;
 use std::path::Path;

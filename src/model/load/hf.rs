@@ -1,7 +1,7 @@
 //! Hugging Face `ViTForImageClassification` / plain DeiT folders -> canonical tensors.
 use super::{ModelError, Raw};
+use crate::model::config::Gelu;
 use crate::model::config::Pool;
-use crate::model::ops::Gelu;
 use candle_core::{Device, Tensor};
 use serde_json::Value;
 use std::collections::HashMap;

@@ -6,8 +6,8 @@ mod hf;
 mod posemb;
 mod torch_pickle;
 
+use crate::model::config::Gelu;
 use crate::model::config::Pool;
-use crate::model::ops::Gelu;
 use crate::model::vit::Vit;
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;

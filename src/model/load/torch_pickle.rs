@@ -2,7 +2,7 @@
 //! checkpoint keeps its state dict under `model`). The pickle is interpreted, never executed,
 //! and refused if it names anything but tensor storage and plain containers.
 use super::{ModelError, Raw};
-use crate::model::ops::Gelu;
+use crate::model::config::Gelu;
 use candle_core::pickle::{Object, Stack};
 use candle_core::Tensor;
 use std::collections::HashMap;

@@ -13,7 +13,7 @@
 //! whose fractional error is below 1.2e-7 for every a >= 0, evaluated in f64. So GELU(x) =
 //! x Phi(x) has a relative error of at most ~1.2e-7 (one f32 ulp) before rounding to f32, also in
 //! the negative tail where `1 + erf` would cancel; tests compare it with the f64 formula.
-use crate::model::ops::Gelu;
+use crate::model::config::Gelu;
 
 const INV_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
 const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;

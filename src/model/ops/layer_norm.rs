@@ -1,0 +1,142 @@
+//! LayerNorm over the last dimension: its parameters, the frozen custom op with its input
+//! gradient, and the slice kernel the fused block runs.
+use candle_core::backend::BackendStorage;
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType, D,
+};
+
+use crate::model::mode::Mode;
+use crate::model::real::{contiguous, Real};
+use crate::model::rows::for_rows;
+
+/// LayerNorm parameters over the last dimension.
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub eps: f64,
+}
+
+pub(crate) struct LayerNormOp {
+    weight: Vec<f64>,
+    bias: Vec<f64>,
+    eps: f64,
+}
+
+fn row_stats<T: Real>(xs: &[T], eps: f64) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let mean = xs.iter().map(|v| v.f64()).sum::<f64>() / n;
+    let var = xs.iter().map(|v| (v.f64() - mean).powi(2)).sum::<f64>() / n;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+impl LayerNormOp {
+    pub(crate) fn run<T: Real>(&self, x: &[T]) -> Vec<T> {
+        let n = self.weight.len();
+        let mut out = vec![T::zero(); x.len()];
+        for_rows(&mut out, n, |i, o| {
+            let xs = &x[i * n..(i + 1) * n];
+            let (mean, inv) = row_stats(xs, self.eps);
+            for (j, (o, &v)) in o.iter_mut().zip(xs).enumerate() {
+                *o = T::from_f64((v.f64() - mean) * inv * self.weight[j] + self.bias[j]);
+            }
+        });
+        out
+    }
+
+    /// dx = inv * (dxh - mean(dxh) - xh * mean(dxh * xh)), dxh = g * weight.
+    pub(crate) fn grad<T: Real>(&self, x: &[T], g: &[T]) -> Vec<T> {
+        let n = self.weight.len();
+        let mut out = vec![T::zero(); x.len()];
+        for_rows(&mut out, n, |i, o| {
+            let (xs, gs) = (&x[i * n..(i + 1) * n], &g[i * n..(i + 1) * n]);
+            let (mean, inv) = row_stats(xs, self.eps);
+            let (mut m1, mut m2) = (0.0, 0.0);
+            for j in 0..n {
+                let dxh = gs[j].f64() * self.weight[j];
+                m1 += dxh;
+                m2 += dxh * (xs[j].f64() - mean) * inv;
+            }
+            let (m1, m2) = (m1 / n as f64, m2 / n as f64);
+            for (j, o) in o.iter_mut().enumerate() {
+                let xh = (xs[j].f64() - mean) * inv;
+                let dxh = gs[j].f64() * self.weight[j];
+                *o = T::from_f64(inv * (dxh - m1 - xh * m2));
+            }
+        });
+        out
+    }
+}
+
+impl CustomOp1 for LayerNormOp {
+    fn name(&self) -> &'static str {
+        "np-layernorm"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let out = match s.dtype() {
+            DType::F32 => f32::to_cpu_storage_owned(self.run(contiguous::<f32>(s, l)?)),
+            DType::F64 => f64::to_cpu_storage_owned(self.run(contiguous::<f64>(s, l)?)),
+            d => candle_core::bail!("layernorm: unsupported dtype {d:?}"),
+        };
+        Ok((out, l.shape().clone()))
+    }
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let grad_op = LayerNormGradOp(self);
+        Ok(Some(arg.apply_op2_no_bwd(&grad.contiguous()?, &grad_op)?))
+    }
+}
+
+struct LayerNormGradOp<'a>(&'a LayerNormOp);
+
+impl CustomOp2 for LayerNormGradOp<'_> {
+    fn name(&self) -> &'static str {
+        "np-layernorm-grad"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let out = match s1.dtype() {
+            DType::F32 => f32::to_cpu_storage_owned(
+                self.0
+                    .grad(contiguous::<f32>(s1, l1)?, contiguous::<f32>(s2, l2)?),
+            ),
+            DType::F64 => f64::to_cpu_storage_owned(
+                self.0
+                    .grad(contiguous::<f64>(s1, l1)?, contiguous::<f64>(s2, l2)?),
+            ),
+            d => candle_core::bail!("layernorm grad: unsupported dtype {d:?}"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+impl LayerNorm {
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        match (mode, x.device().is_cpu()) {
+            (Mode::Frozen, true) => x.contiguous()?.apply_op1(self.op()?),
+            // Hand-written: candle_nn's fused layer_norm silently stops gradients.
+            _ => {
+                let mean = x.mean_keepdim(D::Minus1)?;
+                let xc = x.broadcast_sub(&mean)?;
+                let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+                let xh = xc.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+                xh.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+            }
+        }
+    }
+}
+
+impl LayerNorm {
+    /// The LayerNorm's kernel (forward `run`, input gradient `grad`) with its parameters.
+    pub(crate) fn op(&self) -> Result<LayerNormOp> {
+        Ok(LayerNormOp {
+            weight: self.weight.to_dtype(DType::F64)?.to_vec1()?,
+            bias: self.bias.to_dtype(DType::F64)?.to_vec1()?,
+            eps: self.eps,
+        })
+    }
+}
