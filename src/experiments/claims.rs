@@ -1,19 +1,29 @@
-//! The paper's claims, checked on one run's data and stated plainly: holds, does not hold, or
-//! cannot be tested here (and why).
+//! The paper's claims, checked on one run's data with a significance test each: holds (p < 0.05
+//! and the effect in the claimed direction), does not hold, or not enough data (fewer than
+//! [`MIN_IMAGES`] images, or a single class for a class-level claim, or the run lacks what the
+//! claim compares).
 use super::atlas::Atlas;
 use super::manipulation::Manipulation;
 use super::pruning::Pruning;
 use super::results::Run;
-use super::stats::{mean, spread, Spread};
+use super::significance::{two_sample, wilcoxon, PMethod};
+use super::stats::{mean, summarize, Spread};
 use super::svg::num;
 use serde::{Deserialize, Serialize};
+
+/// Fewer images than this give "not enough data" for every claim.
+pub const MIN_IMAGES: usize = 10;
+/// Significance level of the verdicts.
+pub const ALPHA: f64 = 0.05;
+/// Seed of the permutation tests (Monte Carlo only beyond exact enumeration).
+pub const PERMUTATION_SEED: u64 = 2025;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Holds,
     DoesNotHold,
-    NotTestable,
+    NotEnoughData,
 }
 
 impl Verdict {
@@ -21,159 +31,281 @@ impl Verdict {
         match self {
             Verdict::Holds => "holds",
             Verdict::DoesNotHold => "does not hold",
-            Verdict::NotTestable => "not testable",
+            Verdict::NotEnoughData => "not enough data",
         }
     }
 }
 
-/// One claim with the numbers behind its verdict.
+/// One comparison behind a claim: the effect (mean of the per-unit differences, claimed
+/// direction positive or negative), its bootstrap interval, a rank effect size and a p-value.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Comparison {
+    /// What is compared, e.g. "JAS(path) − JAS(influence)".
+    pub what: String,
+    /// Units compared: images (paired) or pairs of classes (two samples).
+    pub unit: String,
+    pub n: usize,
+    /// The claim says the effect is positive (else negative).
+    pub claimed_positive: bool,
+    /// Mean difference with the shared bootstrap interval (two samples: difference of means,
+    /// interval of the first sample's mean shifted by the second's).
+    pub effect: Spread,
+    /// Matched-pairs rank-biserial correlation (paired tests) or `None`.
+    pub rank_biserial: Option<f64>,
+    /// Name of the test.
+    pub test: String,
+    pub p: f64,
+    pub p_method: PMethod,
+}
+
+impl Comparison {
+    /// Significant at [`ALPHA`] with the effect in the claimed direction.
+    pub fn supports(&self) -> bool {
+        let direction = if self.claimed_positive {
+            self.effect.mean > 0.0
+        } else {
+            self.effect.mean < 0.0
+        };
+        self.p < ALPHA && direction
+    }
+
+    fn words(&self) -> String {
+        let rb = self
+            .rank_biserial
+            .map_or(String::new(), |r| format!(", rank-biserial r = {}", num(r)));
+        format!(
+            "{}: {} [95% CI {}, {}] over {} {}{rb}, {} {}",
+            self.what,
+            num(self.effect.mean),
+            num(self.effect.ci_low),
+            num(self.effect.ci_high),
+            self.n,
+            self.unit,
+            self.test,
+            p_words(self.p)
+        )
+    }
+}
+
+/// A p-value in the report's number format ("p = 0.012", "p = 3.1e-5").
+pub fn p_words(p: f64) -> String {
+    format!("p = {}", num(p))
+}
+
+/// One claim with its verdict and the numbers behind it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Claim {
     pub claim: String,
+    /// What F is in this claim: "ground-truth label" or "predicted class" (or "none" for claims
+    /// that do not involve F).
+    pub target: String,
     pub verdict: Verdict,
     pub evidence: String,
+    pub comparisons: Vec<Comparison>,
 }
 
-fn ci(s: &Spread) -> String {
-    format!(
-        "{} [95% CI {}, {}]",
-        num(s.mean),
-        num(s.ci_low),
-        num(s.ci_high)
-    )
+/// The target the run attributed: the ground-truth label or the model's prediction.
+pub fn target_words(run: &Run) -> &'static str {
+    match run.header["target"].as_str() {
+        Some("predicted") => "predicted class",
+        _ => "ground-truth label",
+    }
 }
 
-/// Mean JAS of our paths > influence pattern > activation.
+fn not_enough(claim: String, target: &str, why: String) -> Claim {
+    Claim {
+        claim,
+        target: target.to_string(),
+        verdict: Verdict::NotEnoughData,
+        evidence: why,
+        comparisons: Vec::new(),
+    }
+}
+
+fn too_few_images(run: &Run) -> Option<String> {
+    (run.images.len() < MIN_IMAGES).then(|| {
+        format!(
+            "{} image{} in the run; a verdict needs at least {MIN_IMAGES}",
+            run.images.len(),
+            if run.images.len() == 1 { "" } else { "s" }
+        )
+    })
+}
+
+/// Wilcoxon signed-rank comparison of per-unit differences.
+fn paired(what: String, diffs: &[f64], claimed_positive: bool) -> Comparison {
+    let d: Vec<f64> = diffs.iter().copied().filter(|x| x.is_finite()).collect();
+    let w = wilcoxon(&d);
+    Comparison {
+        what,
+        unit: "images".into(),
+        n: d.len(),
+        claimed_positive,
+        effect: summarize(&d),
+        rank_biserial: Some(w.rank_biserial),
+        test: "Wilcoxon signed-rank".into(),
+        p: w.p,
+        p_method: w.method,
+    }
+}
+
+/// A verdict from comparisons that must all support the claim.
+fn verdict_of(comparisons: &[Comparison]) -> Verdict {
+    if comparisons.iter().all(Comparison::supports) {
+        Verdict::Holds
+    } else {
+        Verdict::DoesNotHold
+    }
+}
+
+fn finish(claim: String, target: &str, comparisons: Vec<Comparison>, note: &str) -> Claim {
+    let mut evidence: Vec<String> = comparisons.iter().map(Comparison::words).collect();
+    if !note.is_empty() {
+        evidence.push(note.to_string());
+    }
+    Claim {
+        claim,
+        target: target.to_string(),
+        verdict: verdict_of(&comparisons),
+        evidence: evidence.join("; "),
+        comparisons,
+    }
+}
+
+/// Per image, a method's value (`None` if the image lacks that method).
+fn per_image(
+    run: &Run,
+    method: &str,
+    f: impl Fn(&super::results::ImageRecord) -> Option<f64>,
+) -> Vec<Option<f64>> {
+    run.images
+        .iter()
+        .map(|r| r.result.methods.get(method).and(f(r)))
+        .collect()
+}
+
+fn differences(a: &[Option<f64>], b: &[Option<f64>]) -> Vec<f64> {
+    a.iter()
+        .zip(b)
+        .filter_map(|(x, y)| Some((*x)? - (*y)?))
+        .collect()
+}
+
+/// JAS of our paths > influence pattern > activation, each step a paired test over images.
 pub fn jas_order(run: &Run) -> Claim {
-    let claim = "Mean JAS of our paths > influence pattern > activation".to_string();
+    let target = target_words(run);
+    let claim = format!(
+        "JAS of our paths > influence pattern > activation (JAS of the {target}'s probability, reference form)"
+    );
+    if let Some(why) = too_few_images(run) {
+        return not_enough(claim, target, why);
+    }
     let order = ["path", "influence", "activation"];
     let missing: Vec<&str> = order
         .iter()
         .copied()
         .filter(|m| !run.has_method(m))
         .collect();
-    if !missing.is_empty() || run.images.is_empty() {
-        let evidence = format!("the run has no {} results", missing.join(", "));
-        return Claim {
+    if !missing.is_empty() {
+        return not_enough(
             claim,
-            verdict: Verdict::NotTestable,
-            evidence,
-        };
+            target,
+            format!("the run has no {} results", missing.join(", ")),
+        );
     }
-    let s: Vec<Spread> = order
-        .iter()
-        .map(|m| {
-            let v: Vec<f64> = run
-                .images
-                .iter()
-                .filter_map(|r| r.result.methods.get(*m).map(|x| x.jas.reference))
-                .collect();
-            spread(&v, 1000, 7)
-        })
-        .collect();
-    let holds = s[0].mean > s[1].mean && s[1].mean > s[2].mean;
-    let wins = run
-        .images
-        .iter()
-        .filter(|r| {
-            r.result.methods["path"].jas.reference > r.result.methods["activation"].jas.reference
-        })
-        .count();
-    let evidence = format!(
-        "mean JAS over {} images: path {}, influence {}, activation {}; path beats activation on {}/{} images",
-        run.images.len(),
-        ci(&s[0]),
-        ci(&s[1]),
-        ci(&s[2]),
-        wins,
-        run.images.len()
-    );
-    Claim {
-        claim,
-        verdict: if holds {
-            Verdict::Holds
-        } else {
-            Verdict::DoesNotHold
-        },
-        evidence,
-    }
+    let jas = |m: &str| per_image(run, m, |r| Some(r.result.methods[m].jas.reference));
+    let (p, i, a) = (jas("path"), jas("influence"), jas("activation"));
+    let comparisons = vec![
+        paired(
+            "JAS(path) − JAS(influence)".into(),
+            &differences(&p, &i),
+            true,
+        ),
+        paired(
+            "JAS(influence) − JAS(activation)".into(),
+            &differences(&i, &a),
+            true,
+        ),
+    ];
+    finish(claim, target, comparisons, "")
 }
 
-/// Mean F_edit / F_clean per method for `factor`: from the manipulation if given, else from the
-/// records (which hold removal and enhancement only).
-fn ratios(run: &Run, m: Option<&Manipulation>, factor: f64) -> Vec<(String, Spread)> {
+/// Per image F_edit / F_clean of `method` for `factor`: from the manipulation if given, else
+/// from the records (which hold removal and enhancement only).
+fn ratios(run: &Run, m: Option<&Manipulation>, method: &str, factor: f64) -> Vec<Option<f64>> {
     if let Some(m) = m {
-        return m
-            .methods
+        let by_index: std::collections::BTreeMap<u64, Option<f64>> = m
+            .images
             .iter()
-            .filter_map(|me| Some((me.clone(), m.overall_for(me, factor)?.ratio)))
+            .map(|o| {
+                let r = o.methods.get(method).and_then(|v| {
+                    v.iter()
+                        .find(|x| x.factor == factor)
+                        .map(|x| x.prob / o.clean_prob)
+                });
+                (o.index, r)
+            })
+            .collect();
+        return run
+            .images
+            .iter()
+            .map(|r| by_index.get(&r.index).copied().flatten())
             .collect();
     }
-    super::figures::record_deviations(run, 1000, 7)
-        .into_iter()
-        .filter(|r| r.1 == factor)
-        .map(|r| (r.0, r.2))
-        .collect()
+    let pick = |r: &super::results::ImageRecord| {
+        let x = r.result.methods.get(method)?;
+        let edited = if factor == 0.0 {
+            x.prob_removed
+        } else if factor == 2.0 {
+            x.prob_enhanced
+        } else {
+            return None;
+        };
+        Some(edited / r.result.prob_target)
+    };
+    per_image(run, method, pick)
 }
 
 /// Editing our path changes F more (lower for removal, higher for enhancement) than editing
-/// the activation or random path.
+/// the activation or random path: a paired test per control over images.
 pub fn manipulation(run: &Run, m: Option<&Manipulation>, factor: f64) -> Claim {
+    let target = target_words(run);
     let (verb, lower) = if factor < 1.0 {
         ("Removing", true)
     } else {
         ("Enhancing (×2)", false)
     };
     let claim = format!(
-        "{verb} our path {} the ground-truth probability more than {} the activation or random path",
+        "{verb} our path {} the {target}'s probability more than {} the activation or random path",
         if lower { "lowers" } else { "raises" },
         if lower { "removing" } else { "enhancing" }
     );
-    let r = ratios(run, m, factor);
-    let get = |name: &str| r.iter().find(|x| x.0 == name).map(|x| x.1);
-    let Some(path) = get("path") else {
-        return Claim {
-            claim,
-            verdict: Verdict::NotTestable,
-            evidence: "the run has no `path` results".into(),
-        };
-    };
-    let others: Vec<(&str, Spread)> = ["activation", "random"]
-        .iter()
-        .filter_map(|n| Some((*n, get(n)?)))
-        .collect();
-    if others.is_empty() {
-        let evidence = "no activation or random paths to compare with".into();
-        return Claim {
-            claim,
-            verdict: Verdict::NotTestable,
-            evidence,
-        };
+    if let Some(why) = too_few_images(run) {
+        return not_enough(claim, target, why);
     }
-    let beats = |o: &Spread| {
-        if lower {
-            path.mean < o.mean
-        } else {
-            path.mean > o.mean
+    let path = ratios(run, m, "path", factor);
+    if path.iter().all(Option::is_none) {
+        return not_enough(claim, target, "the run has no `path` results".into());
+    }
+    let mut comparisons = Vec::new();
+    for other in ["activation", "random"] {
+        let o = ratios(run, m, other, factor);
+        if o.iter().all(Option::is_none) {
+            continue;
         }
+        let what = format!("F_edit/F_clean(path) − F_edit/F_clean({other})");
+        comparisons.push(paired(what, &differences(&path, &o), !lower));
+    }
+    if comparisons.is_empty() {
+        let why = "no activation or random paths to compare with".into();
+        return not_enough(claim, target, why);
+    }
+    let note = if comparisons.len() < 2 {
+        "no random path to compare with"
+    } else {
+        ""
     };
-    let holds = others.iter().all(|(_, o)| beats(o));
-    let mut evidence = format!("mean F(edited)/F(clean): path {}", ci(&path));
-    for (n, o) in &others {
-        evidence += &format!(", {n} {}", ci(o));
-    }
-    if others.len() < 2 {
-        evidence += " (no random path to compare with)";
-    }
-    Claim {
-        claim,
-        verdict: if holds {
-            Verdict::Holds
-        } else {
-            Verdict::DoesNotHold
-        },
-        evidence,
-    }
+    finish(claim, target, comparisons, note)
 }
 
 /// Built-in look-alike groups for class names of known data sets (Fashion-MNIST).
@@ -206,10 +338,28 @@ pub fn known_groups(names: &[String]) -> Vec<Vec<usize>> {
 
 /// Classes that look alike are more similar in the atlas than unrelated ones. "Look alike" is
 /// given by `groups` (pairs within a group), else by the model's confusions (each class with the
-/// class it gives most probability to).
-pub fn look_alike(atlas: &Atlas, groups: &[Vec<usize>], m: Option<&Manipulation>) -> Claim {
+/// class it gives most probability to). Tested with a two-sample permutation test of the mean
+/// cosine similarity of look-alike pairs against the other pairs (pairs share classes, so they
+/// are not independent: the p-value is a guide, not an exact level).
+pub fn look_alike(
+    run: &Run,
+    atlas: &Atlas,
+    groups: &[Vec<usize>],
+    m: Option<&Manipulation>,
+) -> Claim {
+    let target = "none";
     let claim =
         "Classes that look alike are more similar in the atlas than unrelated classes".to_string();
+    if let Some(why) = too_few_images(run) {
+        return not_enough(claim, target, why);
+    }
+    if atlas.classes.len() < 2 {
+        let why = format!(
+            "{} class with images; a class-level claim needs two or more",
+            atlas.classes.len()
+        );
+        return not_enough(claim, target, why);
+    }
     let ids: Vec<usize> = atlas.classes.iter().map(|e| e.class).collect();
     let mut alike = std::collections::BTreeSet::new();
     let source;
@@ -247,12 +397,8 @@ pub fn look_alike(atlas: &Atlas, groups: &[Vec<usize>], m: Option<&Manipulation>
         }
         source = "look-alike = each class and the class the model confuses it with most".into();
     } else {
-        let evidence = "no look-alike classes known: pass groups of similar classes, or give the model so that its confusions can be used".into();
-        return Claim {
-            claim,
-            verdict: Verdict::NotTestable,
-            evidence,
-        };
+        let why = "no look-alike classes known: pass groups of similar classes, or give the model so that its confusions can be used".into();
+        return not_enough(claim, target, why);
     }
     let (mut a, mut u) = (Vec::new(), Vec::new());
     for (i, &ci_) in ids.iter().enumerate() {
@@ -266,69 +412,109 @@ pub fn look_alike(atlas: &Atlas, groups: &[Vec<usize>], m: Option<&Manipulation>
         }
     }
     if a.is_empty() || u.is_empty() {
-        let evidence = format!("{source}: not enough classes with images to compare pairs");
-        return Claim {
-            claim,
-            verdict: Verdict::NotTestable,
-            evidence,
-        };
+        let why = format!("{source}: not enough classes with images to compare pairs");
+        return not_enough(claim, target, why);
     }
-    let holds = mean(&a) > mean(&u);
-    let evidence = format!(
-        "{source}: mean cosine similarity {} over {} look-alike pairs vs {} over {} other pairs",
-        num(mean(&a)),
-        a.len(),
-        num(mean(&u)),
-        u.len()
-    );
-    Claim {
-        claim,
-        verdict: if holds {
-            Verdict::Holds
-        } else {
-            Verdict::DoesNotHold
-        },
-        evidence,
-    }
+    let t = two_sample(&a, &u, PERMUTATION_SEED);
+    let sa = summarize(&a);
+    let mu = mean(&u);
+    let effect = Spread {
+        n: a.len() + u.len(),
+        mean: sa.mean - mu,
+        ci_low: sa.ci_low - mu,
+        ci_high: sa.ci_high - mu,
+        ..sa
+    };
+    let comparison = Comparison {
+        what: format!(
+            "mean cosine similarity of look-alike pairs ({}, {} pairs) − other pairs ({}, {} pairs)",
+            num(sa.mean),
+            a.len(),
+            num(mu),
+            u.len()
+        ),
+        unit: "class pairs".into(),
+        n: a.len() + u.len(),
+        claimed_positive: true,
+        effect,
+        rank_biserial: None,
+        test: "two-sample permutation test".into(),
+        p: t.p,
+        p_method: t.method,
+    };
+    finish(claim, target, vec![comparison], &source)
 }
 
-/// Pruning around the path set keeps F better than pruning around a random set of that size.
-pub fn pruning(p: &Pruning) -> Claim {
-    let claim = "Pruning the CLS neurons outside a class's path set keeps its probability better than pruning around a random set of the same size".to_string();
-    let pairs: Vec<(f64, f64)> = p
-        .overall
-        .iter()
-        .filter(|q| q.p > 0.0)
-        .filter_map(|q| Some((q.prob_pruned, q.control?.0)))
-        .filter(|(a, b)| a.is_finite() && b.is_finite())
-        .collect();
-    if pairs.is_empty() {
-        return Claim {
-            claim,
-            verdict: Verdict::NotTestable,
-            evidence: "no control runs (pruning without --control)".into(),
-        };
+/// Pruning around the path set keeps F better than pruning around a random set of that size:
+/// per class, the mean F over the grid points with p > 0, paired over classes.
+pub fn pruning(run: &Run, p: &Pruning) -> Claim {
+    let target = target_words(run);
+    let claim = format!("Pruning the CLS neurons outside a class's path set keeps the {target}'s probability better than pruning around a random set of the same size");
+    if let Some(why) = too_few_images(run) {
+        return not_enough(claim, target, why);
     }
-    let better = pairs.iter().filter(|(a, b)| a > b).count();
-    let (mp, mc) = (
-        mean(&pairs.iter().map(|x| x.0).collect::<Vec<_>>()),
-        mean(&pairs.iter().map(|x| x.1).collect::<Vec<_>>()),
+    let mut per_class: std::collections::BTreeMap<usize, (Vec<f64>, Vec<f64>)> = Default::default();
+    for q in p.per_class.iter().filter(|q| q.p > 0.0) {
+        let (Some(c), Some((control, _))) = (q.class, q.control) else {
+            continue;
+        };
+        if q.prob_pruned.is_finite() && control.is_finite() {
+            let e = per_class.entry(c).or_default();
+            e.0.push(q.prob_pruned);
+            e.1.push(control);
+        }
+    }
+    if per_class.is_empty() {
+        return not_enough(
+            claim,
+            target,
+            "no control runs (pruning without --control)".into(),
+        );
+    }
+    if per_class.len() < 2 {
+        let why = "one class with control runs; a class-level claim needs two or more".into();
+        return not_enough(claim, target, why);
+    }
+    let diffs: Vec<f64> = per_class.values().map(|(a, b)| mean(a) - mean(b)).collect();
+    let mut c = paired(
+        "F(pruned around the path set) − F(pruned around a random set), mean over grid points with p > 0".into(),
+        &diffs,
+        true,
     );
-    let evidence = format!(
-        "mean F over {} grid points with p > 0: path set kept {}, random set kept {}; path set better at {}/{} points",
-        pairs.len(),
-        num(mp),
-        num(mc),
-        better,
-        pairs.len()
-    );
-    Claim {
-        claim,
-        verdict: if mp > mc {
-            Verdict::Holds
-        } else {
+    c.unit = "classes".into();
+    finish(claim, target, vec![c], "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmp(mean: f64, p: f64, positive: bool) -> Comparison {
+        Comparison {
+            what: String::new(),
+            unit: "images".into(),
+            n: 20,
+            claimed_positive: positive,
+            effect: Spread {
+                mean,
+                ..Default::default()
+            },
+            rank_biserial: None,
+            test: String::new(),
+            p,
+            p_method: PMethod::Exact,
+        }
+    }
+
+    #[test]
+    fn holds_needs_significance_and_direction() {
+        assert_eq!(verdict_of(&[cmp(0.1, 0.01, true)]), Verdict::Holds);
+        assert_eq!(verdict_of(&[cmp(-0.1, 0.01, true)]), Verdict::DoesNotHold);
+        assert_eq!(verdict_of(&[cmp(0.1, 0.2, true)]), Verdict::DoesNotHold);
+        assert_eq!(verdict_of(&[cmp(-0.1, 0.01, false)]), Verdict::Holds);
+        assert_eq!(
+            verdict_of(&[cmp(0.1, 0.01, true), cmp(0.1, 0.06, true)]),
             Verdict::DoesNotHold
-        },
-        evidence,
+        );
     }
 }

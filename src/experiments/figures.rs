@@ -5,7 +5,7 @@ use super::manipulation::Manipulation;
 use super::plots::{self, BarSeries, BoxGroup, Line, ViolinPanel};
 use super::pruning::Pruning;
 use super::results::{ImageRecord, Run};
-use super::stats::{spread, Spread};
+use super::stats::{summarize, Spread};
 use super::svg::{legend_height, method_color, num, palette, Anchor, Frame, Key, Scale, Svg};
 
 /// "removed (x0)", "enhanced (x2)", or "x0.5".
@@ -51,8 +51,9 @@ pub fn jas(run: &Run) -> String {
     )
 }
 
-/// Probability deviation per method from the records' own removed/enhanced probabilities.
-pub fn record_deviations(run: &Run, bootstrap: usize, seed: u64) -> Vec<(String, f64, Spread)> {
+/// Probability deviation per method from the records' own removed/enhanced probabilities, with
+/// the shared bootstrap.
+pub fn record_deviations(run: &Run) -> Vec<(String, f64, Spread)> {
     let mut out = Vec::new();
     for m in &run.methods {
         for (f, pick) in [(0.0, true), (2.0, false)] {
@@ -70,7 +71,7 @@ pub fn record_deviations(run: &Run, bootstrap: usize, seed: u64) -> Vec<(String,
                     )
                 })
                 .collect();
-            out.push((m.clone(), f, spread(&ratios, bootstrap, seed)));
+            out.push((m.clone(), f, summarize(&ratios)));
         }
     }
     out

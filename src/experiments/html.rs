@@ -85,7 +85,7 @@ th{background:#f0f3f6;text-align:left} td:first-child{white-space:nowrap} td.n{t
 figure{margin:10px 0;overflow-x:auto} figcaption{font-size:13px;color:#555;max-width:900px}
 .claims{list-style:none;padding:0} .claims li{margin:8px 0;padding:8px 12px;border-radius:4px;background:#f6f6f6}
 .badge{display:inline-block;min-width:112px;text-align:center;font-weight:bold;font-size:12px;padding:2px 8px;border-radius:10px;margin-right:10px;color:#fff}
-.holds{background:#2e7d32} .does_not_hold{background:#c62828} .not_testable{background:#757575}
+.holds{background:#2e7d32} .does_not_hold{background:#c62828} .not_enough_data{background:#757575}
 .ev{display:block;font-size:13px;color:#444;margin:4px 0 0 124px}
 .note{font-size:13px;color:#555} .grid{display:flex;flex-wrap:wrap;gap:8px}
 .img{display:flex;gap:18px;align-items:flex-start;flex-wrap:wrap}

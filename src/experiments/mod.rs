@@ -15,6 +15,7 @@ pub mod plots;
 pub mod pruning;
 pub mod report;
 pub mod results;
+pub mod significance;
 pub mod stats;
 pub mod svg;
 pub mod thumbs;

@@ -8,7 +8,7 @@ use super::html::{esc, page, section, table};
 use super::manipulation::Manipulation;
 use super::pruning::Pruning;
 use super::results::Run;
-use super::stats::spread;
+use super::stats::{spread, summarize};
 use super::svg::num;
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -94,10 +94,10 @@ pub fn render(r: &Report) -> Result<(String, Vec<Claim>)> {
         claims::manipulation(run, r.manipulation, 2.0),
     ];
     if let Some(a) = &atlas {
-        cl.push(claims::look_alike(a, &groups, r.manipulation));
+        cl.push(claims::look_alike(run, a, &groups, r.manipulation));
     }
     if let Some(p) = r.pruning {
-        cl.push(claims::pruning(p));
+        cl.push(claims::pruning(run, p));
     }
     let mut body = String::new();
     body += &section("summary", "Run and summary", &summary(r));
@@ -167,12 +167,17 @@ fn claims_html(cl: &[Claim]) -> String {
             let (class, word) = match c.verdict {
                 Verdict::Holds => ("holds", "holds"),
                 Verdict::DoesNotHold => ("does_not_hold", "does not hold"),
-                Verdict::NotTestable => ("not_testable", "not testable"),
+                Verdict::NotEnoughData => ("not_enough_data", "not enough data"),
             };
-            format!("<li><span class=\"badge {class}\">{word}</span>{}<span class=\"ev\">{}</span></li>", esc(&c.claim), esc(&c.evidence))
+            let target = if c.target == "none" {
+                String::new()
+            } else {
+                format!(" <span class=\"ev\">F = probability of the {}</span>", esc(&c.target))
+            };
+            format!("<li><span class=\"badge {class}\">{word}</span>{}{target}<span class=\"ev\">{}</span></li>", esc(&c.claim), esc(&c.evidence))
         })
         .collect();
-    format!("<ul class=\"claims\">{items}</ul><p class=\"note\">Verdicts compare means on the images of this run; with few images, read the confidence intervals before the verdict.</p>")
+    format!("<ul class=\"claims\">{items}</ul><p class=\"note\">Each claim is tested on this run's per-image values (Wilcoxon signed-rank test on paired differences, exact for up to {} differences without ties; class pairs: a two-sample permutation test). It holds when p &lt; {} and the effect points the claimed way; with fewer than {} images, or one class for a class-level claim, the verdict is \"not enough data\". Effects are mean differences with a 95% bootstrap interval ({} resamples, seed {}), the same interval wherever the number appears.</p>", super::significance::WILCOXON_EXACT_MAX, claims::ALPHA, claims::MIN_IMAGES, super::stats::BOOTSTRAP_RESAMPLES, super::stats::BOOTSTRAP_SEED)
 }
 
 /// Unix seconds as an ISO date and time (UTC).
@@ -233,7 +238,7 @@ fn summary(r: &Report) -> String {
         run.classes_present().len(),
         100.0 * run.clean_accuracy()
     );
-    let dev = figures::record_deviations(run, 1000, 11);
+    let dev = figures::record_deviations(run);
     let mut srows = Vec::new();
     for m in &run.methods {
         let jas: Vec<f64> = run
@@ -246,7 +251,7 @@ fn summary(r: &Report) -> String {
             .iter()
             .filter_map(|x| x.result.methods.get(m).map(|y| y.jas.additive))
             .collect();
-        let js = spread(&jas, 1000, 3);
+        let js = summarize(&jas);
         let f = |fac: f64| {
             dev.iter()
                 .find(|d| &d.0 == m && d.1 == fac)

@@ -47,6 +47,16 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
+/// Bootstrap draws of every interval the report and the claims show.
+pub const BOOTSTRAP_RESAMPLES: usize = 2000;
+/// The one seed of those draws: a number gets the same interval wherever it appears.
+pub const BOOTSTRAP_SEED: u64 = 7;
+
+/// [`spread`] with the shared bootstrap ([`BOOTSTRAP_RESAMPLES`] draws, [`BOOTSTRAP_SEED`]).
+pub fn summarize(values: &[f64]) -> Spread {
+    spread(values, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED)
+}
+
 /// Summary of `values` (non-finite ones dropped); `resamples` bootstrap draws, seeded.
 pub fn spread(values: &[f64], resamples: usize, seed: u64) -> Spread {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();

@@ -92,7 +92,7 @@ pub(super) fn manipulation_section(r: &Report) -> String {
             out += &table(&heads.iter().map(String::as_str).collect::<Vec<_>>(), &rows);
         }
         None => {
-            out += &figure(&figures::deviation(&figures::record_deviations(run, 1000, 11)), "From the probabilities discover recorded (paths removed = ×0, enhanced = ×2). Dashed line: no change.");
+            out += &figure(&figures::deviation(&figures::record_deviations(run)), "From the probabilities discover recorded (paths removed = ×0, enhanced = ×2). Dashed line: no change.");
             out += "<p class=\"note\">Accuracy deviation, other factors and per-class tables need the model: run <code>neuronpath ablate</code> or give the report the model.</p>";
         }
     }
