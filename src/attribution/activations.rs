@@ -1,5 +1,5 @@
 //! The clean forward pass: probabilities and the MLP hidden units every method starts from.
-use crate::model::{Mode, Rows, Vit};
+use crate::model::{ClampLayout, Mode, Rows, Vit};
 use candle_core::{DType, Result, Tensor};
 
 /// Clean MLP hidden units: `layers[image][layer][t * mlp + j]`, `tokens` rows per image.
@@ -13,9 +13,20 @@ pub struct Activations {
 impl Activations {
     /// Sum over the selected tokens of unit `j` at `layer` for `image`.
     pub fn unit_sum(&self, image: usize, layer: usize, j: usize) -> f64 {
+        let at = self.clamp_layout(1);
         (0..self.tokens)
-            .map(|t| self.layers[image][layer][t * self.mlp + j])
+            .map(|t| self.layers[image][layer][at.unit(t, j)])
             .sum()
+    }
+
+    /// The layout of clamps (and their gradients) on these rows at `steps` scalings per image;
+    /// its [`ClampLayout::unit`] also indexes `layers[image][layer]`.
+    pub fn clamp_layout(&self, steps: usize) -> ClampLayout {
+        ClampLayout {
+            steps,
+            tokens: self.tokens,
+            mlp: self.mlp,
+        }
     }
 }
 

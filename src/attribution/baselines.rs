@@ -32,22 +32,17 @@ pub fn influence_sets(
     s: &Settings,
 ) -> Result<Vec<NeuronSets>> {
     let (b, m, layers) = (targets.len(), s.steps, model.cfg.layers);
-    let (tokens, mlp) = (acts.tokens, acts.mlp);
+    let (tokens, mlp, at) = (acts.tokens, acts.mlp, acts.clamp_layout(m));
     let alphas: Vec<f64> = (0..b).flat_map(|_| (0..m).map(|k| s.alpha(k))).collect();
     let alphas = Tensor::from_vec(alphas, b * m, model.device())?.to_dtype(images.dtype())?;
-    let rep: Vec<u32> = (0..b * m).map(|r| (r / m) as u32).collect();
+    let rep: Vec<u32> = (0..at.rows(b)).map(|r| at.image_of(r) as u32).collect();
     let scaled = images
         .index_select(&Tensor::new(rep, model.device())?, 0)?
-        .broadcast_mul(&alphas.reshape((b * m, 1, 1, 1))?)?;
-    let shape = if tokens == 1 {
-        vec![b * m, mlp]
-    } else {
-        vec![b * m, tokens, mlp]
-    };
-    let zero = Tensor::zeros(shape, model.dtype(), model.device())?;
+        .broadcast_mul(&alphas.reshape((at.rows(b), 1, 1, 1))?)?;
+    let zero = Tensor::zeros(at.shape(b), model.dtype(), model.device())?;
     let probes: Vec<(usize, Tensor)> = (0..layers).map(|l| (l, zero.clone())).collect();
-    let identity: Vec<usize> = (0..b * m).collect();
-    let row_targets: Vec<usize> = identity.iter().map(|&r| targets[r / m]).collect();
+    let identity: Vec<usize> = (0..at.rows(b)).collect();
+    let row_targets: Vec<usize> = identity.iter().map(|&r| targets[at.image_of(r)]).collect();
     let grads = clamp_gradients(
         model,
         &ClampBatch {
@@ -60,17 +55,16 @@ pub fn influence_sets(
         },
         s.chunk_rows,
     )?;
-    let tm = tokens * mlp;
     Ok((0..b)
         .map(|i| {
             (0..layers)
                 .map(|l| {
                     let mut score = vec![0f64; mlp];
                     for k in 0..m {
-                        let row = &grads.grads[l][(i * m + k) * tm..(i * m + k + 1) * tm];
+                        let row = &grads.grads[l][at.row_range(i, k)];
                         for t in 0..tokens {
                             for j in 0..mlp {
-                                score[j] += row[t * mlp + j] / m as f64;
+                                score[j] += row[at.unit(t, j)] / m as f64;
                             }
                         }
                     }
@@ -91,8 +85,7 @@ pub fn layer_ig_sets(
     s: &Settings,
 ) -> Result<Vec<NeuronSets>> {
     let (b, m) = (targets.len(), s.steps);
-    let (tokens, mlp) = (acts.tokens, acts.mlp);
-    let tm = tokens * mlp;
+    let (tokens, mlp, at) = (acts.tokens, acts.mlp, acts.clamp_layout(m));
     let mut sets: Vec<NeuronSets> = vec![Vec::new(); b];
     for l in 0..model.cfg.layers {
         let clamp = clamp_values(model, acts, l, s, |_| Scaled::All)?;
@@ -101,10 +94,8 @@ pub fn layer_ig_sets(
             let mut score = vec![0f64; mlp];
             for t in 0..tokens {
                 for (j, sc) in score.iter_mut().enumerate() {
-                    let g: f64 = (0..m)
-                        .map(|k| grads.grads[0][(i * m + k) * tm + t * mlp + j])
-                        .sum();
-                    *sc += g / m as f64 * acts.layers[i][l][t * mlp + j];
+                    let g: f64 = (0..m).map(|k| grads.grads[0][at.index(i, k, t, j)]).sum();
+                    *sc += g / m as f64 * acts.layers[i][l][at.unit(t, j)];
                 }
             }
             set.push(top_k(&score, s.top_k));

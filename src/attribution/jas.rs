@@ -30,8 +30,7 @@ pub fn joint_attribution(
     s: &Settings,
 ) -> Result<Vec<Jas>> {
     let (b, layers, m) = (targets.len(), model.cfg.layers, s.steps);
-    let (tokens, mlp) = (acts.tokens, acts.mlp);
-    let tm = tokens * mlp;
+    let (tokens, at) = (acts.tokens, acts.clamp_layout(m));
     let clamps = (0..layers)
         .map(|l| {
             Ok((
@@ -43,7 +42,7 @@ pub fn joint_attribution(
     let grads = run_clamped(model, images, targets, &clamps, s)?;
     // Row k = 0 is the clamped pass at alpha = 0 (path zeroed, every other unit of the clamped
     // rows held at its clean value); alpha = 1 reproduces the clean pass.
-    let zeroed: Vec<f64> = (0..b).map(|i| grads.probs[i * m]).collect();
+    let zeroed: Vec<f64> = (0..b).map(|i| grads.probs[at.row(i, 0)]).collect();
     let divisor = if s.compat && tokens > 1 {
         REFERENCE_MAE_DIVISOR
     } else {
@@ -56,10 +55,8 @@ pub fn joint_attribution(
                 let (mut sum_a, mut sum_g) = (0.0, 0.0);
                 for (l, set) in sets[i].iter().enumerate() {
                     for &p in entering(set, s.compat) {
-                        let a = acts.layers[i][l][t * mlp + p];
-                        let g: f64 = (0..m)
-                            .map(|k| grads.grads[l][(i * m + k) * tm + t * mlp + p])
-                            .sum();
+                        let a = acts.layers[i][l][at.unit(t, p)];
+                        let g: f64 = (0..m).map(|k| grads.grads[l][at.index(i, k, t, p)]).sum();
                         sum_a += a;
                         sum_g += g;
                         additive += a * g / m as f64;

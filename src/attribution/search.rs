@@ -29,35 +29,33 @@ pub(crate) fn clamp_values<'a>(
     s: &Settings,
     scaled: impl Fn(usize) -> Scaled<'a>,
 ) -> Result<Tensor> {
-    let (b, m, tm) = (acts.layers.len(), s.steps, acts.tokens * acts.mlp);
-    let mut vals = vec![0f64; b * m * tm];
+    let (b, at) = (acts.layers.len(), acts.clamp_layout(s.steps));
+    let mut vals = vec![0f64; at.len(b)];
     for i in 0..b {
         let a = &acts.layers[i][layer];
-        for k in 0..m {
+        for k in 0..at.steps {
             let alpha = s.alpha(k);
-            let row = &mut vals[(i * m + k) * tm..(i * m + k + 1) * tm];
+            let row = &mut vals[at.row_range(i, k)];
             match scaled(i) {
                 Scaled::All => row.iter_mut().zip(a).for_each(|(r, &v)| *r = alpha * v),
                 Scaled::Units(units) => {
                     row.copy_from_slice(a);
                     for &j in units {
                         for t in 0..acts.tokens {
-                            row[t * acts.mlp + j] *= alpha;
+                            row[at.unit(t, j)] *= alpha;
                         }
                     }
                 }
             }
         }
     }
-    let shape = if acts.tokens == 1 {
-        vec![b * m, acts.mlp]
-    } else {
-        vec![b * m, acts.tokens, acts.mlp]
-    };
-    Tensor::from_vec(vals, shape, model.device())?.to_dtype(model.dtype())
+    Tensor::from_vec(vals, at.shape(b), model.device())?.to_dtype(model.dtype())
 }
 
-/// Runs B*m clamped rows (image i at step k is row i*m+k) and returns F and the gradients.
+/// Runs B*m clamped rows (image i at step k is row i*m+k, as in [`ClampLayout::row`]) and
+/// returns F and the gradients.
+///
+/// [`ClampLayout::row`]: crate::model::ClampLayout::row
 pub(crate) fn run_clamped(
     model: &Vit,
     images: &Tensor,
@@ -98,8 +96,7 @@ pub fn layer_progressive_search(
     s: &Settings,
 ) -> Result<SearchResult> {
     let (b, layers, m) = (targets.len(), model.cfg.layers, s.steps);
-    let (tokens, mlp) = (acts.tokens, acts.mlp);
-    let tm = tokens * mlp;
+    let (tokens, mlp, at) = (acts.tokens, acts.mlp, acts.clamp_layout(m));
     let mut sets: Vec<NeuronSets> = vec![Vec::with_capacity(layers); b];
     let mut scores: Vec<Vec<Vec<f64>>> = vec![Vec::with_capacity(layers); b];
     for t_layer in 0..layers {
@@ -124,16 +121,16 @@ pub fn layer_progressive_search(
                 let (mut prev_g, mut prev_a) = (0.0, 0.0);
                 for l in 0..t_layer {
                     for &p in entering(&sets[i][l], s.compat) {
-                        prev_a += acts_i[l][t * mlp + p];
+                        prev_a += acts_i[l][at.unit(t, p)];
                         for k in 0..m {
-                            prev_g += grads.grads[l][(i * m + k) * tm + t * mlp + p];
+                            prev_g += grads.grads[l][at.index(i, k, t, p)];
                         }
                     }
                 }
                 let g_t = &grads.grads[t_layer];
                 for (j, sc) in score.iter_mut().enumerate() {
-                    let g: f64 = (0..m).map(|k| g_t[(i * m + k) * tm + t * mlp + j]).sum();
-                    *sc += (g + prev_g) / m as f64 * (acts_i[t_layer][t * mlp + j] + prev_a);
+                    let g: f64 = (0..m).map(|k| g_t[at.index(i, k, t, j)]).sum();
+                    *sc += (g + prev_g) / m as f64 * (acts_i[t_layer][at.unit(t, j)] + prev_a);
                 }
             }
             sets[i].push(top_k(&score, s.top_k));

@@ -36,7 +36,8 @@ pub struct ClampBatch<'a> {
     pub probe: bool,
 }
 
-/// F per row and, per clamp, dF/d(clamp) flattened row-major (same shape as the clamp).
+/// F per row and, per clamp, dF/d(clamp) flattened row-major (same shape as the clamp; indexed
+/// by [`ClampLayout`](crate::model::ClampLayout) when the rows are images times steps).
 #[derive(Clone, Debug, Default)]
 pub struct ClampGrads {
     pub probs: Vec<f64>,

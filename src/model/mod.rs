@@ -2,7 +2,8 @@
 //!
 //! Where each file sits, from the bottom up (a file imports only files listed before it):
 //! - `config`: hyper-parameters (`VitConfig`, `Pool`, `Gelu`); `mode`: `Mode` (which of the two
-//!   implementations of the ops runs); `intervene`: edits of the MLP hidden units.
+//!   implementations of the ops runs); `intervene`: edits of the MLP hidden units;
+//!   `clamp_layout`: where (image, step, token, unit) sits in flat clamp values and gradients.
 //! - `gelu_formulas`: GELU and its derivative element-wise; `real`: the float types the CPU
 //!   kernels run on; `rows`: their chunked, parallel row loop.
 //! - `ops/`: the differentiable building blocks as candle custom ops (GELU, softmax, LayerNorm,
@@ -16,6 +17,7 @@
 //! - `gradients`: dF/d(clamp) of every clamped block from one backward, in memory-bounded chunks.
 //! - `load`, `save`: checkpoint formats.
 pub mod block;
+pub mod clamp_layout;
 pub mod config;
 #[cfg(feature = "cuda")]
 pub mod cuda_kernels;
@@ -41,6 +43,7 @@ pub mod device_steps {
 }
 
 pub use block::Block;
+pub use clamp_layout::ClampLayout;
 pub use config::{Gelu, Pool, VitConfig};
 pub use intervene::{Edit, Edits, LayerEdit, Rows};
 pub use load::{load_model, LoadOptions, ModelError};
