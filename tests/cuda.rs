@@ -425,7 +425,7 @@ fn kernel_tol(dtype: DType) -> f64 {
 
 #[test]
 fn cuda_kernels_layer_norm_match_cpu() {
-    use neuronpath::model::device_steps::{layer_norm, layer_norm_grad};
+    use neuronpath::model::test_support::{layer_norm, layer_norm_grad};
     let Some(gpu) = gpu() else { return };
     for dtype in [DType::F64, DType::F32] {
         let tol = kernel_tol(dtype);
@@ -474,7 +474,7 @@ fn cuda_kernels_layer_norm_match_cpu() {
 
 #[test]
 fn cuda_kernels_gelu_match_cpu() {
-    use neuronpath::model::device_steps::gelu;
+    use neuronpath::model::test_support::gelu;
     use neuronpath::model::Gelu;
     let Some(gpu) = gpu() else { return };
     for dtype in [DType::F64, DType::F32] {
@@ -511,7 +511,7 @@ fn cuda_kernels_gelu_match_cpu() {
 
 #[test]
 fn cuda_kernels_softmax_grad_match_cpu() {
-    use neuronpath::model::device_steps::softmax_grad;
+    use neuronpath::model::test_support::softmax_grad;
     let Some(gpu) = gpu() else { return };
     for dtype in [DType::F64, DType::F32] {
         let tol = kernel_tol(dtype);

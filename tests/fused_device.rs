@@ -5,7 +5,7 @@ mod common;
 use candle_core::{DType, Device, Tensor, Var};
 use common::*;
 use neuronpath::model::gradients::{clamp_gradients, ClampBatch, ClampGrads};
-use neuronpath::model::vit::with_device_block;
+use neuronpath::model::test_support::with_device_block;
 use neuronpath::model::{ops, Edit, Gelu, LayerEdit, LoadOptions, Mode, Rows, Vit};
 
 fn tiny_vit(dtype: DType) -> (Vit, Tensor) {

@@ -6,12 +6,14 @@
 //! Why: candle's own autograd records ~25 nodes per block, allocates a zero tensor per operand in
 //! its backward and accumulates into it; here the backward is the ~10 batched matmuls of the
 //! math plus a few element-wise kernels. On the CPU `fused.rs` (slices, rayon) is used instead;
-//! this one is tested against it on the CPU through [`crate::model::vit::with_device_block`].
+//! this one is tested against it on the CPU through [`crate::model::dispatch::with_device_block`].
 //!
 //! Layouts: x, h, out (R, N, D); q, k, v and the head outputs (R, H, N, hd); attention
 //! probabilities (R, H, N, N); a (R, N, M).
 use crate::model::block::Block;
 use crate::model::config::Gelu;
+#[cfg(feature = "cuda")]
+use crate::model::dispatch::{kernels, Kernels};
 use crate::model::intervene::{replace_rows, Edit, LayerEdit, Rows};
 use crate::model::mode::Mode;
 use crate::model::ops::{LayerNorm, Linear};
@@ -63,7 +65,7 @@ fn normalize(x: &Tensor, eps: f64) -> Result<(Tensor, Tensor)> {
 
 pub fn layer_norm(ln: &LayerNorm, x: &Tensor) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
-    if x.device().is_cuda() {
+    if kernels(x) == Kernels::Cuda {
         return crate::model::cuda_kernels::layer_norm(x, &ln.weight, &ln.bias, ln.eps);
     }
     let (xh, _) = normalize(x, ln.eps)?;
@@ -73,7 +75,7 @@ pub fn layer_norm(ln: &LayerNorm, x: &Tensor) -> Result<Tensor> {
 /// dx = inv * (dxh - mean(dxh) - xh * mean(dxh * xh)), dxh = g * weight.
 pub fn layer_norm_grad(ln: &LayerNorm, x: &Tensor, g: &Tensor) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
-    if x.device().is_cuda() {
+    if kernels(x) == Kernels::Cuda {
         return crate::model::cuda_kernels::layer_norm_grad(x, g, &ln.weight, ln.eps);
     }
     let (xh, inv) = normalize(x, ln.eps)?;
@@ -97,7 +99,7 @@ fn linear_grad(l: &Linear, g: &Tensor) -> Result<Tensor> {
 /// GELU of `z` and, when asked for, its derivative (the exact formulas of `gelu::pair_exact`).
 pub fn gelu(kind: Gelu, z: &Tensor, derivative: bool) -> Result<(Tensor, Option<Tensor>)> {
     #[cfg(feature = "cuda")]
-    if z.device().is_cuda() {
+    if kernels(z) == Kernels::Cuda {
         return crate::model::cuda_kernels::gelu(kind, z, derivative);
     }
     match kind {
@@ -130,7 +132,7 @@ pub fn gelu(kind: Gelu, z: &Tensor, derivative: bool) -> Result<(Tensor, Option<
 /// CUDA device (one fused kernel); on the CPU unscaled. Returns it and the factor still to apply.
 pub fn softmax_grad(p: &Tensor, dp: &Tensor, scale: f64) -> Result<(Tensor, f64)> {
     #[cfg(feature = "cuda")]
-    if p.device().is_cuda() {
+    if kernels(p) == Kernels::Cuda {
         return Ok((crate::model::cuda_kernels::softmax_grad(p, dp, scale)?, 1.0));
     }
     let dot = (dp * p)?.sum_keepdim(D::Minus1)?;

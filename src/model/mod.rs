@@ -1,6 +1,8 @@
 //! The model layer: ViT architecture, checkpoint loading, interventions and gradients.
 //!
 //! Where each file sits, from the bottom up (a file imports only files listed before it):
+//! - `dispatch`: which kernels run on a tensor (CPU slices, CUDA, candle ops), the one place
+//!   that asks a tensor's device.
 //! - `config`: hyper-parameters (`VitConfig`, `Pool`, `Gelu`); `mode`: `Mode` (which of the two
 //!   implementations of the ops runs); `intervene`: edits of the MLP hidden units;
 //!   `clamp_layout`: where (image, step, token, unit) sits in flat clamp values and gradients.
@@ -21,6 +23,7 @@ pub mod clamp_layout;
 pub mod config;
 #[cfg(feature = "cuda")]
 pub mod cuda_kernels;
+mod dispatch;
 mod fused;
 mod fused_device;
 mod gelu_formulas;
@@ -35,10 +38,12 @@ mod rows;
 pub mod save;
 pub mod vit;
 
-/// The element-wise steps of the device block, public for tests/cuda.rs: on a CUDA tensor they
-/// run the kernels of `cuda_kernels`, elsewhere candle tensor ops.
+/// Hooks for the test suite, not part of the API: [`with_device_block`](test_support::with_device_block)
+/// runs the device block on the CPU; the element-wise steps of the device block run the kernels
+/// of `cuda_kernels` on a CUDA tensor, elsewhere candle tensor ops (tests/cuda.rs compares them).
 #[doc(hidden)]
-pub mod device_steps {
+pub mod test_support {
+    pub use super::dispatch::with_device_block;
     pub use super::fused_device::{gelu, layer_norm, layer_norm_grad, softmax_grad};
 }
 

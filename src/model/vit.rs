@@ -1,30 +1,12 @@
 //! The pre-LN Vision Transformer of SPEC section 1, with edits of the MLP hidden units.
 use crate::model::block::Block;
 use crate::model::config::{Pool, VitConfig};
+use crate::model::dispatch::{block_kernels, Kernels};
 use crate::model::intervene::{LayerEdit, Rows};
 use crate::model::mode::Mode;
 use crate::model::ops::{self, LayerNorm, Linear};
 use crate::model::{fused, fused_device};
 use candle_core::{DType, Device, Result, Tensor};
-use std::cell::Cell;
-
-thread_local! {
-    static DEVICE_BLOCK_ON_CPU: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Runs `f` with the device-generic fused block (`fused_device.rs`, what CUDA runs) in place of
-/// the CPU slice block, on this thread: how the tests check the CUDA path's math on the CPU.
-#[doc(hidden)]
-pub fn with_device_block<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            DEVICE_BLOCK_ON_CPU.with(|c| c.set(self.0));
-        }
-    }
-    let _restore = Restore(DEVICE_BLOCK_ON_CPU.with(|c| c.replace(true)));
-    f()
-}
 
 /// A Vision Transformer with its weights.
 #[derive(Clone, Debug)]
@@ -123,11 +105,10 @@ impl Vit {
         };
         if mode == Mode::Frozen {
             let c = &self.cfg;
-            let (out, a) = if x.device().is_cpu() && !DEVICE_BLOCK_ON_CPU.with(Cell::get) {
-                let (h, g, p) = (c.heads, c.gelu, c.prefix_tokens);
-                fused::block(block, x, edit, h, g, p, cls_only)?
-            } else {
-                fused_device::block(block, x, edit, c.heads, c.gelu, c.prefix_tokens)?
+            let (h, g, p) = (c.heads, c.gelu, c.prefix_tokens);
+            let (out, a) = match block_kernels(x) {
+                Kernels::CpuSlices => fused::block(block, x, edit, h, g, p, cls_only)?,
+                Kernels::Cuda | Kernels::Candle => fused_device::block(block, x, edit, h, g, p)?,
             };
             return Ok((out, record_rows(&a)?));
         }

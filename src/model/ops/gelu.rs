@@ -7,6 +7,7 @@ use candle_core::{
 use rayon::prelude::*;
 
 use crate::model::config::Gelu;
+use crate::model::dispatch::{kernels, Kernels};
 use crate::model::gelu_formulas as gelu;
 use crate::model::mode::Mode;
 use crate::model::real::{contiguous, gelu_chunk_exact, Real};
@@ -99,7 +100,7 @@ impl CustomOp2 for GeluGradOp {
 /// has no weights); Mode::Train evaluates the libm formulas (see `GeluOp`). [`gelu_plain`] is
 /// the candle-ops version (other devices, tests).
 pub fn gelu(x: &Tensor, kind: Gelu, mode: Mode) -> Result<Tensor> {
-    if x.device().is_cpu() {
+    if kernels(x) == Kernels::CpuSlices {
         x.contiguous()?.apply_op1(GeluOp(kind, mode == Mode::Train))
     } else {
         gelu_plain(x, kind)

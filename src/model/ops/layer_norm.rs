@@ -5,6 +5,7 @@ use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType, D,
 };
 
+use crate::model::dispatch::{kernels, Kernels};
 use crate::model::mode::Mode;
 use crate::model::real::{contiguous, Real};
 use crate::model::rows::for_rows;
@@ -116,8 +117,8 @@ impl CustomOp2 for LayerNormGradOp<'_> {
 
 impl LayerNorm {
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        match (mode, x.device().is_cpu()) {
-            (Mode::Frozen, true) => x.contiguous()?.apply_op1(self.op()?),
+        match (mode, kernels(x)) {
+            (Mode::Frozen, Kernels::CpuSlices) => x.contiguous()?.apply_op1(self.op()?),
             // Hand-written: candle_nn's fused layer_norm silently stops gradients.
             _ => {
                 let mean = x.mean_keepdim(D::Minus1)?;

@@ -5,6 +5,7 @@ use candle_core::{
 };
 use num_traits::Float;
 
+use crate::model::dispatch::{kernels, Kernels};
 use crate::model::mode::Mode;
 use crate::model::real::{contiguous, Real};
 use crate::model::rows::for_rows;
@@ -97,7 +98,7 @@ impl CustomOp2 for SoftmaxGradOp {
 /// Softmax over the last dimension with its backward. No weights, so both modes use the
 /// parallel kernel on the CPU.
 pub fn softmax(x: &Tensor, _mode: Mode) -> Result<Tensor> {
-    if x.device().is_cpu() {
+    if kernels(x) == Kernels::CpuSlices {
         x.contiguous()?.apply_op1(SoftmaxOp)
     } else {
         softmax_plain(x)

@@ -1,0 +1,54 @@
+//! Which kernels run on a tensor, decided in this one place: neuronpath's own slice kernels for
+//! CPU tensors, candle's tensor ops elsewhere, plus the fused kernels of `cuda_kernels` for the
+//! device block's element-wise steps on CUDA. Tests can make the CPU run the device block.
+use candle_core::Tensor;
+use std::cell::Cell;
+
+/// The kernels a computation runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kernels {
+    /// neuronpath's slice kernels (rayon-parallel, exact derivatives): CPU tensors.
+    CpuSlices,
+    /// candle's tensor ops, with the fused kernels of `cuda_kernels` where it has them.
+    Cuda,
+    /// candle's tensor ops alone: any other device.
+    Candle,
+}
+
+/// The kernels for computations on `t`, by its device.
+pub(crate) fn kernels(t: &Tensor) -> Kernels {
+    let device = t.device();
+    if device.is_cpu() {
+        Kernels::CpuSlices
+    } else if device.is_cuda() {
+        Kernels::Cuda
+    } else {
+        Kernels::Candle
+    }
+}
+
+thread_local! {
+    static DEVICE_BLOCK_ON_CPU: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The kernels of a frozen encoder block on `x`: as [`kernels`], except that inside
+/// [`with_device_block`] a CPU block runs the device-generic block (candle ops).
+pub(crate) fn block_kernels(x: &Tensor) -> Kernels {
+    match kernels(x) {
+        Kernels::CpuSlices if DEVICE_BLOCK_ON_CPU.with(Cell::get) => Kernels::Candle,
+        k => k,
+    }
+}
+
+/// Runs `f` with the device-generic fused block (`fused_device.rs`, what CUDA runs) in place of
+/// the CPU slice block, on this thread: how the tests check the CUDA path's math on the CPU.
+pub fn with_device_block<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            DEVICE_BLOCK_ON_CPU.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(DEVICE_BLOCK_ON_CPU.with(|c| c.replace(true)));
+    f()
+}
