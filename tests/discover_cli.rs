@@ -71,9 +71,10 @@ fn same(a: &Value, b: &Value) -> bool {
 }
 
 fn records(path: &Path) -> (Value, Vec<Value>) {
-    let (h, mut r) = neuronpath::io::records::read_records(path).unwrap();
+    let (h, r) = neuronpath::io::results::read_results(path).unwrap();
+    let mut r: Vec<Value> = r.iter().map(|r| serde_json::to_value(r).unwrap()).collect();
     r.sort_by_key(|v| v["index"].as_u64());
-    (h, r)
+    (serde_json::to_value(h).unwrap(), r)
 }
 
 #[test]

@@ -93,7 +93,7 @@ fn discover_on_two_samples_finds_paths_with_positive_jas() {
     )
     .unwrap();
     for r in &out {
-        let p = &r.methods["path"];
+        let p = &r.methods[&Method::Path];
         assert_eq!(p.path.len(), loaded.model.cfg.layers);
         assert!(p.jas.reference > 0.0, "JAS {}", p.jas.reference);
     }

@@ -53,7 +53,11 @@ fn main_command_reports_the_papers_claims_where_they_hold() {
     // The JAS order: ours beats both baselines here, but influence < activation on this model,
     // so the full three-way claim is reported as not holding (stated plainly, not hidden).
     assert_ne!(verdict("JAS of our paths"), "not_enough_data");
-    let (_, records) = neuronpath::io::records::read_records(&out).unwrap();
+    let (_, records) = neuronpath::io::results::read_results(&out).unwrap();
+    let records: Vec<Value> = records
+        .iter()
+        .map(|r| serde_json::to_value(r).unwrap())
+        .collect();
     let mean = |m: &str| -> f64 {
         records
             .iter()

@@ -7,10 +7,10 @@ use neuronpath::attribution::jas::set_probabilities;
 use neuronpath::attribution::{Jas, Settings};
 use neuronpath::experiments::manipulation::{self, edited_probabilities, run_manipulation};
 use neuronpath::experiments::pruning::{self, kept_set, mask_edits, masks, pruned_model};
-use neuronpath::experiments::results::{ImageRecord, Run};
 use neuronpath::experiments::{atlas, checkpoint, stats};
 use neuronpath::io::inputs::{gather, Preprocess};
 use neuronpath::io::preprocess::Normalization;
+use neuronpath::io::results::{ImageRecord, Method, Results};
 use neuronpath::model::{load_model, LoadOptions, Rows, Vit};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -153,7 +153,7 @@ fn edited_probabilities_agree_with_set_probabilities() {
 #[test]
 fn manipulation_reproduces_discover_records() {
     let (results, x) = discovered();
-    let run = Run::open(results).unwrap();
+    let run = Results::open(results).unwrap();
     assert_eq!(run.images.len(), IMAGES);
     let s = manipulation::Settings {
         factors: vec![0.0, 2.0, 1.0],
@@ -181,15 +181,18 @@ fn manipulation_reproduces_discover_records() {
         }
     }
     // Overall deviation: mean of per-image ratios; accuracy deviation of factor 1 is zero.
-    let d = m.overall_for("path", 0.0).unwrap();
+    let d = m.overall_for(Method::Path, 0.0).unwrap();
     let ratios: Vec<f64> = m
         .images
         .iter()
-        .map(|o| o.methods["path"][0].prob / o.clean_prob)
+        .map(|o| o.methods[&Method::Path][0].prob / o.clean_prob)
         .collect();
     assert!((d.ratio.mean - stats::mean(&ratios)).abs() < 1e-12);
     assert!(d.ratio.ci_low <= d.ratio.mean && d.ratio.mean <= d.ratio.ci_high);
-    assert_eq!(m.overall_for("random", 1.0).unwrap().acc_deviation, 0.0);
+    assert_eq!(
+        m.overall_for(Method::Random, 1.0).unwrap().acc_deviation,
+        0.0
+    );
     assert_eq!(m.per_class.len(), 4 * 3 * 3);
 }
 
@@ -319,7 +322,7 @@ fn record(
             prediction: label,
             prob_target: 0.5,
             prob_prediction: 0.5,
-            methods: BTreeMap::from([("path".to_string(), mr)]),
+            methods: BTreeMap::from([(Method::Path, mr)]),
         },
     }
 }
@@ -354,7 +357,7 @@ fn atlas_counts_and_similarity() {
         (2, vec![7, 8, 9]),
         (3, vec![1, 8, 9]),
     ];
-    let a = atlas::build("path", &paths, 3, 10, &names).unwrap();
+    let a = atlas::build(Method::Path, &paths, 3, 10, &names).unwrap();
     assert_eq!(a.classes.len(), 4);
     let c0 = &a.classes[0];
     assert_eq!(c0.images, 2);
@@ -373,7 +376,7 @@ fn atlas_counts_and_similarity() {
     assert_eq!(c0.most_similar.unwrap().class, 1);
     assert_eq!(c0.least_similar.unwrap().class, 2);
     assert_eq!(a.classes[2].most_similar.unwrap().class, 3);
-    assert!(atlas::build("path", &[(0, vec![1, 99, 3])], 3, 10, &names).is_err());
+    assert!(atlas::build(Method::Path, &[(0, vec![1, 99, 3])], 3, 10, &names).is_err());
 }
 
 #[test]

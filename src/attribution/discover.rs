@@ -2,79 +2,11 @@
 //! neuron sets, their JAS in both forms and the probabilities with the sets removed or enhanced.
 use super::baselines::{activation_sets, influence_sets, layer_ig_sets, random_set};
 use super::jas::set_probabilities;
-use super::{clean_pass, joint_attribution, layer_progressive_search, Jas, NeuronSets, Settings};
+use super::{clean_pass, joint_attribution, layer_progressive_search, NeuronSets, Settings};
+pub use crate::io::results::{ImageResult, Method, MethodResult, TargetKind};
 use crate::model::Vit;
 use candle_core::{Result, Tensor};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// The path-finding methods.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Method {
-    /// The paper's layer-progressive neuron path (JAS search).
-    Path,
-    /// Largest clean activation per layer.
-    Activation,
-    /// Influence pattern: mean total derivative along the input path alpha * x.
-    Influence,
-    /// Per-layer integrated gradients (Knowledge Neurons), no path.
-    Ig,
-    /// Uniformly random neurons, seeded.
-    Random,
-}
-
-impl Method {
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Path => "path",
-            Method::Activation => "activation",
-            Method::Influence => "influence",
-            Method::Ig => "ig",
-            Method::Random => "random",
-        }
-    }
-}
-
-/// Which class F is the probability of.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum TargetKind {
-    /// The ground-truth label.
-    Label,
-    /// The model's top-1 prediction on the clean image.
-    Predicted,
-}
-
-/// One method's result for one image.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct MethodResult {
-    /// Top-1 neuron per layer.
-    pub path: Vec<usize>,
-    /// All K neurons per layer, when K > 1.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub sets: Option<NeuronSets>,
-    pub jas: Jas,
-    /// F with the set's neurons zeroed / doubled.
-    pub prob_removed: f64,
-    pub prob_enhanced: f64,
-    /// Search only: per layer, best minus runner-up candidate score.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub margins: Option<Vec<f64>>,
-}
-
-/// Everything about one image.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct ImageResult {
-    pub label: Option<usize>,
-    pub target: usize,
-    pub prediction: usize,
-    pub prob_target: f64,
-    pub prob_prediction: f64,
-    pub methods: BTreeMap<String, MethodResult>,
-}
 
 /// What to compute.
 #[derive(Clone, Debug)]
@@ -159,7 +91,7 @@ pub fn discover_batch(
         let enhanced = set_probabilities(model, images, &targets, &sets, 2.0, s)?;
         for (i, rec) in out.iter_mut().enumerate() {
             rec.methods.insert(
-                m.name().to_string(),
+                m,
                 MethodResult {
                     path: sets[i].iter().map(|l| l[0]).collect(),
                     sets: (s.top_k > 1).then(|| sets[i].clone()),

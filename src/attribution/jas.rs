@@ -4,20 +4,10 @@ use super::{Activations, NeuronSets, Settings};
 use crate::model::{Edit, LayerEdit, Rows, Vit};
 use candle_core::{DType, Result, Tensor};
 
+pub use crate::io::results::Jas;
+
 /// Patch tokens of ViT-B/16 at 224: the authors divide every MAE JAS by this.
 pub const REFERENCE_MAE_DIVISOR: f64 = 196.0;
-
-/// Both forms of the JAS of one image's path.
-#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
-pub struct Jas {
-    /// `(1/m) (sum_l A_l[p_l]) (sum_k sum_l g_lk[p_l])`, what the paper reports.
-    pub reference: f64,
-    /// `(1/m) sum_l A_l[p_l] sum_k g_lk[p_l]`: integrated gradients over the neuron set.
-    pub additive: f64,
-    /// F(clamped, alpha=1) - F(clamped, path zeroed) - additive: how far the Riemann sum is from
-    /// completeness (alpha = 1 is the clean pass).
-    pub delta: f64,
-}
 
 /// JAS of `sets[image]` for every image of the batch; `clean_probs[image]` is F on the clean pass.
 pub fn joint_attribution(

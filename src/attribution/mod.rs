@@ -16,8 +16,7 @@ pub use search::{layer_progressive_search, SearchResult};
 
 use crate::model::Rows;
 
-/// One neuron set per layer, `[layer][rank]`.
-pub type NeuronSets = Vec<Vec<usize>>;
+pub use crate::io::results::NeuronSets;
 
 /// How attribution runs.
 #[derive(Clone, Debug)]

@@ -4,9 +4,9 @@ use super::common::{GeluArg, ModelArgs};
 use crate::embedded;
 use crate::experiments::figures;
 use crate::experiments::manipulation::{self, run_manipulation, Settings};
-use crate::experiments::results::{Run, EMBEDDED_INPUTS};
 use crate::experiments::svg::standalone;
 use crate::io::inputs::{gather, Inputs, Item, Preprocess};
+use crate::io::results::Results;
 use crate::model::load::Loaded;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -41,21 +41,23 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let run = Run::open(&args.results)?;
+    let run = Results::open(&args.results)?;
     let m = open_matching(&run, &args.model)?;
     let settings = Settings {
         factors: args.factors.clone(),
         all_k: args.all_k,
-        seed: args
-            .seed
-            .unwrap_or(run.header["seed"].as_u64().unwrap_or(0)),
+        seed: args.seed.unwrap_or(run.header.seed),
         bootstrap: args.bootstrap,
         batch: args.batch,
     };
     eprintln!(
         "neuronpath ablate: {} images, methods {}, factors {:?}",
         run.images.len(),
-        run.methods.join(","),
+        run.methods
+            .iter()
+            .map(|m| m.name())
+            .collect::<Vec<_>>()
+            .join(","),
         settings.factors
     );
     let bar = progress(run.images.len(), "images");
@@ -84,7 +86,7 @@ pub fn run(args: Args) -> Result<()> {
     let rows: Vec<_> = man
         .overall
         .iter()
-        .map(|d| (d.method.clone(), d.factor, d.ratio))
+        .map(|d| (d.method, d.factor, d.ratio))
         .collect();
     write("deviation.svg", standalone(&figures::deviation(&rows)))?;
     write("accuracy.svg", standalone(&figures::accuracy(&man)))?;
@@ -109,7 +111,7 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// Factor 0 and 2 of the same neurons must reproduce what discover recorded.
-fn check_against_records(run: &Run, man: &manipulation::Manipulation, all_k: bool) {
+fn check_against_records(run: &Results, man: &manipulation::Manipulation, all_k: bool) {
     if run.top_k > 1 && !all_k {
         return;
     }
@@ -151,12 +153,12 @@ pub(crate) struct Matched {
 
 /// `args` with what it leaves open taken from the header: model path, heads, LayerNorm eps,
 /// image size, GELU, normalisation.
-fn resolve(run: &Run, args: &ModelArgs) -> Result<ModelArgs> {
+fn resolve(run: &Results, args: &ModelArgs) -> Result<ModelArgs> {
     let mut a = args.clone();
     let h = &run.header;
     let c = &run.config;
     if a.model.is_none() {
-        let recorded = h["model"]["path"].as_str().unwrap_or(embedded::MODEL_NAME);
+        let recorded = h.model.path.as_str();
         if recorded != embedded::MODEL_NAME {
             if !Path::new(recorded).exists() {
                 bail!(
@@ -173,32 +175,31 @@ fn resolve(run: &Run, args: &ModelArgs) -> Result<ModelArgs> {
         crate::model::Gelu::Erf => GeluArg::Erf,
         crate::model::Gelu::Tanh => GeluArg::Tanh,
     }));
-    if a.normalize.is_none() {
-        a.normalize = h["preprocessing"]["normalization"]
-            .as_str()
-            .and_then(|s| s.parse().ok());
-    }
+    a.normalize = a.normalize.or(Some(h.preprocessing.normalization));
     Ok(a)
 }
 
 /// Loads the run's model (refusing another one) and gathers its inputs.
-pub(crate) fn open_matching(run: &Run, args: &ModelArgs) -> Result<Matched> {
+pub(crate) fn open_matching(run: &Results, args: &ModelArgs) -> Result<Matched> {
     let a = resolve(run, args)?;
-    let compat = run.header["compat"].as_bool().unwrap_or(false);
+    let compat = run.header.compat;
     let loaded = a.load(compat)?;
     let desc = a.describe(&loaded)?;
     if let Some(want) = run.model_sha() {
-        if desc["sha256"].as_str() != Some(want) {
+        if desc.sha256.as_deref() != Some(want) {
             bail!(
                 "{} (sha256 {}) is not the model of these results ({} with sha256 {want}); pass the same --model as discover",
                 a.name(),
-                desc["sha256"].as_str().unwrap_or("?"),
-                run.header["model"]["path"].as_str().unwrap_or("?")
+                desc.sha256.as_deref().unwrap_or("?"),
+                run.header.model.path
             );
         }
     }
-    if desc["config"] != run.header["model"]["config"] {
-        let (got, want) = (&desc["config"], &run.header["model"]["config"]);
+    if desc.config != run.header.model.config {
+        let (got, want) = (
+            serde_json::to_value(&desc.config)?,
+            serde_json::to_value(&run.header.model.config)?,
+        );
         let key = want
             .as_object()
             .and_then(|o| o.keys().find(|k| got[k.as_str()] != o[k.as_str()]).cloned())
@@ -210,8 +211,7 @@ pub(crate) fn open_matching(run: &Run, args: &ModelArgs) -> Result<Matched> {
             want[&key]
         );
     }
-    let recorded_dtype = run.header["dtype"].as_str().unwrap_or("f32");
-    let dtype = format!("{:?}", a.dtype).to_lowercase();
+    let (recorded_dtype, dtype) = (run.header.dtype, a.dtype);
     if recorded_dtype != dtype {
         eprintln!("note: the results were computed in {recorded_dtype}, this run uses {dtype} (pass --dtype {recorded_dtype} to reproduce them exactly)");
     }
@@ -221,14 +221,13 @@ pub(crate) fn open_matching(run: &Run, args: &ModelArgs) -> Result<Matched> {
 }
 
 /// The run's inputs by index, gathered again from the header and checked against the records.
-pub(crate) fn run_inputs(run: &Run) -> Result<BTreeMap<u64, Item>> {
-    let paths = crate::experiments::results::strings(&run.header["inputs"]["paths"]);
-    let inputs: Inputs = if paths == [EMBEDDED_INPUTS] {
+pub(crate) fn run_inputs(run: &Results) -> Result<BTreeMap<u64, Item>> {
+    let recorded = &run.header.inputs;
+    let inputs: Inputs = if recorded.is_embedded() {
         embedded::samples()
     } else {
-        let labels = run.header["inputs"]["labels"].as_str().map(PathBuf::from);
-        let p: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
-        gather(&p, labels.as_deref())
+        let p: Vec<PathBuf> = recorded.paths.iter().map(PathBuf::from).collect();
+        gather(&p, recorded.labels.as_deref())
             .context("cannot gather the run's inputs again (run from the folder discover ran in)")?
     };
     let items: BTreeMap<u64, Item> = inputs.items.into_iter().map(|it| (it.index, it)).collect();
@@ -252,10 +251,10 @@ pub(crate) fn run_inputs(run: &Run) -> Result<BTreeMap<u64, Item>> {
 }
 
 /// The preprocessing recorded in the header (for thumbnails without a model).
-pub(crate) fn recorded_preprocess(run: &Run) -> Option<Preprocess> {
-    let p = &run.header["preprocessing"];
-    Some(Preprocess {
-        size: p["size"].as_u64()? as usize,
-        norm: p["normalization"].as_str()?.parse().ok()?,
-    })
+pub(crate) fn recorded_preprocess(run: &Results) -> Preprocess {
+    let p = &run.header.preprocessing;
+    Preprocess {
+        size: p.size,
+        norm: p.normalization,
+    }
 }

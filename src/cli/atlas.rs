@@ -2,8 +2,8 @@
 //! per-layer distributions (SPEC section 9). Needs only the results file.
 use crate::experiments::atlas::{self, Neighbour};
 use crate::experiments::figures;
-use crate::experiments::results::Run;
 use crate::experiments::svg::standalone;
+use crate::io::results::{Method, Results};
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 
@@ -12,9 +12,9 @@ pub struct Args {
     /// Results of `neuronpath discover`.
     #[arg(long, default_value = "neuronpath-out/discover.jsonl")]
     pub results: PathBuf,
-    /// Whose paths: path, activation, influence, ig or random.
-    #[arg(long, default_value = "path")]
-    pub method: String,
+    /// Whose paths.
+    #[arg(long, value_enum, default_value = "path")]
+    pub method: Method,
     /// Output folder: atlas.json, similarity.csv, layers.csv, SVG figures.
     #[arg(long, short, default_value = "neuronpath-out/atlas")]
     pub out: PathBuf,
@@ -24,8 +24,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let run = Run::open(&args.results)?;
-    let a = atlas::from_run(&run, &args.method)?;
+    let run = Results::open(&args.results)?;
+    let a = atlas::from_run(&run, args.method)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("{}: cannot create", args.out.display()))?;
     let write = |name: &str, text: String| -> Result<()> {

@@ -2,29 +2,16 @@
 use crate::embedded;
 use crate::io::inputs::{gather, Inputs, Preprocess};
 use crate::io::preprocess::Normalization;
+use crate::io::results::ModelInfo;
+pub use crate::io::results::Precision;
+pub use crate::io::shard::Shard;
 use crate::model::load::Loaded;
 use crate::model::{load_model, Gelu, LoadOptions};
 use anyhow::Context;
-use candle_core::{DType, Device};
+use candle_core::Device;
 use sha2::Digest;
 use std::path::Path;
 use std::path::PathBuf;
-
-/// Element type of the computation.
-#[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq, Eq)]
-pub enum Precision {
-    F32,
-    F64,
-}
-
-impl Precision {
-    pub fn dtype(self) -> DType {
-        match self {
-            Precision::F32 => DType::F32,
-            Precision::F64 => DType::F64,
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq, Eq)]
 pub enum GeluArg {
@@ -129,13 +116,15 @@ impl ModelArgs {
     }
 
     /// Path, content hash, layout and detected configuration, for result headers.
-    pub fn describe(&self, loaded: &Loaded) -> anyhow::Result<serde_json::Value> {
-        Ok(serde_json::json!({
-            "path": self.name(),
-            "sha256": self.hash()?,
-            "layout": loaded.layout,
-            "config": loaded.model.cfg,
-        }))
+    pub fn describe(&self, loaded: &Loaded) -> anyhow::Result<ModelInfo> {
+        Ok(ModelInfo {
+            path: self.name(),
+            sha256: Some(self.hash()?),
+            layout: serde_json::to_value(loaded.layout)?
+                .as_str()
+                .map(String::from),
+            config: loaded.model.cfg.clone(),
+        })
     }
 
     /// SHA-256 of the checkpoint's bytes (every file of a folder, in name order).
@@ -159,50 +148,5 @@ impl ModelArgs {
             }
         }
         Ok(format!("{:x}", h.finalize()))
-    }
-}
-
-/// A deterministic slice i/n of the inputs: the images whose index is i modulo n.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Shard {
-    pub index: u64,
-    pub count: u64,
-}
-
-impl Shard {
-    pub fn contains(&self, image_index: u64) -> bool {
-        image_index % self.count == self.index
-    }
-
-    /// From a Slurm job array, when running in one.
-    pub fn from_env() -> Option<Shard> {
-        let id = std::env::var("SLURM_ARRAY_TASK_ID").ok()?.parse().ok()?;
-        let count = std::env::var("SLURM_ARRAY_TASK_COUNT").ok()?.parse().ok()?;
-        (id < count).then_some(Shard { index: id, count })
-    }
-}
-
-impl std::str::FromStr for Shard {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (i, n) = s.split_once('/').ok_or("expected i/n, e.g. 0/8")?;
-        let index: u64 = i
-            .trim()
-            .parse()
-            .map_err(|_| format!("bad shard index `{i}`"))?;
-        let count: u64 = n
-            .trim()
-            .parse()
-            .map_err(|_| format!("bad shard count `{n}`"))?;
-        if count == 0 || index >= count {
-            return Err(format!("shard {index}/{count}: need 0 <= i < n"));
-        }
-        Ok(Shard { index, count })
-    }
-}
-
-impl std::fmt::Display for Shard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.index, self.count)
     }
 }

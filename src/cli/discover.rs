@@ -4,12 +4,13 @@ use super::common::{ModelArgs, Shard};
 use crate::attribution::discover::{discover_batch, Method, Request, TargetKind};
 use crate::attribution::Settings;
 use crate::io::inputs::{load_batch, Item};
-use crate::io::records::RecordWriter;
 use crate::io::reference::{self, ReferenceEntry};
+use crate::io::results::{
+    Header, InputsInfo, Outcome, Preprocessing, Record, RecordWriter, SchemaVersion,
+};
 use crate::model::{gradients, Rows};
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -139,28 +140,50 @@ pub fn run(args: Args) -> Result<()> {
         target: args.target,
         seed: args.seed,
     };
-    let header = json!({
-        "kind": "header",
-        "tool": "neuronpath",
-        "tool_version": env!("CARGO_PKG_VERSION"),
-        "created": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs(),
-        "model": args.model.describe(&loaded)?,
-        "preprocessing": {"size": pre.size, "resize": "pil-bilinear", "normalization": pre.norm.to_string()},
-        "inputs": {
-            "paths": if args.inputs.is_empty() { json!(["embedded:fashion-mnist-samples"]) } else { json!(args.inputs) },
-            "labels": args.labels, "count": total, "per_class": args.per_class
+    let header = Header {
+        schema: SchemaVersion::CURRENT,
+        tool: "neuronpath".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs(),
+        model: args.model.describe(&loaded)?,
+        preprocessing: Preprocessing {
+            size: pre.size,
+            resize: "pil-bilinear".into(),
+            normalization: pre.norm,
         },
-        "class_names": class_names,
-        "steps": args.steps, "riemann": "left", "top_k": args.top_k,
-        "target": args.target, "forms": ["reference", "additive"], "jas_default": "reference",
-        "neurons": rows, "dtype": format!("{:?}", args.model.dtype).to_lowercase(),
-        "seed": args.seed, "compat": args.compat,
-        "methods": methods.iter().map(|m| m.name()).collect::<Vec<_>>(),
-        "shard": shard.map(|s| s.to_string()),
-    });
+        inputs: InputsInfo {
+            paths: if args.inputs.is_empty() {
+                vec![InputsInfo::EMBEDDED.into()]
+            } else {
+                args.inputs
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect()
+            },
+            labels: args.labels.clone(),
+            count: total,
+            per_class: args.per_class,
+        },
+        class_names: class_names.clone(),
+        steps: args.steps,
+        riemann: "left".into(),
+        top_k: args.top_k,
+        target: args.target,
+        forms: vec!["reference".into(), "additive".into()],
+        jas_default: "reference".into(),
+        neurons: rows,
+        dtype: args.model.dtype,
+        seed: args.seed,
+        compat: args.compat,
+        methods: methods.clone(),
+        shard,
+        extra: Default::default(),
+    };
     let (mut writer, done) = RecordWriter::open(&args.out, &header)?;
     if let Some(prefix) = &args.reference_layout {
-        reference::write_args(prefix, &header)?;
+        reference::write_args(prefix, &serde_json::to_value(&header)?)?;
     }
     let pending: Vec<&Item> = inputs
         .items
@@ -229,29 +252,40 @@ pub fn run(args: Args) -> Result<()> {
         let mut ref_entries = Vec::new();
         for (i, res) in per_image {
             let it = batch[i];
-            let mut rec = json!({"kind": "image", "index": it.index, "source": it.source});
-            match res {
+            let outcome = match res {
                 Ok(r) => {
                     summary.add(&r);
-                    if let (Some(p), Some(b)) = (r.methods.get("path"), r.methods.get("activation"))
-                    {
+                    if let (Some(p), Some(b)) = (
+                        r.methods.get(&Method::Path),
+                        r.methods.get(&Method::Activation),
+                    ) {
                         ref_entries.push((
                             r.target,
                             ReferenceEntry::new(&p.path, p.jas.reference, &b.path, b.jas.reference),
                         ));
                     }
-                    let name = class_names
+                    let label_name = class_names
                         .as_ref()
                         .and_then(|n| r.label.and_then(|l| n.get(l)).cloned());
-                    merge_into(&mut rec, serde_json::to_value(&r)?);
-                    rec["label_name"] = json!(name);
+                    Outcome::Done {
+                        label_name,
+                        result: r,
+                    }
                 }
                 Err(e) => {
                     summary.errors += 1;
                     bar.println(format!("skipping {}: {e:#}", it.source));
-                    rec["error"] = json!(format!("{e:#}"));
+                    Outcome::Failed {
+                        error: format!("{e:#}"),
+                    }
                 }
-            }
+            };
+            let rec = Record {
+                index: it.index,
+                source: it.source.clone(),
+                outcome,
+                extra: Default::default(),
+            };
             writer.append(&rec)?;
         }
         if let Some(prefix) = &args.reference_layout {
@@ -286,19 +320,13 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn merge_into(dst: &mut Value, src: Value) {
-    if let (Some(d), Value::Object(s)) = (dst.as_object_mut(), src) {
-        d.extend(s);
-    }
-}
-
 /// Running totals for the closing summary.
 #[derive(Default)]
 struct Summary {
     images: usize,
     errors: usize,
     correct: usize,
-    jas: BTreeMap<String, (f64, f64, usize)>,
+    jas: BTreeMap<Method, (f64, f64, usize)>,
 }
 
 impl Summary {
@@ -306,7 +334,7 @@ impl Summary {
         self.images += 1;
         self.correct += usize::from(Some(r.prediction) == r.label);
         for (m, res) in &r.methods {
-            let e = self.jas.entry(m.clone()).or_default();
+            let e = self.jas.entry(*m).or_default();
             e.0 += res.jas.reference;
             e.1 += res.prob_removed / r.prob_target.max(1e-300);
             e.2 += 1;
@@ -314,7 +342,7 @@ impl Summary {
     }
     fn jas_line(&self) -> Option<String> {
         self.jas
-            .get("path")
+            .get(&Method::Path)
             .map(|(s, _, n)| format!("mean JAS(path) {:.4}", s / *n as f64))
     }
     fn print(&self, out: &std::path::Path, secs: f64) {
@@ -332,7 +360,12 @@ impl Summary {
             "method", "mean JAS", "F removed / F clean"
         );
         for (m, (s, r, n)) in &self.jas {
-            eprintln!("{:<12} {:>12.5} {:>22.4}", m, s / *n as f64, r / *n as f64);
+            eprintln!(
+                "{:<12} {:>12.5} {:>22.4}",
+                m.name(),
+                s / *n as f64,
+                r / *n as f64
+            );
         }
         eprintln!("results: {}", out.display());
     }

@@ -13,7 +13,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let inputs: Vec<&std::path::Path> = args.inputs.iter().map(|p| p.as_path()).collect();
-    let n = crate::io::records::merge(&inputs, &args.out)?;
+    let n = crate::io::results::merge(&inputs, &args.out)?;
     eprintln!(
         "merged {} files: {n} images -> {}",
         inputs.len(),

@@ -6,9 +6,9 @@ use crate::experiments::figures;
 use crate::experiments::pruning::{
     self, holdout_plans, run_pruning, ClassPlan, Grid, Pruning, Settings,
 };
-use crate::experiments::results::Run;
 use crate::experiments::svg::standalone;
 use crate::io::inputs::gather;
+use crate::io::results::Results;
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 
@@ -68,7 +68,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let run = Run::open(&args.results)?;
+    let run = Results::open(&args.results)?;
     let m = open_matching(&run, &args.model)?;
     let cfg = &m.loaded.model.cfg;
     if args.ps.iter().any(|p| !(0.0..=1.0).contains(p)) {
@@ -119,7 +119,7 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn plans(args: &Args, run: &Run, m: &Matched) -> Result<Vec<ClassPlan>> {
+fn plans(args: &Args, run: &Results, m: &Matched) -> Result<Vec<ClassPlan>> {
     if args.eval.is_empty() {
         return holdout_plans(run, &m.items, args.holdout);
     }
@@ -194,7 +194,7 @@ fn print_table(p: &Pruning) {
 
 fn save(
     args: &Args,
-    run: &Run,
+    run: &Results,
     m: &Matched,
     plans: &[ClassPlan],
     s: &Settings,

@@ -7,8 +7,8 @@ use crate::experiments::claims::Claim;
 use crate::experiments::manipulation::{self, Manipulation};
 use crate::experiments::pruning::{self, Grid, Pruning};
 use crate::experiments::report::{write_report, Report};
-use crate::experiments::results::Run;
 use crate::experiments::thumbs;
+use crate::io::results::Results;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -75,7 +75,7 @@ fn read_json<T: serde::de::DeserializeOwned>(p: &Path) -> Result<T> {
 }
 
 fn build(args: &Args) -> Result<Vec<Claim>> {
-    let run = Run::open(&args.results)?;
+    let run = Results::open(&args.results)?;
     let mut notes = Vec::new();
     let matched: Option<Matched> = if args.no_model {
         None
@@ -96,7 +96,7 @@ fn build(args: &Args) -> Result<Vec<Claim>> {
         (Some(p), _) => Some(read_json(p)?),
         (None, Some(m)) => {
             let s = manipulation::Settings {
-                seed: run.header["seed"].as_u64().unwrap_or(0),
+                seed: run.header.seed,
                 ..Default::default()
             };
             let bar = progress(run.images.len(), "images (manipulation)");
@@ -131,7 +131,7 @@ fn build(args: &Args) -> Result<Vec<Claim>> {
     write_report(&report, &args.out)
 }
 
-fn compute_pruning(run: &Run, m: &Matched, notes: &mut Vec<String>) -> Result<Option<Pruning>> {
+fn compute_pruning(run: &Results, m: &Matched, notes: &mut Vec<String>) -> Result<Option<Pruning>> {
     let plans = pruning::holdout_plans(run, &m.items, 0.5)?;
     if plans.is_empty() {
         notes.push("Pruning skipped: no class has two or more images.".into());
@@ -157,13 +157,13 @@ fn compute_pruning(run: &Run, m: &Matched, notes: &mut Vec<String>) -> Result<Op
 
 /// Thumbnails of the shown images, from the model's preprocessing or the recorded one.
 fn thumbnails(
-    run: &Run,
+    run: &Results,
     m: Option<&Matched>,
     max: usize,
 ) -> std::collections::BTreeMap<u64, String> {
     let items = match m {
         Some(m) => Some((m.items.clone(), m.pre)),
-        None => run_inputs(run).ok().zip(recorded_preprocess(run)),
+        None => run_inputs(run).ok().map(|i| (i, recorded_preprocess(run))),
     };
     let Some((items, pre)) = items else {
         return Default::default();

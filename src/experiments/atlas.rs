@@ -2,7 +2,7 @@
 //! n at layer l, class-to-class cosine similarity of the flattened F, and the per-layer
 //! distribution of path neurons per class. Counts are kept sparse: a class touches at most
 //! (images x layers) of the layers x mlp_dim cells.
-use super::results::Run;
+use crate::io::results::{Method, Results};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -50,7 +50,7 @@ impl ClassEntry {
 /// The atlas of one method's paths.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Atlas {
-    pub method: String,
+    pub method: Method,
     pub layers: usize,
     pub mlp_dim: usize,
     /// Classes with at least one image, ascending.
@@ -72,11 +72,12 @@ impl Atlas {
 }
 
 /// The atlas of `method` over the run's images, grouped by class (label, else target).
-pub fn from_run(run: &Run, method: &str) -> Result<Atlas> {
+pub fn from_run(run: &Results, method: Method) -> Result<Atlas> {
     if !run.has_method(method) {
+        let names: Vec<&str> = run.methods.iter().map(|m| m.name()).collect();
         bail!(
             "the run has no `{method}` paths (methods: {})",
-            run.methods.join(", ")
+            names.join(", ")
         );
     }
     let paths: Vec<(usize, Vec<usize>)> = run
@@ -85,7 +86,7 @@ pub fn from_run(run: &Run, method: &str) -> Result<Atlas> {
         .filter_map(|r| {
             r.result
                 .methods
-                .get(method)
+                .get(&method)
                 .map(|m| (r.class(), m.path.clone()))
         })
         .collect();
@@ -100,7 +101,7 @@ pub fn from_run(run: &Run, method: &str) -> Result<Atlas> {
 
 /// The atlas of (class, path) pairs; `names[c]` names class c.
 pub fn build(
-    method: &str,
+    method: Method,
     paths: &[(usize, Vec<usize>)],
     layers: usize,
     mlp_dim: usize,
@@ -185,7 +186,7 @@ pub fn build(
         }
     }
     Ok(Atlas {
-        method: method.to_string(),
+        method,
         layers,
         mlp_dim,
         classes,

@@ -5,10 +5,10 @@
 use super::atlas::Atlas;
 use super::manipulation::Manipulation;
 use super::pruning::Pruning;
-use super::results::Run;
 use super::significance::{two_sample, wilcoxon, PMethod};
 use super::stats::{mean, summarize, Spread};
 use super::svg::num;
+use crate::io::results::{ImageRecord, Method, Results, TargetKind};
 use serde::{Deserialize, Serialize};
 
 /// Fewer images than this give "not enough data" for every claim.
@@ -105,10 +105,10 @@ pub struct Claim {
 }
 
 /// The target the run attributed: the ground-truth label or the model's prediction.
-pub fn target_words(run: &Run) -> &'static str {
-    match run.header["target"].as_str() {
-        Some("predicted") => "predicted class",
-        _ => "ground-truth label",
+pub fn target_words(run: &Results) -> &'static str {
+    match run.header.target {
+        TargetKind::Predicted => "predicted class",
+        TargetKind::Label => "ground-truth label",
     }
 }
 
@@ -122,7 +122,7 @@ fn not_enough(claim: String, target: &str, why: String) -> Claim {
     }
 }
 
-fn too_few_images(run: &Run) -> Option<String> {
+fn too_few_images(run: &Results) -> Option<String> {
     (run.images.len() < MIN_IMAGES).then(|| {
         format!(
             "{} image{} in the run; a verdict needs at least {MIN_IMAGES}",
@@ -174,13 +174,13 @@ fn finish(claim: String, target: &str, comparisons: Vec<Comparison>, note: &str)
 
 /// Per image, a method's value (`None` if the image lacks that method).
 fn per_image(
-    run: &Run,
-    method: &str,
-    f: impl Fn(&super::results::ImageRecord) -> Option<f64>,
+    run: &Results,
+    method: Method,
+    f: impl Fn(&ImageRecord) -> Option<f64>,
 ) -> Vec<Option<f64>> {
     run.images
         .iter()
-        .map(|r| r.result.methods.get(method).and(f(r)))
+        .map(|r| r.result.methods.get(&method).and_then(|_| f(r)))
         .collect()
 }
 
@@ -192,7 +192,7 @@ fn differences(a: &[Option<f64>], b: &[Option<f64>]) -> Vec<f64> {
 }
 
 /// JAS of our paths > influence pattern > activation, each step a paired test over images.
-pub fn jas_order(run: &Run) -> Claim {
+pub fn jas_order(run: &Results) -> Claim {
     let target = target_words(run);
     let claim = format!(
         "JAS of our paths > influence pattern > activation (JAS of the {target}'s probability, reference form)"
@@ -200,11 +200,11 @@ pub fn jas_order(run: &Run) -> Claim {
     if let Some(why) = too_few_images(run) {
         return not_enough(claim, target, why);
     }
-    let order = ["path", "influence", "activation"];
+    let order = [Method::Path, Method::Influence, Method::Activation];
     let missing: Vec<&str> = order
-        .iter()
-        .copied()
-        .filter(|m| !run.has_method(m))
+        .into_iter()
+        .filter(|&m| !run.has_method(m))
+        .map(Method::name)
         .collect();
     if !missing.is_empty() {
         return not_enough(
@@ -213,8 +213,12 @@ pub fn jas_order(run: &Run) -> Claim {
             format!("the run has no {} results", missing.join(", ")),
         );
     }
-    let jas = |m: &str| per_image(run, m, |r| Some(r.result.methods[m].jas.reference));
-    let (p, i, a) = (jas("path"), jas("influence"), jas("activation"));
+    let jas = |m: Method| per_image(run, m, |r| Some(r.result.methods[&m].jas.reference));
+    let (p, i, a) = (
+        jas(Method::Path),
+        jas(Method::Influence),
+        jas(Method::Activation),
+    );
     let comparisons = vec![
         paired(
             "JAS(path) − JAS(influence)".into(),
@@ -232,13 +236,18 @@ pub fn jas_order(run: &Run) -> Claim {
 
 /// Per image F_edit / F_clean of `method` for `factor`: from the manipulation if given, else
 /// from the records (which hold removal and enhancement only).
-fn ratios(run: &Run, m: Option<&Manipulation>, method: &str, factor: f64) -> Vec<Option<f64>> {
+fn ratios(
+    run: &Results,
+    m: Option<&Manipulation>,
+    method: Method,
+    factor: f64,
+) -> Vec<Option<f64>> {
     if let Some(m) = m {
         let by_index: std::collections::BTreeMap<u64, Option<f64>> = m
             .images
             .iter()
             .map(|o| {
-                let r = o.methods.get(method).and_then(|v| {
+                let r = o.methods.get(&method).and_then(|v| {
                     v.iter()
                         .find(|x| x.factor == factor)
                         .map(|x| x.prob / o.clean_prob)
@@ -252,8 +261,8 @@ fn ratios(run: &Run, m: Option<&Manipulation>, method: &str, factor: f64) -> Vec
             .map(|r| by_index.get(&r.index).copied().flatten())
             .collect();
     }
-    let pick = |r: &super::results::ImageRecord| {
-        let x = r.result.methods.get(method)?;
+    let pick = |r: &ImageRecord| {
+        let x = r.result.methods.get(&method)?;
         let edited = if factor == 0.0 {
             x.prob_removed
         } else if factor == 2.0 {
@@ -268,7 +277,7 @@ fn ratios(run: &Run, m: Option<&Manipulation>, method: &str, factor: f64) -> Vec
 
 /// Editing our path changes F more (lower for removal, higher for enhancement) than editing
 /// the activation or random path: a paired test per control over images.
-pub fn manipulation(run: &Run, m: Option<&Manipulation>, factor: f64) -> Claim {
+pub fn manipulation(run: &Results, m: Option<&Manipulation>, factor: f64) -> Claim {
     let target = target_words(run);
     let (verb, lower) = if factor < 1.0 {
         ("Removing", true)
@@ -283,12 +292,12 @@ pub fn manipulation(run: &Run, m: Option<&Manipulation>, factor: f64) -> Claim {
     if let Some(why) = too_few_images(run) {
         return not_enough(claim, target, why);
     }
-    let path = ratios(run, m, "path", factor);
+    let path = ratios(run, m, Method::Path, factor);
     if path.iter().all(Option::is_none) {
         return not_enough(claim, target, "the run has no `path` results".into());
     }
     let mut comparisons = Vec::new();
-    for other in ["activation", "random"] {
+    for other in [Method::Activation, Method::Random] {
         let o = ratios(run, m, other, factor);
         if o.iter().all(Option::is_none) {
             continue;
@@ -342,7 +351,7 @@ pub fn known_groups(names: &[String]) -> Vec<Vec<usize>> {
 /// cosine similarity of look-alike pairs against the other pairs (pairs share classes, so they
 /// are not independent: the p-value is a guide, not an exact level).
 pub fn look_alike(
-    run: &Run,
+    run: &Results,
     atlas: &Atlas,
     groups: &[Vec<usize>],
     m: Option<&Manipulation>,
@@ -447,7 +456,7 @@ pub fn look_alike(
 
 /// Pruning around the path set keeps F better than pruning around a random set of that size:
 /// per class, the mean F over the grid points with p > 0, paired over classes.
-pub fn pruning(run: &Run, p: &Pruning) -> Claim {
+pub fn pruning(run: &Results, p: &Pruning) -> Claim {
     let target = target_words(run);
     let claim = format!("Pruning the CLS neurons outside a class's path set keeps the {target}'s probability better than pruning around a random set of the same size");
     if let Some(why) = too_few_images(run) {

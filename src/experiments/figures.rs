@@ -4,9 +4,9 @@ use super::atlas::{Atlas, ClassEntry};
 use super::manipulation::Manipulation;
 use super::plots::{self, BarSeries, BoxGroup, Line, ViolinPanel};
 use super::pruning::Pruning;
-use super::results::{ImageRecord, Run};
 use super::stats::{summarize, Spread};
-use super::svg::{legend_height, method_color, num, palette, Anchor, Frame, Key, Scale, Svg};
+use super::svg::{legend_height, num, palette, Anchor, Frame, Key, Scale, Svg};
+use crate::io::results::{ImageRecord, Method, Results};
 
 /// "removed (x0)", "enhanced (x2)", or "x0.5".
 pub fn factor_label(f: f64) -> String {
@@ -29,14 +29,19 @@ fn factor_color(i: usize, f: f64) -> String {
     }
 }
 
+/// The methods' names, as axis labels.
+fn names(methods: &[Method]) -> Vec<String> {
+    methods.iter().map(|m| m.name().to_string()).collect()
+}
+
 /// Box plot of the JAS (reference form) of each method's paths.
-pub fn jas(run: &Run) -> String {
+pub fn jas(run: &Results) -> String {
     let groups: Vec<BoxGroup> = run
         .methods
         .iter()
         .map(|m| BoxGroup {
-            label: m.clone(),
-            color: method_color(m).into(),
+            label: m.name().into(),
+            color: m.colour().into(),
             values: run
                 .images
                 .iter()
@@ -53,7 +58,7 @@ pub fn jas(run: &Run) -> String {
 
 /// Probability deviation per method from the records' own removed/enhanced probabilities, with
 /// the shared bootstrap.
-pub fn record_deviations(run: &Run) -> Vec<(String, f64, Spread)> {
+pub fn record_deviations(run: &Results) -> Vec<(Method, f64, Spread)> {
     let mut out = Vec::new();
     for m in &run.methods {
         for (f, pick) in [(0.0, true), (2.0, false)] {
@@ -71,19 +76,19 @@ pub fn record_deviations(run: &Run) -> Vec<(String, f64, Spread)> {
                     )
                 })
                 .collect();
-            out.push((m.clone(), f, summarize(&ratios)));
+            out.push((*m, f, summarize(&ratios)));
         }
     }
     out
 }
 
 /// Mean F_edit / F_clean per method (groups) and factor (bars), with bootstrap intervals.
-pub fn deviation(rows: &[(String, f64, Spread)]) -> String {
-    let mut methods: Vec<String> = Vec::new();
+pub fn deviation(rows: &[(Method, f64, Spread)]) -> String {
+    let mut methods: Vec<Method> = Vec::new();
     let mut factors: Vec<f64> = Vec::new();
     for (m, f, _) in rows {
         if !methods.contains(m) {
-            methods.push(m.clone());
+            methods.push(*m);
         }
         if !factors.contains(f) {
             factors.push(*f);
@@ -104,7 +109,7 @@ pub fn deviation(rows: &[(String, f64, Spread)]) -> String {
     plots::grouped_bars(
         "Probability deviation: F(edited) / F(clean)",
         "mean ratio (95% CI)",
-        &methods,
+        &names(&methods),
         &series,
         Some(1.0),
     )
@@ -123,7 +128,7 @@ pub fn accuracy(m: &Manipulation) -> String {
             values: m
                 .methods
                 .iter()
-                .map(|me| {
+                .map(|&me| {
                     m.overall_for(me, f).map(|d| {
                         let v = 100.0 * d.acc_deviation;
                         Spread {
@@ -141,7 +146,7 @@ pub fn accuracy(m: &Manipulation) -> String {
     plots::grouped_bars(
         "Accuracy deviation: top-1 after edit − clean",
         "percentage points",
-        &m.methods,
+        &names(&m.methods),
         &series,
         None,
     )
@@ -379,19 +384,20 @@ pub fn path_diagram(
 }
 
 /// One image's paths of every method.
-pub fn image_paths(run: &Run, r: &ImageRecord) -> String {
+pub fn image_paths(run: &Results, r: &ImageRecord) -> String {
     let lines: Vec<PathLine> = run
         .methods
         .iter()
         .filter_map(|m| {
             let x = r.result.methods.get(m)?;
+            let ours = *m == Method::Path;
             Some(PathLine {
-                label: m.clone(),
-                color: method_color(m).into(),
+                label: m.name().into(),
+                color: m.colour().into(),
                 path: x.path.clone(),
-                width: if m == "path" { 2.5 } else { 1.5 },
+                width: if ours { 2.5 } else { 1.5 },
                 opacity: 0.9,
-                annotate: m == "path",
+                annotate: ours,
             })
         })
         .collect();
@@ -407,7 +413,7 @@ pub fn image_paths(run: &Run, r: &ImageRecord) -> String {
 }
 
 /// A class's paths: every image's path faint, the most frequent neuron per layer bold.
-pub fn class_paths(a: &Atlas, e: &ClassEntry, run: &Run) -> String {
+pub fn class_paths(a: &Atlas, e: &ClassEntry, run: &Results) -> String {
     let mut lines: Vec<PathLine> = run
         .images
         .iter()
@@ -424,7 +430,7 @@ pub fn class_paths(a: &Atlas, e: &ClassEntry, run: &Run) -> String {
         .collect();
     lines.push(PathLine {
         label: format!("{}: most frequent neuron per layer", e.name),
-        color: method_color(&a.method).into(),
+        color: a.method.colour().into(),
         path: e.modal_path.iter().map(|m| m.0).collect(),
         width: 2.5,
         opacity: 1.0,

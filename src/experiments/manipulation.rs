@@ -1,11 +1,11 @@
 //! Manipulation (SPEC section 9): every neuron of a method's path is scaled (0 removes, 2
 //! enhances, any factor) in ONE forward pass, so "current value" is the value after the upstream
 //! edits; F and the top-1 prediction are recorded, then summarised per class and overall.
-use super::results::{ImageRecord, Run};
 use super::stats::{de_f64, spread, Spread};
 use crate::attribution::baselines::random_set;
 use crate::attribution::{top_k, NeuronSets};
 use crate::io::inputs::{load_batch, Item, Preprocess};
+use crate::io::results::{ImageRecord, Method, Results};
 use crate::model::Vit;
 use anyhow::{Context, Result};
 use candle_core::DType;
@@ -62,13 +62,13 @@ pub struct ImageOutcome {
     pub clean_prob: f64,
     pub clean_top1: usize,
     /// Per method, one outcome per factor.
-    pub methods: BTreeMap<String, Vec<Outcome>>,
+    pub methods: BTreeMap<Method, Vec<Outcome>>,
 }
 
 /// Probability and accuracy deviation of one (method, factor) over a class or all images.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Deviation {
-    pub method: String,
+    pub method: Method,
     pub factor: f64,
     /// `None`: all images.
     pub class: Option<usize>,
@@ -96,7 +96,7 @@ pub struct Confusion {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Manipulation {
     pub settings: Settings,
-    pub methods: Vec<String>,
+    pub methods: Vec<Method>,
     /// The random control was generated here (the run had no `random` method).
     pub random_generated: bool,
     pub images: Vec<ImageOutcome>,
@@ -107,7 +107,7 @@ pub struct Manipulation {
 
 impl Manipulation {
     /// The overall deviation of (method, factor), if computed.
-    pub fn overall_for(&self, method: &str, factor: f64) -> Option<&Deviation> {
+    pub fn overall_for(&self, method: Method, factor: f64) -> Option<&Deviation> {
         self.overall
             .iter()
             .find(|d| d.method == method && d.factor == factor)
@@ -120,20 +120,20 @@ pub use crate::attribution::jas::edited_probabilities;
 /// `progress` is told how many images are done after each batch.
 pub fn run_manipulation(
     model: &Vit,
-    run: &Run,
+    run: &Results,
     items: &BTreeMap<u64, Item>,
     pre: &Preprocess,
     settings: &Settings,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Manipulation> {
     let mut methods = run.methods.clone();
-    let random_generated = !run.has_method("random");
+    let random_generated = !run.has_method(Method::Random);
     if random_generated {
-        methods.push("random".into());
+        methods.push(Method::Random);
     }
     let (layers, mlp) = (model.cfg.layers, model.cfg.mlp_dim);
     let k = if settings.all_k { run.top_k } else { 1 };
-    let sets_of = |r: &ImageRecord, m: &str| -> NeuronSets {
+    let sets_of = |r: &ImageRecord, m: Method| -> NeuronSets {
         match r.sets(m, settings.all_k) {
             Some(s) => s,
             None => random_set(layers, mlp, k, settings.seed, r.index),
@@ -167,13 +167,13 @@ pub fn run_manipulation(
                 methods: BTreeMap::new(),
             })
             .collect();
-        for m in &methods {
+        for &m in &methods {
             let sets: Vec<NeuronSets> = chunk.iter().map(|r| sets_of(r, m)).collect();
             for &f in &settings.factors {
                 let probs = edited_probabilities(model, &x, &sets, f, run.rows)?;
                 for (o, p) in per.iter_mut().zip(&probs) {
                     let top1 = top_k(p, 1)[0];
-                    o.methods.entry(m.clone()).or_default().push(Outcome {
+                    o.methods.entry(m).or_default().push(Outcome {
                         factor: f,
                         prob: p[o.target],
                         top1,
@@ -200,7 +200,7 @@ pub fn run_manipulation(
 /// Deviations over all images and per class, for every (method, factor).
 pub fn summarize(
     images: &[ImageOutcome],
-    methods: &[String],
+    methods: &[Method],
     s: &Settings,
 ) -> (Vec<Deviation>, Vec<Deviation>) {
     let mut classes: Vec<usize> = images.iter().map(|o| o.class).collect();
@@ -208,7 +208,7 @@ pub fn summarize(
     classes.dedup();
     let mut overall = Vec::new();
     let mut per_class = Vec::new();
-    for m in methods {
+    for &m in methods {
         for (fi, &f) in s.factors.iter().enumerate() {
             overall.push(deviation(images.iter(), m, fi, f, None, s));
             for &c in &classes {
@@ -228,7 +228,7 @@ pub fn summarize(
 
 fn deviation<'a>(
     images: impl Iterator<Item = &'a ImageOutcome>,
-    method: &str,
+    method: Method,
     fi: usize,
     factor: f64,
     class: Option<usize>,
@@ -236,7 +236,7 @@ fn deviation<'a>(
 ) -> Deviation {
     let (mut ratios, mut clean_ok, mut edit_ok, mut n) = (Vec::new(), 0usize, 0usize, 0usize);
     for o in images {
-        let Some(e) = o.methods.get(method).and_then(|v| v.get(fi)) else {
+        let Some(e) = o.methods.get(&method).and_then(|v| v.get(fi)) else {
             continue;
         };
         n += 1;
@@ -248,7 +248,7 @@ fn deviation<'a>(
     let seed =
         s.seed ^ (fi as u64).wrapping_mul(0x9E37_79B9) ^ class.map_or(u64::MAX, |c| c as u64);
     Deviation {
-        method: method.to_string(),
+        method,
         factor,
         class,
         ratio: spread(&ratios, s.bootstrap, seed),

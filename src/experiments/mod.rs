@@ -14,7 +14,6 @@ pub mod manipulation;
 pub mod plots;
 pub mod pruning;
 pub mod report;
-pub mod results;
 pub mod significance;
 pub mod stats;
 pub mod svg;

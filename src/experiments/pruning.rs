@@ -2,10 +2,10 @@
 //! (layer, rank), the most frequent top-K neuron over the class's path-building images; on other
 //! images of the class a seeded random fraction p of the remaining CLS neurons of the first d
 //! layers is zeroed. A control keeps a random set of the same size instead.
-use super::results::{ImageRecord, Run};
 use super::stats::{de_f64, spread, Spread};
 use crate::attribution::{top_k, NeuronSets};
 use crate::io::inputs::{load_batch, Item, Preprocess};
+use crate::io::results::{ImageRecord, Method, Results};
 use crate::model::{Edit, Edits, LayerEdit, Rows, Vit};
 use anyhow::{bail, Result};
 use candle_core::{DType, Tensor};
@@ -77,7 +77,7 @@ pub struct ClassPlan {
 /// Per class: the last `fraction` of its images (by index) are held out for evaluation, the rest
 /// build the sets. Classes with fewer than two images are left out.
 pub fn holdout_plans(
-    run: &Run,
+    run: &Results,
     items: &BTreeMap<u64, Item>,
     fraction: f64,
 ) -> Result<Vec<ClassPlan>> {
@@ -117,7 +117,7 @@ pub fn holdout_plans(
 pub fn kept_set(records: &[&ImageRecord], k: usize, layers: usize) -> NeuronSets {
     let sets: Vec<NeuronSets> = records
         .iter()
-        .filter_map(|r| r.sets("path", true))
+        .filter_map(|r| r.sets(Method::Path, true))
         .collect();
     (0..layers)
         .map(|l| {
@@ -296,7 +296,7 @@ struct Obs {
 /// Runs the grid (already clamped to the model) on every plan; `progress` gets the classes done.
 pub fn run_pruning(
     model: &Vit,
-    run: &Run,
+    run: &Results,
     plans: &[ClassPlan],
     pre: &Preprocess,
     s: &Settings,
@@ -480,7 +480,7 @@ pub fn csv(p: &Pruning) -> String {
 /// `build`, as a timm checkpoint; returns the options `predict` needs to load it.
 pub fn save_pruned(
     model: &Vit,
-    run: &Run,
+    run: &Results,
     build: &[u64],
     class: usize,
     (k, p, d): (usize, f64, usize),
@@ -507,7 +507,7 @@ pub fn save_pruned(
     let pruned = pruned_model(model, &m)?;
     let note = serde_json::json!({
         "pruned_for_class": class, "k": k, "p": p, "d": d, "seed": seed, "kept": keep,
-        "source_model": run.header["model"]["path"], "source_sha256": run.model_sha(),
+        "source_model": run.header.model.path, "source_sha256": run.model_sha(),
     });
     super::checkpoint::save_timm(&pruned, path, &note)?;
     Ok(super::checkpoint::load_flags(&model.cfg))

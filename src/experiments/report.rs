@@ -7,9 +7,9 @@ use super::figures;
 use super::html::{esc, page, section, table};
 use super::manipulation::Manipulation;
 use super::pruning::Pruning;
-use super::results::Run;
 use super::stats::{spread, summarize};
 use super::svg::num;
+use crate::io::results::{Method, Results};
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -24,7 +24,7 @@ use sections::{atlas_section, jas_section, manipulation_section, pruning_section
 /// deviations come from the records' own removed/enhanced probabilities (no accuracy deviation);
 /// without pruning that section says how to add it.
 pub struct Report<'a> {
-    pub run: &'a Run,
+    pub run: &'a Results,
     /// How the results file is named in the page.
     pub results_name: String,
     pub manipulation: Option<&'a Manipulation>,
@@ -43,7 +43,7 @@ pub struct Report<'a> {
 }
 
 impl<'a> Report<'a> {
-    pub fn new(run: &'a Run, results_name: &str) -> Self {
+    pub fn new(run: &'a Results, results_name: &str) -> Self {
         Report {
             run,
             results_name: results_name.to_string(),
@@ -77,10 +77,11 @@ pub fn write_report(r: &Report, out: &Path) -> Result<Vec<Claim>> {
 /// The page and the claims.
 pub fn render(r: &Report) -> Result<(String, Vec<Claim>)> {
     let run = r.run;
-    let method = if run.has_method("path") {
-        "path"
+    // The paper's paths when the run has them, else the first method's.
+    let method = if run.has_method(Method::Path) {
+        Method::Path
     } else {
-        run.methods.first().map(String::as_str).unwrap_or("path")
+        run.methods.first().copied().unwrap_or(Method::Path)
     };
     let atlas = atlas::from_run(run, method).ok();
     let groups = if r.look_alike.is_empty() {
@@ -152,7 +153,7 @@ pub fn render(r: &Report) -> Result<(String, Vec<Claim>)> {
         "{} — {} images, model {}",
         r.results_name,
         run.images.len(),
-        run.header["model"]["path"].as_str().unwrap_or("?")
+        run.header.model.path
     );
     Ok((
         page("Influential neuron paths: report", &subtitle, &nav, &body),
@@ -202,25 +203,26 @@ fn utc(secs: u64) -> String {
 
 fn summary(r: &Report) -> String {
     let (run, h, c) = (r.run, &r.run.header, &r.run.config);
-    let s = |v: &serde_json::Value| match v {
-        serde_json::Value::String(x) => x.clone(),
+    // A header value as the page shows it: strings bare, absent as a dash, the rest as JSON.
+    let s = |v: serde_json::Value| match v {
+        serde_json::Value::String(x) => x,
         serde_json::Value::Null => "—".into(),
         other => other.to_string(),
     };
     let mut rows = vec![
         ("results", r.results_name.clone()),
-        ("model", format!("{} ({} layout)", s(&h["model"]["path"]), s(&h["model"]["layout"]))),
-        ("model sha256", s(&h["model"]["sha256"])),
+        ("model", format!("{} ({} layout)", h.model.path, s(json!(h.model.layout)))),
+        ("model sha256", s(json!(h.model.sha256))),
         ("architecture", format!("{} layers × {} MLP neurons, hidden {}, {} heads, image {} / patch {}, {} classes, {:?} pooling", c.layers, c.mlp_dim, c.hidden, c.heads, c.image_size, c.patch_size, c.num_classes, c.pool)),
-        ("neurons", format!("{} rows of the MLP hidden units", s(&h["neurons"]))),
-        ("attribution", format!("m = {} steps ({} Riemann), top-K = {}, target = {}, JAS form shown = {}", s(&h["steps"]), s(&h["riemann"]), run.top_k, s(&h["target"]), s(&h["jas_default"]))),
-        ("methods", run.methods.join(", ")),
-        ("inputs", format!("{} (count {}, per class {})", s(&h["inputs"]["paths"]), s(&h["inputs"]["count"]), s(&h["inputs"]["per_class"]))),
-        ("preprocessing", format!("{} px, {} resize, {} normalisation", s(&h["preprocessing"]["size"]), s(&h["preprocessing"]["resize"]), s(&h["preprocessing"]["normalization"]))),
-        ("dtype, seed, compat", format!("{}, {}, {}", s(&h["dtype"]), s(&h["seed"]), s(&h["compat"]))),
+        ("neurons", format!("{} rows of the MLP hidden units", s(json!(h.neurons)))),
+        ("attribution", format!("m = {} steps ({} Riemann), top-K = {}, target = {}, JAS form shown = {}", h.steps, h.riemann, run.top_k, s(json!(h.target)), h.jas_default)),
+        ("methods", run.methods.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")),
+        ("inputs", format!("{} (count {}, per class {})", s(json!(h.inputs.paths)), h.inputs.count, s(json!(h.inputs.per_class)))),
+        ("preprocessing", format!("{} px, {} resize, {} normalisation", h.preprocessing.size, h.preprocessing.resize, h.preprocessing.normalization)),
+        ("dtype, seed, compat", format!("{}, {}, {}", h.dtype, h.seed, h.compat)),
     ];
-    if let Some(t) = h["created"].as_u64() {
-        rows.push(("created", utc(t)));
+    if h.created > 0 {
+        rows.push(("created", utc(h.created)));
     }
     let cfg_rows: Vec<Vec<String>> = rows
         .into_iter()
@@ -254,11 +256,11 @@ fn summary(r: &Report) -> String {
         let js = summarize(&jas);
         let f = |fac: f64| {
             dev.iter()
-                .find(|d| &d.0 == m && d.1 == fac)
+                .find(|d| d.0 == *m && d.1 == fac)
                 .map_or("—".into(), |d| ci_str(&d.2))
         };
         let mut row = vec![
-            esc(m),
+            esc(m.name()),
             ci_str(&js),
             num(spread(&add, 0, 0).mean),
             f(0.0),
@@ -267,7 +269,7 @@ fn summary(r: &Report) -> String {
         if let Some(mm) = r.manipulation {
             for fac in [0.0, 2.0] {
                 row.push(
-                    mm.overall_for(m, fac)
+                    mm.overall_for(*m, fac)
                         .map_or("—".into(), |d| format!("{:+.1}", 100.0 * d.acc_deviation)),
                 );
             }

@@ -321,18 +321,6 @@ pub fn palette(i: usize) -> &'static str {
     PALETTE[i % PALETTE.len()]
 }
 
-/// A fixed colour per method, so every figure agrees.
-pub fn method_color(m: &str) -> &'static str {
-    match m {
-        "path" => "#d62728",
-        "activation" => "#1f77b4",
-        "influence" => "#2ca02c",
-        "ig" => "#9467bd",
-        "random" => "#7f7f7f",
-        _ => "#8c564b",
-    }
-}
-
 /// Viridis colour at t in [0, 1] (interpolated between nine anchors).
 pub fn viridis(t: f64) -> String {
     const A: [(u8, u8, u8); 9] = [

@@ -3,5 +3,6 @@ pub mod dataset;
 pub mod fashion_mnist;
 pub mod inputs;
 pub mod preprocess;
-pub mod records;
 pub mod reference;
+pub mod results;
+pub mod shard;

@@ -2,8 +2,8 @@
 use super::Report;
 use crate::experiments::figures;
 use crate::experiments::html::{esc, table, table_aligned};
-use crate::experiments::results::ImageRecord;
 use crate::experiments::svg::num;
+use crate::io::results::{ImageRecord, Method};
 use std::collections::BTreeMap;
 
 pub(super) fn images_section(r: &Report) -> String {
@@ -15,7 +15,7 @@ pub(super) fn images_section(r: &Report) -> String {
             let res = &x.result;
             let jas = res
                 .methods
-                .get("path")
+                .get(&Method::Path)
                 .map_or("—".into(), |p| num(p.jas.reference));
             vec![
                 format!("<a href=\"#img-{0}\">{0}</a>", x.index),
@@ -79,7 +79,7 @@ fn image_section(
             continue;
         };
         let mut row = vec![
-            esc(me),
+            esc(me.name()),
             p.path
                 .iter()
                 .map(|n| n.to_string())
@@ -119,7 +119,11 @@ fn image_section(
         figures::image_paths(run, x),
         table_aligned(&heads, "llrrrrl", &rows)
     );
-    if let Some(mg) = res.methods.get("path").and_then(|p| p.margins.as_ref()) {
+    if let Some(mg) = res
+        .methods
+        .get(&Method::Path)
+        .and_then(|p| p.margins.as_ref())
+    {
         let v: Vec<String> = mg.iter().map(|v| num(*v)).collect();
         out += &format!(
             "<p class=\"note\">Search margins (best minus runner-up score) per layer: {}</p>",

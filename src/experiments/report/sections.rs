@@ -4,11 +4,11 @@ use crate::experiments::atlas::{self, Atlas};
 use crate::experiments::figures;
 use crate::experiments::html::{esc, figure, table};
 use crate::experiments::pruning::Pruning;
-use crate::experiments::results::{ImageRecord, Run};
 use crate::experiments::stats;
 use crate::experiments::svg::num;
+use crate::io::results::{ImageRecord, Method, Results};
 
-pub(super) fn jas_section(run: &Run) -> String {
+pub(super) fn jas_section(run: &Results) -> String {
     let mut out = figure(&figures::jas(run), "Boxes: quartiles; whiskers: 1.5 IQR; diamond: mean. Higher JAS = the path's neurons jointly explain more of F.");
     let mut heads = vec!["class".to_string(), "images".into()];
     heads.extend(run.methods.iter().map(|m| format!("mean JAS {m}")));
@@ -38,10 +38,10 @@ pub(super) fn manipulation_section(r: &Report) -> String {
     let mut out = String::new();
     match r.manipulation {
         Some(m) => {
-            let rows: Vec<(String, f64, stats::Spread)> = m
+            let rows: Vec<(Method, f64, stats::Spread)> = m
                 .overall
                 .iter()
-                .map(|d| (d.method.clone(), d.factor, d.ratio))
+                .map(|d| (d.method, d.factor, d.ratio))
                 .collect();
             out += &figure(&figures::deviation(&rows), "Every path neuron is scaled in one forward pass (current value = after upstream edits). Dashed line: no change.");
             out += &figure(
@@ -74,7 +74,7 @@ pub(super) fn manipulation_section(r: &Report) -> String {
                     ];
                     for me in &m.methods {
                         for &f in &m.settings.factors {
-                            row.push(ds.iter().find(|d| &d.method == me && d.factor == f).map_or(
+                            row.push(ds.iter().find(|d| d.method == *me && d.factor == f).map_or(
                                 "—".into(),
                                 |d| {
                                     format!(
@@ -103,7 +103,7 @@ pub(super) fn atlas_section(r: &Report, a: &Atlas) -> String {
     let run = r.run;
     let mut out = format!(
         "<p>F[c, l, n] counts the images of class c whose <code>{}</code> path uses neuron n at layer l; classes are compared by the cosine similarity of their flattened F.</p>",
-        esc(&a.method)
+        esc(a.method.name())
     );
     out += &figure(
         &figures::similarity(a, r.max_classes),

@@ -1,0 +1,18 @@
+//! Results files: the typed schema ([`Header`], [`Record`], [`Method`], ...), the one reader and
+//! writer of the files ([`read_results`], [`RecordWriter`], [`merge`]) and the validated view
+//! every experiment reads ([`Results`]).
+//!
+//! A results file is JSON Lines: a header line (`"kind": "header"`, with a `"schema"` version)
+//! describing the run, then one line per image (`"kind": "image"`, keyed by `"index"`).
+mod error;
+mod file;
+mod schema;
+mod view;
+
+pub use error::ResultsError;
+pub use file::{merge, read_results, RecordWriter};
+pub use schema::{
+    Extra, Header, ImageResult, InputsInfo, Jas, Method, MethodResult, ModelInfo, NeuronSets,
+    Outcome, Precision, Preprocessing, Record, SchemaVersion, TargetKind,
+};
+pub use view::{ImageRecord, Results};
