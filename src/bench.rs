@@ -46,6 +46,10 @@ pub fn vit_config(
         ln_eps: 1e-6,
         gelu: Gelu::Erf,
         pool: Pool::Cls,
+        registers: 0,
+        embedding: false,
+        pre_norm: false,
+        layer_scale: false,
         double_fc_norm: false,
     }
 }

@@ -6,6 +6,7 @@ mod common;
 use candle_core::{DType, Device, Tensor, Var};
 use common::*;
 use neuronpath::model::gradients::{clamp_gradients, ClampBatch};
+use neuronpath::model::vit::with_device_block;
 use neuronpath::model::{ops, Edit, Gelu, LayerEdit, Mode, Pool, Rows, Vit, VitConfig};
 use neuronpath::training::Params;
 use rand::SeedableRng;
@@ -19,9 +20,13 @@ struct Shape {
     prefix: usize,
     pool: Pool,
     gelu: Gelu,
+    /// The neurons' rows.
+    rows: Rows,
+    /// A LayerNorm before the first block (CLIP).
+    pre_norm: bool,
 }
 
-const SHAPES: [Shape; 4] = [
+const SHAPES: [Shape; 7] = [
     // 10 tokens, head width 8.
     Shape {
         image: 12,
@@ -32,6 +37,8 @@ const SHAPES: [Shape; 4] = [
         prefix: 1,
         pool: Pool::Cls,
         gelu: Gelu::Erf,
+        rows: Rows::Cls,
+        pre_norm: false,
     },
     // DeiT-like: CLS + distillation token, head width 4, tanh GELU.
     Shape {
@@ -43,6 +50,8 @@ const SHAPES: [Shape; 4] = [
         prefix: 2,
         pool: Pool::Cls,
         gelu: Gelu::Tanh,
+        rows: Rows::Cls,
+        pre_norm: false,
     },
     // MAE-like mean-pooled head, one head.
     Shape {
@@ -54,6 +63,8 @@ const SHAPES: [Shape; 4] = [
         prefix: 1,
         pool: Pool::MeanPatch,
         gelu: Gelu::Erf,
+        rows: Rows::Patches,
+        pre_norm: false,
     },
     // One patch: two tokens.
     Shape {
@@ -65,6 +76,48 @@ const SHAPES: [Shape; 4] = [
         prefix: 1,
         pool: Pool::Cls,
         gelu: Gelu::Erf,
+        rows: Rows::Cls,
+        pre_norm: false,
+    },
+    // DeiT distilled, CLIP-style: quick-GELU, pre-LayerNorm, the mean of the CLS and
+    // distillation heads, neurons on the distillation row.
+    Shape {
+        image: 12,
+        patch: 4,
+        hidden: 16,
+        heads: 2,
+        mlp: 36,
+        prefix: 2,
+        pool: Pool::ClsDist,
+        gelu: Gelu::Quick,
+        rows: Rows::Dist,
+        pre_norm: true,
+    },
+    // The same head with the CLS neurons.
+    Shape {
+        image: 12,
+        patch: 4,
+        hidden: 16,
+        heads: 2,
+        mlp: 36,
+        prefix: 2,
+        pool: Pool::ClsDist,
+        gelu: Gelu::Quick,
+        rows: Rows::Cls,
+        pre_norm: true,
+    },
+    // DINOv2 with registers: CLS + 2 register tokens, the [CLS, mean patches] classifier.
+    Shape {
+        image: 15,
+        patch: 5,
+        hidden: 12,
+        heads: 3,
+        mlp: 28,
+        prefix: 3,
+        pool: Pool::ClsMeanPatch,
+        gelu: Gelu::Erf,
+        rows: Rows::Cls,
+        pre_norm: false,
     },
 ];
 
@@ -84,6 +137,10 @@ fn model(s: &Shape, dtype: DType, seed: u64) -> Vit {
         gelu: s.gelu,
         pool: Pool::Cls,
         double_fc_norm: false,
+        registers: 0,
+        embedding: false,
+        pre_norm: false,
+        layer_scale: false,
     };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let params = Params::init(&cfg, &mut rng, &Device::Cpu).unwrap();
@@ -110,6 +167,32 @@ fn model(s: &Shape, dtype: DType, seed: u64) -> Vit {
         m.cfg.prefix_tokens = s.prefix;
     }
     m.cfg.pool = s.pool;
+    let d = s.hidden;
+    let linear = |out: usize, inp: usize| {
+        let w = noise(&[out, inp]).unwrap().to_dtype(dtype).unwrap();
+        let b = noise(&[out]).unwrap().to_dtype(dtype).unwrap();
+        ops::Linear::new(w, Some(b))
+    };
+    match s.pool {
+        Pool::ClsDist => m.head_dist = Some(linear(cfg.num_classes, d)),
+        Pool::ClsMeanPatch => {
+            m.head = linear(cfg.num_classes, 2 * d);
+            m.cfg.registers = s.prefix - 1;
+        }
+        _ => {}
+    }
+    if s.pre_norm {
+        let ones = Tensor::ones(d, DType::F64, &Device::Cpu).unwrap();
+        m.pre_norm = Some(ops::LayerNorm {
+            weight: (ones + noise(&[d]).unwrap())
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap(),
+            bias: noise(&[d]).unwrap().to_dtype(dtype).unwrap(),
+            eps: 1e-5,
+        });
+        m.cfg.pre_norm = true;
+    }
     m
 }
 
@@ -135,23 +218,20 @@ fn frozen_forward_equals_the_op_by_op_oracle_on_every_shape() {
         for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 2e-5)] {
             let m = model(s, dtype, i as u64);
             let x = images(s, 3, dtype);
-            let rows = if s.pool == Pool::Cls {
-                Rows::Cls
-            } else {
-                Rows::Patches
-            };
+            let rows = s.rows;
             let a = m.forward(&x, &[], Some(rows), Mode::Frozen).unwrap();
             let b = m.forward(&x, &[], Some(rows), Mode::Train).unwrap();
-            let pa = flat(&ops::softmax_plain(&a.logits).unwrap());
+            // The device block (what CUDA runs), here on the CPU.
+            let c = with_device_block(|| m.forward(&x, &[], Some(rows), Mode::Frozen).unwrap());
             let pb = flat(&ops::softmax_plain(&b.logits).unwrap());
-            assert_close(&pa, &pb, tol, &format!("shape {i} {dtype:?} probabilities"));
-            for (l, (ha, hb)) in a.hidden.iter().zip(&b.hidden).enumerate() {
-                assert_close(
-                    &flat(ha),
-                    &flat(hb),
-                    tol,
-                    &format!("shape {i} {dtype:?} layer {l}"),
-                );
+            for (name, got) in [("slice", &a), ("device", &c)] {
+                let pa = flat(&ops::softmax_plain(&got.logits).unwrap());
+                let what = format!("shape {i} {dtype:?} {name} block");
+                assert_close(&pa, &pb, tol, &format!("{what} probabilities"));
+                assert_eq!(got.hidden.len(), b.hidden.len());
+                for (l, (ha, hb)) in got.hidden.iter().zip(&b.hidden).enumerate() {
+                    assert_close(&flat(ha), &flat(hb), tol, &format!("{what} layer {l}"));
+                }
             }
         }
     }
@@ -163,18 +243,14 @@ fn one_backward_equals_per_layer_oracle_backwards_on_every_shape() {
         let m = model(s, DType::F64, 10 + i as u64);
         let c = &m.cfg;
         let x = images(s, 2, DType::F64);
-        let rows = if s.pool == Pool::Cls {
-            Rows::Cls
-        } else {
-            Rows::Patches
-        };
-        let per_row = if rows == Rows::Cls { 1 } else { c.patches() };
+        let rows = s.rows;
+        let per_row = if rows.single() { 1 } else { c.patches() };
         // Three rows (images 0, 1, 0), clamps at layers 0 and 2 at arbitrary values.
         let image_of_row = [0usize, 1, 0];
         let clamps: Vec<(usize, Tensor)> = [0usize, 2]
             .iter()
             .map(|&l| {
-                let dims: Vec<usize> = if rows == Rows::Cls {
+                let dims: Vec<usize> = if rows.single() {
                     vec![3, c.mlp_dim]
                 } else {
                     vec![3, per_row, c.mlp_dim]
@@ -193,6 +269,7 @@ fn one_backward_equals_per_layer_oracle_backwards_on_every_shape() {
                 probe,
             };
             let got = clamp_gradients(&m, &batch, 2).unwrap();
+            let on_device = with_device_block(|| clamp_gradients(&m, &batch, 3).unwrap());
             let idx = Tensor::new(&[0u32, 1, 0], &Device::Cpu).unwrap();
             let xr = x.index_select(&idx, 0).unwrap();
             for (ci, (layer, _)) in clamps.iter().enumerate() {
@@ -233,6 +310,12 @@ fn one_backward_equals_per_layer_oracle_backwards_on_every_shape() {
                     &want,
                     1e-11,
                     &format!("shape {i} layer {layer} probe {probe}"),
+                );
+                assert_close(
+                    &on_device.grads[ci],
+                    &want,
+                    1e-11,
+                    &format!("shape {i} layer {layer} probe {probe} (device block)"),
                 );
             }
         }

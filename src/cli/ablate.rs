@@ -174,6 +174,7 @@ fn resolve(run: &Results, args: &ModelArgs) -> Result<ModelArgs> {
     a.gelu = a.gelu.or(Some(match c.gelu {
         crate::model::Gelu::Erf => GeluArg::Erf,
         crate::model::Gelu::Tanh => GeluArg::Tanh,
+        crate::model::Gelu::Quick => GeluArg::Quick,
     }));
     a.normalize = a.normalize.or(Some(h.preprocessing.normalization));
     Ok(a)

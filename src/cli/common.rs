@@ -17,6 +17,8 @@ use std::path::PathBuf;
 pub enum GeluArg {
     Erf,
     Tanh,
+    /// CLIP's x sigmoid(1.702 x)
+    Quick,
 }
 
 /// How to load a checkpoint.
@@ -64,6 +66,7 @@ impl ModelArgs {
             gelu: self.gelu.map(|g| match g {
                 GeluArg::Erf => Gelu::Erf,
                 GeluArg::Tanh => Gelu::Tanh,
+                GeluArg::Quick => Gelu::Quick,
             }),
             ln_eps: self.ln_eps,
             double_fc_norm,

@@ -117,8 +117,8 @@ pub fn run(args: Args) -> Result<()> {
     }
     let shard = args.shard.or_else(Shard::from_env);
     let rows = match model.cfg.pool {
-        crate::model::Pool::Cls => Rows::Cls,
         crate::model::Pool::MeanPatch => Rows::Patches,
+        _ => Rows::Cls,
     };
     let limit = match args.memory_limit_mb {
         Some(mb) => mb << 20,

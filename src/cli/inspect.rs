@@ -17,6 +17,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let v = serde_json::json!({
             "model": args.model.name(),
             "layout": loaded.layout,
+            "family": loaded.family,
             "config": cfg,
             "class_names": loaded.class_names,
             "forward_gflop": cfg.forward_flops() / 1e9,
@@ -26,6 +27,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     println!("model        {}", args.model.name());
     println!("layout       {:?}", loaded.layout);
+    println!("family       {:?}", loaded.family);
     println!(
         "image size   {} (patch {}, grid {}x{})",
         cfg.image_size,
@@ -41,14 +43,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         cfg.head_dim()
     );
     println!("mlp          {} neurons per layer", cfg.mlp_dim);
-    println!("classes      {}", cfg.num_classes);
+    if cfg.embedding {
+        println!("output       embedding of width {}", cfg.num_classes);
+    } else {
+        println!("classes      {}", cfg.num_classes);
+    }
     println!(
-        "tokens       {} ({} prefix)",
+        "tokens       {} ({} prefix{})",
         cfg.tokens(),
-        cfg.prefix_tokens
+        cfg.prefix_tokens,
+        match cfg.registers {
+            0 => String::new(),
+            r => format!(", of which {r} registers"),
+        }
     );
     println!("pooling      {:?}", cfg.pool);
     println!("gelu         {:?}", cfg.gelu);
+    println!(
+        "options      layer_scale {}, pre_norm {}",
+        cfg.layer_scale, cfg.pre_norm
+    );
     println!("layernorm    eps {:e}", cfg.ln_eps);
     println!(
         "forward      {:.3} GFLOP per image",

@@ -24,8 +24,10 @@ pub fn load_flags(cfg: &VitConfig) -> Vec<String> {
     if cfg.ln_eps != TIMM_LN_EPS {
         f.push(format!("--ln-eps {:e}", cfg.ln_eps));
     }
-    if cfg.gelu == Gelu::Tanh {
-        f.push("--gelu tanh".into());
+    match cfg.gelu {
+        Gelu::Erf => {}
+        Gelu::Tanh => f.push("--gelu tanh".into()),
+        Gelu::Quick => f.push("--gelu quick".into()),
     }
     f
 }
@@ -81,11 +83,17 @@ fn gather(model: &Vit) -> candle_core::Result<HashMap<String, Tensor>> {
         }
     }
     let final_norm = match c.pool {
-        Pool::Cls => "norm",
         Pool::MeanPatch => "fc_norm",
+        _ => "norm",
     };
     t.norm(final_norm, &model.norm)?;
     t.linear("head", &model.head)?;
+    if let Some(h) = &model.head_dist {
+        t.linear("head_dist", h)?;
+    }
+    if let Some(n) = &model.pre_norm {
+        t.norm("norm_pre", n)?;
+    }
     Ok(t.0)
 }
 
@@ -96,6 +104,10 @@ pub fn save_timm(model: &Vit, path: &Path, note: &serde_json::Value) -> Result<(
     let c = &model.cfg;
     if c.double_fc_norm {
         bail!("a model with the doubled fc_norm (compatibility mode) has no timm equivalent");
+    }
+    // timm has no [CLS, mean patches] head, and an embedding is not a classifier to prune.
+    if c.pool == Pool::ClsMeanPatch || c.embedding {
+        bail!("only classifiers with a CLS, distilled or mean-patch head can be saved as timm checkpoints");
     }
     let tensors = gather(model).context("cannot gather the model's tensors")?;
     let meta =

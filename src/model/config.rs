@@ -1,12 +1,14 @@
 //! The architecture hyper-parameters of a Vision Transformer, as detected from a checkpoint.
 use serde::{Deserialize, Serialize};
 
-/// GELU flavour: exact erf (PyTorch default, the paper) or the tanh approximation (original JAX ViT).
+/// GELU flavour: exact erf (PyTorch default, the paper), the tanh approximation (original JAX
+/// ViT) or CLIP's quick-GELU `x sigmoid(1.702 x)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Gelu {
     Erf,
     Tanh,
+    Quick,
 }
 
 /// How the classifier reads the final tokens.
@@ -17,6 +19,22 @@ pub enum Pool {
     Cls,
     /// `head(fc_norm(mean of patch tokens))`, CLS excluded (MAE fine-tuned).
     MeanPatch,
+    /// `head([LN(x)[CLS], mean of LN(x) over the patch tokens])`, the final LayerNorm on every
+    /// token, registers excluded from the mean (DINOv2 classifiers).
+    ClsMeanPatch,
+    /// `(head(LN(x)[CLS]) + head_dist(LN(x)[DIST])) / 2` (DeiT distilled, inference).
+    ClsDist,
+}
+
+impl Pool {
+    /// The token rows the head reads from the last block's output, when it reads prefix rows only.
+    pub fn prefix_rows(self) -> Option<usize> {
+        match self {
+            Pool::Cls => Some(1),
+            Pool::ClsDist => Some(2),
+            Pool::MeanPatch | Pool::ClsMeanPatch => None,
+        }
+    }
 }
 
 fn one() -> usize {
@@ -34,9 +52,23 @@ pub struct VitConfig {
     pub heads: usize,
     pub layers: usize,
     pub num_classes: usize,
-    /// Tokens before the patches: 1 (CLS), or 2 for DeiT (CLS, distillation).
+    /// Tokens before the patches: CLS, then DeiT's distillation token or DINOv2's registers.
     #[serde(default = "one")]
     pub prefix_tokens: usize,
+    /// How many of the prefix tokens are registers (after CLS; no position embedding of their
+    /// own in DINOv2, never neurons, never pooled).
+    #[serde(default)]
+    pub registers: usize,
+    /// The output is an embedding (a headless backbone, or CLIP's projection), not class logits:
+    /// `num_classes` is then its width.
+    #[serde(default)]
+    pub embedding: bool,
+    /// A LayerNorm on the token embeddings before the first block (CLIP's `pre_layrnorm`).
+    #[serde(default)]
+    pub pre_norm: bool,
+    /// The checkpoint had LayerScale (DINOv2); it is folded into each branch's output projection.
+    #[serde(default)]
+    pub layer_scale: bool,
     pub ln_eps: f64,
     pub gelu: Gelu,
     pub pool: Pool,

@@ -99,7 +99,8 @@ fn linear_grad(l: &Linear, g: &Tensor) -> Result<Tensor> {
 /// GELU of `z` and, when asked for, its derivative (the exact formulas of `gelu::pair_exact`).
 pub fn gelu(kind: Gelu, z: &Tensor, derivative: bool) -> Result<(Tensor, Option<Tensor>)> {
     #[cfg(feature = "cuda")]
-    if kernels(z) == Kernels::Cuda {
+    // quick-GELU has no CUDA kernel: candle's ops below run it on the GPU too.
+    if kernels(z) == Kernels::Cuda && kind != Gelu::Quick {
         return crate::model::cuda_kernels::gelu(kind, z, derivative);
     }
     match kind {
@@ -123,6 +124,16 @@ pub fn gelu(kind: Gelu, z: &Tensor, derivative: bool) -> Result<(Tensor, Option<
             // 0.5 (1 + t) + 0.5 z (1 - t^2) c (1 + 3 * 0.044715 z^2)
             let slope = (((z2 * (3.0 * 0.044715))? + 1.0)? * (0.5 * c))?;
             let d = (((&t + 1.0)? * 0.5)? + (z * (t.sqr()?.affine(-1.0, 1.0)? * slope)?)?)?;
+            Ok((a, Some(d)))
+        }
+        Gelu::Quick => {
+            // s = sigmoid(1.702 z); a = z s; a' = s + 1.702 z s (1 - s)
+            let s = ((z * -1.702)?.exp()? + 1.0)?.recip()?;
+            let a = (z * &s)?;
+            if !derivative {
+                return Ok((a, None));
+            }
+            let d = (&s + ((z * 1.702)? * (&s * s.affine(-1.0, 1.0)?)?)?)?;
             Ok((a, Some(d)))
         }
     }

@@ -32,6 +32,23 @@ pub(crate) fn pair_exact(kind: Gelu, x: f64) -> (f64, f64) {
                 + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044715 * x * x);
             (0.5 * x * (1.0 + t), d)
         }
+        Gelu::Quick => {
+            let s = sigmoid(QUICK * x);
+            (x * s, s + QUICK * x * s * (1.0 - s))
+        }
+    }
+}
+
+/// CLIP's quick-GELU slope: `x sigmoid(1.702 x)`.
+const QUICK: f64 = 1.702;
+
+/// The logistic function without overflow for large |x|.
+fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
     }
 }
 
@@ -39,7 +56,7 @@ pub(crate) fn pair_exact(kind: Gelu, x: f64) -> (f64, f64) {
 pub(crate) fn value_exact(kind: Gelu, x: f64) -> f64 {
     match kind {
         Gelu::Erf => 0.5 * x * (1.0 + libm::erf(x * INV_SQRT_2)),
-        Gelu::Tanh => pair_exact(kind, x).0,
+        Gelu::Tanh | Gelu::Quick => pair_exact(kind, x).0,
     }
 }
 

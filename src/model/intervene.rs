@@ -9,6 +9,8 @@ pub enum Rows {
     Cls,
     /// All patch rows, CLS excluded (MAE variant): tensors of shape (R, patches, M).
     Patches,
+    /// The distillation token's row (DeiT distilled, token 1): tensors of shape (R, M).
+    Dist,
 }
 
 impl Rows {
@@ -17,8 +19,14 @@ impl Rows {
     pub fn span(self, tokens: usize, prefix: usize) -> (usize, usize) {
         match self {
             Rows::Cls => (0, 1),
+            Rows::Dist => (1, 1),
             Rows::Patches => (prefix, tokens - prefix),
         }
+    }
+
+    /// One token row per image (values (R, M)), not a token axis.
+    pub fn single(self) -> bool {
+        self != Rows::Patches
     }
 }
 

@@ -37,7 +37,7 @@ impl Real for f32 {
     fn gelu_chunk(kind: Gelu, vals: &mut [f32], ders: Option<&mut [f32]>) {
         match kind {
             Gelu::Erf => gelu::erf_f32(vals, ders),
-            Gelu::Tanh => gelu_chunk_exact(kind, vals, ders),
+            Gelu::Tanh | Gelu::Quick => gelu_chunk_exact(kind, vals, ders),
         }
     }
 }

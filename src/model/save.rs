@@ -108,6 +108,7 @@ fn config_json(model: &Vit, class_names: Option<&[String]>) -> Value {
         "hidden_act": match c.gelu {
             Gelu::Erf => "gelu",
             Gelu::Tanh => "gelu_pytorch_tanh",
+            Gelu::Quick => "quick_gelu",
         },
         "layer_norm_eps": c.ln_eps,
         "qkv_bias": true,

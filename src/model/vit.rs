@@ -14,14 +14,19 @@ pub struct Vit {
     pub cfg: VitConfig,
     /// Patch embedding as a linear map of flattened (C, P, P) patches: weight (D, C*P*P).
     pub patch: Linear,
-    /// Prefix tokens (P, D): CLS, then DeiT's distillation token if any.
+    /// Prefix tokens (P, D): CLS, then DeiT's distillation token or DINOv2's registers.
     pub prefix: Tensor,
-    /// Position embedding (N, D), prefix rows first.
+    /// Position embedding (N, D), prefix rows first (zero for tokens without one: registers).
     pub pos: Tensor,
+    /// LayerNorm of the token embeddings before the first block (CLIP), when `cfg.pre_norm`.
+    pub pre_norm: Option<LayerNorm>,
     pub blocks: Vec<Block>,
     /// Final LayerNorm (`norm`) for CLS pooling, `fc_norm` for MAE mean pooling.
     pub norm: LayerNorm,
+    /// The classifier, a projection (CLIP, no bias) or the identity (headless backbones).
     pub head: Linear,
+    /// DeiT's distillation head, read from the distillation token (`Pool::ClsDist`).
+    pub head_dist: Option<Linear>,
 }
 
 /// What a forward pass returns.
@@ -51,7 +56,11 @@ impl Vit {
             .reshape((r, g * g, c.channels * p * p))?;
         let x = self.patch.forward(&patches, mode)?;
         let pre = (self.prefix.unsqueeze(0)?).broadcast_as((r, c.prefix_tokens, c.hidden))?;
-        Tensor::cat(&[&pre, &x], 1)?.broadcast_add(&self.pos.unsqueeze(0)?)
+        let x = Tensor::cat(&[&pre, &x], 1)?.broadcast_add(&self.pos.unsqueeze(0)?)?;
+        match &self.pre_norm {
+            Some(ln) => ln.forward(&x, mode),
+            None => Ok(x),
+        }
     }
 
     /// Full forward pass with optional edits per block; `record` keeps those rows of every `a`.
@@ -70,7 +79,7 @@ impl Vit {
             // block's output need not be computed, unless their hidden units are asked for.
             let cls_only = l + 1 == self.blocks.len()
                 && self.cfg.pool == Pool::Cls
-                && record != Some(Rows::Patches)
+                && record.is_none_or(|r| r == Rows::Cls)
                 && edit.is_none_or(|e| e.rows == Rows::Cls);
             let (nx, a) = self.block(block, &x, edit, record, mode, cls_only)?;
             x = nx;
@@ -98,7 +107,7 @@ impl Vit {
                 Some(rows) => {
                     let (s, n) = rows.span(a.dim(1)?, self.cfg.prefix_tokens);
                     let t = a.narrow(1, s, n)?;
-                    Ok(Some(if rows == Rows::Cls { t.squeeze(1)? } else { t }))
+                    Ok(Some(if rows.single() { t.squeeze(1)? } else { t }))
                 }
                 None => Ok(None),
             }
@@ -117,8 +126,25 @@ impl Vit {
     }
 
     fn classify(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let row = |i: usize| -> Result<Tensor> {
+            self.norm.forward(&x.narrow(1, i, 1)?.squeeze(1)?, mode)
+        };
         let feats = match self.cfg.pool {
-            Pool::Cls => self.norm.forward(&x.narrow(1, 0, 1)?.squeeze(1)?, mode)?,
+            Pool::Cls => row(0)?,
+            Pool::ClsDist => {
+                let Some(dist) = &self.head_dist else {
+                    candle_core::bail!("a distilled model needs its distillation head");
+                };
+                let cls = self.head.forward(&row(0)?, mode)?;
+                return (cls + dist.forward(&row(1)?, mode)?)? * 0.5;
+            }
+            Pool::ClsMeanPatch => {
+                // The final LayerNorm runs on every token before the mean (DINOv2).
+                let (p, n) = (self.cfg.prefix_tokens, x.dim(1)?);
+                let cls = row(0)?;
+                let patches = self.norm.forward(&x.narrow(1, p, n - p)?, mode)?.mean(1)?;
+                Tensor::cat(&[&cls, &patches], 1)?
+            }
             Pool::MeanPatch => {
                 let (p, n) = (self.cfg.prefix_tokens, x.dim(1)?);
                 let pooled = x.narrow(1, p, n - p)?.mean(1)?;

@@ -218,6 +218,8 @@ impl Params {
         };
         let head = Linear::new(next(), Some(next()));
         Vit {
+            pre_norm: None,
+            head_dist: None,
             cfg: self.cfg.clone(),
             patch,
             prefix,

@@ -6,7 +6,7 @@ use crate::model::config::{Pool, VitConfig};
 use crate::model::ops::{LayerNorm, Linear};
 use crate::model::vit::Vit;
 use candle_core::{DType, Tensor};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 struct Checker<'a> {
     path: &'a Path,
@@ -15,26 +15,40 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
+    /// The file and the tensor name to report for canonical `name` (the file's own name for it
+    /// when the layout renames tensors).
+    fn origin(&self, name: &str) -> (PathBuf, String) {
+        match &self.raw.origin {
+            Some((file, names)) => (
+                file.clone(),
+                names.get(name).cloned().unwrap_or_else(|| name.to_string()),
+            ),
+            None => (self.path.to_path_buf(), name.to_string()),
+        }
+    }
+
     fn get(&self, name: &str) -> Result<&Tensor, ModelError> {
-        self.raw
-            .tensors
-            .get(name)
-            .ok_or_else(|| ModelError::Missing {
-                path: self.path.to_path_buf(),
-                name: name.to_string(),
-            })
+        self.raw.tensors.get(name).ok_or_else(|| {
+            let (path, name) = self.origin(name);
+            ModelError::Missing { path, name }
+        })
+    }
+
+    fn shape_error(&self, name: &str, got: &[usize], expected: &[usize]) -> ModelError {
+        let (path, name) = self.origin(name);
+        ModelError::Shape {
+            path,
+            name,
+            got: got.to_vec(),
+            expected: expected.to_vec(),
+        }
     }
 
     /// The tensor, checked for shape and finiteness, in the requested dtype and device.
     fn take(&self, name: &str, shape: &[usize]) -> Result<Tensor, ModelError> {
         let t = self.get(name)?;
         if t.dims() != shape {
-            return Err(ModelError::Shape {
-                path: self.path.to_path_buf(),
-                name: name.to_string(),
-                got: t.dims().to_vec(),
-                expected: shape.to_vec(),
-            });
+            return Err(self.shape_error(name, t.dims(), shape));
         }
         self.finite(name, t)?;
         t.to_dtype(self.opts.dtype)
@@ -52,18 +66,17 @@ impl Checker<'_> {
         if sum.is_finite() {
             Ok(())
         } else {
-            Err(ModelError::NonFinite {
-                path: self.path.to_path_buf(),
-                name: name.to_string(),
-            })
+            let (path, name) = self.origin(name);
+            Err(ModelError::NonFinite { path, name })
         }
     }
 
     fn dims(&self, name: &str, rank: usize) -> Result<Vec<usize>, ModelError> {
         let d = self.get(name)?.dims().to_vec();
         if d.len() != rank {
+            let (path, name) = self.origin(name);
             return Err(ModelError::format(
-                self.path,
+                &path,
                 format!(
                     "tensor `{name}` has rank {} ({d:?}), expected rank {rank}",
                     d.len()
@@ -78,6 +91,37 @@ impl Checker<'_> {
             self.take(&format!("{prefix}.weight"), &[out, inp])?,
             Some(self.take(&format!("{prefix}.bias"), &[out])?),
         ))
+    }
+
+    /// `prefix` with its output scaled by the LayerScale vector `gamma` (see `build`).
+    fn scaled_linear(
+        &self,
+        prefix: &str,
+        out: usize,
+        inp: usize,
+        gamma: &str,
+    ) -> Result<Linear, ModelError> {
+        let f64 = |name: &str, shape: &[usize]| -> Result<Tensor, ModelError> {
+            let t = self.get(name)?;
+            if t.dims() != shape {
+                return Err(self.shape_error(name, t.dims(), shape));
+            }
+            self.finite(name, t)?;
+            t.to_dtype(DType::F64)
+                .map_err(ModelError::tensor(self.path))
+        };
+        let g = f64(gamma, &[out])?;
+        let w = f64(&format!("{prefix}.weight"), &[out, inp])?;
+        let b = f64(&format!("{prefix}.bias"), &[out])?;
+        let t = ModelError::tensor(self.path);
+        let cast = |x: Tensor| {
+            x.to_dtype(self.opts.dtype)
+                .and_then(|x| x.to_device(&self.opts.device))
+                .map_err(ModelError::tensor(self.path))
+        };
+        let w = w.broadcast_mul(&g.unsqueeze(1).map_err(&t)?).map_err(&t)?;
+        let b = (b * g).map_err(&t)?;
+        Ok(Linear::new(cast(w)?, Some(cast(b)?)))
     }
 
     fn norm(&self, prefix: &str, d: usize, eps: f64) -> Result<LayerNorm, ModelError> {
@@ -136,7 +180,13 @@ pub(crate) fn build(path: &Path, raw: Raw, opts: &LoadOptions) -> Result<Vit, Mo
         });
     }
     let mlp_dim = ck.dims("blocks.0.mlp.fc1.weight", 2)?[0];
-    let num_classes = ck.dims("head.weight", 2)?[0];
+    // No head: a backbone whose output is its final embedding (an identity head).
+    let headless = !raw.tensors.contains_key("head.weight");
+    let num_classes = if headless {
+        hidden
+    } else {
+        ck.dims("head.weight", 2)?[0]
+    };
     let heads = opts.heads.or(raw.heads).unwrap_or(hidden / 64);
     if heads == 0 || hidden % heads != 0 {
         return Err(ModelError::format(
@@ -148,9 +198,25 @@ pub(crate) fn build(path: &Path, raw: Raw, opts: &LoadOptions) -> Result<Vit, Mo
         .pool
         .unwrap_or(if raw.tensors.contains_key("fc_norm.weight") {
             Pool::MeanPatch
+        } else if raw.tensors.contains_key("head_dist.weight") {
+            Pool::ClsDist
         } else {
             Pool::Cls
         });
+    let needed_prefix = match pool {
+        Pool::ClsDist => 2,
+        _ => 1,
+    };
+    if prefix_tokens < needed_prefix + raw.registers {
+        return Err(ModelError::format(
+            path,
+            format!(
+                "cls_token holds {prefix_tokens} prefix token(s), the model needs {}",
+                needed_prefix + raw.registers
+            ),
+        ));
+    }
+    let layer_scale = raw.tensors.contains_key("blocks.0.ls1.gamma");
     let cfg = VitConfig {
         image_size,
         patch_size: patch,
@@ -165,12 +231,16 @@ pub(crate) fn build(path: &Path, raw: Raw, opts: &LoadOptions) -> Result<Vit, Mo
         gelu: opts.gelu.unwrap_or(raw.gelu),
         pool,
         double_fc_norm: opts.double_fc_norm,
+        registers: raw.registers,
+        embedding: headless || raw.embedding,
+        pre_norm: raw.tensors.contains_key("norm_pre.weight"),
+        layer_scale,
     };
     let eps = cfg.ln_eps;
     let pos = ck.take("pos_embed", &[1, grid_rows + prefix_tokens, hidden])?;
     let pos = if cfg.grid() != old_grid {
         let pos = pos.squeeze(0).map_err(ModelError::tensor(path))?;
-        posemb::resize_pos_embed(&pos, prefix_tokens, cfg.grid())
+        posemb::resize_pos_embed(raw.pos_resize, &pos, prefix_tokens, cfg.grid())
             .map_err(ModelError::tensor(path))?
     } else {
         pos.squeeze(0).map_err(ModelError::tensor(path))?
@@ -179,13 +249,22 @@ pub(crate) fn build(path: &Path, raw: Raw, opts: &LoadOptions) -> Result<Vit, Mo
     let blocks = (0..layers)
         .map(|i| {
             let p = format!("blocks.{i}");
+            // LayerScale multiplies a branch's output, so it folds exactly into the branch's last
+            // linear map: diag(g) (W x + b) = (diag(g) W) x + g b. The MLP hidden units (the
+            // neurons) and every gradient with respect to them are unchanged.
+            let scaled = |name: &str, gamma: &str, inp: usize| -> Result<Linear, ModelError> {
+                if !layer_scale {
+                    return ck.linear(name, hidden, inp);
+                }
+                ck.scaled_linear(name, hidden, inp, gamma)
+            };
             Ok(Block {
                 ln_att: ck.norm(&format!("{p}.norm1"), hidden, eps)?,
                 qkv: ck.linear(&format!("{p}.attn.qkv"), 3 * hidden, hidden)?,
-                proj: ck.linear(&format!("{p}.attn.proj"), hidden, hidden)?,
+                proj: scaled(&format!("{p}.attn.proj"), &format!("{p}.ls1.gamma"), hidden)?,
                 ln_ffn: ck.norm(&format!("{p}.norm2"), hidden, eps)?,
                 fc1: ck.linear(&format!("{p}.mlp.fc1"), mlp_dim, hidden)?,
-                fc2: ck.linear(&format!("{p}.mlp.fc2"), hidden, mlp_dim)?,
+                fc2: scaled(&format!("{p}.mlp.fc2"), &format!("{p}.ls2.gamma"), mlp_dim)?,
                 cls_mask: match raw.tensors.contains_key(&format!("{p}.mlp.cls_mask")) {
                     true => Some(ck.take(&format!("{p}.mlp.cls_mask"), &[mlp_dim])?),
                     false => None,
@@ -194,10 +273,30 @@ pub(crate) fn build(path: &Path, raw: Raw, opts: &LoadOptions) -> Result<Vit, Mo
         })
         .collect::<Result<Vec<_>, ModelError>>()?;
     let norm_name = match pool {
-        Pool::Cls => "norm",
         Pool::MeanPatch => "fc_norm",
+        _ => "norm",
     };
     let t = ModelError::tensor(path);
+    let head_in = match pool {
+        Pool::ClsMeanPatch => 2 * hidden,
+        _ => hidden,
+    };
+    let head = if headless {
+        let eye = Tensor::eye(hidden, opts.dtype, &opts.device).map_err(&t)?;
+        Linear::new(eye, None)
+    } else if raw.tensors.contains_key("head.bias") {
+        ck.linear("head", num_classes, head_in)?
+    } else {
+        Linear::new(ck.take("head.weight", &[num_classes, head_in])?, None)
+    };
+    let head_dist = match pool {
+        Pool::ClsDist => Some(ck.linear("head_dist", num_classes, hidden)?),
+        _ => None,
+    };
+    let pre_norm = match cfg.pre_norm {
+        true => Some(ck.norm("norm_pre", hidden, eps)?),
+        false => None,
+    };
     Ok(Vit {
         patch: Linear::new(
             patch_w
@@ -212,7 +311,9 @@ pub(crate) fn build(path: &Path, raw: Raw, opts: &LoadOptions) -> Result<Vit, Mo
         pos,
         blocks,
         norm: ck.norm(norm_name, hidden, eps)?,
-        head: ck.linear("head", num_classes, hidden)?,
+        head,
+        head_dist,
+        pre_norm,
         cfg,
     })
 }

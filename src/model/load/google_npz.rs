@@ -13,7 +13,7 @@ pub(crate) fn read(path: &Path) -> Result<Raw, ModelError> {
         .collect();
     // An .npz of a timm state dict (as numpy.savez of `state_dict()`) is read as timm.
     if !src.contains_key("embedding/kernel") && src.contains_key("cls_token") {
-        return Ok(super::torch_pickle::timm_raw(path, src));
+        return super::torch_pickle::timm_raw(path, src);
     }
     let get = |name: &str| {
         src.get(name).cloned().ok_or_else(|| ModelError::Missing {
@@ -131,6 +131,10 @@ pub(crate) fn read(path: &Path) -> Result<Raw, ModelError> {
         }
     }
     Ok(Raw {
+        family: super::Family::Vit,
+        pos_resize: super::PosResize::Linear,
+        registers: 0,
+        embedding: false,
         tensors: out,
         heads,
         ln_eps: 1e-6,
@@ -139,5 +143,6 @@ pub(crate) fn read(path: &Path) -> Result<Raw, ModelError> {
         pool: None,
         class_names: None,
         normalization: None,
+        origin: None,
     })
 }

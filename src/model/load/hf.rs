@@ -1,5 +1,7 @@
-//! Hugging Face `ViTForImageClassification` / plain DeiT folders -> canonical tensors.
-use super::{ModelError, Raw};
+//! Hugging Face folders: config.json + model.safetensors (or pytorch_model.bin). This file reads
+//! `ViTForImageClassification` and DeiT (plain and distilled) and sends DINOv2 and CLIP configs to
+//! their own readers (`dinov2.rs`, `clip.rs`).
+use super::{Family, ModelError, PosResize, Raw};
 use crate::model::config::Gelu;
 use crate::model::config::Pool;
 use candle_core::{Device, Tensor};
@@ -14,11 +16,16 @@ fn read_text(path: &Path) -> Result<String, ModelError> {
     })
 }
 
-/// Reads a folder (config.json, model.safetensors, optional preprocessor_config.json).
+/// Reads a folder (config.json, model.safetensors or pytorch_model.bin, optional
+/// preprocessor_config.json).
 pub(crate) fn read(dir: &Path) -> Result<Raw, ModelError> {
     let st = dir.join("model.safetensors");
-    let src = candle_core::safetensors::load(&st, &Device::Cpu)
-        .map_err(|e| ModelError::format(&st, format!("unreadable safetensors: {e}")))?;
+    let src = if st.is_file() {
+        candle_core::safetensors::load(&st, &Device::Cpu)
+            .map_err(|e| ModelError::format(&st, format!("unreadable safetensors: {e}")))?
+    } else {
+        super::torch_pickle::state_dict(&dir.join(WEIGHTS_BIN))?
+    };
     let pre_path = dir.join("preprocessor_config.json");
     let pre = if pre_path.is_file() {
         Some(read_text(&pre_path)?)
@@ -48,7 +55,121 @@ fn normalization(label: &Path, text: &str) -> Result<Option<[[f64; 3]; 2]>, Mode
         .map(|(m, s)| [m, s]))
 }
 
-/// Builds the canonical tensors from a config text and the safetensors' tensors; `label` names
+const WEIGHTS_BIN: &str = "pytorch_model.bin";
+
+/// The weights file of a folder, for error messages.
+fn weights_path(label: &Path) -> std::path::PathBuf {
+    let bin = label.join(WEIGHTS_BIN);
+    if !label.join("model.safetensors").is_file() && bin.is_file() {
+        bin
+    } else {
+        label.join("model.safetensors")
+    }
+}
+
+/// Tensors of a weights file, by name, with errors naming the file and the tensor; remembers
+/// which file tensor each canonical one came from, so that later checks name the file's tensor.
+pub(crate) struct Source<'a> {
+    pub tensors: &'a HashMap<String, Tensor>,
+    pub path: &'a Path,
+    pub origin: std::cell::RefCell<HashMap<String, String>>,
+}
+
+impl<'a> Source<'a> {
+    pub fn new(tensors: &'a HashMap<String, Tensor>, path: &'a Path) -> Self {
+        Source {
+            tensors,
+            path,
+            origin: Default::default(),
+        }
+    }
+    /// Records that canonical `canon` is the file's `name`.
+    pub fn note(&self, canon: &str, name: &str) {
+        self.origin
+            .borrow_mut()
+            .insert(canon.to_string(), name.to_string());
+    }
+    pub fn take(&self, name: &str) -> Result<Tensor, ModelError> {
+        self.tensors
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ModelError::Missing {
+                path: self.path.to_path_buf(),
+                name: name.to_string(),
+            })
+    }
+    pub fn has(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+    /// The first of `prefixes` (each ending in `.` or empty) under which `name` exists.
+    pub fn prefix<'p>(&self, prefixes: &[&'p str], name: &str) -> Result<&'p str, ModelError> {
+        prefixes
+            .iter()
+            .find(|p| self.has(&format!("{p}{name}")))
+            .copied()
+            .ok_or_else(|| ModelError::Missing {
+                path: self.path.to_path_buf(),
+                name: format!("{}{name}", prefixes[0]),
+            })
+    }
+    /// Concatenates the query, key and value projections (`{l}.{q}.{p}` for each name in `qkv`)
+    /// into `out`'s `{c}.attn.qkv.{p}`.
+    pub fn qkv(
+        &self,
+        out: &mut HashMap<String, Tensor>,
+        l: &str,
+        qkv: [&str; 3],
+        c: &str,
+    ) -> Result<(), ModelError> {
+        for p in ["weight", "bias"] {
+            let parts = qkv
+                .iter()
+                .map(|q| self.take(&format!("{l}.{q}.{p}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            let cat = Tensor::cat(&parts, 0).map_err(ModelError::tensor(self.path))?;
+            let names: Vec<String> = qkv.iter().map(|q| format!("{l}.{q}.{p}")).collect();
+            self.note(&format!("{c}.attn.qkv.{p}"), &names.join(" + "));
+            out.insert(format!("{c}.attn.qkv.{p}"), cat);
+        }
+        Ok(())
+    }
+    /// Copies `{src}.weight` / `.bias` to `{dst}.weight` / `.bias`.
+    pub fn copy(
+        &self,
+        out: &mut HashMap<String, Tensor>,
+        src: &str,
+        dst: &str,
+    ) -> Result<(), ModelError> {
+        for p in ["weight", "bias"] {
+            out.insert(format!("{dst}.{p}"), self.take(&format!("{src}.{p}"))?);
+            self.note(&format!("{dst}.{p}"), &format!("{src}.{p}"));
+        }
+        Ok(())
+    }
+}
+
+/// The number of layers: config.json's `num_hidden_layers`, else counted from `exists(i)`.
+pub(crate) fn layer_count(cfg: &Value, exists: impl Fn(usize) -> bool) -> usize {
+    match cfg["num_hidden_layers"].as_u64() {
+        Some(n) => n as usize,
+        None => (0..).take_while(|&i| exists(i)).count(),
+    }
+}
+
+/// config.json's `hidden_act` (`default` when absent).
+pub(crate) fn activation(cfg_path: &Path, cfg: &Value, default: &str) -> Result<Gelu, ModelError> {
+    match cfg["hidden_act"].as_str().unwrap_or(default) {
+        "gelu" => Ok(Gelu::Erf),
+        "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Gelu::Tanh),
+        "quick_gelu" => Ok(Gelu::Quick),
+        other => Err(ModelError::format(
+            cfg_path,
+            format!("unsupported hidden_act `{other}`"),
+        )),
+    }
+}
+
+/// Builds the canonical tensors from a config text and the weights' tensors; `label` names
 /// the checkpoint in errors (a folder, or the embedded model).
 pub(crate) fn from_parts(
     label: &Path,
@@ -59,88 +180,26 @@ pub(crate) fn from_parts(
     let cfg_path = label.join("config.json");
     let cfg: Value = serde_json::from_str(config)
         .map_err(|e| ModelError::format(&cfg_path, format!("invalid JSON: {e}")))?;
-    let st = label.join("model.safetensors");
-    let prefix = ["vit", "deit"]
-        .into_iter()
-        .find(|p| src.contains_key(&format!("{p}.embeddings.cls_token")))
-        .ok_or_else(|| ModelError::Missing {
-            path: st.clone(),
-            name: "vit.embeddings.cls_token".into(),
-        })?;
-    let take = |name: &str| {
-        src.get(name).cloned().ok_or_else(|| ModelError::Missing {
-            path: st.clone(),
-            name: name.to_string(),
-        })
+    let st = weights_path(label);
+    let source = Source::new(&src, &st);
+    let mut raw = match cfg["model_type"].as_str().unwrap_or("vit") {
+        "dinov2" | "dinov2_with_registers" => super::dinov2::raw(&cfg_path, &cfg, &source)?,
+        "clip_vision_model" | "clip" => super::clip::raw(&cfg_path, &cfg, &source)?,
+        _ => vit_raw(&cfg_path, &cfg, &source)?,
     };
-    let t = ModelError::tensor(&st);
-    let e = format!("{prefix}.embeddings");
-    let mut out = HashMap::new();
-    // DeiT keeps a distillation token after CLS (prefix tokens CLS, dist; head reads CLS).
-    let mut prefix_tokens = vec![take(&format!("{e}.cls_token"))?];
-    if let Some(dist) = src.get(&format!("{e}.distillation_token")) {
-        prefix_tokens.push(dist.clone());
-    }
-    out.insert(
-        "cls_token".into(),
-        Tensor::cat(&prefix_tokens, 1).map_err(&t)?,
-    );
-    out.insert(
-        "pos_embed".into(),
-        take(&format!("{e}.position_embeddings"))?,
-    );
-    for p in ["weight", "bias"] {
-        out.insert(
-            format!("patch_embed.proj.{p}"),
-            take(&format!("{e}.patch_embeddings.projection.{p}"))?,
-        );
-        out.insert(
-            format!("norm.{p}"),
-            take(&format!("{prefix}.layernorm.{p}"))?,
-        );
-        out.insert(format!("head.{p}"), take(&format!("classifier.{p}"))?);
-    }
-    let layers = cfg["num_hidden_layers"].as_u64().map(|v| v as usize);
-    for i in 0..layers.unwrap_or(usize::MAX) {
-        let l = format!("{prefix}.encoder.layer.{i}");
-        if layers.is_none() && !src.contains_key(&format!("{l}.layernorm_before.weight")) {
-            break;
-        }
-        let c = format!("blocks.{i}");
-        for p in ["weight", "bias"] {
-            let qkv = ["query", "key", "value"]
-                .iter()
-                .map(|q| take(&format!("{l}.attention.attention.{q}.{p}")))
-                .collect::<Result<Vec<_>, _>>()?;
-            out.insert(
-                format!("{c}.attn.qkv.{p}"),
-                Tensor::cat(&qkv, 0).map_err(&t)?,
-            );
-            for (src_name, dst) in [
-                ("attention.output.dense", "attn.proj"),
-                ("layernorm_before", "norm1"),
-                ("layernorm_after", "norm2"),
-                ("intermediate.dense", "mlp.fc1"),
-                ("output.dense", "mlp.fc2"),
-            ] {
-                out.insert(
-                    format!("{c}.{dst}.{p}"),
-                    take(&format!("{l}.{src_name}.{p}"))?,
-                );
-            }
+    raw.class_names = class_names(&cfg);
+    raw.origin = Some((st.clone(), source.origin.take()));
+    if let Some(text) = preprocessor {
+        if let Some(n) = normalization(label, text)? {
+            raw.normalization = Some(n);
         }
     }
-    let gelu = match cfg["hidden_act"].as_str().unwrap_or("gelu") {
-        "gelu" => Gelu::Erf,
-        "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Gelu::Tanh,
-        other => {
-            return Err(ModelError::format(
-                &cfg_path,
-                format!("unsupported hidden_act `{other}`"),
-            ))
-        }
-    };
-    let class_names = cfg["id2label"].as_object().and_then(|m| {
+    Ok(raw)
+}
+
+/// `id2label` as a list, when its keys are 0..n.
+fn class_names(cfg: &Value) -> Option<Vec<String>> {
+    cfg["id2label"].as_object().and_then(|m| {
         let mut v: Vec<(usize, String)> = m
             .iter()
             .filter_map(|(k, v)| Some((k.parse().ok()?, v.as_str()?.to_string())))
@@ -148,17 +207,89 @@ pub(crate) fn from_parts(
         v.sort();
         let ok = v.iter().enumerate().all(|(i, (k, _))| i == *k);
         ok.then(|| v.into_iter().map(|(_, n)| n).collect())
+    })
+}
+
+/// `ViTForImageClassification`, `DeiTForImageClassification` and
+/// `DeiTForImageClassificationWithTeacher` (CLS and distillation heads).
+fn vit_raw(cfg_path: &Path, cfg: &Value, src: &Source) -> Result<Raw, ModelError> {
+    let prefix = src
+        .prefix(&["vit.", "deit."], "embeddings.cls_token")?
+        .trim_end_matches('.');
+    let t = ModelError::tensor(src.path);
+    let e = format!("{prefix}.embeddings");
+    let mut out = HashMap::new();
+    // DeiT keeps a distillation token after CLS (prefix tokens CLS, dist).
+    let mut prefix_tokens = vec![src.take(&format!("{e}.cls_token"))?];
+    if src.has(&format!("{e}.distillation_token")) {
+        prefix_tokens.push(src.take(&format!("{e}.distillation_token"))?);
+    }
+    out.insert(
+        "cls_token".into(),
+        Tensor::cat(&prefix_tokens, 1).map_err(&t)?,
+    );
+    out.insert(
+        "pos_embed".into(),
+        src.take(&format!("{e}.position_embeddings"))?,
+    );
+    src.note("cls_token", &format!("{e}.cls_token"));
+    src.note("pos_embed", &format!("{e}.position_embeddings"));
+    src.copy(
+        &mut out,
+        &format!("{e}.patch_embeddings.projection"),
+        "patch_embed.proj",
+    )?;
+    src.copy(&mut out, &format!("{prefix}.layernorm"), "norm")?;
+    // The distilled DeiT has two heads and averages them; the others one classifier on CLS.
+    let distilled = src.has("cls_classifier.weight");
+    let (family, pool) = if distilled {
+        src.copy(&mut out, "cls_classifier", "head")?;
+        src.copy(&mut out, "distillation_classifier", "head_dist")?;
+        (Family::DeitDistilled, Pool::ClsDist)
+    } else {
+        src.copy(&mut out, "classifier", "head")?;
+        let family = match prefix {
+            "deit" => Family::Deit,
+            _ => Family::Vit,
+        };
+        (family, Pool::Cls)
+    };
+    let layers = layer_count(cfg, |i| {
+        src.has(&format!(
+            "{prefix}.encoder.layer.{i}.layernorm_before.weight"
+        ))
     });
+    for i in 0..layers {
+        let l = format!("{prefix}.encoder.layer.{i}");
+        let c = format!("blocks.{i}");
+        src.qkv(
+            &mut out,
+            &format!("{l}.attention.attention"),
+            ["query", "key", "value"],
+            &c,
+        )?;
+        for (src_name, dst) in [
+            ("attention.output.dense", "attn.proj"),
+            ("layernorm_before", "norm1"),
+            ("layernorm_after", "norm2"),
+            ("intermediate.dense", "mlp.fc1"),
+            ("output.dense", "mlp.fc2"),
+        ] {
+            src.copy(&mut out, &format!("{l}.{src_name}"), &format!("{c}.{dst}"))?;
+        }
+    }
     Ok(Raw {
+        family,
+        pos_resize: PosResize::Linear,
+        registers: 0,
+        embedding: false,
         tensors: out,
         heads: cfg["num_attention_heads"].as_u64().map(|v| v as usize),
         ln_eps: cfg["layer_norm_eps"].as_f64().unwrap_or(1e-12),
-        gelu,
-        pool: Some(Pool::Cls),
-        class_names,
-        normalization: match preprocessor {
-            Some(text) => normalization(label, text)?,
-            None => None,
-        },
+        gelu: activation(cfg_path, cfg, "gelu")?,
+        pool: Some(pool),
+        class_names: None,
+        normalization: None,
+        origin: None,
     })
 }

@@ -1,6 +1,8 @@
 //! Checkpoint loading: detects the layout, maps it to one canonical set of tensors (timm names),
 //! checks names, shapes and values, and builds a [`Vit`].
 mod assemble;
+mod clip;
+mod dinov2;
 mod google_npz;
 mod hf;
 mod posemb;
@@ -14,7 +16,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-pub use posemb::resize_grid;
+pub use posemb::{resize_grid, resize_grid_with, PosResize};
 
 /// A checkpoint problem, always naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -102,8 +104,41 @@ pub enum CheckpointLayout {
     TorchPickle,
 }
 
+/// The model family a checkpoint holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    /// The paper's ViT (Google, HF `ViTForImageClassification`, timm).
+    Vit,
+    /// DeiT with its distillation token but one CLS classifier (HF `DeiTForImageClassification`).
+    Deit,
+    /// DeiT distilled: CLS and distillation heads, logits their mean.
+    DeitDistilled,
+    /// MAE fine-tuned (mean of patch tokens).
+    Mae,
+    /// DINOv2 (LayerScale; headless or the [CLS, mean patches] classifier).
+    Dinov2,
+    /// DINOv2 with register tokens.
+    Dinov2Registers,
+    /// CLIP's vision tower (pre-LN, post-LN pooled CLS, optional projection).
+    Clip,
+}
+
 /// Canonical tensors (timm names, f32 on the CPU) plus what the file says about the architecture.
+///
+/// Beyond plain timm: `cls_token` (1, P, D) holds every prefix token (CLS, then the
+/// distillation token or the registers), `pos_embed` has a row for each (zero where the model
+/// gives a token no position); `blocks.{i}.ls1.gamma` / `ls2.gamma` are LayerScale, `norm_pre` a
+/// LayerNorm before the first block, `head_dist` DeiT's second head; no `head` means a headless
+/// backbone (identity head), a `head` without bias a projection.
 pub(crate) struct Raw {
+    pub family: Family,
+    /// How to resize the position grid for another image size.
+    pub pos_resize: PosResize,
+    /// Prefix tokens after CLS that are registers.
+    pub registers: usize,
+    /// The output is an embedding (headless or projected), not logits.
+    pub embedding: bool,
     pub tensors: HashMap<String, Tensor>,
     pub heads: Option<usize>,
     pub ln_eps: f64,
@@ -112,12 +147,16 @@ pub(crate) struct Raw {
     pub class_names: Option<Vec<String>>,
     /// [mean, std] per channel, when the checkpoint records its preprocessing.
     pub normalization: Option<[[f64; 3]; 2]>,
+    /// The weights file and, per canonical tensor, the file's name for it (when they differ
+    /// from the checkpoint path and the canonical name), for error messages.
+    pub origin: Option<(PathBuf, HashMap<String, String>)>,
 }
 
 /// A loaded model and where it came from.
 pub struct Loaded {
     pub model: Vit,
     pub layout: CheckpointLayout,
+    pub family: Family,
     pub class_names: Option<Vec<String>>,
     pub normalization: Option<[[f64; 3]; 2]>,
 }
@@ -129,12 +168,13 @@ pub fn detect_layout(path: &Path) -> Result<CheckpointLayout, ModelError> {
         cause,
     };
     if path.is_dir() {
-        if path.join("config.json").is_file() && path.join("model.safetensors").is_file() {
+        let weights = ["model.safetensors", "pytorch_model.bin"];
+        if path.join("config.json").is_file() && weights.iter().any(|w| path.join(w).is_file()) {
             return Ok(CheckpointLayout::HuggingFace);
         }
         return Err(ModelError::format(
             path,
-            "folder without config.json + model.safetensors (not a Hugging Face checkpoint)",
+            "folder without config.json + model.safetensors or pytorch_model.bin (not a Hugging Face checkpoint)",
         ));
     }
     let mut head = [0u8; 9];
@@ -192,7 +232,7 @@ pub fn load_model(path: &Path, opts: &LoadOptions) -> Result<Loaded, ModelError>
         CheckpointLayout::Timm => torch_pickle::timm_raw(
             path,
             candle_core::safetensors::load(path, &Device::Cpu).map_err(ModelError::tensor(path))?,
-        ),
+        )?,
         CheckpointLayout::TorchPickle => torch_pickle::read(path)?,
     };
     finish(path, raw, layout, opts)
@@ -205,10 +245,12 @@ fn finish(
     opts: &LoadOptions,
 ) -> Result<Loaded, ModelError> {
     let (class_names, normalization) = (raw.class_names.clone(), raw.normalization);
+    let family = raw.family;
     let model = assemble::build(path, raw, opts)?;
     Ok(Loaded {
         model,
         layout,
+        family,
         class_names,
         normalization,
     })

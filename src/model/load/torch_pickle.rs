@@ -1,7 +1,7 @@
 //! timm state dicts: `.safetensors` files and PyTorch `.pth` zip pickles (the MAE fine-tuned
 //! checkpoint keeps its state dict under `model`). The pickle is interpreted, never executed,
 //! and refused if it names anything but tensor storage and plain containers.
-use super::{ModelError, Raw};
+use super::{Family, ModelError, PosResize, Raw};
 use crate::model::config::Gelu;
 use candle_core::pickle::{Object, Stack};
 use candle_core::Tensor;
@@ -24,8 +24,78 @@ const ALLOWED: &[(&str, &str)] = &[
     ("torch", "ByteStorage"),
 ];
 
-pub(crate) fn timm_raw(_path: &Path, tensors: HashMap<String, Tensor>) -> Raw {
-    Raw {
+/// A timm state dict as canonical tensors: timm's `dist_token` / `reg_token` join `cls_token`,
+/// and a position embedding without prefix rows (`no_embed_class`) gets zero rows for them.
+pub(crate) fn timm_raw(
+    path: &Path,
+    mut tensors: HashMap<String, Tensor>,
+) -> Result<Raw, ModelError> {
+    let t = ModelError::tensor(path);
+    let has = |k: &str| tensors.contains_key(k);
+    let family = if has("reg_token") {
+        Family::Dinov2Registers
+    } else if has("blocks.0.ls1.gamma") {
+        Family::Dinov2
+    } else if has("norm_pre.weight") {
+        Family::Clip
+    } else if has("head_dist.weight") {
+        Family::DeitDistilled
+    } else if has("dist_token") {
+        Family::Deit
+    } else if has("fc_norm.weight") {
+        Family::Mae
+    } else {
+        Family::Vit
+    };
+    let mut registers = 0;
+    if let Some(cls) = tensors.get("cls_token").cloned() {
+        let mut prefix = vec![cls];
+        for extra in ["dist_token", "reg_token"] {
+            if let Some(e) = tensors.remove(extra) {
+                if e.rank() != 3 {
+                    return Err(ModelError::format(
+                        path,
+                        format!(
+                            "tensor `{extra}` has shape {:?}, expected (1, n, D)",
+                            e.dims()
+                        ),
+                    ));
+                }
+                if extra == "reg_token" {
+                    registers = e.dim(1).map_err(&t)?;
+                }
+                prefix.push(e);
+            }
+        }
+        let p: usize = prefix
+            .iter()
+            .map(|e| e.dims().get(1).copied().unwrap_or(0))
+            .sum();
+        if prefix.len() > 1 {
+            let cat = Tensor::cat(&prefix, 1).map_err(|e| {
+                ModelError::format(path, format!("prefix tokens do not fit together: {e}"))
+            })?;
+            tensors.insert("cls_token".into(), cat);
+        }
+        if let Some(pos) = tensors.get("pos_embed").cloned() {
+            let rows = pos.dims().get(1).copied().unwrap_or(0);
+            let square = |n: usize| {
+                let g = (n as f64).sqrt().round() as usize;
+                g > 0 && g * g == n
+            };
+            if rows >= p && !square(rows - p) && square(rows) && pos.rank() == 3 {
+                let d = pos.dim(2).map_err(&t)?;
+                let zeros = Tensor::zeros((1, p, d), pos.dtype(), pos.device()).map_err(&t)?;
+                let full = Tensor::cat(&[&zeros, &pos], 1).map_err(&t)?;
+                tensors.insert("pos_embed".into(), full);
+            }
+        }
+    }
+    Ok(Raw {
+        family,
+        pos_resize: PosResize::Linear,
+        registers,
+        embedding: false,
         tensors,
         heads: None,
         ln_eps: 1e-6,
@@ -33,7 +103,16 @@ pub(crate) fn timm_raw(_path: &Path, tensors: HashMap<String, Tensor>) -> Raw {
         pool: None,
         class_names: None,
         normalization: None,
-    }
+        origin: None,
+    })
+}
+
+/// The state dict of a PyTorch zip checkpoint (a `model` entry when there is one), vetted first.
+pub(crate) fn state_dict(path: &Path) -> Result<HashMap<String, Tensor>, ModelError> {
+    let key = vet(path)?.then_some("model");
+    let tensors = candle_core::pickle::read_all_with_key(path, key)
+        .map_err(|e| ModelError::format(path, format!("unreadable PyTorch checkpoint: {e}")))?;
+    Ok(tensors.into_iter().collect())
 }
 
 fn check_globals(obj: &Object) -> Result<(), String> {
@@ -104,8 +183,5 @@ fn vet(path: &Path) -> Result<bool, ModelError> {
 }
 
 pub(crate) fn read(path: &Path) -> Result<Raw, ModelError> {
-    let key = vet(path)?.then_some("model");
-    let tensors = candle_core::pickle::read_all_with_key(path, key)
-        .map_err(|e| ModelError::format(path, format!("unreadable PyTorch checkpoint: {e}")))?;
-    Ok(timm_raw(path, tensors.into_iter().collect()))
+    timm_raw(path, state_dict(path)?)
 }

@@ -115,6 +115,7 @@ pub fn gelu_plain(x: &Tensor, kind: Gelu) -> Result<Tensor> {
             let inner = ((x.powf(3.0)? * 0.044715)? + x)? * (2.0 / std::f64::consts::PI).sqrt();
             (x * 0.5)?.mul(&(inner?.tanh()? + 1.0)?)
         }
+        Gelu::Quick => x.mul(&((x * -1.702)?.exp()? + 1.0)?.recip()?),
     }
 }
 
