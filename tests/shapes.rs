@@ -6,7 +6,7 @@ mod common;
 use candle_core::{DType, Device, Tensor, Var};
 use common::*;
 use neuronpath::model::gradients::{clamp_gradients, ClampBatch};
-use neuronpath::model::vit::with_device_block;
+use neuronpath::model::test_support::with_device_block;
 use neuronpath::model::{ops, Edit, Gelu, LayerEdit, Mode, Pool, Rows, Vit, VitConfig};
 use neuronpath::training::Params;
 use rand::SeedableRng;
