@@ -9,6 +9,7 @@ pub mod baselines;
 pub mod discover;
 pub mod jas;
 pub mod search;
+pub mod spatial;
 
 pub use activations::{clean_pass, Activations};
 pub use jas::{joint_attribution, Jas};

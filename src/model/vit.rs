@@ -47,6 +47,12 @@ impl Vit {
 
     /// Token embeddings (R, N, D) of images (R, C, S, S).
     pub fn embed(&self, images: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.assemble_tokens(&self.patch_embeddings(images, mode)?, mode)
+    }
+
+    /// Patch embeddings (R, G*G, D) of images (R, C, S, S): the patch projection's output
+    /// (bias included), before the prefix tokens and position embeddings are added.
+    pub fn patch_embeddings(&self, images: &Tensor, mode: Mode) -> Result<Tensor> {
         let c = &self.cfg;
         let (r, g, p) = (images.dim(0)?, c.grid(), c.patch_size);
         let patches = images
@@ -54,9 +60,15 @@ impl Vit {
             .reshape((r, c.channels, g, p, g, p))?
             .permute([0, 2, 4, 1, 3, 5])?
             .reshape((r, g * g, c.channels * p * p))?;
-        let x = self.patch.forward(&patches, mode)?;
+        self.patch.forward(&patches, mode)
+    }
+
+    /// Token embeddings (R, N, D) from patch embeddings (R, G*G, D): the prefix tokens in front,
+    /// the position embedding added to every row (then CLIP's pre-encoder LayerNorm, if any).
+    pub fn assemble_tokens(&self, patches: &Tensor, mode: Mode) -> Result<Tensor> {
+        let (c, r) = (&self.cfg, patches.dim(0)?);
         let pre = (self.prefix.unsqueeze(0)?).broadcast_as((r, c.prefix_tokens, c.hidden))?;
-        let x = Tensor::cat(&[&pre, &x], 1)?.broadcast_add(&self.pos.unsqueeze(0)?)?;
+        let x = Tensor::cat(&[&pre, patches], 1)?.broadcast_add(&self.pos.unsqueeze(0)?)?;
         match &self.pre_norm {
             Some(ln) => ln.forward(&x, mode),
             None => Ok(x),
@@ -71,7 +83,18 @@ impl Vit {
         record: Option<Rows>,
         mode: Mode,
     ) -> Result<Output> {
-        let mut x = self.embed(images, mode)?;
+        self.forward_tokens(&self.embed(images, mode)?, edits, record, mode)
+    }
+
+    /// [`Vit::forward`] from token embeddings (R, N, D) (see [`Vit::assemble_tokens`]).
+    pub fn forward_tokens(
+        &self,
+        tokens: &Tensor,
+        edits: &[Option<LayerEdit>],
+        record: Option<Rows>,
+        mode: Mode,
+    ) -> Result<Output> {
+        let mut x = tokens.clone();
         let mut hidden = Vec::new();
         for (l, block) in self.blocks.iter().enumerate() {
             let edit = edits.get(l).and_then(|e| e.as_ref());
