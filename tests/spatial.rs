@@ -130,12 +130,11 @@ fn integrated_gradients_match_finite_differences_of_the_targets() {
                 / (2.0 * h)
                 / steps as f64;
         }
-        for l in 0..m.cfg.layers {
+        for (l, want) in neuron.iter().enumerate() {
             let got = s.neurons[l].patches[i];
             assert!(
-                (got - neuron[l]).abs() < 1e-7,
-                "layer {l} patch {i}: {got} vs {}",
-                neuron[l]
+                (got - want).abs() < 1e-7,
+                "layer {l} patch {i}: {got} vs {want}"
             );
         }
         let got = s.path.patches[i];
