@@ -9,7 +9,8 @@
 //! - [`embedded`], [`bench`](mod@bench): the shipped default model and samples; the speed benchmark.
 //! - [`cli`]: the thin `neuronpath` commands over all of the above.
 //!
-//! [`runtime`] holds process settings that change speed only (allocator, thread pools).
+//! The library sets no global allocator, signal handler or environment variable; the
+//! `neuronpath` binary does (its `runtime` module: mimalloc, SIGPIPE, candle's thread pool).
 pub mod attribution;
 pub mod bench;
 pub mod cli;
@@ -17,5 +18,4 @@ pub mod embedded;
 pub mod experiments;
 pub mod io;
 pub mod model;
-pub mod runtime;
 pub mod training;

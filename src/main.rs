@@ -1,7 +1,9 @@
 use clap::Parser;
 
+mod runtime;
+
 fn main() {
-    neuronpath::runtime::tune();
+    runtime::tune();
     let cli = neuronpath::cli::Cli::parse();
     if let Err(e) = neuronpath::cli::run(cli) {
         // One line, no backtrace: errors here are about the user's input. Causes whose text the

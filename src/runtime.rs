@@ -1,4 +1,6 @@
-//! Process-wide settings that only change speed, never results. Measured with `neuronpath bench
+//! Process-wide settings of the `neuronpath` binary (a module of `main.rs`, not of the library:
+//! a program that links the library keeps its own allocator, signals and environment). They
+//! only change speed, never results. Measured with `neuronpath bench
 //! --size small` on the 2-core development machine: the attribution pass went from 43 to 76
 //! GFLOP/s with both.
 //!
@@ -10,7 +12,7 @@
 //!   uses mimalloc (glibc returns blocks over 32 MB at once whatever its thresholds say) with
 //!   purging off: ViT-B attribution 141 -> 178 GFLOP/s with mimalloc, +15% more without purging.
 
-/// The allocator of every program linking neuronpath (see above).
+/// The allocator of the `neuronpath` binary (see above).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -20,8 +22,7 @@ pub fn tune() {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
     // SAFETY: sets a mimalloc option (index 15 = `mi_option_purge_delay` in mimalloc v2 and v3;
-    // -1 = never purge); the allocator is
-    // this crate's global allocator, so the library is always linked.
+    // -1 = never purge); mimalloc is this binary's global allocator, so it is always linked.
     unsafe { mi_option_set(15, -1) };
     // A CLI piped into `head` should stop quietly, not panic on a closed stdout: restore the
     // default SIGPIPE action that the Rust runtime replaces with "ignore".
