@@ -17,5 +17,6 @@ pub mod cli;
 pub mod embedded;
 pub mod experiments;
 pub mod io;
+pub mod limits;
 pub mod model;
 pub mod training;

@@ -70,6 +70,7 @@ impl ModelArgs {
             }),
             ln_eps: self.ln_eps,
             double_fc_norm,
+            limits: crate::limits::Limits::from_env().map_err(anyhow::Error::msg)?,
         })
     }
 

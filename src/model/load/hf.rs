@@ -2,30 +2,98 @@
 //! `ViTForImageClassification` and DeiT (plain and distilled) and sends DINOv2 and CLIP configs to
 //! their own readers (`dinov2.rs`, `clip.rs`).
 use super::{Family, ModelError, PosResize, Raw};
+use crate::limits::Limits;
 use crate::model::config::Gelu;
 use crate::model::config::Pool;
 use candle_core::{Device, Tensor};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn read_text(path: &Path) -> Result<String, ModelError> {
+    super::archive::open_regular(path)?;
     std::fs::read_to_string(path).map_err(|cause| ModelError::Io {
         path: path.to_path_buf(),
         cause,
     })
 }
 
-/// Reads a folder (config.json, model.safetensors or pytorch_model.bin, optional
-/// preprocessor_config.json).
-pub(crate) fn read(dir: &Path) -> Result<Raw, ModelError> {
-    let st = dir.join("model.safetensors");
-    let src = if st.is_file() {
-        candle_core::safetensors::load(&st, &Device::Cpu)
-            .map_err(|e| ModelError::format(&st, format!("unreadable safetensors: {e}")))?
+/// The weight files of a Hugging Face folder, in transformers' order of preference: one
+/// `model.safetensors`, the shards its index names, one `pytorch_model.bin`, or its shards.
+pub(crate) fn weights_file(dir: &Path) -> Option<(Vec<PathBuf>, bool)> {
+    for (single, index, torch) in [
+        ("model.safetensors", "model.safetensors.index.json", false),
+        ("pytorch_model.bin", "pytorch_model.bin.index.json", true),
+    ] {
+        if dir.join(single).is_file() {
+            return Some((vec![dir.join(single)], torch));
+        }
+        if dir.join(index).is_file() {
+            return Some((vec![dir.join(index)], torch));
+        }
+    }
+    None
+}
+
+/// The shard files an index names (plain names inside the folder, each once, sorted).
+fn shards(dir: &Path, index: &Path) -> Result<Vec<PathBuf>, ModelError> {
+    let v: Value = serde_json::from_str(&read_text(index)?)
+        .map_err(|e| ModelError::format(index, format!("invalid JSON: {e}")))?;
+    let map = v["weight_map"]
+        .as_object()
+        .ok_or_else(|| ModelError::format(index, "no `weight_map` object"))?;
+    let mut files = std::collections::BTreeSet::new();
+    for (name, file) in map {
+        let file = file.as_str().unwrap_or("");
+        let plain = Path::new(file).file_name().is_some_and(|f| f == file);
+        if !plain || file == ".." || file == "." {
+            return Err(ModelError::format(
+                index,
+                format!("`weight_map.{name}` is {file:?}, not a file name in this folder"),
+            ));
+        }
+        files.insert(file.to_string());
+    }
+    if files.is_empty() {
+        return Err(ModelError::format(index, "empty `weight_map`"));
+    }
+    Ok(files.into_iter().map(|f| dir.join(f)).collect())
+}
+
+/// Every tensor of a Hugging Face folder's weights (all shards).
+pub(crate) fn read_folder_tensors(
+    dir: &Path,
+    limits: &Limits,
+) -> Result<HashMap<String, Tensor>, ModelError> {
+    let (files, torch) = weights_file(dir).ok_or_else(|| {
+        ModelError::format(
+            dir,
+            "no model.safetensors or pytorch_model.bin in the folder",
+        )
+    })?;
+    let label = files[0].clone();
+    let files = if label.extension().is_some_and(|e| e == "json") {
+        shards(dir, &label)?
     } else {
-        super::torch_pickle::state_dict(&dir.join(WEIGHTS_BIN))?
+        files
     };
+    let mut out = HashMap::new();
+    for f in &files {
+        let part = if torch {
+            super::torch_pickle::read_state_dict(f, limits)?
+        } else {
+            super::archive::open_regular(f)?;
+            candle_core::safetensors::load(f, &Device::Cpu)
+                .map_err(|e| ModelError::format(f, format!("unreadable safetensors: {e}")))?
+        };
+        out.extend(part);
+    }
+    Ok(out)
+}
+
+/// Reads a folder (config.json, the weights, optional preprocessor_config.json).
+pub(crate) fn read(dir: &Path, limits: &Limits) -> Result<Raw, ModelError> {
+    let src = read_folder_tensors(dir, limits)?;
     let pre_path = dir.join("preprocessor_config.json");
     let pre = if pre_path.is_file() {
         Some(read_text(&pre_path)?)
@@ -55,16 +123,11 @@ fn normalization(label: &Path, text: &str) -> Result<Option<[[f64; 3]; 2]>, Mode
         .map(|(m, s)| [m, s]))
 }
 
-const WEIGHTS_BIN: &str = "pytorch_model.bin";
-
-/// The weights file of a folder, for error messages.
-fn weights_path(label: &Path) -> std::path::PathBuf {
-    let bin = label.join(WEIGHTS_BIN);
-    if !label.join("model.safetensors").is_file() && bin.is_file() {
-        bin
-    } else {
-        label.join("model.safetensors")
-    }
+/// The weights file (or shard index) of a folder, for error messages.
+fn weights_path(label: &Path) -> PathBuf {
+    weights_file(label)
+        .map(|(files, _)| files[0].clone())
+        .unwrap_or_else(|| label.join("model.safetensors"))
 }
 
 /// Tensors of a weights file, by name, with errors naming the file and the tensor; remembers

@@ -1,13 +1,16 @@
 //! Checkpoint loading: detects the layout, maps it to one canonical set of tensors (timm names),
 //! checks names, shapes and values, and builds a [`Vit`].
+mod archive;
 mod assemble;
 mod clip;
 mod dinov2;
 mod google_npz;
 mod hf;
+pub mod pickle;
 mod posemb;
 mod torch_pickle;
 
+use crate::limits::Limits;
 use crate::model::config::Gelu;
 use crate::model::config::Pool;
 use crate::model::vit::Vit;
@@ -78,6 +81,8 @@ pub struct LoadOptions {
     pub ln_eps: Option<f64>,
     /// The authors' MAE quirk: `fc_norm` applied twice.
     pub double_fc_norm: bool,
+    /// Caps on what reading the checkpoint may allocate.
+    pub limits: Limits,
 }
 
 impl Default for LoadOptions {
@@ -90,6 +95,7 @@ impl Default for LoadOptions {
             gelu: None,
             ln_eps: None,
             double_fc_norm: false,
+            limits: Limits::default(),
         }
     }
 }
@@ -168,8 +174,7 @@ pub fn detect_layout(path: &Path) -> Result<CheckpointLayout, ModelError> {
         cause,
     };
     if path.is_dir() {
-        let weights = ["model.safetensors", "pytorch_model.bin"];
-        if path.join("config.json").is_file() && weights.iter().any(|w| path.join(w).is_file()) {
+        if path.join("config.json").is_file() && hf::weights_file(path).is_some() {
             return Ok(CheckpointLayout::HuggingFace);
         }
         return Err(ModelError::format(
@@ -177,18 +182,13 @@ pub fn detect_layout(path: &Path) -> Result<CheckpointLayout, ModelError> {
             "folder without config.json + model.safetensors or pytorch_model.bin (not a Hugging Face checkpoint)",
         ));
     }
+    archive::open_regular(path)?;
     let mut head = [0u8; 9];
     let n = std::fs::File::open(path)
         .and_then(|mut f| f.read(&mut head))
         .map_err(io)?;
     if n >= 4 && head[..4] == *b"PK\x03\x04" {
-        let file = std::fs::File::open(path).map_err(io)?;
-        let zip = zip::ZipArchive::new(file)
-            .map_err(|e| ModelError::format(path, format!("broken zip container: {e}")))?;
-        let names: Vec<String> = zip
-            .file_names()
-            .filter_map(|n| n.ok().map(|n| n.into_owned()))
-            .collect();
+        let names = archive::Archive::open(path, &Limits::default())?.names();
         if names.iter().any(|n| n.ends_with("data.pkl")) {
             return Ok(CheckpointLayout::TorchPickle);
         }
@@ -228,12 +228,12 @@ pub fn load_model(path: &Path, opts: &LoadOptions) -> Result<Loaded, ModelError>
     let layout = detect_layout(path)?;
     let raw = match layout {
         CheckpointLayout::GoogleNpz => google_npz::read(path)?,
-        CheckpointLayout::HuggingFace => hf::read(path)?,
+        CheckpointLayout::HuggingFace => hf::read(path, &opts.limits)?,
         CheckpointLayout::Timm => torch_pickle::timm_raw(
             path,
             candle_core::safetensors::load(path, &Device::Cpu).map_err(ModelError::tensor(path))?,
         )?,
-        CheckpointLayout::TorchPickle => torch_pickle::read(path)?,
+        CheckpointLayout::TorchPickle => torch_pickle::read(path, &opts.limits)?,
     };
     finish(path, raw, layout, opts)
 }

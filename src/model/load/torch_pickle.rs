@@ -1,28 +1,16 @@
-//! timm state dicts: `.safetensors` files and PyTorch `.pth` zip pickles (the MAE fine-tuned
-//! checkpoint keeps its state dict under `model`). The pickle is interpreted, never executed,
-//! and refused if it names anything but tensor storage and plain containers.
+//! timm state dicts: `.safetensors` files and PyTorch zip checkpoints (`.pth`, Hugging Face
+//! `pytorch_model.bin`; the MAE fine-tuned checkpoint keeps its state dict under `model`).
+//! The pickle goes through our own bounded interpreter ([`super::pickle`]): nothing in it is ever
+//! executed, and anything but tensors and plain containers is refused.
+use super::archive::Archive;
+use super::pickle::{unpickle, PickleError, StorageKind, TensorRef, Value};
 use super::{Family, ModelError, PosResize, Raw};
+use crate::limits::Limits;
 use crate::model::config::Gelu;
-use candle_core::pickle::{Object, Stack};
-use candle_core::Tensor;
+use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
-use std::io::BufReader;
 use std::path::Path;
-
-/// Globals a state-dict pickle may reference.
-const ALLOWED: &[(&str, &str)] = &[
-    ("collections", "OrderedDict"),
-    ("torch._utils", "_rebuild_tensor_v2"),
-    ("torch._utils", "_rebuild_parameter"),
-    ("torch", "FloatStorage"),
-    ("torch", "DoubleStorage"),
-    ("torch", "HalfStorage"),
-    ("torch", "BFloat16Storage"),
-    ("torch", "LongStorage"),
-    ("torch", "IntStorage"),
-    ("torch", "BoolStorage"),
-    ("torch", "ByteStorage"),
-];
+use std::rc::Rc;
 
 /// A timm state dict as canonical tensors: timm's `dist_token` / `reg_token` join `cls_token`,
 /// and a position embedding without prefix rows (`no_embed_class`) gets zero rows for them.
@@ -107,81 +95,170 @@ pub(crate) fn timm_raw(
     })
 }
 
-/// The state dict of a PyTorch zip checkpoint (a `model` entry when there is one), vetted first.
-pub(crate) fn state_dict(path: &Path) -> Result<HashMap<String, Tensor>, ModelError> {
-    let key = vet(path)?.then_some("model");
-    let tensors = candle_core::pickle::read_all_with_key(path, key)
-        .map_err(|e| ModelError::format(path, format!("unreadable PyTorch checkpoint: {e}")))?;
-    Ok(tensors.into_iter().collect())
+/// The member folder of a PyTorch zip checkpoint: the prefix of its one `data.pkl`.
+fn pickle_prefix(ar: &Archive) -> Result<String, ModelError> {
+    let pkls: Vec<String> = ar
+        .names()
+        .into_iter()
+        .filter(|n| n == "data.pkl" || n.ends_with("/data.pkl"))
+        .collect();
+    match pkls.as_slice() {
+        [one] => Ok(one[..one.len() - "data.pkl".len()].to_string()),
+        [] => Err(ModelError::format(
+            ar.path(),
+            "PyTorch zip without data.pkl",
+        )),
+        _ => Err(ModelError::format(
+            ar.path(),
+            format!("PyTorch zip with {} data.pkl members", pkls.len()),
+        )),
+    }
 }
 
-fn check_globals(obj: &Object) -> Result<(), String> {
-    match obj {
-        Object::Class {
-            module_name,
-            class_name,
-        } => {
-            if ALLOWED
-                .iter()
-                .any(|(m, c)| m == module_name && c == class_name)
-            {
-                Ok(())
-            } else {
-                Err(format!(
-                    "it references `{module_name}.{class_name}` (only tensors and plain containers are allowed)"
-                ))
+/// The state dict inside a checkpoint object: under `model` or `state_dict` when the top level is
+/// a training checkpoint, else the top level itself.
+fn state_dict(top: &Value) -> Option<&Value> {
+    for key in ["model", "state_dict"] {
+        if let Some(v @ Value::Dict(_)) = top.get(key) {
+            return Some(v);
+        }
+    }
+    matches!(top, Value::Dict(_)).then_some(top)
+}
+
+/// Every tensor of a PyTorch zip checkpoint's state dict, by name.
+pub(crate) fn read_state_dict(
+    path: &Path,
+    limits: &Limits,
+) -> Result<HashMap<String, Tensor>, ModelError> {
+    let mut ar = Archive::open(path, limits)?;
+    let prefix = pickle_prefix(&ar)?;
+    if let Ok(order) = ar.read(&format!("{prefix}byteorder"), None) {
+        if order != b"little" {
+            return Err(ModelError::format(
+                path,
+                "big-endian PyTorch checkpoint (not supported)",
+            ));
+        }
+    }
+    let pkl = ar.read(&format!("{prefix}data.pkl"), None)?;
+    let top = unpickle(&pkl).map_err(|e| match e {
+        PickleError::Refused(msg) => ModelError::UnsafePickle {
+            path: path.to_path_buf(),
+            msg,
+        },
+        PickleError::Malformed(msg) => {
+            ModelError::format(path, format!("unreadable pickle in data.pkl: {msg}"))
+        }
+    })?;
+    let dict = state_dict(&top).ok_or_else(|| {
+        ModelError::format(path, "the checkpoint's pickle does not hold a state dict")
+    })?;
+    let mut storages: HashMap<String, Rc<Vec<u8>>> = HashMap::new();
+    let mut out = HashMap::new();
+    for (k, v) in dict.dict_pairs().into_iter().flatten() {
+        if let (Value::Str(name), Value::Tensor(t)) = (k, v) {
+            let tensor = materialize(&mut ar, &prefix, name, t, &mut storages)?;
+            out.insert(name.to_string(), tensor);
+        }
+    }
+    if out.is_empty() {
+        return Err(ModelError::format(
+            path,
+            "the checkpoint's state dict holds no tensors",
+        ));
+    }
+    Ok(out)
+}
+
+/// Copies a tensor view out of its storage (read once per storage, its size checked first).
+fn materialize(
+    ar: &mut Archive,
+    prefix: &str,
+    name: &str,
+    t: &TensorRef,
+    storages: &mut HashMap<String, Rc<Vec<u8>>>,
+) -> Result<Tensor, ModelError> {
+    let path = ar.path().to_path_buf();
+    let es = t.storage.kind.size() as u64;
+    let bytes = match storages.get(&t.storage.key) {
+        Some(b) => b.clone(),
+        None => {
+            let want = t.storage.numel.checked_mul(es).ok_or_else(|| {
+                ModelError::format(&path, format!("storage of tensor `{name}` overflows"))
+            })?;
+            let b = Rc::new(ar.read(&format!("{prefix}data/{}", t.storage.key), Some(want))?);
+            storages.insert(t.storage.key.clone(), b.clone());
+            b
+        }
+    };
+    let numel = t.numel();
+    let nbytes = numel.saturating_mul(es);
+    ar.charge(nbytes, &format!("tensor `{name}`"))?;
+    let es = es as usize;
+    let mut data = Vec::with_capacity(nbytes as usize);
+    let contiguous = {
+        let mut expect = 1usize;
+        let mut ok = true;
+        for (&d, &s) in t.shape.iter().zip(&t.stride).rev() {
+            ok &= d <= 1 || s == expect;
+            expect = expect.saturating_mul(d);
+        }
+        ok
+    };
+    if numel == 0 {
+        // Nothing to copy (the offset of an empty view is not checked).
+    } else if contiguous {
+        let start = t.offset as usize * es;
+        data.extend_from_slice(&bytes[start..start + nbytes as usize]);
+    } else {
+        // Strided view: walk the multi-index (bounds were checked when the view was read).
+        let rank = t.shape.len();
+        let mut idx = vec![0usize; rank];
+        loop {
+            let off =
+                t.offset as usize + idx.iter().zip(&t.stride).map(|(i, s)| i * s).sum::<usize>();
+            data.extend_from_slice(&bytes[off * es..(off + 1) * es]);
+            let mut d = rank;
+            loop {
+                if d == 0 {
+                    break;
+                }
+                d -= 1;
+                idx[d] += 1;
+                if idx[d] < t.shape[d] {
+                    break;
+                }
+                idx[d] = 0;
+            }
+            if d == 0 && idx.iter().all(|&i| i == 0) {
+                break;
             }
         }
-        Object::Tuple(v) | Object::List(v) => v.iter().try_for_each(check_globals),
-        Object::Dict(kv) => kv
-            .iter()
-            .try_for_each(|(k, v)| check_globals(k).and_then(|_| check_globals(v))),
-        Object::Reduce { callable, args } | Object::Build { callable, args } => {
-            check_globals(callable).and_then(|_| check_globals(args))
-        }
-        Object::PersistentLoad(o) => check_globals(o),
-        _ => Ok(()),
     }
-}
-
-/// Interprets every `data.pkl` of the archive and checks what it references.
-fn vet(path: &Path) -> Result<bool, ModelError> {
-    let unsafe_pickle = |msg: String| ModelError::UnsafePickle {
-        path: path.to_path_buf(),
-        msg,
+    let tensor = |dtype: DType, data: &[u8]| {
+        Tensor::from_raw_buffer(data, dtype, &t.shape, &Device::Cpu)
+            .map_err(ModelError::tensor(&path))
     };
-    let file = std::fs::File::open(path).map_err(|cause| ModelError::Io {
-        path: path.to_path_buf(),
-        cause,
-    })?;
-    let mut zip = zip::ZipArchive::new(file)
-        .map_err(|e| ModelError::format(path, format!("broken zip container: {e}")))?;
-    let names: Vec<String> = zip
-        .file_names()
-        .filter_map(|n| n.ok().map(|n| n.into_owned()))
-        .collect();
-    let mut has_model_key = false;
-    for name in names.iter().filter(|n| n.ends_with("data.pkl")) {
-        let entry = zip
-            .by_name(name)
-            .map_err(|e| ModelError::format(path, format!("broken zip entry {name}: {e}")))?;
-        let mut stack = Stack::empty();
-        stack
-            .read_loop(&mut BufReader::new(entry))
-            .map_err(|e| unsafe_pickle(format!("pickle not understood: {e}")))?;
-        let obj = stack
-            .finalize()
-            .map_err(|e| unsafe_pickle(format!("pickle not understood: {e}")))?;
-        check_globals(&obj).map_err(unsafe_pickle)?;
-        if let Object::Dict(kv) = &obj {
-            has_model_key |= kv
+    match t.storage.kind {
+        StorageKind::F64 => tensor(DType::F64, &data),
+        StorageKind::F32 => tensor(DType::F32, &data),
+        StorageKind::F16 => tensor(DType::F16, &data),
+        StorageKind::BF16 => tensor(DType::BF16, &data),
+        StorageKind::I64 => tensor(DType::I64, &data),
+        StorageKind::I32 => tensor(DType::I32, &data),
+        StorageKind::I16 => tensor(DType::I16, &data),
+        StorageKind::I8 => {
+            let wide: Vec<u8> = data
                 .iter()
-                .any(|(k, _)| *k == Object::Unicode("model".into()));
+                .flat_map(|&b| (b as i8 as i16).to_le_bytes())
+                .collect();
+            tensor(DType::I16, &wide)
         }
+        StorageKind::U8 | StorageKind::Bool => tensor(DType::U8, &data),
     }
-    Ok(has_model_key)
 }
 
-pub(crate) fn read(path: &Path) -> Result<Raw, ModelError> {
-    timm_raw(path, state_dict(path)?)
+pub(crate) fn read(path: &Path, limits: &Limits) -> Result<Raw, ModelError> {
+    timm_raw(path, read_state_dict(path, limits)?)
 }
