@@ -568,7 +568,7 @@ fn ablate_atlas_prune_commands() {
 
 #[test]
 fn thumbnails_are_inline_images() {
-    use neuronpath::experiments::thumbs;
+    use neuronpath::experiments::render::thumbs;
     assert_eq!(thumbs::base64(b"Man"), "TWFu");
     assert_eq!(thumbs::base64(b"Ma"), "TWE=");
     assert_eq!(thumbs::base64(b"M"), "TQ==");

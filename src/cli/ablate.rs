@@ -2,9 +2,9 @@
 //! Also the glue the model-based experiments share: re-opening a results file's model and inputs.
 use super::common::{GeluArg, ModelArgs};
 use crate::embedded;
-use crate::experiments::figures;
 use crate::experiments::manipulation::{self, run_manipulation, Settings};
-use crate::experiments::svg::standalone;
+use crate::experiments::render::figures;
+use crate::experiments::render::svg::standalone;
 use crate::io::inputs::{gather, Inputs, Item, Preprocess};
 use crate::io::results::Results;
 use crate::model::load::Loaded;

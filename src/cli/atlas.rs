@@ -1,8 +1,8 @@
 //! `neuronpath atlas`: how often each neuron is on the paths of each class, class similarity,
 //! per-layer distributions (SPEC section 9). Needs only the results file.
 use crate::experiments::atlas::{self, Neighbour};
-use crate::experiments::figures;
-use crate::experiments::svg::standalone;
+use crate::experiments::render::figures;
+use crate::experiments::render::svg::standalone;
 use crate::io::results::{Method, Results};
 use anyhow::{Context, Result};
 use std::path::PathBuf;

@@ -2,11 +2,11 @@
 //! checkpoints that `predict` loads.
 use super::ablate::{open_matching, progress, Matched};
 use super::common::ModelArgs;
-use crate::experiments::figures;
 use crate::experiments::pruning::{
     self, holdout_plans, run_pruning, ClassPlan, Grid, Pruning, Settings,
 };
-use crate::experiments::svg::standalone;
+use crate::experiments::render::figures;
+use crate::experiments::render::svg::standalone;
 use crate::io::inputs::gather;
 use crate::io::results::Results;
 use anyhow::{bail, Context, Result};

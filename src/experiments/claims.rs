@@ -3,11 +3,11 @@
 //! [`MIN_IMAGES`] images, or a single class for a class-level claim, or the run lacks what the
 //! claim compares).
 use super::atlas::Atlas;
+use super::format::num;
 use super::manipulation::Manipulation;
 use super::pruning::Pruning;
 use super::significance::{two_sample, wilcoxon, PMethod};
 use super::stats::{mean, summarize, Spread};
-use super::svg::num;
 use crate::io::results::{ImageRecord, Method, Results, TargetKind};
 use serde::{Deserialize, Serialize};
 
@@ -492,6 +492,35 @@ pub fn pruning(run: &Results, p: &Pruning) -> Claim {
     );
     c.unit = "classes".into();
     finish(claim, target, vec![c], "")
+}
+
+/// Every claim the run's data can speak to: the JAS order, removal and enhancement, look-alike
+/// classes (given the atlas) and pruning (given a pruning run). `groups` of look-alike classes:
+/// empty for the built-in groups of known class names.
+pub fn check_all(
+    run: &Results,
+    m: Option<&Manipulation>,
+    p: Option<&Pruning>,
+    atlas: Option<&Atlas>,
+    groups: &[Vec<usize>],
+) -> Vec<Claim> {
+    let groups = if groups.is_empty() {
+        known_groups(&run.class_names)
+    } else {
+        groups.to_vec()
+    };
+    let mut claims = vec![
+        jas_order(run),
+        manipulation(run, m, 0.0),
+        manipulation(run, m, 2.0),
+    ];
+    if let Some(a) = atlas {
+        claims.push(look_alike(run, a, &groups, m));
+    }
+    if let Some(p) = p {
+        claims.push(pruning(run, p));
+    }
+    claims
 }
 
 #[cfg(test)]

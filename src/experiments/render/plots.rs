@@ -1,7 +1,8 @@
 //! Generic charts: box plots, grouped bars with intervals, heatmaps, violins and line panels.
 //! Each returns an inline `<svg>` element (see [`svg::standalone`] for files).
-use super::stats::{kde, spread, Spread};
-use super::svg::{self, num, viridis, Anchor, Frame, Scale, Svg};
+use super::svg::{self, viridis, Anchor, Frame, Scale, Svg};
+use crate::experiments::format::num;
+use crate::experiments::stats::{kde, spread, Spread};
 
 /// Values of one box.
 pub struct BoxGroup {

@@ -1,11 +1,12 @@
 //! The experiments' figures: JAS per method, manipulation deviations, class similarity, per-layer
 //! path-neuron distributions, pruning curves and path diagrams.
-use super::atlas::{Atlas, ClassEntry};
-use super::manipulation::Manipulation;
 use super::plots::{self, BarSeries, BoxGroup, Line, ViolinPanel};
-use super::pruning::Pruning;
-use super::stats::{summarize, Spread};
-use super::svg::{legend_height, num, palette, Anchor, Frame, Key, Scale, Svg};
+use super::svg::{legend_height, palette, Anchor, Frame, Key, Scale, Svg};
+use crate::experiments::atlas::{Atlas, ClassEntry};
+use crate::experiments::format::num;
+use crate::experiments::manipulation::Manipulation;
+use crate::experiments::pruning::{self, Pruning};
+use crate::experiments::stats::{summarize, Spread};
 use crate::io::results::{ImageRecord, Method, Results};
 
 /// "removed (x0)", "enhanced (x2)", or "x0.5".
@@ -209,7 +210,7 @@ pub fn pruning(p: &Pruning) -> (String, String) {
         let (mut rl, mut al) = (Vec::new(), Vec::new());
         for (di, &d) in g.ds.iter().enumerate() {
             let pts: Vec<_> = p.overall.iter().filter(|q| q.k == k && q.d == d).collect();
-            let xy = |f: &dyn Fn(&super::pruning::Point) -> f64| {
+            let xy = |f: &dyn Fn(&pruning::Point) -> f64| {
                 pts.iter().map(|q| (100.0 * q.p, f(q))).collect()
             };
             let color = palette(di).to_string();
@@ -226,7 +227,7 @@ pub fn pruning(p: &Pruning) -> (String, String) {
                 points: xy(&|q| 100.0 * q.acc_pruned),
             });
             if p.settings.control {
-                let ctl = |f: &dyn Fn(&super::pruning::Point) -> f64| {
+                let ctl = |f: &dyn Fn(&pruning::Point) -> f64| {
                     pts.iter().map(|q| (100.0 * q.p, f(q))).collect()
                 };
                 let label = format!("first {d}, random kept set");
@@ -379,7 +380,7 @@ pub fn path_diagram(
             }
         }
     }
-    crate::experiments::svg::legend(&mut s, (62.0, h + 4.0), &keys, w - 70.0);
+    super::svg::legend(&mut s, (62.0, h + 4.0), &keys, w - 70.0);
     s.finish(title)
 }
 

@@ -1,5 +1,6 @@
 //! A minimal SVG writer (text as `<text>` elements, no fonts or external resources): shapes,
 //! linear scales with round ticks, axes, colours.
+use crate::experiments::format::num;
 use std::fmt::Write;
 
 /// Escapes text for XML content and attribute values.
@@ -8,23 +9,6 @@ pub fn esc(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-/// Compact number formatting for labels and tooltips.
-pub fn num(v: f64) -> String {
-    if !v.is_finite() {
-        return "n/a".into();
-    }
-    let a = v.abs();
-    if a != 0.0 && !(1e-3..1e5).contains(&a) {
-        format!("{v:.2e}")
-    } else if a >= 100.0 || v == v.round() {
-        format!("{v:.0}")
-    } else if a >= 1.0 {
-        format!("{v:.2}")
-    } else {
-        format!("{v:.3}")
-    }
 }
 
 /// Horizontal text anchoring.

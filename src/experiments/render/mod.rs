@@ -1,0 +1,10 @@
+//! Rendering of the experiments: SVG primitives ([`svg`]), plot types ([`plots`]), the
+//! experiments' figures ([`figures`]), HTML blocks ([`html`]), input thumbnails ([`thumbs`]) and
+//! the report ([`report`]). Nothing here computes an experiment; it draws what `experiments`
+//! computed.
+pub mod figures;
+pub mod html;
+pub mod plots;
+pub mod report;
+pub mod svg;
+pub mod thumbs;

@@ -1,0 +1,154 @@
+//! The report: ONE self-contained HTML file (inline SVG figures, inline PNG thumbnails, no
+//! external requests) with the run's configuration, a summary, the paper's claims checked on
+//! this data, every experiment's figures and tables, and a section per image.
+//!
+//! The page is a list of [`Section`]s, each built by one function in its own file and listed
+//! once in [`SECTIONS`] (`sections/mod.rs`): adding a section is that file and one line there.
+use crate::experiments::atlas::{self, Atlas};
+use crate::experiments::claims::{self, Claim};
+use crate::experiments::format::num;
+use crate::experiments::manipulation::Manipulation;
+use crate::experiments::pruning::Pruning;
+use crate::experiments::render::html::{page, section};
+use crate::experiments::stats::Spread;
+use crate::io::results::{Method, Results};
+use anyhow::{Context, Result};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+mod sections;
+
+pub use sections::SECTIONS;
+
+/// What the report shows. Only `run` is required: without a manipulation the probability
+/// deviations come from the records' own removed/enhanced probabilities (no accuracy deviation);
+/// without pruning that section says how to add it.
+pub struct Report<'a> {
+    pub run: &'a Results,
+    /// How the results file is named in the page.
+    pub results_name: String,
+    pub manipulation: Option<&'a Manipulation>,
+    pub pruning: Option<&'a Pruning>,
+    /// Groups of look-alike classes; empty: built-in groups for known class names (Fashion-MNIST),
+    /// else the model's confusions from the manipulation.
+    pub look_alike: Vec<Vec<usize>>,
+    /// `data:` URIs of input thumbnails by image index.
+    pub thumbnails: BTreeMap<u64, String>,
+    /// At most this many per-image sections (the first by index).
+    pub max_images: usize,
+    /// At most this many classes in per-class figures.
+    pub max_classes: usize,
+    /// Lines shown under the summary (what was skipped and why).
+    pub notes: Vec<String>,
+}
+
+impl<'a> Report<'a> {
+    pub fn new(run: &'a Results, results_name: &str) -> Self {
+        Report {
+            run,
+            results_name: results_name.to_string(),
+            manipulation: None,
+            pruning: None,
+            look_alike: Vec::new(),
+            thumbnails: BTreeMap::new(),
+            max_images: 500,
+            max_classes: 30,
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// One section of the page.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Section {
+    /// Anchor of the section (`#id`), unique on the page.
+    pub id: &'static str,
+    /// Its heading.
+    pub title: String,
+    /// Its link in the navigation bar; `None`: not linked.
+    pub nav: Option<&'static str>,
+    /// Its HTML (figures inline).
+    pub body: String,
+}
+
+/// What several sections show, computed once per page.
+pub struct Shared {
+    /// The atlas of the paper's paths (else of the run's first method), when there are paths.
+    pub atlas: Option<Atlas>,
+    /// The paper's claims checked on this run.
+    pub claims: Vec<Claim>,
+}
+
+impl Shared {
+    fn new(r: &Report) -> Shared {
+        let run = r.run;
+        let method = if run.has_method(Method::Path) {
+            Method::Path
+        } else {
+            run.methods.first().copied().unwrap_or(Method::Path)
+        };
+        let atlas = atlas::from_run(run, method).ok();
+        let claims = claims::check_all(
+            run,
+            r.manipulation,
+            r.pruning,
+            atlas.as_ref(),
+            &r.look_alike,
+        );
+        Shared { atlas, claims }
+    }
+}
+
+/// Builds a section from the report's inputs; `None` leaves it out of the page.
+pub type SectionFn = fn(&Report, &Shared) -> Option<Section>;
+
+/// Writes the report to `out` (an .html file) and its claims and summary to `out` with a .json
+/// extension; returns the claims.
+pub fn write_report(r: &Report, out: &Path) -> Result<Vec<Claim>> {
+    let (html, claims) = render(r)?;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
+    }
+    std::fs::write(out, html).with_context(|| format!("{}: cannot write", out.display()))?;
+    let summary = json!({"results": r.results_name, "images": r.run.images.len(), "errors": r.run.errors.len(), "claims": claims});
+    let json_path = out.with_extension("json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&summary)? + "\n")
+        .with_context(|| format!("{}: cannot write", json_path.display()))?;
+    Ok(claims)
+}
+
+/// The page and the claims.
+pub fn render(r: &Report) -> Result<(String, Vec<Claim>)> {
+    let shared = Shared::new(r);
+    let sections: Vec<Section> = SECTIONS.iter().filter_map(|f| f(r, &shared)).collect();
+    let nav: Vec<(&str, &str)> = sections
+        .iter()
+        .filter_map(|s| Some((s.id, s.nav?)))
+        .collect();
+    let body: String = sections
+        .iter()
+        .map(|s| section(s.id, &s.title, &s.body))
+        .collect();
+    let subtitle = format!(
+        "{} — {} images, model {}",
+        r.results_name,
+        r.run.images.len(),
+        r.run.header.model.path
+    );
+    Ok((
+        page("Influential neuron paths: report", &subtitle, &nav, &body),
+        shared.claims,
+    ))
+}
+
+/// A mean with its 95% interval, as table cells show it.
+pub(crate) fn ci_str(s: &Spread) -> String {
+    format!(
+        "{} <small>[{}, {}]</small>",
+        num(s.mean),
+        num(s.ci_low),
+        num(s.ci_high)
+    )
+}

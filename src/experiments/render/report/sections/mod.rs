@@ -1,0 +1,23 @@
+//! The report's sections, one file each.
+use super::SectionFn;
+
+mod atlas;
+mod claims;
+mod errors;
+mod images;
+mod jas;
+mod manipulation;
+mod pruning;
+mod summary;
+
+/// The sections in page order.
+pub const SECTIONS: &[SectionFn] = &[
+    summary::section,
+    claims::section,
+    jas::section,
+    manipulation::section,
+    atlas::section,
+    pruning::section,
+    images::section,
+    errors::section,
+];
