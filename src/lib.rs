@@ -19,4 +19,5 @@ pub mod experiments;
 pub mod io;
 pub mod limits;
 pub mod model;
+pub mod setup;
 pub mod training;

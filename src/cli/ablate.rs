@@ -1,17 +1,14 @@
 //! `neuronpath ablate`: remove / enhance / scale each method's path neurons (SPEC section 9).
-//! Also the glue the model-based experiments share: re-opening a results file's model and inputs.
-use super::common::{GeluArg, ModelArgs};
-use crate::embedded;
+use super::common::ModelArgs;
+use super::plans::AblatePlan;
+use crate::experiments::full_report::progress;
 use crate::experiments::manipulation::{self, run_manipulation, Settings};
 use crate::experiments::render::figures;
 use crate::experiments::render::svg::standalone;
-use crate::io::inputs::{gather, Inputs, Item, Preprocess};
 use crate::io::results::Results;
-use crate::model::load::Loaded;
-use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use crate::setup::reopen;
+use anyhow::{Context, Result};
+use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -41,14 +38,15 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let run = Results::open(&args.results)?;
-    let m = open_matching(&run, &args.model)?;
+    execute(&super::plans::ablate(args)?)
+}
+
+fn execute(plan: &AblatePlan) -> Result<()> {
+    let run = Results::open(&plan.results)?;
+    let m = reopen(&run, &plan.model)?;
     let settings = Settings {
-        factors: args.factors.clone(),
-        all_k: args.all_k,
-        seed: args.seed.unwrap_or(run.header.seed),
-        bootstrap: args.bootstrap,
-        batch: args.batch,
+        seed: plan.seed.unwrap_or(run.header.seed),
+        ..plan.settings.clone()
     };
     eprintln!(
         "neuronpath ablate: {} images, methods {}, factors {:?}",
@@ -70,11 +68,11 @@ pub fn run(args: Args) -> Result<()> {
         &mut |n| bar.set_position(n as u64),
     )?;
     bar.finish_and_clear();
-    check_against_records(&run, &man, args.all_k);
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("{}: cannot create", args.out.display()))?;
+    check_against_records(&run, &man, settings.all_k);
+    std::fs::create_dir_all(&plan.out)
+        .with_context(|| format!("{}: cannot create", plan.out.display()))?;
     let write = |name: &str, text: String| -> Result<()> {
-        let p = args.out.join(name);
+        let p = plan.out.join(name);
         std::fs::write(&p, text).with_context(|| format!("{}: cannot write", p.display()))
     };
     write(
@@ -106,7 +104,7 @@ pub fn run(args: Args) -> Result<()> {
             100.0 * d.acc_edit
         );
     }
-    println!("outputs: {}", args.out.display());
+    println!("outputs: {}", plan.out.display());
     Ok(())
 }
 
@@ -134,128 +132,4 @@ fn check_against_records(run: &Results, man: &manipulation::Manipulation, all_k:
         }
     }
     eprintln!("agreement with discover's recorded removed/enhanced probabilities: max |difference| {worst:.2e}");
-}
-
-pub(crate) fn progress(n: usize, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(n as u64);
-    let style = format!("{{bar:40}} {{pos}}/{{len}} {what}  {{elapsed}} elapsed, ETA {{eta}}");
-    bar.set_style(ProgressStyle::with_template(&style).unwrap());
-    bar
-}
-
-/// A results file's model and inputs, checked against its header.
-pub(crate) struct Matched {
-    pub loaded: Loaded,
-    pub pre: Preprocess,
-    /// The run's inputs by index.
-    pub items: BTreeMap<u64, Item>,
-}
-
-/// `args` with what it leaves open taken from the header: model path, heads, LayerNorm eps,
-/// image size, GELU, normalisation.
-fn resolve(run: &Results, args: &ModelArgs) -> Result<ModelArgs> {
-    let mut a = args.clone();
-    let h = &run.header;
-    let c = &run.config;
-    if a.model.is_none() {
-        let recorded = h.model.path.as_str();
-        if recorded != embedded::MODEL_NAME {
-            if !Path::new(recorded).exists() {
-                bail!(
-                    "the results were computed with {recorded}, which is not there; pass --model"
-                );
-            }
-            a.model = Some(PathBuf::from(recorded));
-        }
-    }
-    a.heads = a.heads.or(Some(c.heads));
-    a.ln_eps = a.ln_eps.or(Some(c.ln_eps));
-    a.image_size = a.image_size.or(Some(c.image_size));
-    a.gelu = a.gelu.or(Some(match c.gelu {
-        crate::model::Gelu::Erf => GeluArg::Erf,
-        crate::model::Gelu::Tanh => GeluArg::Tanh,
-        crate::model::Gelu::Quick => GeluArg::Quick,
-    }));
-    a.normalize = a.normalize.or(Some(h.preprocessing.normalization));
-    Ok(a)
-}
-
-/// Loads the run's model (refusing another one) and gathers its inputs.
-pub(crate) fn open_matching(run: &Results, args: &ModelArgs) -> Result<Matched> {
-    let a = resolve(run, args)?;
-    let compat = run.header.compat;
-    let loaded = a.load(compat)?;
-    let desc = a.describe(&loaded)?;
-    if let Some(want) = run.model_sha() {
-        if desc.sha256.as_deref() != Some(want) {
-            bail!(
-                "{} (sha256 {}) is not the model of these results ({} with sha256 {want}); pass the same --model as discover",
-                a.name(),
-                desc.sha256.as_deref().unwrap_or("?"),
-                run.header.model.path
-            );
-        }
-    }
-    if desc.config != run.header.model.config {
-        let (got, want) = (
-            serde_json::to_value(&desc.config)?,
-            serde_json::to_value(&run.header.model.config)?,
-        );
-        let key = want
-            .as_object()
-            .and_then(|o| o.keys().find(|k| got[k.as_str()] != o[k.as_str()]).cloned())
-            .unwrap_or_else(|| "config".into());
-        bail!(
-            "{}: loaded with {key} = {} but the results used {}; pass the same options as discover",
-            a.name(),
-            got[&key],
-            want[&key]
-        );
-    }
-    let (recorded_dtype, dtype) = (run.header.dtype, a.dtype);
-    if recorded_dtype != dtype {
-        eprintln!("note: the results were computed in {recorded_dtype}, this run uses {dtype} (pass --dtype {recorded_dtype} to reproduce them exactly)");
-    }
-    let pre = a.preprocess(&loaded)?;
-    let items = run_inputs(run)?;
-    Ok(Matched { loaded, pre, items })
-}
-
-/// The run's inputs by index, gathered again from the header and checked against the records.
-pub(crate) fn run_inputs(run: &Results) -> Result<BTreeMap<u64, Item>> {
-    let recorded = &run.header.inputs;
-    let inputs: Inputs = if recorded.is_embedded() {
-        embedded::samples()
-    } else {
-        let p: Vec<PathBuf> = recorded.paths.iter().map(PathBuf::from).collect();
-        gather(&p, recorded.labels.as_deref())
-            .context("cannot gather the run's inputs again (run from the folder discover ran in)")?
-    };
-    let items: BTreeMap<u64, Item> = inputs.items.into_iter().map(|it| (it.index, it)).collect();
-    for r in &run.images {
-        match items.get(&r.index) {
-            Some(it) if it.source == r.source => {}
-            Some(it) => bail!(
-                "the inputs changed: image {} was {}, now {}",
-                r.index,
-                r.source,
-                it.source
-            ),
-            None => bail!(
-                "the inputs changed: image {} ({}) is missing",
-                r.index,
-                r.source
-            ),
-        }
-    }
-    Ok(items)
-}
-
-/// The preprocessing recorded in the header (for thumbnails without a model).
-pub(crate) fn recorded_preprocess(run: &Results) -> Preprocess {
-    let p = &run.header.preprocessing;
-    Preprocess {
-        size: p.size,
-        norm: p.normalization,
-    }
 }

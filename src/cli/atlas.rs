@@ -1,5 +1,6 @@
 //! `neuronpath atlas`: how often each neuron is on the paths of each class, class similarity,
 //! per-layer distributions (SPEC section 9). Needs only the results file.
+use super::plans::AtlasPlan;
 use crate::experiments::atlas::{self, Neighbour};
 use crate::experiments::render::figures;
 use crate::experiments::render::svg::standalone;
@@ -24,12 +25,16 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let run = Results::open(&args.results)?;
-    let a = atlas::from_run(&run, args.method)?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("{}: cannot create", args.out.display()))?;
+    execute(&super::plans::atlas(args)?)
+}
+
+fn execute(plan: &AtlasPlan) -> Result<()> {
+    let run = Results::open(&plan.results)?;
+    let a = atlas::from_run(&run, plan.method)?;
+    std::fs::create_dir_all(&plan.out)
+        .with_context(|| format!("{}: cannot create", plan.out.display()))?;
     let write = |name: &str, text: String| -> Result<()> {
-        let p = args.out.join(name);
+        let p = plan.out.join(name);
         std::fs::write(&p, text).with_context(|| format!("{}: cannot write", p.display()))
     };
     write("atlas.json", serde_json::to_string_pretty(&a)? + "\n")?;
@@ -37,11 +42,11 @@ pub fn run(args: Args) -> Result<()> {
     write("layers.csv", atlas::layers_csv(&a))?;
     write(
         "similarity.svg",
-        standalone(&figures::similarity(&a, args.max_classes)),
+        standalone(&figures::similarity(&a, plan.max_classes)),
     )?;
     write(
         "layers.svg",
-        standalone(&figures::layer_distributions(&a, args.max_classes)),
+        standalone(&figures::layer_distributions(&a, plan.max_classes)),
     )?;
     let name = |n: Option<Neighbour>| {
         n.map_or("-".to_string(), |n| {
@@ -61,6 +66,6 @@ pub fn run(args: Args) -> Result<()> {
             name(e.least_similar)
         );
     }
-    println!("outputs: {}", args.out.display());
+    println!("outputs: {}", plan.out.display());
     Ok(())
 }

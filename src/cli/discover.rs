@@ -1,13 +1,16 @@
 //! `neuronpath discover`: neuron paths for every input image, written as JSON Lines (resumable,
 //! shardable), optionally also in the authors' layout.
 use super::common::{ModelArgs, Shard};
+use super::plans::DiscoverPlan;
 use crate::attribution::discover::{discover_batch, Method, Request, TargetKind};
 use crate::attribution::Settings;
-use crate::io::inputs::{load_batch, Item};
+use crate::experiments::full_report::{build_report, ReportOptions};
+use crate::io::inputs::{load_batch, Item, Preprocess};
 use crate::io::reference::{self, ReferenceEntry};
 use crate::io::results::{
     Header, InputsInfo, Outcome, Preprocessing, Record, RecordWriter, SchemaVersion,
 };
+use crate::model::load::Loaded;
 use crate::model::{gradients, Rows};
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -64,7 +67,7 @@ pub struct Args {
     /// Only the first N images of each class (class folders) or of the inputs.
     #[arg(long)]
     pub per_class: Option<usize>,
-    /// Also write the authors' layout: PREFIX.args.json and PREFIX-{label}.rlt.jsonl.
+    /// Also write the authors' layout: PREFIX.plan.json and PREFIX-{label}.rlt.jsonl.
     #[arg(long)]
     pub reference_layout: Option<PathBuf>,
     /// Write the HTML report of all experiments here when done [default for the embedded
@@ -80,12 +83,16 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    execute(&super::plans::discover(args)?)
+}
+
+fn execute(plan: &DiscoverPlan) -> Result<()> {
     let start = Instant::now();
-    let loaded = args.model.load(args.compat)?;
+    let loaded = plan.model.load(plan.compat)?;
     let model = &loaded.model;
-    let pre = args.model.preprocess(&loaded)?;
-    let mut inputs = args.model.inputs(&args.inputs, args.labels.as_deref())?;
-    if let Some(n) = args.per_class {
+    let pre = plan.model.preprocess(&loaded)?;
+    let mut inputs = plan.model.inputs(&plan.inputs, plan.labels.as_deref())?;
+    if let Some(n) = plan.per_class {
         let mut seen: BTreeMap<Option<usize>, usize> = BTreeMap::new();
         inputs.items.retain(|it| {
             let c = seen.entry(it.label).or_default();
@@ -95,94 +102,33 @@ pub fn run(args: Args) -> Result<()> {
     }
     let total = inputs.items.len();
     let class_names = inputs.class_names.clone().or(loaded.class_names.clone());
-    if args.target == TargetKind::Label {
-        if let Some(it) = inputs.items.iter().find(|it| it.label.is_none()) {
-            anyhow::bail!(
-                "{}: no ground-truth label (put images in class folders, pass --labels, or use --target predicted)",
-                it.source
-            );
-        }
-        if let Some(it) = inputs
-            .items
-            .iter()
-            .find(|it| it.label.unwrap() >= model.cfg.num_classes)
-        {
-            anyhow::bail!(
-                "{}: label {} but the model has {} classes",
-                it.source,
-                it.label.unwrap(),
-                model.cfg.num_classes
-            );
-        }
-    }
-    let shard = args.shard.or_else(Shard::from_env);
+    check_labels(plan, &inputs.items, model.cfg.num_classes)?;
+    let shard = plan.shard;
     let rows = match model.cfg.pool {
         crate::model::Pool::MeanPatch => Rows::Patches,
         _ => Rows::Cls,
     };
-    let limit = match args.memory_limit_mb {
-        Some(mb) => mb << 20,
-        None => gradients::default_memory_limit(model.device()),
-    };
-    let chunk = gradients::chunk_rows(model, limit);
-    let mut methods = args.methods.clone();
-    methods.sort();
-    methods.dedup();
+    let chunk = gradients::chunk_rows(
+        model,
+        plan.memory_limit
+            .unwrap_or_else(|| gradients::default_memory_limit(model.device())),
+    );
+    let methods = plan.methods.clone();
     let req = Request {
         settings: Settings {
-            steps: args.steps,
-            top_k: args.top_k,
-            compat: args.compat,
+            steps: plan.steps,
+            top_k: plan.top_k,
+            compat: plan.compat,
             rows,
             chunk_rows: chunk,
         },
         methods: methods.clone(),
-        target: args.target,
-        seed: args.seed,
+        target: plan.target,
+        seed: plan.seed,
     };
-    let header = Header {
-        schema: SchemaVersion::CURRENT,
-        tool: "neuronpath".into(),
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        created: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs(),
-        model: args.model.describe(&loaded)?,
-        preprocessing: Preprocessing {
-            size: pre.size,
-            resize: "pil-bilinear".into(),
-            normalization: pre.norm,
-        },
-        inputs: InputsInfo {
-            paths: if args.inputs.is_empty() {
-                vec![InputsInfo::EMBEDDED.into()]
-            } else {
-                args.inputs
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect()
-            },
-            labels: args.labels.clone(),
-            count: total,
-            per_class: args.per_class,
-        },
-        class_names: class_names.clone(),
-        steps: args.steps,
-        riemann: "left".into(),
-        top_k: args.top_k,
-        target: args.target,
-        forms: vec!["reference".into(), "additive".into()],
-        jas_default: "reference".into(),
-        neurons: rows,
-        dtype: args.model.dtype,
-        seed: args.seed,
-        compat: args.compat,
-        methods: methods.clone(),
-        shard,
-        extra: Default::default(),
-    };
-    let (mut writer, done) = RecordWriter::open(&args.out, &header)?;
-    if let Some(prefix) = &args.reference_layout {
+    let header = header(plan, &loaded, &pre, total, class_names.clone(), rows)?;
+    let (mut writer, done) = RecordWriter::open(&plan.out, &header)?;
+    if let Some(prefix) = &plan.reference_layout {
         reference::write_args(prefix, &serde_json::to_value(&header)?)?;
     }
     let pending: Vec<&Item> = inputs
@@ -203,7 +149,7 @@ pub fn run(args: Args) -> Result<()> {
         skipped,
         model.cfg.layers,
         model.cfg.mlp_dim,
-        args.steps,
+        plan.steps,
         req.methods.iter().map(|m| m.name()).collect::<Vec<_>>().join(","),
         chunk
     );
@@ -216,8 +162,8 @@ pub fn run(args: Args) -> Result<()> {
     );
     let mut summary = Summary::default();
     let mut processed = 0usize;
-    for batch in pending.chunks(args.batch.max(1)) {
-        if args.stop_after.is_some_and(|n| processed >= n) {
+    for batch in pending.chunks(plan.batch.max(1)) {
+        if plan.stop_after.is_some_and(|n| processed >= n) {
             bar.abandon_with_message("stopped by --stop-after");
             return Ok(());
         }
@@ -288,7 +234,7 @@ pub fn run(args: Args) -> Result<()> {
             };
             writer.append(&rec)?;
         }
-        if let Some(prefix) = &args.reference_layout {
+        if let Some(prefix) = &plan.reference_layout {
             reference::append_batch(prefix, &ref_entries)?;
         }
         processed += batch.len();
@@ -298,19 +244,13 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     bar.finish();
-    summary.print(&args.out, start.elapsed().as_secs_f64());
-    let report = match (&args.report, args.no_report, args.inputs.is_empty()) {
-        (_, true, _) => None,
-        (Some(p), false, _) => Some(p.clone()),
-        (None, false, true) => Some(args.out.with_file_name("report.html")),
-        (None, false, false) => None,
-    };
-    if let Some(path) = report {
+    summary.print(&plan.out, start.elapsed().as_secs_f64());
+    if let Some(path) = &plan.report {
         if shard.is_some() {
             eprintln!("(no report for a shard: merge the shards, then run `neuronpath report`)");
             return Ok(());
         }
-        let claims = super::report::report_with_defaults(&args.out, &args.model, &path)?;
+        let claims = build_report(&plan.out, &plan.model, &ReportOptions::default(), path)?;
         eprintln!(
             "report: {} ({} claims checked)",
             path.display(),
@@ -318,6 +258,79 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// With `--target label`, every image needs a label the model has.
+fn check_labels(plan: &DiscoverPlan, items: &[Item], num_classes: usize) -> Result<()> {
+    if plan.target == TargetKind::Label {
+        if let Some(it) = items.iter().find(|it| it.label.is_none()) {
+            anyhow::bail!(
+                "{}: no ground-truth label (put images in class folders, pass --labels, or use --target predicted)",
+                it.source
+            );
+        }
+        if let Some(it) = items.iter().find(|it| it.label.unwrap() >= num_classes) {
+            anyhow::bail!(
+                "{}: label {} but the model has {} classes",
+                it.source,
+                it.label.unwrap(),
+                num_classes
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The results header of this run.
+fn header(
+    plan: &DiscoverPlan,
+    loaded: &Loaded,
+    pre: &Preprocess,
+    total: usize,
+    class_names: Option<Vec<String>>,
+    rows: Rows,
+) -> Result<Header> {
+    Ok(Header {
+        schema: SchemaVersion::CURRENT,
+        tool: "neuronpath".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs(),
+        model: plan.model.describe(loaded)?,
+        preprocessing: Preprocessing {
+            size: pre.size,
+            resize: "pil-bilinear".into(),
+            normalization: pre.norm,
+        },
+        inputs: InputsInfo {
+            paths: if plan.inputs.is_empty() {
+                vec![InputsInfo::EMBEDDED.into()]
+            } else {
+                plan.inputs
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect()
+            },
+            labels: plan.labels.clone(),
+            count: total,
+            per_class: plan.per_class,
+        },
+        class_names,
+        steps: plan.steps,
+        riemann: "left".into(),
+        top_k: plan.top_k,
+        target: plan.target,
+        forms: vec!["reference".into(), "additive".into()],
+        jas_default: "reference".into(),
+        neurons: rows,
+        dtype: plan.model.dtype,
+        seed: plan.seed,
+        compat: plan.compat,
+        methods: plan.methods.clone(),
+        shard: plan.shard,
+        extra: Default::default(),
+    })
 }
 
 /// Running totals for the closing summary.

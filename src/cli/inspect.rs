@@ -11,11 +11,12 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let loaded = args.model.load(false)?;
+    let spec = args.model.spec();
+    let loaded = spec.load(false)?;
     let cfg = &loaded.model.cfg;
     if args.json {
         let v = serde_json::json!({
-            "model": args.model.name(),
+            "model": spec.name(),
             "layout": loaded.layout,
             "family": loaded.family,
             "config": cfg,
@@ -25,7 +26,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("model        {}", args.model.name());
+    println!("model        {}", spec.name());
     println!("layout       {:?}", loaded.layout);
     println!("family       {:?}", loaded.family);
     println!(

@@ -7,6 +7,7 @@ pub mod discover;
 pub mod eval;
 pub mod inspect;
 pub mod merge;
+pub mod plans;
 pub mod predict;
 pub mod prune;
 pub mod report;

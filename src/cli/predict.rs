@@ -22,10 +22,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let loaded = args.model.load(false)?;
+    let spec = args.model.spec();
+    let loaded = spec.load(false)?;
     let model = &loaded.model;
-    let pre = args.model.preprocess(&loaded)?;
-    let inputs = args.model.inputs(&args.inputs, args.labels.as_deref())?;
+    let pre = spec.preprocess(&loaded)?;
+    let inputs = spec.inputs(&args.inputs, args.labels.as_deref())?;
     let names = loaded.class_names.clone().or(inputs.class_names.clone());
     let name = |c: usize| {
         names
@@ -66,7 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({"model": args.model.name(), "class_names": names, "images": out})
+                &json!({"model": spec.name(), "class_names": names, "images": out})
             )?
         );
     } else if labelled > 0 {

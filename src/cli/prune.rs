@@ -1,14 +1,14 @@
 //! `neuronpath prune`: class-wise pruning guided by top-K paths (SPEC section 9), and pruned
 //! checkpoints that `predict` loads.
-use super::ablate::{open_matching, progress, Matched};
 use super::common::ModelArgs;
-use crate::experiments::pruning::{
-    self, holdout_plans, run_pruning, ClassPlan, Grid, Pruning, Settings,
-};
+use super::plans::{PrunePlan, SavePlan};
+use crate::experiments::full_report::progress;
+use crate::experiments::pruning::{self, holdout_plans, run_pruning, ClassPlan, Pruning, Settings};
 use crate::experiments::render::figures;
 use crate::experiments::render::svg::standalone;
 use crate::io::inputs::gather;
 use crate::io::results::Results;
+use crate::setup::{reopen, Reopened};
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 
@@ -22,15 +22,18 @@ pub struct Args {
     /// Output folder: prune.json, prune.csv, SVG figures.
     #[arg(long, short, default_value = "neuronpath-out/prune")]
     pub out: PathBuf,
-    /// Neurons per (layer, rank) kept: K values (clamped to the run's top-K).
-    #[arg(long = "k", value_delimiter = ',', default_value = "1,5,10,20,50")]
-    pub ks: Vec<usize>,
-    /// Fractions of the other CLS neurons zeroed, in [0, 1].
-    #[arg(long = "p", value_delimiter = ',', default_value = "0.1,0.3,0.5,1")]
-    pub ps: Vec<f64>,
-    /// Numbers of leading layers pruned (clamped to the model's layers).
-    #[arg(long = "d", value_delimiter = ',', default_value = "3,6,9,12")]
-    pub ds: Vec<usize>,
+    /// Neurons per (layer, rank) kept: K values (clamped to the run's top-K) [default: the
+    /// authors' 1,5,10,20,50].
+    #[arg(long = "k", value_delimiter = ',')]
+    pub ks: Option<Vec<usize>>,
+    /// Fractions of the other CLS neurons zeroed, in [0, 1] [default: the authors'
+    /// 0.1,0.3,0.5,1].
+    #[arg(long = "p", value_delimiter = ',')]
+    pub ps: Option<Vec<f64>>,
+    /// Numbers of leading layers pruned (clamped to the model's layers) [default: the
+    /// authors' 3,6,9,12].
+    #[arg(long = "d", value_delimiter = ',')]
+    pub ds: Option<Vec<usize>>,
     /// Fraction of each class's images held out for evaluation (the rest build the kept set).
     #[arg(long, default_value_t = 0.5)]
     pub holdout: f64,
@@ -68,26 +71,18 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let run = Results::open(&args.results)?;
-    let m = open_matching(&run, &args.model)?;
+    execute(&super::plans::prune(args)?)
+}
+
+fn execute(plan: &PrunePlan) -> Result<()> {
+    let run = Results::open(&plan.results)?;
+    let m = reopen(&run, &plan.model)?;
     let cfg = &m.loaded.model.cfg;
-    if args.ps.iter().any(|p| !(0.0..=1.0).contains(p)) {
-        bail!("--p takes fractions in [0, 1] (0.3 = 30%)");
-    }
-    let grid = Grid {
-        ks: args.ks.clone(),
-        ps: args.ps.clone(),
-        ds: args.ds.clone(),
-    }
-    .clamped(run.top_k, cfg.layers);
     let settings = Settings {
-        grid,
-        seed: args.seed,
-        batch: args.batch,
-        control: !args.no_control,
-        bootstrap: args.bootstrap,
+        grid: plan.settings.grid.clamped(run.top_k, cfg.layers),
+        ..plan.settings.clone()
     };
-    let plans = plans(&args, &run, &m)?;
+    let plans = class_plans(plan, &run, &m)?;
     if plans.is_empty() {
         bail!("no class has both path-building and held-out images (need at least 2 images per class)");
     }
@@ -110,20 +105,21 @@ pub fn run(args: Args) -> Result<()> {
         bar.set_position(n as u64)
     })?;
     bar.finish_and_clear();
-    write_outputs(&args.out, &result)?;
+    write_outputs(&plan.out, &result)?;
     print_table(&result);
-    if let Some(path) = &args.save_model {
-        save(&args, &run, &m, &plans, &settings, path)?;
+    if let Some(save_plan) = &plan.save {
+        save(save_plan, &run, &m, &plans, &settings)?;
     }
-    println!("outputs: {}", args.out.display());
+    println!("outputs: {}", plan.out.display());
     Ok(())
 }
 
-fn plans(args: &Args, run: &Results, m: &Matched) -> Result<Vec<ClassPlan>> {
-    if args.eval.is_empty() {
-        return holdout_plans(run, &m.items, args.holdout);
+/// Per class, the images that build the kept set and those it is evaluated on.
+fn class_plans(plan: &PrunePlan, run: &Results, m: &Reopened) -> Result<Vec<ClassPlan>> {
+    if plan.eval.is_empty() {
+        return holdout_plans(run, &m.items, plan.holdout);
     }
-    let eval = gather(&args.eval, args.eval_labels.as_deref())?;
+    let eval = gather(&plan.eval, plan.eval_labels.as_deref())?;
     let mut plans = Vec::new();
     for c in run.classes_present() {
         let items: Vec<_> = eval
@@ -193,25 +189,22 @@ fn print_table(p: &Pruning) {
 }
 
 fn save(
-    args: &Args,
+    sp: &SavePlan,
     run: &Results,
-    m: &Matched,
+    m: &Reopened,
     plans: &[ClassPlan],
     s: &Settings,
-    path: &std::path::Path,
 ) -> Result<()> {
-    let g = &s.grid;
-    let class = args.save_class.unwrap_or(plans[0].class);
+    let (g, path) = (&s.grid, sp.path.as_path());
+    let class = sp.class.unwrap_or(plans[0].class);
     let plan = plans
         .iter()
         .find(|p| p.class == class)
         .with_context(|| format!("class {class} has no pruning plan"))?;
     let max = |v: &[usize]| v.iter().copied().max().unwrap_or(1);
-    let k = args.save_k.unwrap_or(max(&g.ks)).min(run.top_k.max(1));
-    let p = args
-        .save_p
-        .unwrap_or(g.ps.iter().copied().fold(0.0, f64::max));
-    let d = args.save_d.unwrap_or(max(&g.ds));
+    let k = sp.k.unwrap_or(max(&g.ks)).min(run.top_k.max(1));
+    let p = sp.p.unwrap_or(g.ps.iter().copied().fold(0.0, f64::max));
+    let d = sp.d.unwrap_or(max(&g.ds));
     let mut flags = pruning::save_pruned(
         &m.loaded.model,
         run,

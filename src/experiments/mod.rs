@@ -8,11 +8,13 @@
 //! - [`claims`]: the paper's claims checked on a run, with [`significance`] tests and [`stats`].
 //! - [`format`]: how numbers read.
 //!
-//! Rendering ([`render`]): SVG figures and the self-contained HTML report, built from sections.
+//! Rendering ([`render`]): SVG figures and the self-contained HTML report, built from sections;
+//! [`full_report`] runs what a report needs and renders it.
 pub mod atlas;
 pub mod checkpoint;
 pub mod claims;
 pub mod format;
+pub mod full_report;
 pub mod manipulation;
 pub mod pruning;
 pub mod render;

@@ -64,6 +64,19 @@ pub struct Settings {
     pub bootstrap: usize,
 }
 
+impl Default for Settings {
+    /// The authors' grid, seed 0, 16 images per pass, with the random control.
+    fn default() -> Self {
+        Settings {
+            grid: Grid::authors(),
+            seed: 0,
+            batch: 16,
+            control: true,
+            bootstrap: 1000,
+        }
+    }
+}
+
 /// One class: the images its kept sets come from and those it is evaluated on.
 #[derive(Clone, Debug)]
 pub struct ClassPlan {

@@ -44,6 +44,9 @@ pub struct Report<'a> {
 }
 
 impl<'a> Report<'a> {
+    /// Per-image sections shown unless told otherwise.
+    pub const DEFAULT_MAX_IMAGES: usize = 500;
+
     pub fn new(run: &'a Results, results_name: &str) -> Self {
         Report {
             run,
@@ -52,7 +55,7 @@ impl<'a> Report<'a> {
             pruning: None,
             look_alike: Vec::new(),
             thumbnails: BTreeMap::new(),
-            max_images: 500,
+            max_images: Self::DEFAULT_MAX_IMAGES,
             max_classes: 30,
             notes: Vec::new(),
         }

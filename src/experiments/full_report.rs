@@ -1,0 +1,185 @@
+//! The whole report of a results file: the experiments its model allows (manipulation,
+//! pruning), or what the records hold without it, rendered into one HTML page.
+use super::claims::Claim;
+use super::manipulation::{self, Manipulation};
+use super::pruning::{self, Pruning};
+use super::render::report::{write_report, Report};
+use super::render::thumbs;
+use crate::io::results::Results;
+use crate::setup::{recorded_preprocess, reopen, run_inputs, ModelSpec, Reopened};
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+
+/// What the report computes and shows; `Default` is what `discover` and a plain `report` do.
+#[derive(Clone, Debug)]
+pub struct ReportOptions {
+    /// Use this `ablate` output instead of computing the manipulation.
+    pub ablate: Option<PathBuf>,
+    /// Use this `prune` output instead of computing the pruning.
+    pub prune: Option<PathBuf>,
+    /// Load the run's model (else: only what the records hold).
+    pub use_model: bool,
+    /// Compute the pruning grid (with the model).
+    pub compute_pruning: bool,
+    /// Groups of look-alike classes (empty: built-in groups for known class names).
+    pub look_alike: Vec<Vec<usize>>,
+    /// At most this many per-image sections.
+    pub max_images: usize,
+    /// How the manipulation runs (its seed is the run's).
+    pub manipulation: manipulation::Settings,
+    /// How the pruning runs (its grid is clamped to the run's K and the model's layers).
+    pub pruning: pruning::Settings,
+    /// Fraction of each class's images held out for evaluating the pruning.
+    pub holdout: f64,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        ReportOptions {
+            ablate: None,
+            prune: None,
+            use_model: true,
+            compute_pruning: true,
+            look_alike: Vec::new(),
+            max_images: Report::DEFAULT_MAX_IMAGES,
+            manipulation: manipulation::Settings::default(),
+            pruning: pruning::Settings::default(),
+            holdout: 0.5,
+        }
+    }
+}
+
+/// A progress bar on stderr: `n` `what` with elapsed time and ETA.
+pub fn progress(n: usize, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(n as u64);
+    let style = format!("{{bar:40}} {{pos}}/{{len}} {what}  {{elapsed}} elapsed, ETA {{eta}}");
+    if let Ok(s) = ProgressStyle::with_template(&style) {
+        bar.set_style(s);
+    }
+    bar
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(p: &Path) -> Result<T> {
+    let text =
+        std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not the expected output", p.display()))
+}
+
+/// Computes what the run's model allows (unless `o` says otherwise) and writes the report to
+/// `out` (.html, with a .json of the claims beside it); returns the claims.
+pub fn build_report(
+    results: &Path,
+    spec: &ModelSpec,
+    o: &ReportOptions,
+    out: &Path,
+) -> Result<Vec<Claim>> {
+    let run = Results::open(results)?;
+    let mut notes = Vec::new();
+    let matched: Option<Reopened> = if !o.use_model {
+        None
+    } else {
+        match reopen(&run, spec) {
+            Ok(m) => Some(m),
+            Err(e) if spec.path.is_some() => return Err(e),
+            Err(e) => {
+                eprintln!("note: continuing without the model: {e:#}");
+                notes.push(format!(
+                    "Model not available ({e:#}): manipulation from the records only, no pruning."
+                ));
+                None
+            }
+        }
+    };
+    let manipulation: Option<Manipulation> = match (&o.ablate, &matched) {
+        (Some(p), _) => Some(read_json(p)?),
+        (None, Some(m)) => {
+            let s = manipulation::Settings {
+                seed: run.header.seed,
+                ..o.manipulation.clone()
+            };
+            let bar = progress(run.images.len(), "images (manipulation)");
+            let r = manipulation::run_manipulation(
+                &m.loaded.model,
+                &run,
+                &m.items,
+                &m.pre,
+                &s,
+                &mut |n| bar.set_position(n as u64),
+            )?;
+            bar.finish_and_clear();
+            Some(r)
+        }
+        _ => None,
+    };
+    let pruning: Option<Pruning> = match (&o.prune, &matched) {
+        (Some(p), _) => Some(read_json(p)?),
+        (None, Some(m)) if o.compute_pruning => compute_pruning(&run, m, o, &mut notes)?,
+        _ => None,
+    };
+    let mut report = Report::new(&run, &results.display().to_string());
+    report.manipulation = manipulation.as_ref();
+    report.pruning = pruning.as_ref();
+    report.max_images = o.max_images;
+    if let Some(c) = o
+        .look_alike
+        .iter()
+        .flatten()
+        .find(|&&c| c >= run.config.num_classes)
+    {
+        bail!(
+            "--look-alike: class {c} but the model has {} classes",
+            run.config.num_classes
+        );
+    }
+    report.look_alike = o.look_alike.clone();
+    report.thumbnails = thumbnails(&run, matched.as_ref(), o.max_images);
+    report.notes = notes;
+    write_report(&report, out)
+}
+
+fn compute_pruning(
+    run: &Results,
+    m: &Reopened,
+    o: &ReportOptions,
+    notes: &mut Vec<String>,
+) -> Result<Option<Pruning>> {
+    let plans = pruning::holdout_plans(run, &m.items, o.holdout)?;
+    if plans.is_empty() {
+        notes.push("Pruning skipped: no class has two or more images.".into());
+        return Ok(None);
+    }
+    let s = pruning::Settings {
+        grid: o.pruning.grid.clamped(run.top_k, m.loaded.model.cfg.layers),
+        ..o.pruning.clone()
+    };
+    let bar = progress(plans.len(), "classes (pruning)");
+    let r = pruning::run_pruning(&m.loaded.model, run, &plans, &m.pre, &s, &mut |n| {
+        bar.set_position(n as u64)
+    })?;
+    bar.finish_and_clear();
+    if run.top_k == 1 {
+        notes.push("Pruning used K = 1 (the run kept one neuron per layer); run discover with --top-k for the full K grid.".into());
+    }
+    Ok(Some(r))
+}
+
+/// Thumbnails of the shown images, from the model's preprocessing or the recorded one.
+fn thumbnails(
+    run: &Results,
+    m: Option<&Reopened>,
+    max: usize,
+) -> std::collections::BTreeMap<u64, String> {
+    let items = match m {
+        Some(m) => Some((m.items.clone(), m.pre)),
+        None => run_inputs(run).ok().map(|i| (i, recorded_preprocess(run))),
+    };
+    let Some((items, pre)) = items else {
+        return Default::default();
+    };
+    run.images
+        .iter()
+        .take(max)
+        .filter_map(|r| Some((r.index, thumbs::data_uri(items.get(&r.index)?, &pre).ok()?)))
+        .collect()
+}

@@ -1,0 +1,268 @@
+//! What commands set up before computing: the model a command loads ([`ModelSpec`], the library
+//! side of `--model` and its options) and, for experiments over a results file, the run's own
+//! model and inputs again ([`reopen`]).
+use crate::embedded;
+use crate::io::inputs::{gather, Inputs, Item, Preprocess};
+use crate::io::preprocess::Normalization;
+use crate::io::results::{ModelInfo, Precision, Results};
+use crate::model::load::Loaded;
+use crate::model::{load_model, Gelu, LoadOptions};
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use sha2::Digest;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Which checkpoint to load and how; `None` fields are what the checkpoint records.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelSpec {
+    /// The checkpoint; `None`: the embedded Fashion-MNIST ViT.
+    pub path: Option<PathBuf>,
+    /// Input normalisation (default: the checkpoint's, else ImageNet).
+    pub normalize: Option<Normalization>,
+    /// Element type of the computation.
+    pub dtype: Precision,
+    /// Run at this image size (the position-embedding grid is resized).
+    pub image_size: Option<usize>,
+    /// Attention heads, for layouts that do not record them.
+    pub heads: Option<usize>,
+    /// GELU flavour.
+    pub gelu: Option<Gelu>,
+    /// LayerNorm epsilon.
+    pub ln_eps: Option<f64>,
+    /// Run on the first CUDA GPU.
+    pub cuda: bool,
+}
+
+impl Default for ModelSpec {
+    fn default() -> Self {
+        ModelSpec {
+            path: None,
+            normalize: None,
+            dtype: Precision::F32,
+            image_size: None,
+            heads: None,
+            gelu: None,
+            ln_eps: None,
+            cuda: false,
+        }
+    }
+}
+
+impl ModelSpec {
+    /// The loader's options (`double_fc_norm`: the authors' MAE quirk, `--compat`).
+    pub fn options(&self, double_fc_norm: bool) -> anyhow::Result<LoadOptions> {
+        let device = if self.cuda {
+            Device::new_cuda(0).context("no CUDA device (build with --features cuda)")?
+        } else {
+            Device::Cpu
+        };
+        Ok(LoadOptions {
+            dtype: self.dtype.dtype(),
+            device,
+            image_size: self.image_size,
+            heads: self.heads,
+            gelu: self.gelu,
+            ln_eps: self.ln_eps,
+            double_fc_norm,
+            limits: crate::limits::Limits::from_env().map_err(anyhow::Error::msg)?,
+        })
+    }
+
+    /// Loads the checkpoint, or the embedded model when there is no path.
+    pub fn load(&self, double_fc_norm: bool) -> anyhow::Result<Loaded> {
+        let opts = self.options(double_fc_norm)?;
+        Ok(match &self.path {
+            Some(p) => load_model(p, &opts)?,
+            None => embedded::model(&opts)?,
+        })
+    }
+
+    /// The model's name in outputs.
+    pub fn name(&self) -> String {
+        match &self.path {
+            Some(p) => p.display().to_string(),
+            None => embedded::MODEL_NAME.to_string(),
+        }
+    }
+
+    /// The preprocessing the model expects: its recorded normalisation unless overridden.
+    pub fn preprocess(&self, loaded: &Loaded) -> anyhow::Result<Preprocess> {
+        let norm = match (self.normalize, loaded.normalization) {
+            (Some(n), _) => n,
+            (None, Some(ms)) => Normalization::from_mean_std(ms).with_context(|| {
+                format!(
+                    "{}: unsupported normalisation {ms:?}; pass --normalize",
+                    self.name()
+                )
+            })?,
+            (None, None) => Normalization::ImageNet,
+        };
+        Ok(Preprocess {
+            size: loaded.model.cfg.image_size,
+            norm,
+        })
+    }
+
+    /// The inputs named on the command line, or the embedded samples for the embedded model.
+    pub fn inputs(&self, paths: &[PathBuf], labels: Option<&Path>) -> anyhow::Result<Inputs> {
+        if !paths.is_empty() {
+            return gather(paths, labels);
+        }
+        if self.path.is_some() {
+            anyhow::bail!("no input images (the embedded samples only go with the embedded model)");
+        }
+        Ok(embedded::samples())
+    }
+
+    /// Path, content hash, layout and detected configuration, for result headers.
+    pub fn describe(&self, loaded: &Loaded) -> anyhow::Result<ModelInfo> {
+        Ok(ModelInfo {
+            path: self.name(),
+            sha256: Some(self.hash()?),
+            layout: serde_json::to_value(loaded.layout)?
+                .as_str()
+                .map(String::from),
+            config: loaded.model.cfg.clone(),
+        })
+    }
+
+    /// SHA-256 of the checkpoint's bytes (every file of a folder, in name order).
+    fn hash(&self) -> anyhow::Result<String> {
+        let mut h = sha2::Sha256::new();
+        match &self.path {
+            None => h.update(embedded::model_bytes().unwrap_or_default()),
+            Some(p) if p.is_dir() => {
+                let mut files: Vec<PathBuf> = std::fs::read_dir(p)?
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_file())
+                    .collect();
+                files.sort();
+                for f in files {
+                    h.update(std::fs::read(&f)?);
+                }
+            }
+            Some(p) => {
+                h.update(std::fs::read(p).with_context(|| format!("{}: cannot read", p.display()))?)
+            }
+        }
+        Ok(format!("{:x}", h.finalize()))
+    }
+}
+
+/// A results file's model and inputs, checked against its header.
+pub struct Reopened {
+    /// The run's model.
+    pub loaded: Loaded,
+    /// Its preprocessing.
+    pub pre: Preprocess,
+    /// The run's inputs by index.
+    pub items: BTreeMap<u64, Item>,
+}
+
+/// `args` with what it leaves open taken from the header: model path, heads, LayerNorm eps,
+/// image size, GELU, normalisation.
+fn resolve(run: &Results, spec: &ModelSpec) -> Result<ModelSpec> {
+    let mut a = spec.clone();
+    let h = &run.header;
+    let c = &run.config;
+    if a.path.is_none() {
+        let recorded = h.model.path.as_str();
+        if recorded != embedded::MODEL_NAME {
+            if !Path::new(recorded).exists() {
+                bail!(
+                    "the results were computed with {recorded}, which is not there; pass --model"
+                );
+            }
+            a.path = Some(PathBuf::from(recorded));
+        }
+    }
+    a.heads = a.heads.or(Some(c.heads));
+    a.ln_eps = a.ln_eps.or(Some(c.ln_eps));
+    a.image_size = a.image_size.or(Some(c.image_size));
+    a.gelu = a.gelu.or(Some(c.gelu));
+    a.normalize = a.normalize.or(Some(h.preprocessing.normalization));
+    Ok(a)
+}
+
+/// Loads the run's model (refusing another one) and gathers its inputs again; what `spec`
+/// leaves open comes from the header.
+pub fn reopen(run: &Results, spec: &ModelSpec) -> Result<Reopened> {
+    let a = resolve(run, spec)?;
+    let compat = run.header.compat;
+    let loaded = a.load(compat)?;
+    let desc = a.describe(&loaded)?;
+    if let Some(want) = run.model_sha() {
+        if desc.sha256.as_deref() != Some(want) {
+            bail!(
+                "{} (sha256 {}) is not the model of these results ({} with sha256 {want}); pass the same --model as discover",
+                a.name(),
+                desc.sha256.as_deref().unwrap_or("?"),
+                run.header.model.path
+            );
+        }
+    }
+    if desc.config != run.header.model.config {
+        let (got, want) = (
+            serde_json::to_value(&desc.config)?,
+            serde_json::to_value(&run.header.model.config)?,
+        );
+        let key = want
+            .as_object()
+            .and_then(|o| o.keys().find(|k| got[k.as_str()] != o[k.as_str()]).cloned())
+            .unwrap_or_else(|| "config".into());
+        bail!(
+            "{}: loaded with {key} = {} but the results used {}; pass the same options as discover",
+            a.name(),
+            got[&key],
+            want[&key]
+        );
+    }
+    let (recorded_dtype, dtype) = (run.header.dtype, a.dtype);
+    if recorded_dtype != dtype {
+        eprintln!("note: the results were computed in {recorded_dtype}, this run uses {dtype} (pass --dtype {recorded_dtype} to reproduce them exactly)");
+    }
+    let pre = a.preprocess(&loaded)?;
+    let items = run_inputs(run)?;
+    Ok(Reopened { loaded, pre, items })
+}
+
+/// The run's inputs by index, gathered again from the header and checked against the records.
+pub fn run_inputs(run: &Results) -> Result<BTreeMap<u64, Item>> {
+    let recorded = &run.header.inputs;
+    let inputs: Inputs = if recorded.is_embedded() {
+        embedded::samples()
+    } else {
+        let p: Vec<PathBuf> = recorded.paths.iter().map(PathBuf::from).collect();
+        gather(&p, recorded.labels.as_deref())
+            .context("cannot gather the run's inputs again (run from the folder discover ran in)")?
+    };
+    let items: BTreeMap<u64, Item> = inputs.items.into_iter().map(|it| (it.index, it)).collect();
+    for r in &run.images {
+        match items.get(&r.index) {
+            Some(it) if it.source == r.source => {}
+            Some(it) => bail!(
+                "the inputs changed: image {} was {}, now {}",
+                r.index,
+                r.source,
+                it.source
+            ),
+            None => bail!(
+                "the inputs changed: image {} ({}) is missing",
+                r.index,
+                r.source
+            ),
+        }
+    }
+    Ok(items)
+}
+
+/// The preprocessing recorded in the header (for thumbnails without a model).
+pub fn recorded_preprocess(run: &Results) -> Preprocess {
+    let p = &run.header.preprocessing;
+    Preprocess {
+        size: p.size,
+        norm: p.normalization,
+    }
+}
