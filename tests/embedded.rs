@@ -1,6 +1,6 @@
 //! The embedded default: the shipped Fashion-MNIST ViT and its sample images.
 use neuronpath::attribution::discover::{discover_batch, Method, Request, TargetKind};
-use neuronpath::attribution::Settings;
+use neuronpath::attribution::{AttributionError, Settings};
 use neuronpath::embedded;
 use neuronpath::io::inputs::{load_batch, Preprocess};
 use neuronpath::io::preprocess::Normalization;
@@ -97,4 +97,31 @@ fn discover_on_two_samples_finds_paths_with_positive_jas() {
         assert_eq!(p.path.len(), loaded.model.cfg.layers);
         assert!(p.jas.reference > 0.0, "JAS {}", p.jas.reference);
     }
+}
+
+#[test]
+fn a_label_target_without_a_label_is_a_typed_error_naming_the_image() {
+    let loaded = model();
+    let pre = preprocess(&loaded);
+    let items = &embedded::samples().items;
+    let x = load_batch(&[&items[0], &items[1]], &pre, &candle_core::Device::Cpu).unwrap();
+    let req = Request {
+        settings: Settings {
+            steps: 2,
+            top_k: 1,
+            compat: false,
+            rows: Rows::Cls,
+            chunk_rows: 1000,
+        },
+        methods: vec![Method::Activation],
+        target: TargetKind::Label,
+        seed: 0,
+    };
+    let err = discover_batch(&loaded.model, &x, &[items[0].label, None], &[0, 1], &req)
+        .expect_err("the second image has no label");
+    assert!(
+        matches!(err, AttributionError::MissingLabel { image: 1 }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("image 1"), "{err}");
 }

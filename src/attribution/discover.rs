@@ -2,10 +2,12 @@
 //! neuron sets, their JAS in both forms and the probabilities with the sets removed or enhanced.
 use super::baselines::{activation_sets, influence_sets, layer_ig_sets, random_set};
 use super::jas::set_probabilities;
-use super::{clean_pass, joint_attribution, layer_progressive_search, NeuronSets, Settings};
+use super::{
+    clean_pass, joint_attribution, layer_progressive_search, AttributionError, NeuronSets, Settings,
+};
 pub use crate::io::results::{ImageResult, Method, MethodResult, TargetKind};
 use crate::model::Vit;
-use candle_core::{Result, Tensor};
+use candle_core::Tensor;
 use std::collections::BTreeMap;
 
 /// What to compute.
@@ -29,7 +31,7 @@ pub fn discover_batch(
     labels: &[Option<usize>],
     keys: &[u64],
     req: &Request,
-) -> Result<Vec<ImageResult>> {
+) -> Result<Vec<ImageResult>, AttributionError> {
     let s = &req.settings;
     let (probs, acts) = clean_pass(model, images, s.rows)?;
     let predictions: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
@@ -37,8 +39,9 @@ pub fn discover_batch(
         TargetKind::Predicted => predictions.clone(),
         TargetKind::Label => labels
             .iter()
-            .map(|l| l.ok_or_else(|| candle_core::Error::Msg("image without a label".into())))
-            .collect::<Result<_>>()?,
+            .enumerate()
+            .map(|(image, l)| l.ok_or(AttributionError::MissingLabel { image }))
+            .collect::<Result<_, _>>()?,
     };
     let clean: Vec<f64> = probs.iter().zip(&targets).map(|(p, &t)| p[t]).collect();
     let (layers, mlp) = (model.cfg.layers, model.cfg.mlp_dim);

@@ -7,11 +7,13 @@
 pub mod activations;
 pub mod baselines;
 pub mod discover;
+mod error;
 pub mod jas;
 pub mod search;
 pub mod spatial;
 
 pub use activations::{clean_pass, Activations};
+pub use error::AttributionError;
 pub use jas::{joint_attribution, Jas};
 pub use search::{layer_progressive_search, SearchResult};
 
