@@ -107,7 +107,7 @@ impl ModelSpec {
     /// The inputs named on the command line, or the embedded samples for the embedded model.
     pub fn inputs(&self, paths: &[PathBuf], labels: Option<&Path>) -> anyhow::Result<Inputs> {
         if !paths.is_empty() {
-            return gather(paths, labels);
+            return Ok(gather(paths, labels)?);
         }
         if self.path.is_some() {
             anyhow::bail!("no input images (the embedded samples only go with the embedded model)");

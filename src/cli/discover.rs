@@ -178,7 +178,7 @@ fn execute(plan: &DiscoverPlan) -> Result<()> {
             }
             // A bad image fails alone: retry the batch one image at a time.
             Err(_) if batch.len() > 1 => None,
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         let per_image: Vec<(usize, Result<_>)> = match results {
             Some(r) => r.into_iter().map(Ok).enumerate().collect(),
@@ -186,7 +186,8 @@ fn execute(plan: &DiscoverPlan) -> Result<()> {
                 .iter()
                 .enumerate()
                 .map(|(i, it)| {
-                    let one = load_batch(&[*it], &pre, model.device()).and_then(|img| {
+                    let one = load_batch(&[*it], &pre, model.device());
+                    let one = one.map_err(anyhow::Error::from).and_then(|img| {
                         discover_batch(model, &img, &[it.label], &[it.index], &req)
                             .map(|mut v| v.remove(0))
                             .map_err(Into::into)

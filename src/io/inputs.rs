@@ -1,11 +1,65 @@
 //! The images a command runs on, in a deterministic order: files, ImageNet-style class folders,
 //! `.npy` arrays of preprocessed inputs, or images embedded in the binary.
-use super::dataset::{read_input_npy, read_labels_json, ImageFolder};
-use super::preprocess::{decode_rgb_bytes, load_image, preprocess_rgb, Normalization};
-use anyhow::{bail, Context, Result};
+use super::dataset::{read_input_npy, read_labels_json, DatasetError, ImageFolder};
+use super::preprocess::{
+    decode_rgb_bytes, load_image, preprocess_rgb, Normalization, PreprocessError,
+};
 use candle_core::{Device, Tensor};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// Why inputs could not be gathered or loaded; each message names the file or image.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// A path that is neither a file nor a folder.
+    #[error("{}: no such file or folder", .0.display())]
+    Missing(PathBuf),
+    /// The labels file does not give one label per image outside class folders.
+    #[error("{}: {given} labels for {images} images outside class folders", labels.display())]
+    LabelCount {
+        /// The labels file.
+        labels: PathBuf,
+        /// Labels it holds.
+        given: usize,
+        /// Images outside class folders.
+        images: usize,
+    },
+    /// No image among the inputs.
+    #[error("no input images")]
+    NoInputs,
+    /// A preprocessed array whose images are not the model's size.
+    #[error("{source_name}: array images are {height}x{width}, the model needs {size}x{size}")]
+    ArraySize {
+        /// The image (`array.npy[row]`).
+        source_name: String,
+        /// Its height and width.
+        height: usize,
+        /// See `height`.
+        width: usize,
+        /// The model's input size.
+        size: usize,
+    },
+    /// One image of a batch could not be read.
+    #[error("cannot read {name}")]
+    Read {
+        /// The image (`Item::source`).
+        name: String,
+        /// Why.
+        #[source]
+        cause: Box<InputError>,
+    },
+    /// A class folder, `.npy` array or labels file could not be read.
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    /// An image file could not be decoded.
+    #[error(transparent)]
+    Image(#[from] PreprocessError),
+    /// The batch tensor could not be built.
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+}
+
+type Result<T, E = InputError> = std::result::Result<T, E>;
 
 /// Where one image's pixels come from.
 #[derive(Clone, Debug)]
@@ -90,21 +144,20 @@ pub fn gather(paths: &[PathBuf], labels: Option<&Path>) -> Result<Inputs> {
                 pixels: Pixels::File(p.clone()),
             });
         } else {
-            bail!("{}: no such file or folder", p.display());
+            return Err(InputError::Missing(p.clone()));
         }
     }
-    if let Some(g) = &given {
+    if let (Some(g), Some(path)) = (&given, labels) {
         if g.len() != loose {
-            bail!(
-                "{}: {} labels for {} images outside class folders",
-                labels.unwrap().display(),
-                g.len(),
-                loose
-            );
+            return Err(InputError::LabelCount {
+                labels: path.to_path_buf(),
+                given: g.len(),
+                images: loose,
+            });
         }
     }
     if items.is_empty() {
-        bail!("no input images");
+        return Err(InputError::NoInputs);
     }
     Ok(Inputs { items, class_names })
 }
@@ -127,14 +180,12 @@ impl Item {
             }
             Pixels::Array { data, row, shape } => {
                 if shape[1] != pre.size || shape[2] != pre.size {
-                    bail!(
-                        "{}: array images are {}x{}, the model needs {}x{}",
-                        self.source,
-                        shape[1],
-                        shape[2],
-                        pre.size,
-                        pre.size
-                    );
+                    return Err(InputError::ArraySize {
+                        source_name: self.source.clone(),
+                        height: shape[1],
+                        width: shape[2],
+                        size: pre.size,
+                    });
                 }
                 let n = shape.iter().product::<usize>();
                 Ok(data[row * n..(row + 1) * n].to_vec())
@@ -147,10 +198,10 @@ impl Item {
 pub fn load_batch(items: &[&Item], pre: &Preprocess, device: &Device) -> Result<Tensor> {
     let mut all = Vec::with_capacity(items.len() * 3 * pre.size * pre.size);
     for it in items {
-        all.extend(
-            it.load(pre)
-                .with_context(|| format!("cannot read {}", it.source))?,
-        );
+        all.extend(it.load(pre).map_err(|e| InputError::Read {
+            name: it.source.clone(),
+            cause: Box::new(e),
+        })?);
     }
     Ok(Tensor::from_vec(
         all,
