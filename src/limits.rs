@@ -4,6 +4,11 @@
 //! hostile file (a zip or deflate bomb, a pickle whose memo doubles, a 20000x20000 PNG) from
 //! exhausting memory. The binary raises them from environment variables (see [`Limits::from_env`]).
 
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 /// Allocation caps for one input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -77,6 +82,40 @@ impl Limits {
     }
 }
 
+static MAX_IMAGE_PIXELS: AtomicU64 = AtomicU64::new(DEFAULT_MAX_IMAGE_PIXELS);
+
+/// Makes `limits` the caps of the calls that take none (image decoding); the binary calls this
+/// once with [`Limits::from_env`].
+pub fn set_process_limits(limits: &Limits) {
+    MAX_IMAGE_PIXELS.store(limits.max_image_pixels, Ordering::Relaxed);
+}
+
+/// The image pixel cap of this process.
+pub fn max_image_pixels() -> u64 {
+    MAX_IMAGE_PIXELS.load(Ordering::Relaxed)
+}
+
+/// Opens a regular file for reading, refusing FIFOs, devices and folders (a symlink to
+/// `/dev/zero` included) before anything is read from them.
+pub fn open_regular(path: &Path) -> std::io::Result<File> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (devices, FIFOs and folders are never read)",
+        ));
+    }
+    File::open(path)
+}
+
+/// The bytes of a regular file.
+pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut f = open_regular(path)?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
 /// A running count of decoded bytes against a budget, charged before each allocation.
 #[derive(Debug)]
 pub struct Budget {
@@ -120,6 +159,16 @@ mod tests {
             let e = Limits::from_vars(|k| (k == "NEURONPATH_MAX_EXPANSION").then(|| bad.into()))
                 .unwrap_err();
             assert!(e.starts_with("NEURONPATH_MAX_EXPANSION="), "{e}");
+        }
+    }
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let dir = std::env::temp_dir();
+        assert!(read_regular(&dir).is_err());
+        if Path::new("/dev/zero").exists() {
+            let e = read_regular(Path::new("/dev/zero")).unwrap_err();
+            assert!(e.to_string().contains("not a regular file"), "{e}");
         }
     }
 

@@ -148,26 +148,8 @@ enum NpyDtype {
 
 /// Parses the `.npy` header; returns the dtype, the shape and the offset of the data.
 fn parse_npy_header(bytes: &[u8]) -> Result<(NpyDtype, Vec<usize>, usize), String> {
-    const MAGIC: &[u8] = b"\x93NUMPY";
-    if bytes.len() < 10 || !bytes.starts_with(MAGIC) {
-        return Err("not a .npy file (bad magic or shorter than the preamble)".into());
-    }
-    // Version 1 stores the header length in 2 bytes, versions 2 and 3 in 4.
-    let (header_len, start): (usize, usize) = match bytes[6] {
-        1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
-        2 | 3 if bytes.len() >= 12 => {
-            let n = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-            (n as usize, 12)
-        }
-        v => return Err(format!("unsupported .npy version {v}")),
-    };
-    let end = start
-        .checked_add(header_len)
-        .filter(|&e| e <= bytes.len())
-        .ok_or("truncated header")?;
-    let header = std::str::from_utf8(&bytes[start..end]).map_err(|_| "header is not text")?;
-    let descr = dict_value(header, "descr")?;
-    let dtype = match descr.trim_matches(|c| c == '\'' || c == '"') {
+    let h = crate::model::load::npy::parse_header(bytes)?;
+    let dtype = match h.descr.as_str() {
         "<f4" => NpyDtype::F32,
         "<f8" => NpyDtype::F64,
         other => {
@@ -176,55 +158,16 @@ fn parse_npy_header(bytes: &[u8]) -> Result<(NpyDtype, Vec<usize>, usize), Strin
             ))
         }
     };
-    match dict_value(header, "fortran_order")? {
-        "False" => {}
-        "True" => return Err("Fortran-order arrays are not supported (save C-order)".into()),
-        other => return Err(format!("bad fortran_order value {other}")),
+    if h.fortran_order {
+        return Err("Fortran-order arrays are not supported (save C-order)".into());
     }
-    let shape_src = dict_value(header, "shape")?;
-    let inner = shape_src
-        .strip_prefix('(')
-        .and_then(|s| s.strip_suffix(')'))
-        .ok_or_else(|| format!("bad shape {shape_src}"))?;
-    let shape = inner
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<usize>()
-                .map_err(|_| format!("bad shape {shape_src}"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((dtype, shape, end))
-}
-
-/// The raw text of `'key': value` in the header's Python dict literal (value up to the next
-/// top-level comma or the closing brace; the shape tuple is kept whole).
-fn dict_value<'a>(header: &'a str, key: &str) -> Result<&'a str, String> {
-    let missing = || format!("header has no '{key}' entry");
-    let pos = header
-        .find(&format!("'{key}'"))
-        .or_else(|| header.find(&format!("\"{key}\"")))
-        .ok_or_else(missing)?;
-    let rest = &header[pos + key.len() + 2..];
-    let rest = rest
-        .trim_start()
-        .strip_prefix(':')
-        .ok_or_else(missing)?
-        .trim_start();
-    let end = if rest.starts_with('(') {
-        rest.find(')').map(|i| i + 1)
-    } else {
-        rest.find([',', '}'])
-    }
-    .ok_or_else(|| format!("unterminated '{key}' entry"))?;
-    Ok(rest[..end].trim())
+    Ok((dtype, h.shape, h.data_offset))
 }
 
 /// Reads a little-endian float32 or float64 C-order `.npy` array (float64 is narrowed to f32).
 /// Returns `(shape, data)`.
 pub fn read_npy_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>), DatasetError> {
-    let bytes = fs::read(path).map_err(|e| io_err(path, e))?;
+    let bytes = crate::limits::read_regular(path).map_err(|e| io_err(path, e))?;
     let npy_err = |reason: String| DatasetError::Npy {
         path: path.to_path_buf(),
         reason,
@@ -272,8 +215,8 @@ pub fn read_input_npy(path: &Path) -> Result<(usize, usize, usize, usize, Vec<f3
 
 /// Reads a JSON array of non-negative integer class labels.
 pub fn read_labels_json(path: &Path) -> Result<Vec<usize>, DatasetError> {
-    let text = fs::read_to_string(path).map_err(|e| io_err(path, e))?;
-    serde_json::from_str(&text).map_err(|e| DatasetError::Labels {
+    let bytes = crate::limits::read_regular(path).map_err(|e| io_err(path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| DatasetError::Labels {
         path: path.to_path_buf(),
         reason: format!("expected a JSON array of non-negative integers: {e}"),
     })

@@ -28,6 +28,13 @@ pub enum PreprocessError {
     },
     #[error("truncated JPEG {image} (no end-of-image marker)")]
     TruncatedJpeg { image: String },
+    #[error("image {image} is {width}x{height} = {} pixels, over the cap of {cap} (PIL's MAX_IMAGE_PIXELS; raise NEURONPATH_MAX_IMAGE_PIXELS if it is genuine)", *width as u64 * *height as u64)]
+    TooManyPixels {
+        image: String,
+        width: u32,
+        height: u32,
+        cap: u64,
+    },
     #[error("image decoder crashed on {image} (corrupt file?)")]
     DecoderPanic { image: String },
     #[error("unknown normalization {0:?} (expected \"imagenet\" or \"half\")")]
@@ -98,7 +105,7 @@ impl FromStr for Normalization {
 /// Decodes a PNG or JPEG file (format sniffed from the content, as PIL does) to 8-bit RGB with
 /// the same channel conversions as PIL's `convert("RGB")`. EXIF orientation is ignored, like PIL.
 pub fn decode_rgb(path: &Path) -> Result<RgbImage, PreprocessError> {
-    let bytes = std::fs::read(path).map_err(|source| PreprocessError::Io {
+    let bytes = crate::limits::read_regular(path).map_err(|source| PreprocessError::Io {
         path: path.to_path_buf(),
         source,
     })?;
@@ -107,6 +114,16 @@ pub fn decode_rgb(path: &Path) -> Result<RgbImage, PreprocessError> {
 
 /// [`decode_rgb`] for an encoded image in memory; `label` names it in errors.
 pub fn decode_rgb_bytes(bytes: &[u8], label: &str) -> Result<RgbImage, PreprocessError> {
+    decode_rgb_bytes_capped(bytes, label, crate::limits::max_image_pixels())
+}
+
+/// [`decode_rgb_bytes`] refusing images of more than `max_pixels` pixels, from their header,
+/// before any pixel is decoded.
+pub fn decode_rgb_bytes_capped(
+    bytes: &[u8],
+    label: &str,
+    max_pixels: u64,
+) -> Result<RgbImage, PreprocessError> {
     let decode_err = |source| PreprocessError::Decode {
         image: label.to_string(),
         source,
@@ -114,6 +131,19 @@ pub fn decode_rgb_bytes(bytes: &[u8], label: &str) -> Result<RgbImage, Preproces
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| decode_err(image::ImageError::IoError(e)))?;
+    let (width, height) = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| decode_err(image::ImageError::IoError(e)))?
+        .into_dimensions()
+        .map_err(decode_err)?;
+    if width as u64 * height as u64 > max_pixels {
+        return Err(PreprocessError::TooManyPixels {
+            image: label.to_string(),
+            width,
+            height,
+            cap: max_pixels,
+        });
+    }
     // zune-jpeg fills in missing data silently; PIL refuses a JPEG that ends before its EOI.
     if reader.format() == Some(ImageFormat::Jpeg) && !jpeg_reaches_eoi(bytes) {
         return Err(PreprocessError::TruncatedJpeg {

@@ -13,21 +13,12 @@ pub(crate) struct Archive {
     budget: Budget,
 }
 
-/// Opens a regular file for reading, refusing FIFOs, devices and folders (a symlink to
-/// `/dev/zero` included) before anything is read from it.
+/// [`crate::limits::open_regular`] with the error naming the file.
 pub(crate) fn open_regular(path: &Path) -> Result<File, ModelError> {
-    let io = |cause| ModelError::Io {
+    crate::limits::open_regular(path).map_err(|cause| ModelError::Io {
         path: path.to_path_buf(),
         cause,
-    };
-    let meta = std::fs::metadata(path).map_err(io)?;
-    if !meta.is_file() {
-        return Err(ModelError::format(
-            path,
-            "not a regular file (a device, FIFO or folder is never read)",
-        ));
-    }
-    File::open(path).map_err(io)
+    })
 }
 
 impl Archive {

@@ -1,16 +1,68 @@
 //! Google ViT `.npz` (ViT-B_16-224, B_32, L_32 layout) -> canonical tensors.
+use super::archive::Archive;
+use super::npy::parse_header;
 use super::{ModelError, Raw};
+use crate::limits::Limits;
 use crate::model::config::Gelu;
-use candle_core::{Tensor, D};
+use candle_core::{DType, Device, Tensor, D};
 use std::collections::HashMap;
 use std::path::Path;
 
-pub(crate) fn read(path: &Path) -> Result<Raw, ModelError> {
+/// Every array of an `.npz`, each member's declared sizes checked (zip entry, `.npy` header,
+/// decoding budget) before its data is read, and its CRC verified.
+pub(crate) fn read_npz(
+    path: &Path,
+    limits: &Limits,
+) -> Result<HashMap<String, Tensor>, ModelError> {
+    let mut ar = Archive::open(path, limits)?;
+    let mut out = HashMap::new();
+    for name in ar.names() {
+        let Some(key) = name.strip_suffix(".npy") else {
+            continue;
+        };
+        let bytes = ar.read(&name, None)?;
+        let bad = |msg: String| ModelError::format(path, format!("array `{key}`: {msg}"));
+        let h = parse_header(&bytes).map_err(&bad)?;
+        let (dtype, size) = match h.descr.as_str() {
+            "<f8" => (DType::F64, 8),
+            "<f4" => (DType::F32, 4),
+            "<f2" => (DType::F16, 2),
+            "<i8" => (DType::I64, 8),
+            "<i4" => (DType::I32, 4),
+            "<i2" => (DType::I16, 2),
+            "|u1" | "|b1" => (DType::U8, 1),
+            other => return Err(bad(format!("unsupported dtype {other:?}"))),
+        };
+        let data = &bytes[h.data_offset..];
+        let want = h.numel().and_then(|n| n.checked_mul(size));
+        if want != Some(data.len()) {
+            return Err(bad(format!(
+                "header declares shape {:?} of {} ({} bytes) but the member holds {} data bytes",
+                h.shape,
+                h.descr,
+                want.map_or("too many".to_string(), |w| w.to_string()),
+                data.len()
+            )));
+        }
+        let t = if h.fortran_order {
+            // Column-major: the reversed shape in row-major order, transposed back.
+            let rev: Vec<usize> = h.shape.iter().rev().copied().collect();
+            let perm: Vec<usize> = (0..rev.len()).rev().collect();
+            Tensor::from_raw_buffer(data, dtype, &rev, &Device::Cpu)
+                .and_then(|t| t.permute(perm))
+                .and_then(|t| t.contiguous())
+        } else {
+            Tensor::from_raw_buffer(data, dtype, &h.shape, &Device::Cpu)
+        }
+        .map_err(ModelError::tensor(path))?;
+        out.insert(key.to_string(), t);
+    }
+    Ok(out)
+}
+
+pub(crate) fn read(path: &Path, limits: &Limits) -> Result<Raw, ModelError> {
     let t = ModelError::tensor(path);
-    let src: HashMap<String, Tensor> = Tensor::read_npz(path)
-        .map_err(|e| ModelError::format(path, format!("unreadable .npz: {e}")))?
-        .into_iter()
-        .collect();
+    let src = read_npz(path, limits)?;
     // An .npz of a timm state dict (as numpy.savez of `state_dict()`) is read as timm.
     if !src.contains_key("embedding/kernel") && src.contains_key("cls_token") {
         return super::torch_pickle::timm_raw(path, src);

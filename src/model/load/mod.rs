@@ -6,6 +6,7 @@ mod clip;
 mod dinov2;
 mod google_npz;
 mod hf;
+pub mod npy;
 pub mod pickle;
 mod posemb;
 mod torch_pickle;
@@ -227,7 +228,7 @@ pub fn load_model(path: &Path, opts: &LoadOptions) -> Result<Loaded, ModelError>
     }
     let layout = detect_layout(path)?;
     let raw = match layout {
-        CheckpointLayout::GoogleNpz => google_npz::read(path)?,
+        CheckpointLayout::GoogleNpz => google_npz::read(path, &opts.limits)?,
         CheckpointLayout::HuggingFace => hf::read(path, &opts.limits)?,
         CheckpointLayout::Timm => torch_pickle::timm_raw(
             path,
