@@ -8,6 +8,7 @@ pub mod activations;
 pub mod baselines;
 pub mod discover;
 mod error;
+pub mod explain;
 pub mod jas;
 pub mod search;
 pub mod spatial;

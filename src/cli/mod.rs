@@ -5,6 +5,7 @@ pub mod bench;
 pub mod common;
 pub mod discover;
 pub mod eval;
+pub mod explain;
 pub mod inspect;
 pub mod merge;
 pub mod plans;
@@ -34,6 +35,8 @@ pub enum Command {
     Predict(predict::Args),
     /// Find influential neuron paths (the paper's method and baselines) for images.
     Discover(discover::Args),
+    /// One image's path, printed, and a picture (SVG + PNG) of its path and patch heat maps.
+    Explain(explain::Args),
     /// Manipulation: remove / enhance / scale each method's path neurons (SPEC section 9).
     Ablate(ablate::Args),
     /// Class atlas: how often each neuron is on the path per class, class similarity.
@@ -58,6 +61,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Predict(a) => predict::run(a),
         Command::Discover(a) => discover::run(a),
         Command::Merge(a) => merge::run(a),
+        Command::Explain(a) => explain::run(a),
         Command::Ablate(a) => ablate::run(a),
         Command::Atlas(a) => atlas::run(a),
         Command::Prune(a) => prune::run(a),

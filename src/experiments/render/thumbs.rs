@@ -6,18 +6,24 @@ use image::{ImageEncoder, RgbImage};
 /// Thumbnails are at most this many pixels wide (small inputs stay as they are).
 const MAX_SIDE: u32 = 112;
 
-/// The preprocessed image, de-normalised, as a PNG (small images) or JPEG data URI.
-pub fn data_uri(item: &Item, pre: &Preprocess) -> Result<String> {
+/// The preprocessed image (model size), de-normalised to 8-bit RGB.
+pub fn rgb_image(item: &Item, pre: &Preprocess) -> Result<RgbImage> {
     let px = item.load(pre)?;
     let s = pre.size as u32;
     let (mean, std) = pre.norm.mean_std();
     let plane = (s * s) as usize;
-    let img = RgbImage::from_fn(s, s, |x, y| {
+    Ok(RgbImage::from_fn(s, s, |x, y| {
         let i = (y * s + x) as usize;
         image::Rgb(std::array::from_fn(|c| {
             ((px[c * plane + i] * std[c] + mean[c]).clamp(0.0, 1.0) * 255.0).round() as u8
         }))
-    });
+    }))
+}
+
+/// The preprocessed image, de-normalised, as a PNG (small images) or JPEG data URI.
+pub fn data_uri(item: &Item, pre: &Preprocess) -> Result<String> {
+    let img = rgb_image(item, pre)?;
+    let s = pre.size as u32;
     let img = if s > MAX_SIDE {
         image::imageops::resize(
             &img,

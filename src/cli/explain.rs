@@ -1,0 +1,270 @@
+//! `neuronpath explain`: one image's path, printed, and one standalone picture (SVG and PNG) of
+//! the image, its path diagram and the patch heat maps, with the maps as a `.npy` array.
+use super::common::ModelArgs;
+use crate::attribution::explain::{explain, Explanation};
+use crate::attribution::Settings;
+use crate::experiments::format::num;
+use crate::experiments::render::explain_figure::{figure, png, Labels};
+use crate::experiments::render::svg::standalone;
+use crate::io::inputs::load_batch;
+use crate::model::{gradients, Pool, Rows};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// Key of the `.json` file that marks the outputs as ours (safe to replace on a re-run).
+const MARK: &str = "neuronpath_explain";
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Image file, class folder or .npy array (N,3,H,W) [default: the embedded samples, with the
+    /// embedded model].
+    pub image: Option<PathBuf>,
+    /// Which input of IMAGE (or of the embedded samples) to explain, 0-based.
+    #[arg(long, default_value_t = 0)]
+    pub index: usize,
+    /// Class whose probability F is explained: an index or a class name [default: the image's
+    /// label when known, else the model's prediction].
+    #[arg(long)]
+    pub class: Option<String>,
+    /// Labels for .npy rows and loose image files (JSON array of indices or class names).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Riemann steps m of the path search and JAS.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Riemann steps of the patch heat maps (integrated gradients; more steps, smaller delta).
+    #[arg(long, default_value_t = 64)]
+    pub map_steps: usize,
+    /// Output prefix: writes PREFIX.svg, PREFIX.png, PREFIX.npy (maps, shape (L+1, G, G), the
+    /// path's last) and PREFIX.json [default: neuronpath-out/explain-INDEX].
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
+    /// Replace existing files at PREFIX.* that are not an earlier `explain` output.
+    #[arg(long)]
+    pub force: bool,
+    /// Peak memory of one clamped pass, in MiB [default: 2048 on the CPU, half the free GPU
+    /// memory with --cuda].
+    #[arg(long)]
+    pub memory_limit_mb: Option<usize>,
+}
+
+/// `class` as an index: a number, or a class name (case-insensitive).
+pub fn parse_class(class: &str, names: Option<&[String]>, classes: usize) -> Result<usize> {
+    let c = match class.trim().parse::<usize>() {
+        Ok(c) => c,
+        Err(_) => names
+            .and_then(|n| n.iter().position(|x| x.eq_ignore_ascii_case(class.trim())))
+            .with_context(|| match names {
+                Some(n) => format!(
+                    "--class {class:?}: not a class index or one of the class names ({})",
+                    n.join(", ")
+                ),
+                None => {
+                    format!("--class {class:?}: not a class index (the model has no class names)")
+                }
+            })?,
+    };
+    if c >= classes {
+        bail!(
+            "--class {c}: the model has {classes} classes (0..{})",
+            classes - 1
+        );
+    }
+    Ok(c)
+}
+
+fn with_ext(prefix: &Path, ext: &str) -> PathBuf {
+    let mut s = prefix.as_os_str().to_owned();
+    s.push(".");
+    s.push(ext);
+    PathBuf::from(s)
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it into place.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("{}: not a file name", path.display()))?;
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, bytes).with_context(|| format!("{}: cannot write", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// A little-endian f64 `.npy` (format 1.0) of `data` with `shape`.
+pub fn npy_f64(data: &[f64], shape: &[usize]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}");
+    // Magic (6) + version (2) + length (2) + header, padded with spaces to 64 bytes, then '\n'.
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    for v in data {
+        out.extend(v.to_le_bytes());
+    }
+    out
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if args.steps == 0 || args.map_steps == 0 {
+        bail!("--steps and --map-steps must be at least 1");
+    }
+    let loaded = args.model.load(false)?;
+    let model = &loaded.model;
+    let pre = args.model.preprocess(&loaded)?;
+    let paths: Vec<PathBuf> = args.image.iter().cloned().collect();
+    let inputs = args.model.inputs(&paths, args.labels.as_deref())?;
+    let names = loaded.class_names.clone().or(inputs.class_names.clone());
+    let count = inputs.items.len();
+    let item = inputs.items.get(args.index).with_context(|| {
+        format!(
+            "--index {}: the input has {count} image(s) (0..{})",
+            args.index,
+            count.max(1) - 1
+        )
+    })?;
+    let classes = model.cfg.num_classes;
+    let name = |c: usize| {
+        names
+            .as_ref()
+            .and_then(|n| n.get(c).cloned())
+            .unwrap_or_else(|| format!("class {c}"))
+    };
+    let x = load_batch(&[item], &pre, model.device())?;
+    let probs = model
+        .probabilities(&x, &[])?
+        .to_dtype(candle_core::DType::F64)?
+        .to_vec2::<f64>()?;
+    let prediction = crate::attribution::top_k(&probs[0], 1)[0];
+    let (target, kind) = match (&args.class, item.label) {
+        (Some(c), _) => (parse_class(c, names.as_deref(), classes)?, "chosen class"),
+        (None, Some(l)) if l < classes => (l, "ground-truth label"),
+        _ => (prediction, "predicted class"),
+    };
+    let rows = match model.cfg.pool {
+        Pool::MeanPatch => Rows::Patches,
+        _ => Rows::Cls,
+    };
+    let limit = match args.memory_limit_mb {
+        Some(0) => bail!("--memory-limit-mb must be at least 1"),
+        Some(mb) => mb << 20,
+        None => gradients::default_memory_limit(model.device()),
+    };
+    let s = Settings {
+        steps: args.steps,
+        top_k: 1,
+        compat: false,
+        rows,
+        chunk_rows: gradients::chunk_rows(model, limit),
+    };
+    let prefix = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("neuronpath-out/explain-{}", item.index)));
+    let files: Vec<PathBuf> = ["svg", "png", "npy", "json"]
+        .iter()
+        .map(|e| with_ext(&prefix, e))
+        .collect();
+    let ours = std::fs::read_to_string(&files[3])
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v.get(MARK).is_some());
+    if !args.force && !ours {
+        if let Some(f) = files.iter().find(|f| f.exists()) {
+            bail!(
+                "{}: exists and is not an earlier `explain` output (pass --force to replace it)",
+                f.display()
+            );
+        }
+    }
+    eprintln!(
+        "neuronpath explain: {} ({}), F = probability of {} ({kind}); search m = {}, maps m = {}",
+        item.source,
+        args.model.name(),
+        name(target),
+        args.steps,
+        args.map_steps
+    );
+    let e: Explanation = explain(model, &x, target, &s, args.map_steps)?;
+    let img = crate::experiments::render::thumbs::rgb_image(item, &pre)?;
+    let labels = Labels {
+        source: &item.source,
+        class_name: &name,
+        target_kind: kind,
+    };
+    let svg = standalone(&figure(&e, &img, &labels)?);
+    let png_bytes = png(&svg, 2.0)?;
+    if let Some(dir) = prefix.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
+    }
+    let g = e.spatial.grid;
+    write_atomic(&files[0], svg.as_bytes())?;
+    write_atomic(&files[1], &png_bytes)?;
+    write_atomic(
+        &files[2],
+        &npy_f64(&e.spatial.to_array(), &[e.path.len() + 1, g, g]),
+    )?;
+    let json = serde_json::json!({
+        MARK: 1,
+        "source": item.source,
+        "model": args.model.name(),
+        "target": target,
+        "target_name": name(target),
+        "target_kind": kind,
+        "steps": args.steps,
+        "explanation": e,
+    });
+    write_atomic(
+        &files[3],
+        (serde_json::to_string_pretty(&json)? + "\n").as_bytes(),
+    )?;
+    println!(
+        "{}: F = p({}) = {} ({kind}); prediction {} ({})",
+        item.source,
+        name(target),
+        num(e.prob_target),
+        name(e.prediction),
+        num(e.prob_prediction)
+    );
+    println!(
+        "JAS {} (additive {}, completeness delta {})",
+        num(e.jas.reference),
+        num(e.jas.additive),
+        num(e.jas.delta)
+    );
+    println!("layer  neuron  activation  JAS term   map delta");
+    for (l, n) in e.spatial.neurons.iter().enumerate() {
+        println!(
+            "{l:>5}  {:>6}  {:>10}  {:>8}  {:>10}",
+            e.path[l],
+            num(e.activations[l]),
+            num(e.contributions[l]),
+            num(n.delta)
+        );
+    }
+    println!(
+        "path map: F {} at the zero-patch baseline {}, delta {}",
+        num(e.spatial.path.value),
+        num(e.spatial.path.baseline),
+        num(e.spatial.path.delta)
+    );
+    for f in &files {
+        println!("wrote {}", f.display());
+    }
+    Ok(())
+}
