@@ -123,11 +123,12 @@ pub fn run(args: Args) -> Result<()> {
     if args.steps == 0 || args.map_steps == 0 {
         bail!("--steps and --map-steps must be at least 1");
     }
-    let loaded = args.model.load(false)?;
+    let spec = args.model.spec();
+    let loaded = spec.load(false)?;
     let model = &loaded.model;
-    let pre = args.model.preprocess(&loaded)?;
+    let pre = spec.preprocess(&loaded)?;
     let paths: Vec<PathBuf> = args.image.iter().cloned().collect();
-    let inputs = args.model.inputs(&paths, args.labels.as_deref())?;
+    let inputs = spec.inputs(&paths, args.labels.as_deref())?;
     let names = loaded.class_names.clone().or(inputs.class_names.clone());
     let count = inputs.items.len();
     let item = inputs.items.get(args.index).with_context(|| {
@@ -194,7 +195,7 @@ pub fn run(args: Args) -> Result<()> {
     eprintln!(
         "neuronpath explain: {} ({}), F = probability of {} ({kind}); search m = {}, maps m = {}",
         item.source,
-        args.model.name(),
+        spec.name(),
         name(target),
         args.steps,
         args.map_steps
@@ -222,7 +223,7 @@ pub fn run(args: Args) -> Result<()> {
     let json = serde_json::json!({
         MARK: 1,
         "source": item.source,
-        "model": args.model.name(),
+        "model": spec.name(),
         "target": target,
         "target_name": name(target),
         "target_kind": kind,
