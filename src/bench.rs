@@ -1,7 +1,7 @@
 //! `neuronpath bench`: throughput of the engine on a randomly initialised model, next to the
 //! GEMM throughput the tensor library reaches on the same machine in the same run. On a GPU
 //! every timed call ends with a device synchronisation, so the clock covers the work itself.
-use crate::attribution::{clean_pass, layer_progressive_search, Settings};
+use crate::attribution::{clean_pass, layer_progressive_search, AttributionSettings};
 use crate::model::config::{Pool, VitConfig};
 use crate::model::gradients::{chunk_rows, clamp_gradients, ClampBatch};
 use crate::model::{Gelu, Mode, Rows, Vit};
@@ -198,7 +198,7 @@ pub fn run(
     ));
 
     if search_images > 0 {
-        let settings = Settings {
+        let settings = AttributionSettings {
             steps,
             top_k: 1,
             compat: false,

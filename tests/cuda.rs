@@ -7,7 +7,9 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use common::*;
 use neuronpath::attribution::discover::{discover_batch, ImageResult, Method, Request, TargetKind};
-use neuronpath::attribution::{clean_pass, joint_attribution, layer_progressive_search, Settings};
+use neuronpath::attribution::{
+    clean_pass, joint_attribution, layer_progressive_search, AttributionSettings,
+};
 use neuronpath::model::gradients::{clamp_gradients, ClampBatch, ClampGrads};
 use neuronpath::model::{ops, LoadOptions, Mode, Rows, Vit};
 use std::sync::OnceLock;
@@ -193,8 +195,8 @@ fn cuda_clamp_gradients_close_to_cpu_f32() {
     compare_grads(&gpu_g, &cpu_g, 1e-4, "clamped f32");
 }
 
-fn settings(rows: Rows, top_k: usize, compat: bool) -> Settings {
-    Settings {
+fn settings(rows: Rows, top_k: usize, compat: bool) -> AttributionSettings {
+    AttributionSettings {
         steps: 20,
         top_k,
         compat,
@@ -204,7 +206,7 @@ fn settings(rows: Rows, top_k: usize, compat: bool) -> Settings {
 }
 
 /// Search and JAS of the path on both devices: same neurons, scores and JAS within `tol`.
-fn compare_search(cpu_model: &Vit, gpu_model: &Vit, s: &Settings, tol: f64) {
+fn compare_search(cpu_model: &Vit, gpu_model: &Vit, s: &AttributionSettings, tol: f64) {
     let targets = vec![3usize, 3];
     let mut found = Vec::new();
     for model in [cpu_model, gpu_model] {

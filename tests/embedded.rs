@@ -1,6 +1,6 @@
 //! The embedded default: the shipped Fashion-MNIST ViT and its sample images.
 use neuronpath::attribution::discover::{discover_batch, Method, Request, TargetKind};
-use neuronpath::attribution::{AttributionError, Settings};
+use neuronpath::attribution::{AttributionError, AttributionSettings};
 use neuronpath::embedded;
 use neuronpath::io::inputs::{load_batch, Preprocess};
 use neuronpath::io::preprocess::Normalization;
@@ -23,8 +23,9 @@ fn preprocess(loaded: &neuronpath::model::load::Loaded) -> Preprocess {
 #[test]
 fn shipped_model_is_the_documented_architecture() {
     let cfg = model().model.cfg;
-    assert!(cfg.layers >= 6, "at least 6 layers for interesting paths");
-    assert!(cfg.mlp_dim >= 128);
+    // What the model card states: 6 layers x 256 MLP neurons.
+    assert_eq!(cfg.layers, 6);
+    assert_eq!(cfg.mlp_dim, 256);
     assert_eq!(cfg.num_classes, 10);
     let names = model().class_names.unwrap();
     assert_eq!(names[0], "T-shirt/top");
@@ -73,7 +74,7 @@ fn discover_on_two_samples_finds_paths_with_positive_jas() {
         .unwrap();
     let x = load_batch(&[first, other], &pre, &candle_core::Device::Cpu).unwrap();
     let req = Request {
-        settings: Settings {
+        settings: AttributionSettings {
             steps: 20,
             top_k: 1,
             compat: false,
@@ -106,7 +107,7 @@ fn a_label_target_without_a_label_is_a_typed_error_naming_the_image() {
     let items = &embedded::samples().items;
     let x = load_batch(&[&items[0], &items[1]], &pre, &candle_core::Device::Cpu).unwrap();
     let req = Request {
-        settings: Settings {
+        settings: AttributionSettings {
             steps: 2,
             top_k: 1,
             compat: false,

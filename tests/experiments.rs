@@ -4,7 +4,7 @@ use candle_core::{DType, Device, Tensor};
 use common::*;
 use neuronpath::attribution::discover::{ImageResult, MethodResult};
 use neuronpath::attribution::jas::set_probabilities;
-use neuronpath::attribution::{Jas, Settings};
+use neuronpath::attribution::{AttributionSettings, Jas};
 use neuronpath::experiments::manipulation::{self, edited_probabilities, run_manipulation};
 use neuronpath::experiments::pruning::{self, kept_set, mask_edits, masks, pruned_model};
 use neuronpath::experiments::{atlas, checkpoint, stats};
@@ -133,7 +133,7 @@ fn edited_probabilities_agree_with_set_probabilities() {
         vec![vec![40], vec![41], vec![42], vec![43]],
     ];
     let targets = [3, 0, 9];
-    let s = Settings {
+    let s = AttributionSettings {
         steps: 5,
         top_k: 1,
         compat: false,
@@ -155,7 +155,7 @@ fn manipulation_reproduces_discover_records() {
     let (results, x) = discovered();
     let run = Results::open(results).unwrap();
     assert_eq!(run.images.len(), IMAGES);
-    let s = manipulation::Settings {
+    let s = manipulation::ManipulationSettings {
         factors: vec![0.0, 2.0, 1.0],
         all_k: true,
         batch: 5,

@@ -4,12 +4,14 @@ use candle_core::{DType, Tensor};
 use common::*;
 use neuronpath::attribution::baselines::activation_sets;
 use neuronpath::attribution::jas::set_probabilities;
-use neuronpath::attribution::{clean_pass, joint_attribution, layer_progressive_search, Settings};
+use neuronpath::attribution::{
+    clean_pass, joint_attribution, layer_progressive_search, AttributionSettings,
+};
 use neuronpath::model::{LoadOptions, Rows, Vit};
 use serde_json::Value;
 
-fn settings(rows: Rows) -> Settings {
-    Settings {
+fn settings(rows: Rows) -> AttributionSettings {
+    AttributionSettings {
         steps: 20,
         top_k: 1,
         compat: false,
@@ -48,7 +50,7 @@ struct Run {
     enhance: Vec<f64>,
 }
 
-fn run(model: &Vit, x: &Tensor, s: &Settings) -> Run {
+fn run(model: &Vit, x: &Tensor, s: &AttributionSettings) -> Run {
     let targets = vec![3usize, 3];
     let (probs, acts) = clean_pass(model, x, s.rows).unwrap();
     let clean: Vec<f64> = probs.iter().map(|p| p[3]).collect();

@@ -5,11 +5,13 @@ mod common;
 use candle_core::{DType, Device, Tensor, Var};
 use common::*;
 use neuronpath::attribution::discover::{discover_batch, ImageResult, Method, Request, TargetKind};
-use neuronpath::attribution::{clean_pass, joint_attribution, layer_progressive_search, Settings};
+use neuronpath::attribution::{
+    clean_pass, joint_attribution, layer_progressive_search, AttributionSettings,
+};
 use neuronpath::model::{ops, Edit, LayerEdit, Mode, Rows, Vit};
 
-fn settings(steps: usize, chunk: usize) -> Settings {
-    Settings {
+fn settings(steps: usize, chunk: usize) -> AttributionSettings {
+    AttributionSettings {
         steps,
         top_k: 1,
         compat: false,

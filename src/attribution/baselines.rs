@@ -1,7 +1,7 @@
 //! The baselines of SPEC section 8. Each returns one neuron set per layer per image, so that every
 //! method's path can be scored with the same JAS.
 use super::search::{clamp_values, run_clamped, Scaled};
-use super::{top_k, Activations, NeuronSets, Settings};
+use super::{top_k, Activations, AttributionSettings, NeuronSets};
 use crate::model::gradients::{clamp_gradients, ClampBatch};
 use crate::model::Vit;
 use candle_core::{Result, Tensor};
@@ -29,7 +29,7 @@ pub fn influence_sets(
     images: &Tensor,
     targets: &[usize],
     acts: &Activations,
-    s: &Settings,
+    s: &AttributionSettings,
 ) -> Result<Vec<NeuronSets>> {
     let (b, m, layers) = (targets.len(), s.steps, model.cfg.layers);
     let (tokens, mlp, at) = (acts.tokens, acts.mlp, acts.clamp_layout(m));
@@ -82,7 +82,7 @@ pub fn layer_ig_sets(
     images: &Tensor,
     targets: &[usize],
     acts: &Activations,
-    s: &Settings,
+    s: &AttributionSettings,
 ) -> Result<Vec<NeuronSets>> {
     let (b, m) = (targets.len(), s.steps);
     let (tokens, mlp, at) = (acts.tokens, acts.mlp, acts.clamp_layout(m));

@@ -3,7 +3,8 @@
 use super::baselines::{activation_sets, influence_sets, layer_ig_sets, random_set};
 use super::jas::set_probabilities;
 use super::{
-    clean_pass, joint_attribution, layer_progressive_search, AttributionError, NeuronSets, Settings,
+    clean_pass, joint_attribution, layer_progressive_search, AttributionError, AttributionSettings,
+    NeuronSets,
 };
 pub use crate::io::results::{ImageResult, Method, MethodResult, TargetKind};
 use crate::model::Vit;
@@ -13,7 +14,7 @@ use std::collections::BTreeMap;
 /// What to compute.
 #[derive(Clone, Debug)]
 pub struct Request {
-    pub settings: Settings,
+    pub settings: AttributionSettings,
     pub methods: Vec<Method>,
     pub target: TargetKind,
     pub seed: u64,

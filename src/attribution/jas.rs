@@ -1,6 +1,6 @@
 //! The Joint Attribution Score of a given neuron set per layer (SPEC section 5).
 use super::search::{clamp_values, entering, run_clamped, Scaled};
-use super::{Activations, NeuronSets, Settings};
+use super::{Activations, AttributionSettings, NeuronSets};
 use crate::model::{Edit, LayerEdit, Rows, Vit};
 use candle_core::{DType, Result, Tensor};
 
@@ -17,7 +17,7 @@ pub fn joint_attribution(
     acts: &Activations,
     sets: &[NeuronSets],
     clean_probs: &[f64],
-    s: &Settings,
+    s: &AttributionSettings,
 ) -> Result<Vec<Jas>> {
     let (b, layers, m) = (targets.len(), model.cfg.layers, s.steps);
     let (tokens, at) = (acts.tokens, acts.clamp_layout(m));
@@ -102,7 +102,7 @@ pub fn set_probabilities(
     targets: &[usize],
     sets: &[NeuronSets],
     factor: f64,
-    s: &Settings,
+    s: &AttributionSettings,
 ) -> Result<Vec<f64>> {
     let probs = edited_probabilities(model, images, sets, factor, s.rows)?;
     Ok(probs.iter().zip(targets).map(|(p, &t)| p[t]).collect())

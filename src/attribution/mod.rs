@@ -24,7 +24,7 @@ pub use crate::io::results::NeuronSets;
 
 /// How attribution runs.
 #[derive(Clone, Debug)]
-pub struct Settings {
+pub struct AttributionSettings {
     /// Riemann steps m (alpha_k = k/m, k = 0..m-1).
     pub steps: usize,
     /// Neurons kept per layer (1 = a path; SPEC section 6 otherwise).
@@ -37,7 +37,7 @@ pub struct Settings {
     pub chunk_rows: usize,
 }
 
-impl Settings {
+impl AttributionSettings {
     pub fn alpha(&self, k: usize) -> f64 {
         k as f64 / self.steps as f64
     }
@@ -49,4 +49,21 @@ pub fn top_k(scores: &[f64], k: usize) -> Vec<usize> {
     idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
     idx.truncate(k.min(scores.len()));
     idx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::top_k;
+
+    #[test]
+    fn top_k_is_descending_and_the_first_index_wins_ties() {
+        let s = [0.5, 2.0, -1.0, 2.0, 0.5, 7.0];
+        assert_eq!(top_k(&s, 1), vec![5]);
+        assert_eq!(top_k(&s, 3), vec![5, 1, 3]);
+        assert_eq!(top_k(&s, 5), vec![5, 1, 3, 0, 4]);
+        assert_eq!(top_k(&s, 99).len(), s.len());
+        assert!(top_k(&[], 3).is_empty());
+        // NaN sorts above every number under total_cmp (a NaN score is never silently last).
+        assert_eq!(top_k(&[1.0, f64::NAN], 1), vec![1]);
+    }
 }

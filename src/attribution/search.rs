@@ -1,6 +1,6 @@
 //! Layer-progressive neuron locating (SPEC section 4), with the top-K (section 6) and MAE
 //! (section 7) variants: one clean forward per image, one backward per layer step.
-use super::{top_k, Activations, NeuronSets, Settings};
+use super::{top_k, Activations, AttributionSettings, NeuronSets};
 use crate::model::gradients::{clamp_gradients, ClampBatch, ClampGrads};
 use crate::model::Vit;
 use candle_core::{Result, Tensor};
@@ -26,7 +26,7 @@ pub(crate) fn clamp_values<'a>(
     model: &Vit,
     acts: &Activations,
     layer: usize,
-    s: &Settings,
+    s: &AttributionSettings,
     scaled: impl Fn(usize) -> Scaled<'a>,
 ) -> Result<Tensor> {
     let (b, at) = (acts.layers.len(), acts.clamp_layout(s.steps));
@@ -61,7 +61,7 @@ pub(crate) fn run_clamped(
     images: &Tensor,
     targets: &[usize],
     clamps: &[(usize, Tensor)],
-    s: &Settings,
+    s: &AttributionSettings,
 ) -> Result<ClampGrads> {
     let b = targets.len();
     let image_of_row: Vec<usize> = (0..b * s.steps).map(|r| r / s.steps).collect();
@@ -93,7 +93,7 @@ pub fn layer_progressive_search(
     images: &Tensor,
     targets: &[usize],
     acts: &Activations,
-    s: &Settings,
+    s: &AttributionSettings,
 ) -> Result<SearchResult> {
     let (b, layers, m) = (targets.len(), model.cfg.layers, s.steps);
     let (tokens, mlp, at) = (acts.tokens, acts.mlp, acts.clamp_layout(m));

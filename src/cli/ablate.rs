@@ -2,7 +2,7 @@
 use super::common::ModelArgs;
 use super::plans::AblatePlan;
 use crate::experiments::full_report::progress;
-use crate::experiments::manipulation::{self, run_manipulation, Settings};
+use crate::experiments::manipulation::{self, run_manipulation, ManipulationSettings};
 use crate::experiments::render::figures;
 use crate::experiments::render::svg::standalone;
 use crate::io::results::Results;
@@ -13,7 +13,7 @@ use std::path::PathBuf;
 #[derive(clap::Args)]
 pub struct Args {
     /// Results of `neuronpath discover`.
-    #[arg(long, default_value = "neuronpath-out/discover.jsonl")]
+    #[arg(long, default_value = super::common::DEFAULT_RESULTS)]
     pub results: PathBuf,
     #[command(flatten)]
     pub model: ModelArgs,
@@ -44,7 +44,7 @@ pub fn run(args: Args) -> Result<()> {
 fn execute(plan: &AblatePlan) -> Result<()> {
     let run = Results::open(&plan.results)?;
     let m = reopen(&run, &plan.model)?;
-    let settings = Settings {
+    let settings = ManipulationSettings {
         seed: plan.seed.unwrap_or(run.header.seed),
         ..plan.settings.clone()
     };

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 #[derive(clap::Args)]
 pub struct Args {
     /// Results of `neuronpath discover`.
-    #[arg(long, default_value = "neuronpath-out/discover.jsonl")]
+    #[arg(long, default_value = super::common::DEFAULT_RESULTS)]
     pub results: PathBuf,
     /// Whose paths.
     #[arg(long, value_enum, default_value = "path")]

@@ -6,6 +6,20 @@ use crate::model::Gelu;
 use crate::setup::ModelSpec;
 use std::path::PathBuf;
 
+/// The images a command reads.
+#[derive(clap::Args, Clone, Debug)]
+pub struct InputArgs {
+    /// Images: files, ImageNet-style class folders, or .npy arrays (N,3,H,W) of preprocessed
+    /// inputs. None: the embedded Fashion-MNIST samples.
+    pub inputs: Vec<PathBuf>,
+    /// JSON array of labels for .npy rows and loose image files, in order.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+}
+
+/// Where `discover` writes and the other commands read results unless told otherwise.
+pub const DEFAULT_RESULTS: &str = "neuronpath-out/discover.jsonl";
+
 #[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq, Eq)]
 pub enum GeluArg {
     Erf,

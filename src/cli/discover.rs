@@ -1,9 +1,9 @@
 //! `neuronpath discover`: neuron paths for every input image, written as JSON Lines (resumable,
 //! shardable), optionally also in the authors' layout.
-use super::common::{ModelArgs, Shard};
+use super::common::{InputArgs, ModelArgs, Shard};
 use super::plans::DiscoverPlan;
 use crate::attribution::discover::{discover_batch, Method, Request, TargetKind};
-use crate::attribution::Settings;
+use crate::attribution::AttributionSettings;
 use crate::experiments::full_report::{build_report, ReportOptions};
 use crate::io::inputs::{load_batch, Item, Preprocess};
 use crate::io::reference::{self, ReferenceEntry};
@@ -22,14 +22,10 @@ use std::time::Instant;
 pub struct Args {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Images: files, ImageNet-style class folders, or .npy arrays (N,3,H,W) of preprocessed
-    /// inputs. None: the embedded Fashion-MNIST samples.
-    pub inputs: Vec<PathBuf>,
-    /// JSON array of labels for .npy rows and loose image files, in order.
-    #[arg(long)]
-    pub labels: Option<PathBuf>,
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Results file (JSON Lines). Re-running the same command resumes it.
-    #[arg(long, short, default_value = "neuronpath-out/discover.jsonl")]
+    #[arg(long, short, default_value = super::common::DEFAULT_RESULTS)]
     pub out: PathBuf,
     /// Riemann steps m.
     #[arg(long, default_value_t = 20)]
@@ -115,7 +111,7 @@ fn execute(plan: &DiscoverPlan) -> Result<()> {
     );
     let methods = plan.methods.clone();
     let req = Request {
-        settings: Settings {
+        settings: AttributionSettings {
             steps: plan.steps,
             top_k: plan.top_k,
             compat: plan.compat,

@@ -69,7 +69,7 @@ pub fn discover(a: discover::Args) -> Result<DiscoverPlan> {
     if methods.is_empty() {
         bail!("--methods: name at least one method");
     }
-    let report = match (&a.report, a.no_report, a.inputs.is_empty()) {
+    let report = match (&a.report, a.no_report, a.input.inputs.is_empty()) {
         (_, true, _) => None,
         (Some(p), false, _) => Some(p.clone()),
         (None, false, true) => Some(a.out.with_file_name("report.html")),
@@ -77,8 +77,8 @@ pub fn discover(a: discover::Args) -> Result<DiscoverPlan> {
     };
     Ok(DiscoverPlan {
         model: a.model.spec(),
-        inputs: a.inputs,
-        labels: a.labels,
+        inputs: a.input.inputs,
+        labels: a.input.labels,
         out: a.out,
         steps: a.steps,
         top_k: a.top_k,
@@ -103,7 +103,7 @@ pub struct AblatePlan {
     pub model: ModelSpec,
     pub out: PathBuf,
     /// Its seed is `--seed`, else the run's (set when the results are read).
-    pub settings: manipulation::Settings,
+    pub settings: manipulation::ManipulationSettings,
     pub seed: Option<u64>,
 }
 
@@ -120,7 +120,7 @@ pub fn ablate(a: ablate::Args) -> Result<AblatePlan> {
         results: a.results,
         model: a.model.spec(),
         out: a.out,
-        settings: manipulation::Settings {
+        settings: manipulation::ManipulationSettings {
             factors: a.factors,
             all_k: a.all_k,
             seed: a.seed.unwrap_or(0),
@@ -168,7 +168,7 @@ pub struct PrunePlan {
     pub model: ModelSpec,
     pub out: PathBuf,
     /// The grid as asked (clamped to the run's K and the model's layers when run).
-    pub settings: pruning::Settings,
+    pub settings: pruning::PruningSettings,
     pub holdout: f64,
     /// Evaluate on these images instead of held-out run images.
     pub eval: Vec<PathBuf>,
@@ -209,7 +209,7 @@ pub fn prune(a: prune::Args) -> Result<PrunePlan> {
     if let Some(p) = a.save_p {
         fraction("--save-p", p)?;
     }
-    let settings = pruning::Settings {
+    let settings = pruning::PruningSettings {
         grid,
         seed: a.seed,
         batch: positive("--batch", a.batch)?,

@@ -1,18 +1,14 @@
 //! `neuronpath predict`: top-5 classes of images.
-use super::common::ModelArgs;
+use super::common::{InputArgs, ModelArgs};
 use crate::io::inputs::load_batch;
 use serde_json::json;
-use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Images, class folders or .npy arrays (none: the embedded samples).
-    pub inputs: Vec<PathBuf>,
-    /// Labels for .npy rows and loose files (JSON array), shown beside predictions.
-    #[arg(long)]
-    pub labels: Option<PathBuf>,
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Machine-readable output: every class's probability per input.
     #[arg(long)]
     pub json: bool,
@@ -26,7 +22,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let loaded = spec.load(false)?;
     let model = &loaded.model;
     let pre = spec.preprocess(&loaded)?;
-    let inputs = spec.inputs(&args.inputs, args.labels.as_deref())?;
+    let inputs = spec.inputs(&args.input.inputs, args.input.labels.as_deref())?;
     let names = loaded.class_names.clone().or(inputs.class_names.clone());
     let name = |c: usize| {
         names

@@ -3,7 +3,9 @@
 use super::common::ModelArgs;
 use super::plans::{PrunePlan, SavePlan};
 use crate::experiments::full_report::progress;
-use crate::experiments::pruning::{self, holdout_plans, run_pruning, ClassPlan, Pruning, Settings};
+use crate::experiments::pruning::{
+    self, holdout_plans, run_pruning, ClassPlan, Pruning, PruningSettings,
+};
 use crate::experiments::render::figures;
 use crate::experiments::render::svg::standalone;
 use crate::io::inputs::gather;
@@ -15,7 +17,7 @@ use std::path::PathBuf;
 #[derive(clap::Args)]
 pub struct Args {
     /// Results of `neuronpath discover` (run it with `--top-k K` for K > 1).
-    #[arg(long, default_value = "neuronpath-out/discover.jsonl")]
+    #[arg(long, default_value = super::common::DEFAULT_RESULTS)]
     pub results: PathBuf,
     #[command(flatten)]
     pub model: ModelArgs,
@@ -78,7 +80,7 @@ fn execute(plan: &PrunePlan) -> Result<()> {
     let run = Results::open(&plan.results)?;
     let m = reopen(&run, &plan.model)?;
     let cfg = &m.loaded.model.cfg;
-    let settings = Settings {
+    let settings = PruningSettings {
         grid: plan.settings.grid.clamped(run.top_k, cfg.layers),
         ..plan.settings.clone()
     };
@@ -193,7 +195,7 @@ fn save(
     run: &Results,
     m: &Reopened,
     plans: &[ClassPlan],
-    s: &Settings,
+    s: &PruningSettings,
 ) -> Result<()> {
     let (g, path) = (&s.grid, sp.path.as_path());
     let class = sp.class.unwrap_or(plans[0].class);

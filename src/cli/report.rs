@@ -10,7 +10,7 @@ use std::path::PathBuf;
 #[derive(clap::Args)]
 pub struct Args {
     /// Results of `neuronpath discover`.
-    #[arg(long, default_value = "neuronpath-out/discover.jsonl")]
+    #[arg(long, default_value = super::common::DEFAULT_RESULTS)]
     pub results: PathBuf,
     #[command(flatten)]
     pub model: ModelArgs,

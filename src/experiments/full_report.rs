@@ -27,9 +27,9 @@ pub struct ReportOptions {
     /// At most this many per-image sections.
     pub max_images: usize,
     /// How the manipulation runs (its seed is the run's).
-    pub manipulation: manipulation::Settings,
+    pub manipulation: manipulation::ManipulationSettings,
     /// How the pruning runs (its grid is clamped to the run's K and the model's layers).
-    pub pruning: pruning::Settings,
+    pub pruning: pruning::PruningSettings,
     /// Fraction of each class's images held out for evaluating the pruning.
     pub holdout: f64,
 }
@@ -43,8 +43,8 @@ impl Default for ReportOptions {
             compute_pruning: true,
             look_alike: Vec::new(),
             max_images: Report::DEFAULT_MAX_IMAGES,
-            manipulation: manipulation::Settings::default(),
-            pruning: pruning::Settings::default(),
+            manipulation: manipulation::ManipulationSettings::default(),
+            pruning: pruning::PruningSettings::default(),
             holdout: 0.5,
         }
     }
@@ -94,7 +94,7 @@ pub fn build_report(
     let manipulation: Option<Manipulation> = match (&o.ablate, &matched) {
         (Some(p), _) => Some(read_json(p)?),
         (None, Some(m)) => {
-            let s = manipulation::Settings {
+            let s = manipulation::ManipulationSettings {
                 seed: run.header.seed,
                 ..o.manipulation.clone()
             };
@@ -149,7 +149,7 @@ fn compute_pruning(
         notes.push("Pruning skipped: no class has two or more images.".into());
         return Ok(None);
     }
-    let s = pruning::Settings {
+    let s = pruning::PruningSettings {
         grid: o.pruning.grid.clamped(run.top_k, m.loaded.model.cfg.layers),
         ..o.pruning.clone()
     };

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 /// How the manipulation runs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Settings {
+pub struct ManipulationSettings {
     /// Factors applied to the path neurons (0 removes, 2 enhances).
     pub factors: Vec<f64>,
     /// Scale all K neurons per layer when the run kept them (default: the top-1 path).
@@ -28,9 +28,9 @@ pub struct Settings {
     pub batch: usize,
 }
 
-impl Default for Settings {
+impl Default for ManipulationSettings {
     fn default() -> Self {
-        Settings {
+        ManipulationSettings {
             factors: vec![0.0, 2.0],
             all_k: false,
             seed: 0,
@@ -95,7 +95,7 @@ pub struct Confusion {
 /// Everything `ablate` computes.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Manipulation {
-    pub settings: Settings,
+    pub settings: ManipulationSettings,
     pub methods: Vec<Method>,
     /// The random control was generated here (the run had no `random` method).
     pub random_generated: bool,
@@ -123,7 +123,7 @@ pub fn run_manipulation(
     run: &Results,
     items: &BTreeMap<u64, Item>,
     pre: &Preprocess,
-    settings: &Settings,
+    settings: &ManipulationSettings,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Manipulation> {
     let mut methods = run.methods.clone();
@@ -201,7 +201,7 @@ pub fn run_manipulation(
 pub fn summarize(
     images: &[ImageOutcome],
     methods: &[Method],
-    s: &Settings,
+    s: &ManipulationSettings,
 ) -> (Vec<Deviation>, Vec<Deviation>) {
     let mut classes: Vec<usize> = images.iter().map(|o| o.class).collect();
     classes.sort_unstable();
@@ -232,7 +232,7 @@ fn deviation<'a>(
     fi: usize,
     factor: f64,
     class: Option<usize>,
-    s: &Settings,
+    s: &ManipulationSettings,
 ) -> Deviation {
     let (mut ratios, mut clean_ok, mut edit_ok, mut n) = (Vec::new(), 0usize, 0usize, 0usize);
     for o in images {

@@ -53,7 +53,7 @@ impl Grid {
 
 /// How pruning runs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Settings {
+pub struct PruningSettings {
     pub grid: Grid,
     /// Seed of the masks (and of the control's kept sets).
     pub seed: u64,
@@ -64,10 +64,10 @@ pub struct Settings {
     pub bootstrap: usize,
 }
 
-impl Default for Settings {
+impl Default for PruningSettings {
     /// The authors' grid, seed 0, 16 images per pass, with the random control.
     fn default() -> Self {
-        Settings {
+        PruningSettings {
             grid: Grid::authors(),
             seed: 0,
             batch: 16,
@@ -288,7 +288,7 @@ pub struct ClassSets {
 /// Everything `prune` computes.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Pruning {
-    pub settings: Settings,
+    pub settings: PruningSettings,
     pub classes: Vec<ClassSets>,
     pub overall: Vec<Point>,
     pub per_class: Vec<Point>,
@@ -312,7 +312,7 @@ pub fn run_pruning(
     run: &Results,
     plans: &[ClassPlan],
     pre: &Preprocess,
-    s: &Settings,
+    s: &PruningSettings,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Pruning> {
     let (layers, mlp) = (model.cfg.layers, model.cfg.mlp_dim);
@@ -431,7 +431,7 @@ fn point(
     class: Option<usize>,
     obs: &[Obs],
     zeroed: f64,
-    s: &Settings,
+    s: &PruningSettings,
 ) -> Point {
     let n = obs.len().max(1) as f64;
     let mean = |f: &dyn Fn(&Obs) -> f64| obs.iter().map(f).sum::<f64>() / n;
