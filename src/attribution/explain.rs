@@ -2,7 +2,7 @@
 //! the JAS, and where in the image each neuron (and the path as a whole) looks.
 use super::search::{clamp_values, run_clamped, Scaled};
 use super::spatial::{spatial_attribution, PathInput, Spatial};
-use super::{clean_pass, joint_attribution, layer_progressive_search, Jas, Settings};
+use super::{clean_pass, joint_attribution, layer_progressive_search, Jas, AttributionSettings};
 use crate::model::Vit;
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
@@ -35,7 +35,7 @@ pub fn explain(
     model: &Vit,
     image: &Tensor,
     target: usize,
-    s: &Settings,
+    s: &AttributionSettings,
     spatial_steps: usize,
 ) -> Result<Explanation> {
     let (probs, acts) = clean_pass(model, image, s.rows)?;

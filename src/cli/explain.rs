@@ -2,7 +2,7 @@
 //! the image, its path diagram and the patch heat maps, with the maps as a `.npy` array.
 use super::common::ModelArgs;
 use crate::attribution::explain::{explain, Explanation};
-use crate::attribution::Settings;
+use crate::attribution::AttributionSettings;
 use crate::experiments::format::num;
 use crate::experiments::render::explain_figure::{figure, png, Labels};
 use crate::experiments::render::svg::standalone;
@@ -165,7 +165,7 @@ pub fn run(args: Args) -> Result<()> {
         Some(mb) => mb << 20,
         None => gradients::default_memory_limit(model.device()),
     };
-    let s = Settings {
+    let s = AttributionSettings {
         steps: args.steps,
         top_k: 1,
         compat: false,
