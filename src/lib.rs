@@ -9,6 +9,53 @@
 //! - [`embedded`], [`bench`](mod@bench): the shipped default model and samples; the speed benchmark.
 //! - [`cli`]: the thin `neuronpath` commands over all of the above.
 //!
+//! # Example
+//!
+//! The influential neuron path of one sample image of the embedded Fashion-MNIST model: the
+//! clean pass, the layer-progressive search (one neuron per layer), and its Joint Attribution
+//! Score.
+//!
+//! ```
+//! use neuronpath::attribution::{clean_pass, joint_attribution, layer_progressive_search};
+//! use neuronpath::attribution::Settings;
+//! use neuronpath::io::inputs::{load_batch, Preprocess};
+//! use neuronpath::io::preprocess::Normalization;
+//! use neuronpath::model::{LoadOptions, Rows};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let loaded = neuronpath::embedded::model(&LoadOptions::default())?;
+//! let model = &loaded.model;
+//! let pre = Preprocess {
+//!     size: model.cfg.image_size,
+//!     norm: loaded
+//!         .normalization
+//!         .and_then(Normalization::from_mean_std)
+//!         .ok_or("the embedded model records its normalisation")?,
+//! };
+//! let samples = neuronpath::embedded::samples();
+//! let image = &samples.items[0];
+//! let x = load_batch(&[image], &pre, model.device())?;
+//!
+//! let settings = Settings {
+//!     steps: 5, // Riemann steps of the integrated gradients (the paper uses 20)
+//!     top_k: 1, // one neuron per layer: a path
+//!     compat: false,
+//!     rows: Rows::Cls,
+//!     chunk_rows: 64,
+//! };
+//! let (probs, acts) = clean_pass(model, &x, settings.rows)?;
+//! let target = image.label.expect("the samples are labelled");
+//! let found = layer_progressive_search(model, &x, &[target], &acts, &settings)?;
+//! let path = &found.sets[0]; // [layer][rank]: one neuron index per layer
+//! assert_eq!(path.len(), model.cfg.layers);
+//!
+//! let clean = [probs[0][target]];
+//! let jas = joint_attribution(model, &x, &[target], &acts, &found.sets, &clean, &settings)?;
+//! println!("path {path:?}, JAS {:.4}", jas[0].reference);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! The library sets no global allocator, signal handler or environment variable; the
 //! `neuronpath` binary does (its `runtime` module: mimalloc, SIGPIPE, candle's thread pool).
 pub mod attribution;
