@@ -50,6 +50,16 @@ impl Checker<'_> {
         if t.dims() != shape {
             return Err(self.shape_error(name, t.dims(), shape));
         }
+        if !t.dtype().is_float() {
+            let (path, name) = self.origin(name);
+            return Err(ModelError::format(
+                &path,
+                format!(
+                    "tensor `{name}` has integer dtype {:?}; weights must be floating point",
+                    t.dtype()
+                ),
+            ));
+        }
         self.finite(name, t)?;
         t.to_dtype(self.opts.dtype)
             .and_then(|t| t.to_device(&self.opts.device))
@@ -141,6 +151,12 @@ pub(crate) fn build(path: &Path, raw: Raw, opts: &LoadOptions) -> Result<Vit, Mo
     };
     let pe = ck.dims("patch_embed.proj.weight", 4)?;
     let (hidden, channels, patch) = (pe[0], pe[1], pe[2]);
+    if hidden == 0 || channels == 0 || patch == 0 {
+        return Err(ModelError::format(
+            path,
+            format!("patch_embed.proj.weight has shape {pe:?}: a zero-sized patch kernel"),
+        ));
+    }
     if pe[3] != patch {
         return Err(ModelError::format(
             path,
@@ -187,6 +203,23 @@ pub(crate) fn build(path: &Path, raw: Raw, opts: &LoadOptions) -> Result<Vit, Mo
     } else {
         ck.dims("head.weight", 2)?[0]
     };
+    if mlp_dim == 0 || num_classes == 0 {
+        return Err(ModelError::format(
+            path,
+            format!("zero-sized model: MLP width {mlp_dim}, {num_classes} classes"),
+        ));
+    }
+    let ln_eps = opts.ln_eps.unwrap_or(raw.ln_eps);
+    if !(ln_eps.is_finite() && ln_eps > 0.0) {
+        let source = match opts.ln_eps {
+            Some(_) => "the LayerNorm epsilon option (--ln-eps)",
+            None => "the checkpoint's layer_norm_eps",
+        };
+        return Err(ModelError::format(
+            path,
+            format!("{source} is {ln_eps}; it must be a positive finite number"),
+        ));
+    }
     let heads = opts.heads.or(raw.heads).unwrap_or(hidden / 64);
     if heads == 0 || hidden % heads != 0 {
         return Err(ModelError::format(
@@ -227,7 +260,7 @@ pub(crate) fn build(path: &Path, raw: Raw, opts: &LoadOptions) -> Result<Vit, Mo
         layers,
         num_classes,
         prefix_tokens,
-        ln_eps: opts.ln_eps.unwrap_or(raw.ln_eps),
+        ln_eps,
         gelu: opts.gelu.unwrap_or(raw.gelu),
         pool,
         double_fc_norm: opts.double_fc_norm,

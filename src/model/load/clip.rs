@@ -64,9 +64,9 @@ pub(crate) fn raw(cfg_path: &Path, cfg: &Value, src: &Source) -> Result<Raw, Mod
     src.note("pos_embed", &format!("{e}.position_embedding.weight"));
     src.copy(&mut out, &format!("{p}pre_layrnorm"), "norm_pre")?;
     src.copy(&mut out, &format!("{p}post_layernorm"), "norm")?;
-    let layers = layer_count(cfg, |i| {
+    let layers = layer_count(cfg_path, cfg, |i| {
         src.has(&format!("{p}encoder.layers.{i}.layer_norm1.weight"))
-    });
+    })?;
     for i in 0..layers {
         let l = format!("{p}encoder.layers.{i}");
         let c = format!("blocks.{i}");

@@ -82,9 +82,9 @@ pub(crate) fn raw(cfg_path: &Path, cfg: &Value, src: &Source) -> Result<Raw, Mod
         "patch_embed.proj",
     )?;
     src.copy(&mut out, &format!("{p}layernorm"), "norm")?;
-    let layers = layer_count(cfg, |i| {
+    let layers = layer_count(cfg_path, cfg, |i| {
         src.has(&format!("{p}encoder.layer.{i}.norm1.weight"))
-    });
+    })?;
     for i in 0..layers {
         let l = format!("{p}encoder.layer.{i}");
         let c = format!("blocks.{i}");

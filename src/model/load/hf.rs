@@ -212,10 +212,24 @@ impl<'a> Source<'a> {
 }
 
 /// The number of layers: config.json's `num_hidden_layers`, else counted from `exists(i)`.
-pub(crate) fn layer_count(cfg: &Value, exists: impl Fn(usize) -> bool) -> usize {
-    match cfg["num_hidden_layers"].as_u64() {
-        Some(n) => n as usize,
-        None => (0..).take_while(|&i| exists(i)).count(),
+/// A config that states fewer layers than the weights hold is an error, not a silent truncation.
+pub(crate) fn layer_count(
+    cfg_path: &Path,
+    cfg: &Value,
+    exists: impl Fn(usize) -> bool,
+) -> Result<usize, ModelError> {
+    let found = (0..).take_while(|&i| exists(i)).count();
+    match cfg.get("num_hidden_layers") {
+        None | Some(Value::Null) => Ok(found),
+        Some(v) => match v.as_u64() {
+            Some(n) if n as usize == found => Ok(found),
+            // Fewer found: the missing layer's first tensor is reported by name later.
+            Some(n) if (n as usize) > found && n <= 4096 => Ok(n as usize),
+            _ => Err(ModelError::format(
+                cfg_path,
+                format!("num_hidden_layers is {v} but the weights hold {found} layers"),
+            )),
+        },
     }
 }
 
@@ -317,11 +331,11 @@ fn vit_raw(cfg_path: &Path, cfg: &Value, src: &Source) -> Result<Raw, ModelError
         };
         (family, Pool::Cls)
     };
-    let layers = layer_count(cfg, |i| {
+    let layers = layer_count(cfg_path, cfg, |i| {
         src.has(&format!(
             "{prefix}.encoder.layer.{i}.layernorm_before.weight"
         ))
-    });
+    })?;
     for i in 0..layers {
         let l = format!("{prefix}.encoder.layer.{i}");
         let c = format!("blocks.{i}");

@@ -1,0 +1,100 @@
+//! Configuration values and tensors that disagree or make no sense are one-line errors naming the
+//! file and the value, never a panic or a silently different model.
+mod common;
+use candle_core::{DType, Device, Tensor};
+use common::fixture;
+use neuronpath::model::{load_model, LoadOptions};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+fn err(path: &Path, o: &LoadOptions) -> String {
+    let e = load_model(path, o).map(|_| ()).unwrap_err().to_string();
+    assert!(!e.contains('\n'), "{e}");
+    e
+}
+
+fn heads4() -> LoadOptions {
+    LoadOptions {
+        heads: Some(4),
+        ..Default::default()
+    }
+}
+
+fn timm() -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(fixture("loaders/timm_vit.safetensors"), &Device::Cpu).unwrap()
+}
+
+fn save(dir: &Path, t: &HashMap<String, Tensor>) -> PathBuf {
+    let p = dir.join("m.safetensors");
+    candle_core::safetensors::save(t, &p).unwrap();
+    p
+}
+
+fn hf_with_config(dir: &Path, edit: impl Fn(&mut serde_json::Value)) -> PathBuf {
+    let src = fixture("loaders/hf_vit");
+    let d = dir.join("vit");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::copy(src.join("model.safetensors"), d.join("model.safetensors")).unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    edit(&mut cfg);
+    std::fs::write(d.join("config.json"), cfg.to_string()).unwrap();
+    d
+}
+
+#[test]
+fn integer_typed_weights_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = timm();
+    let w = t["blocks.0.mlp.fc1.weight"].to_dtype(DType::I64).unwrap();
+    t.insert("blocks.0.mlp.fc1.weight".into(), w);
+    let e = err(&save(dir.path(), &t), &heads4());
+    assert!(
+        e.contains("`blocks.0.mlp.fc1.weight` has integer dtype I64"),
+        "{e}"
+    );
+}
+
+#[test]
+fn zero_sized_patch_kernel_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = timm();
+    t.insert(
+        "patch_embed.proj.weight".into(),
+        Tensor::zeros((24, 3, 0, 0), DType::F32, &Device::Cpu).unwrap(),
+    );
+    let e = err(&save(dir.path(), &t), &heads4());
+    assert!(e.contains("zero-sized patch kernel"), "{e}");
+}
+
+#[test]
+fn layer_norm_eps_must_be_positive_and_finite() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = hf_with_config(dir.path(), |c| c["layer_norm_eps"] = (-1e-6).into());
+    let e = err(&d, &LoadOptions::default());
+    assert!(e.contains("layer_norm_eps is -0.000001"), "{e}");
+    for bad in [f64::NAN, -1.0, 0.0, f64::INFINITY] {
+        let o = LoadOptions {
+            ln_eps: Some(bad),
+            ..Default::default()
+        };
+        let e = err(&fixture("loaders/hf_vit"), &o);
+        assert!(
+            e.contains("--ln-eps") && e.contains("positive finite"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn num_hidden_layers_must_match_the_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = hf_with_config(dir.path(), |c| c["num_hidden_layers"] = 1.into());
+    let e = err(&d, &LoadOptions::default());
+    assert!(
+        e.contains("num_hidden_layers is 1 but the weights hold") && e.contains("config.json"),
+        "{e}"
+    );
+    let d = hf_with_config(dir.path(), |c| c["num_hidden_layers"] = "two".into());
+    assert!(err(&d, &LoadOptions::default()).contains("num_hidden_layers is \"two\""));
+}
