@@ -17,7 +17,7 @@
 //!
 //! ```
 //! use neuronpath::attribution::{clean_pass, joint_attribution, layer_progressive_search};
-//! use neuronpath::attribution::Settings;
+//! use neuronpath::attribution::AttributionSettings;
 //! use neuronpath::io::inputs::{load_batch, Preprocess};
 //! use neuronpath::io::preprocess::Normalization;
 //! use neuronpath::model::{LoadOptions, Rows};
@@ -36,7 +36,7 @@
 //! let image = &samples.items[0];
 //! let x = load_batch(&[image], &pre, model.device())?;
 //!
-//! let settings = Settings {
+//! let settings = AttributionSettings {
 //!     steps: 5, // Riemann steps of the integrated gradients (the paper uses 20)
 //!     top_k: 1, // one neuron per layer: a path
 //!     compat: false,
