@@ -2,7 +2,7 @@
 //! the JAS, and where in the image each neuron (and the path as a whole) looks.
 use super::search::{clamp_values, run_clamped, Scaled};
 use super::spatial::{spatial_attribution, PathInput, Spatial};
-use super::{clean_pass, joint_attribution, layer_progressive_search, Jas, AttributionSettings};
+use super::{clean_pass, joint_attribution, layer_progressive_search, AttributionSettings, Jas};
 use crate::model::Vit;
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
