@@ -191,7 +191,9 @@ fn resolve(run: &Results, spec: &ModelSpec) -> Result<ModelSpec> {
 pub fn reopen(run: &Results, spec: &ModelSpec) -> Result<Reopened> {
     let a = resolve(run, spec)?;
     let compat = run.header.compat;
-    let loaded = a.load(compat)?;
+    let mut loaded = a.load(compat)?;
+    // The experiments measure the F the run attributed.
+    loaded.model.objective = run.header.objective.clone();
     let desc = a.describe(&loaded)?;
     if let Some(want) = run.model_sha() {
         if desc.sha256.as_deref() != Some(want) {

@@ -235,3 +235,28 @@ fn partial_or_wrong_checkpoints_name_the_file_and_the_tensor() {
     assert!(one_line_error(&dir).contains("use_swiglu_ffn"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn predict_json_prints_a_headless_models_embedding() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_neuronpath"))
+        .args(["predict", "--json", "--dtype", "f64", "--model"])
+        .arg(fixture("families/clip_proj_bin"))
+        .arg(fixture("families/input.npy"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want = vec2(&json("families/expected.json")["clip_proj"]["output"]);
+    for (img, w) in v["images"].as_array().unwrap().iter().zip(&want) {
+        assert_close(
+            &vec1(&img["embedding"]),
+            w,
+            1e-10,
+            "predict --json embedding",
+        );
+    }
+}

@@ -37,7 +37,9 @@ pub fn clean_pass(
     rows: Rows,
 ) -> Result<(Vec<Vec<f64>>, Activations)> {
     let out = model.forward(images, &[], Some(rows), Mode::Frozen)?;
-    let probs = crate::model::ops::softmax(&out.logits, Mode::Frozen)?
+    let probs = model
+        .objective
+        .scores(&out.logits)?
         .to_dtype(DType::F64)?
         .to_vec2()?;
     let b = images.dim(0)?;

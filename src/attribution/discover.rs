@@ -38,10 +38,24 @@ pub fn discover_batch(
     let predictions: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
     let targets: Vec<usize> = match req.target {
         TargetKind::Predicted => predictions.clone(),
+        TargetKind::Class(c) if c < model.score_width() => vec![c; predictions.len()],
+        TargetKind::Class(target) => {
+            return Err(AttributionError::TargetOutOfRange {
+                target,
+                outputs: model.score_width(),
+            })
+        }
         TargetKind::Label => labels
             .iter()
             .enumerate()
-            .map(|(image, l)| l.ok_or(AttributionError::MissingLabel { image }))
+            .map(|(image, l)| match l {
+                Some(l) if *l < model.score_width() => Ok(*l),
+                Some(target) => Err(AttributionError::TargetOutOfRange {
+                    target: *target,
+                    outputs: model.score_width(),
+                }),
+                None => Err(AttributionError::MissingLabel { image }),
+            })
             .collect::<Result<_, _>>()?,
     };
     let clean: Vec<f64> = probs.iter().zip(&targets).map(|(p, &t)| p[t]).collect();

@@ -10,6 +10,14 @@ pub enum AttributionError {
         /// Index of the image in the batch.
         image: usize,
     },
+    /// The target (a label or `--target class:N`) is not one of the model's scores.
+    #[error("target {target}, but the model has {outputs} outputs")]
+    TargetOutOfRange {
+        /// The asked-for class.
+        target: usize,
+        /// Score columns of the model's objective.
+        outputs: usize,
+    },
     /// A tensor operation failed (shapes, dtypes, device memory).
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),

@@ -11,7 +11,7 @@ use crate::io::results::{
     Header, InputsInfo, Outcome, Preprocessing, Record, RecordWriter, SchemaVersion,
 };
 use crate::model::load::Loaded;
-use crate::model::{gradients, Rows};
+use crate::model::{gradients, Objective, Rows};
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
@@ -41,9 +41,21 @@ pub struct Args {
         default_value = "path,activation,influence,random"
     )]
     pub methods: Vec<Method>,
-    /// Class whose probability F is attributed.
-    #[arg(long, value_enum, default_value = "label")]
-    pub target: TargetKind,
+    /// Class F scores: label, predicted or class:N [default: label; predicted with --direction].
+    #[arg(long)]
+    pub target: Option<TargetKind>,
+    /// What F is: prob (softmax probability of the target, the paper), logit, or logit-diff:A
+    /// (the target's logit minus class A's).
+    #[arg(long, default_value = "prob")]
+    pub objective: ObjectiveArg,
+    /// For a backbone without classifier (DINOv2, CLIP towers): F is the final embedding's dot
+    /// product with this vector (.npy, one row of the embedding's width).
+    #[arg(long)]
+    pub direction: Option<PathBuf>,
+    /// Whose MLP neurons: the CLS token's, or the distillation token's (DeiT distilled)
+    /// [default: cls; all patch tokens for mean-pooled MAE models].
+    #[arg(long, value_enum)]
+    pub neuron_token: Option<NeuronToken>,
     /// The authors' quirks: top-K sums over the K-th neuron only, MAE JAS / 196, MAE fc_norm twice.
     #[arg(long)]
     pub compat: bool,
@@ -78,13 +90,87 @@ pub struct Args {
     pub stop_after: Option<usize>,
 }
 
+/// `--objective` values (a direction comes from `--direction`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectiveArg {
+    Prob,
+    Logit,
+    LogitDiff(usize),
+}
+
+impl std::str::FromStr for ObjectiveArg {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "prob" => Ok(ObjectiveArg::Prob),
+            "logit" => Ok(ObjectiveArg::Logit),
+            _ => s
+                .strip_prefix("logit-diff:")
+                .and_then(|a| a.parse().ok())
+                .map(ObjectiveArg::LogitDiff)
+                .ok_or_else(|| format!("`{s}`: expected prob, logit or logit-diff:A")),
+        }
+    }
+}
+
+/// `--neuron-token`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum NeuronToken {
+    Cls,
+    Dist,
+}
+
 pub fn run(args: Args) -> Result<()> {
     execute(&super::plans::discover(args)?)
 }
 
+/// The plan's objective checked against the loaded model (its width, a headless model's need for
+/// a direction, the target class).
+fn model_objective(plan: &DiscoverPlan, model: &mut crate::model::Vit) -> Result<()> {
+    let name = plan.model.name();
+    if model.cfg.embedding && !matches!(plan.objective, Objective::Direction { .. }) {
+        anyhow::bail!(
+            "{name}: the model outputs a {}-wide embedding, not class scores: pass --direction FILE.npy",
+            model.cfg.num_classes
+        );
+    }
+    plan.objective
+        .validate(model.cfg.num_classes)
+        .map_err(anyhow::Error::msg)?;
+    model.objective = plan.objective.clone();
+    if let TargetKind::Class(c) = plan.target {
+        if c >= model.score_width() {
+            anyhow::bail!(
+                "--target class:{c}: the model has {} outputs",
+                model.score_width()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The token rows whose neurons are searched.
+fn neuron_rows(plan: &DiscoverPlan, model: &crate::model::Vit) -> Result<Rows> {
+    Ok(match (model.cfg.pool, plan.neuron_token) {
+        (crate::model::Pool::MeanPatch, None) => Rows::Patches,
+        (_, Some(NeuronToken::Dist)) => {
+            if model.cfg.prefix_tokens < 2 || model.cfg.registers > 0 {
+                anyhow::bail!(
+                    "--neuron-token dist: {} has no distillation token",
+                    plan.model.name()
+                );
+            }
+            Rows::Dist
+        }
+        _ => Rows::Cls,
+    })
+}
+
 fn execute(plan: &DiscoverPlan) -> Result<()> {
     let start = Instant::now();
-    let loaded = plan.model.load(plan.compat)?;
+    let mut loaded = plan.model.load(plan.compat)?;
+    model_objective(plan, &mut loaded.model)?;
+    let loaded = loaded;
     let model = &loaded.model;
     let pre = plan.model.preprocess(&loaded)?;
     let mut inputs = plan.model.inputs(&plan.inputs, plan.labels.as_deref())?;
@@ -100,10 +186,7 @@ fn execute(plan: &DiscoverPlan) -> Result<()> {
     let class_names = inputs.class_names.clone().or(loaded.class_names.clone());
     check_labels(plan, &inputs.items, model.cfg.num_classes)?;
     let shard = plan.shard;
-    let rows = match model.cfg.pool {
-        crate::model::Pool::MeanPatch => Rows::Patches,
-        _ => Rows::Cls,
-    };
+    let rows = neuron_rows(plan, model)?;
     let chunk = gradients::chunk_rows(
         model,
         plan.memory_limit
@@ -156,7 +239,10 @@ fn execute(plan: &DiscoverPlan) -> Result<()> {
         )
         .unwrap(),
     );
-    let mut summary = Summary::default();
+    let mut summary = Summary {
+        difference: model.objective != Objective::Prob,
+        ..Default::default()
+    };
     let mut processed = 0usize;
     for batch in pending.chunks(plan.batch.max(1)) {
         if plan.stop_after.is_some_and(|n| processed >= n) {
@@ -318,6 +404,7 @@ fn header(
         riemann: "left".into(),
         top_k: plan.top_k,
         target: plan.target,
+        objective: loaded.model.objective.clone(),
         forms: vec!["reference".into(), "additive".into()],
         jas_default: "reference".into(),
         neurons: rows,
@@ -333,6 +420,9 @@ fn header(
 /// Running totals for the closing summary.
 #[derive(Default)]
 struct Summary {
+    /// F is a probability (positive): compare removed and clean F by their ratio, else by their
+    /// difference (a logit or a dot product can be zero or negative).
+    difference: bool,
     images: usize,
     errors: usize,
     correct: usize,
@@ -346,7 +436,10 @@ impl Summary {
         for (m, res) in &r.methods {
             let e = self.jas.entry(*m).or_default();
             e.0 += res.jas.reference;
-            e.1 += res.prob_removed / r.prob_target.max(1e-300);
+            e.1 += match self.difference {
+                true => res.prob_removed - r.prob_target,
+                false => res.prob_removed / r.prob_target.max(1e-300),
+            };
             e.2 += 1;
         }
     }
@@ -367,7 +460,12 @@ impl Summary {
         );
         eprintln!(
             "{:<12} {:>12} {:>22}",
-            "method", "mean JAS", "F removed / F clean"
+            "method",
+            "mean JAS",
+            match self.difference {
+                true => "F removed - F clean",
+                false => "F removed / F clean",
+            }
         );
         for (m, (s, r, n)) in &self.jas {
             eprintln!(

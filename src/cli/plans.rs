@@ -7,6 +7,7 @@ use crate::experiments::full_report::ReportOptions;
 use crate::experiments::manipulation;
 use crate::experiments::pruning::{self, Grid};
 use crate::io::shard::Shard;
+use crate::model::Objective;
 use crate::setup::ModelSpec;
 use anyhow::{bail, Result};
 use std::path::PathBuf;
@@ -23,7 +24,12 @@ pub struct DiscoverPlan {
     pub top_k: usize,
     /// Sorted, without duplicates.
     pub methods: Vec<Method>,
+    /// `--target`, defaulted: the label, or the single score of a direction.
     pub target: TargetKind,
+    /// What F is; checked against the model once it is loaded (its output width).
+    pub objective: Objective,
+    /// `None`: the CLS row (all patch rows for mean-pooled models).
+    pub neuron_token: Option<discover::NeuronToken>,
     pub compat: bool,
     pub seed: u64,
     /// Images per batch.
@@ -37,6 +43,24 @@ pub struct DiscoverPlan {
     /// Where the report goes when done (`None`: no report).
     pub report: Option<PathBuf>,
     pub stop_after: Option<usize>,
+}
+
+/// A `--direction` vector: one row of floats from a .npy file.
+fn read_direction(path: &std::path::Path) -> Result<Vec<f64>> {
+    let what = || format!("--direction {}", path.display());
+    let t = candle_core::Tensor::read_npy(path)
+        .map_err(|e| anyhow::anyhow!("{}: unreadable .npy: {e}", what()))?;
+    let dims = t.dims().to_vec();
+    if !(dims.len() == 1 || (dims.len() == 2 && dims[0] == 1)) {
+        bail!(
+            "{}: shape {dims:?}, expected one row (D,) or (1, D)",
+            what()
+        );
+    }
+    t.flatten_all()
+        .and_then(|t| t.to_dtype(candle_core::DType::F64))
+        .and_then(|t| t.to_vec1())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", what()))
 }
 
 /// At least one, or the flag's name in the error.
@@ -69,6 +93,24 @@ pub fn discover(a: discover::Args) -> Result<DiscoverPlan> {
     if methods.is_empty() {
         bail!("--methods: name at least one method");
     }
+    let objective = match (&a.direction, a.objective) {
+        (Some(path), discover::ObjectiveArg::Prob) => Objective::Direction {
+            source: path.display().to_string(),
+            vector: read_direction(path)?,
+        },
+        (Some(_), _) => bail!("--direction: F is then the dot product; drop --objective"),
+        (None, discover::ObjectiveArg::Prob) => Objective::Prob,
+        (None, discover::ObjectiveArg::Logit) => Objective::Logit,
+        (None, discover::ObjectiveArg::LogitDiff(a)) => Objective::LogitDiff { against: a },
+    };
+    let target = match (a.target, &objective) {
+        (Some(TargetKind::Label), Objective::Direction { .. }) => {
+            bail!("--target label: with --direction F has one score; use --target predicted")
+        }
+        (Some(t), _) => t,
+        (None, Objective::Direction { .. }) => TargetKind::Predicted,
+        (None, _) => TargetKind::Label,
+    };
     let report = match (&a.report, a.no_report, a.input.inputs.is_empty()) {
         (_, true, _) => None,
         (Some(p), false, _) => Some(p.clone()),
@@ -83,7 +125,9 @@ pub fn discover(a: discover::Args) -> Result<DiscoverPlan> {
         steps: a.steps,
         top_k: a.top_k,
         methods,
-        target: a.target,
+        target,
+        objective,
+        neuron_token: a.neuron_token,
         compat: a.compat,
         seed: a.seed,
         batch: a.batch,

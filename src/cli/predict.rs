@@ -1,4 +1,4 @@
-//! `neuronpath predict`: top-5 classes of images.
+//! `neuronpath predict`: top-5 classes of images, or the embedding of a headless backbone.
 use super::common::{InputArgs, ModelArgs};
 use crate::io::inputs::load_batch;
 use serde_json::json;
@@ -9,7 +9,8 @@ pub struct Args {
     pub model: ModelArgs,
     #[command(flatten)]
     pub input: InputArgs,
-    /// Machine-readable output: every class's probability per input.
+    /// Machine-readable output: every class's probability per input (the embedding for a
+    /// backbone without classifier).
     #[arg(long)]
     pub json: bool,
     /// Images per forward pass.
@@ -35,6 +36,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut out = Vec::new();
     for batch in items.chunks(args.batch.max(1)) {
         let x = load_batch(batch, &pre, model.device())?;
+        if model.cfg.embedding {
+            // A backbone's output is a feature vector: there are no classes to rank.
+            let emb = model
+                .forward(&x, &[], None, crate::model::Mode::Frozen)?
+                .logits
+                .to_dtype(candle_core::DType::F64)?
+                .to_vec2::<f64>()?;
+            for (it, e) in batch.iter().zip(emb) {
+                if args.json {
+                    out.push(json!({"source": it.source, "label": it.label, "embedding": e}));
+                } else {
+                    let norm = e.iter().map(|v| v * v).sum::<f64>().sqrt();
+                    let head: Vec<String> = e.iter().take(6).map(|v| format!("{v:.4}")).collect();
+                    println!(
+                        "{}  embedding of {} (norm {norm:.4}): [{}{}]",
+                        it.source,
+                        e.len(),
+                        head.join(", "),
+                        if e.len() > 6 { ", ..." } else { "" }
+                    );
+                }
+            }
+            continue;
+        }
         let probs = model
             .probabilities(&x, &[])?
             .to_dtype(candle_core::DType::F64)?

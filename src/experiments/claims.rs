@@ -109,6 +109,7 @@ pub fn target_words(run: &Results) -> &'static str {
     match run.header.target {
         TargetKind::Predicted => "predicted class",
         TargetKind::Label => "ground-truth label",
+        TargetKind::Class(_) => "fixed class",
     }
 }
 

@@ -37,7 +37,7 @@ pub enum PreprocessError {
     },
     #[error("image decoder crashed on {image} (corrupt file?)")]
     DecoderPanic { image: String },
-    #[error("unknown normalization {0:?} (expected \"imagenet\" or \"half\")")]
+    #[error("unknown normalization {0:?} (expected \"imagenet\", \"half\" or \"clip\")")]
     UnknownNormalization(String),
 }
 
@@ -49,6 +49,8 @@ pub enum Normalization {
     ImageNet,
     /// mean 0.5, std 0.5 (maps [0, 1] to [-1, 1]), as used by the Google ViT checkpoints.
     Half,
+    /// OpenAI CLIP's image statistics.
+    Clip,
 }
 
 impl Normalization {
@@ -63,6 +65,10 @@ impl Normalization {
         match self {
             Normalization::ImageNet => [[0.485, 0.456, 0.406], [0.229, 0.224, 0.225]],
             Normalization::Half => [[0.5; 3], [0.5; 3]],
+            Normalization::Clip => [
+                [0.48145466, 0.4578275, 0.40821073],
+                [0.26862954, 0.26130258, 0.27577711],
+            ],
         }
     }
 
@@ -70,12 +76,16 @@ impl Normalization {
     /// `preprocessor_config.json`. Values stored as f32 and printed back (0.48500001430511475)
     /// still match: the tolerance is far above f32 rounding and far below any real difference.
     pub fn from_mean_std(mean_std: [[f64; 3]; 2]) -> Option<Self> {
-        [Normalization::ImageNet, Normalization::Half]
-            .into_iter()
-            .find(|n| {
-                let want = n.mean_std_f64();
-                (0..2).all(|i| (0..3).all(|c| (mean_std[i][c] - want[i][c]).abs() < 1e-6))
-            })
+        [
+            Normalization::ImageNet,
+            Normalization::Half,
+            Normalization::Clip,
+        ]
+        .into_iter()
+        .find(|n| {
+            let want = n.mean_std_f64();
+            (0..2).all(|i| (0..3).all(|c| (mean_std[i][c] - want[i][c]).abs() < 1e-6))
+        })
     }
 }
 
@@ -84,6 +94,7 @@ impl fmt::Display for Normalization {
         f.write_str(match self {
             Normalization::ImageNet => "imagenet",
             Normalization::Half => "half",
+            Normalization::Clip => "clip",
         })
     }
 }
@@ -96,6 +107,8 @@ impl FromStr for Normalization {
             Ok(Normalization::ImageNet)
         } else if s.eq_ignore_ascii_case("half") {
             Ok(Normalization::Half)
+        } else if s.eq_ignore_ascii_case("clip") {
+            Ok(Normalization::Clip)
         } else {
             Err(PreprocessError::UnknownNormalization(s.to_string()))
         }

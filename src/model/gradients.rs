@@ -1,8 +1,8 @@
 //! Batched clamped passes: dF/d(clamp) for every clamped block at once, split into chunks of rows
-//! so that peak memory stays under a limit. F is the softmax probability of a target class per row.
+//! so that peak memory stays under a limit. F is the model's objective (by default the softmax
+//! probability) of a target per row.
 use crate::model::intervene::{Edit, LayerEdit, Rows};
 use crate::model::mode::Mode;
-use crate::model::ops;
 use crate::model::vit::Vit;
 use candle_core::{DType, Result, Tensor, Var};
 
@@ -107,10 +107,10 @@ fn one_chunk(model: &Vit, batch: &ClampBatch, start: usize, len: usize) -> Resul
         vars.push(var);
     }
     let logits = model.forward(&images, &edits, None, Mode::Frozen)?.logits;
-    let probs = ops::softmax(&logits, Mode::Frozen)?;
+    let probs = model.objective.scores(&logits)?;
     let onehot = one_hot(
         &batch.targets[start..start + len],
-        model.cfg.num_classes,
+        model.score_width(),
         model,
     )?;
     let picked = (probs * onehot)?.sum(1)?;

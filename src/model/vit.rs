@@ -4,7 +4,8 @@ use crate::model::config::{Pool, VitConfig};
 use crate::model::dispatch::{block_kernels, Kernels};
 use crate::model::intervene::{LayerEdit, Rows};
 use crate::model::mode::Mode;
-use crate::model::ops::{self, LayerNorm, Linear};
+use crate::model::objective::Objective;
+use crate::model::ops::{LayerNorm, Linear};
 use crate::model::{fused, fused_device};
 use candle_core::{DType, Device, Result, Tensor};
 
@@ -27,6 +28,9 @@ pub struct Vit {
     pub head: Linear,
     /// DeiT's distillation head, read from the distillation token (`Pool::ClsDist`).
     pub head_dist: Option<Linear>,
+    /// What F is (the softmax probability unless asked otherwise): [`Vit::probabilities`] and
+    /// every attribution pass score the target with it.
+    pub objective: Objective,
 }
 
 /// What a forward pass returns.
@@ -182,9 +186,14 @@ impl Vit {
         self.head.forward(&feats, mode)
     }
 
-    /// Class probabilities (R, classes) of a forward pass.
+    /// The objective's scores (R, width) of a forward pass: class probabilities by default.
     pub fn probabilities(&self, images: &Tensor, edits: &[Option<LayerEdit>]) -> Result<Tensor> {
         let out = self.forward(images, edits, None, Mode::Frozen)?;
-        ops::softmax(&out.logits, Mode::Frozen)
+        self.objective.scores(&out.logits)
+    }
+
+    /// Score columns of [`Vit::probabilities`] (classes, or 1 for a direction).
+    pub fn score_width(&self) -> usize {
+        self.objective.width(self.cfg.num_classes)
     }
 }

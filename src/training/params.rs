@@ -220,6 +220,7 @@ impl Params {
         Vit {
             pre_norm: None,
             head_dist: None,
+            objective: Default::default(),
             cfg: self.cfg.clone(),
             patch,
             prefix,

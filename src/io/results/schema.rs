@@ -153,14 +153,41 @@ impl std::str::FromStr for Method {
     }
 }
 
-/// Which class F is the probability of.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+/// Which class F scores (`label`, `predicted` or `class:N` on the command line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TargetKind {
     /// The ground-truth label.
     Label,
     /// The model's top-1 prediction on the clean image.
     Predicted,
+    /// The same class for every image.
+    Class(usize),
+}
+
+impl std::str::FromStr for TargetKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "label" => Ok(TargetKind::Label),
+            "predicted" => Ok(TargetKind::Predicted),
+            _ => s
+                .strip_prefix("class:")
+                .and_then(|n| n.parse().ok())
+                .map(TargetKind::Class)
+                .ok_or_else(|| format!("`{s}`: expected label, predicted or class:N")),
+        }
+    }
+}
+
+impl std::fmt::Display for TargetKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetKind::Label => write!(f, "label"),
+            TargetKind::Predicted => write!(f, "predicted"),
+            TargetKind::Class(n) => write!(f, "class:{n}"),
+        }
+    }
 }
 
 /// Element type of the computation.
@@ -344,6 +371,9 @@ pub struct Header {
     pub top_k: usize,
     /// Which class F is the probability of.
     pub target: TargetKind,
+    /// What F is (absent in files written before objectives existed: the probability).
+    #[serde(default)]
+    pub objective: crate::model::Objective,
     /// JAS forms recorded.
     #[serde(default = "forms")]
     pub forms: Vec<String>,

@@ -347,6 +347,7 @@ pub(crate) fn build(path: &Path, raw: Raw, opts: &LoadOptions) -> Result<Vit, Mo
         head,
         head_dist,
         pre_norm,
+        objective: Default::default(),
         cfg,
     })
 }
