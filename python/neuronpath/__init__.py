@@ -20,7 +20,12 @@ Records are dicts with the fields of a ``neuronpath discover`` JSON Lines record
 
 from __future__ import annotations
 
+import os
 from typing import Any, Iterable, Mapping, Optional
+
+# candle's element-wise CPU ops get one thread unless the user says otherwise: its pool's workers
+# spin-wait and compete with the matmul threads (the CLI's setting too; see src/runtime.rs).
+os.environ.setdefault("CANDLE_NUM_THREADS", "1")
 
 from ._native import Model, __version__, embedded, embedded_samples, load
 from ._native import from_state_dict as _from_state_dict

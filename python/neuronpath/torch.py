@@ -23,28 +23,38 @@ __all__ = ["edit_path", "neuron_module", "neuron_modules"]
 Path = Union[Sequence[int], Sequence[Sequence[int]], Mapping[str, Any]]
 
 
+def _activation(block: Any) -> Any:
+    """(module, relative name) of a block's MLP hidden units after the activation."""
+    if hasattr(block, "intermediate"):  # transformers 4 ViT / DeiT: act(dense(x))
+        return block.intermediate, "intermediate"
+    mlp = getattr(block, "mlp", None)
+    for name in ("act", "activation_fn", "activation"):  # timm; transformers 5; older DINOv2
+        if mlp is not None and hasattr(mlp, name):
+            return getattr(mlp, name), f"mlp.{name}"
+    raise ValueError(f"{type(block).__name__}: no MLP activation module found")
+
+
 def _layers(model: Any) -> List[Any]:
     """The encoder blocks of a timm or Hugging Face ViT, with how each names its neurons."""
-    if hasattr(model, "blocks"):  # timm VisionTransformer (and MAE / DeiT in timm)
+    if hasattr(model, "blocks"):  # timm VisionTransformer (and MAE / DeiT / DINOv2 in timm)
         return [(b.mlp.act, f"blocks.{i}.mlp.act") for i, b in enumerate(model.blocks)]
-    for prefix in ("vit", "deit", ""):
+    for prefix in ("vit", "deit", "dinov2", "vision_model", ""):
         base = getattr(model, prefix, None) if prefix else model
-        dot = f"{prefix}." if prefix else ""
-        encoder = getattr(base, "encoder", None)
-        if encoder is not None and hasattr(encoder, "layer"):  # transformers 4
-            return [
-                (layer.intermediate, f"{dot}encoder.layer.{i}.intermediate")
-                for i, layer in enumerate(encoder.layer)
-            ]
-        layers = getattr(base, "layers", None)
-        if layers is not None and len(layers) and hasattr(layers[0], "mlp"):  # transformers 5
-            return [
-                (layer.mlp.activation_fn, f"{dot}layers.{i}.mlp.activation_fn")
-                for i, layer in enumerate(layers)
-            ]
+        for path in ("encoder.layer", "encoder.layers", "layers"):
+            blocks = base
+            for part in path.split("."):
+                blocks = getattr(blocks, part, None)
+            if blocks is None or not hasattr(blocks, "__len__") or len(blocks) == 0:
+                continue
+            dot = f"{prefix}." if prefix else ""
+            out = []
+            for i, block in enumerate(blocks):
+                module, rel = _activation(block)
+                out.append((module, f"{dot}{path}.{i}.{rel}"))
+            return out
     raise ValueError(
         f"{type(model).__name__}: not a timm VisionTransformer (`blocks`) nor a Hugging Face "
-        "ViT/DeiT (`vit.encoder.layer`); pass the module name, e.g. neuron_module(model, "
+        "ViT/DeiT/DINOv2/CLIP vision model; pass the module name, e.g. neuron_module(model, "
         "'blocks.3.mlp.act')"
     )
 

@@ -14,6 +14,16 @@ use pyo3::types::PyDict;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+/// The module's own allocator (a cdylib's Rust allocations only; Python keeps its own): an
+/// attribution pass allocates and frees hundreds of MB per layer, which glibc hands back to the
+/// kernel and re-faults every time (the binary's choice too, see src/runtime.rs).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+extern "C" {
+    fn mi_option_set(option: std::os::raw::c_int, value: std::os::raw::c_long);
+}
+
 /// The options every loader takes, validated once here.
 fn options(
     dtype: &str,
@@ -69,7 +79,7 @@ fn options(
         heads,
         gelu,
         ln_eps,
-        double_fc_norm: false,
+        ..LoadOptions::default()
     })
 }
 
@@ -185,6 +195,9 @@ fn embedded_samples(py: Python<'_>) -> PyResult<model::Samples> {
 /// The native half of the `neuronpath` package; use it through `import neuronpath`.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // SAFETY: mimalloc is this module's global allocator, so it is linked; option 15 is
+    // `mi_option_purge_delay` (-1: never hand freed memory back), as in the binary.
+    unsafe { mi_option_set(15, -1) };
     m.add_class::<Model>()?;
     m.add_function(wrap_pyfunction!(load, m)?)?;
     m.add_function(wrap_pyfunction!(from_state_dict, m)?)?;

@@ -196,9 +196,10 @@ impl Model {
     }
 
     fn rows(&self) -> Rows {
+        // As the CLI: the MAE variant's neurons are on the patch rows, everyone else's on CLS.
         match self.vit().cfg.pool {
-            Pool::Cls => Rows::Cls,
             Pool::MeanPatch => Rows::Patches,
+            _ => Rows::Cls,
         }
     }
 
@@ -423,6 +424,7 @@ impl Model {
         json!({
             "model": self.name,
             "layout": self.loaded.layout,
+            "family": self.loaded.family,
             "config": cfg,
             "class_names": self.loaded.class_names,
             "forward_gflop": cfg.forward_flops() / 1e9,
