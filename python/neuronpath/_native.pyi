@@ -91,6 +91,19 @@ class Model:
     ) -> List[Dict[str, float]]:
         """JAS of given neuron sets, per image ``{"reference", "additive", "delta"}``; F is the
         probability of ``labels`` (default: the clean prediction)."""
+    def explain(
+        self,
+        x: Inputs,
+        paths: Paths,
+        labels: Labels = None,
+        *,
+        steps: int = 20,
+        memory_limit_mb: Optional[int] = None,
+    ) -> List[Dict[str, Any]]:
+        """Where in the image each path looks: integrated gradients of each path neuron, and of
+        F through the path alone, w.r.t. the patch embeddings. Per image ``grid``, ``steps``,
+        ``neurons`` (per layer ``layer``, ``unit``, ``value``, ``baseline``, ``patches``,
+        ``delta``), ``path`` (the same for F) and ``maps`` (L + 1, G, G) float64."""
     def manipulate(
         self,
         x: Inputs,

@@ -4,6 +4,7 @@ use candle_core::{DType, Tensor};
 use image::RgbImage;
 use neuronpath::attribution::discover::{discover_batch_checked, Method, Request, TargetKind};
 use neuronpath::attribution::jas::edited_probabilities;
+use neuronpath::attribution::spatial::{spatial_attribution, PathInput};
 use neuronpath::attribution::{clean_pass, joint_attribution, top_k, NeuronSets, Settings};
 use neuronpath::io::preprocess::{decode_rgb_bytes, load_image, preprocess_rgb, Normalization};
 use neuronpath::io::results::{Outcome, Record};
@@ -830,6 +831,71 @@ impl Model {
                 py,
                 &serde_json::to_value(j).unwrap_or(Value::Null),
             )?)?;
+        }
+        Ok(list)
+    }
+
+    /// Where in the image each path looks (integrated gradients w.r.t. the patch embeddings,
+    /// `neuronpath::attribution::spatial`): per image a dict with `grid`, `steps`, `neurons`
+    /// (one map per layer's path neuron: `layer`, `unit`, `value`, `baseline`, `patches`,
+    /// `delta`), `path` (F through the path alone) and `maps`, all of them as one float64 array
+    /// (L + 1, G, G), the path's last. `paths` (N, L): one neuron per layer; F is the probability
+    /// of `labels` (default: the clean prediction).
+    #[pyo3(signature = (x, paths, labels=None, *, steps=20, memory_limit_mb=None))]
+    fn explain<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        paths: &Bound<'py, PyAny>,
+        labels: Option<&Bound<'py, PyAny>>,
+        steps: usize,
+        memory_limit_mb: Option<usize>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let steps = positive(steps, "steps")?;
+        let images = self.images(py, x)?;
+        let sets = self.neuron_sets(py, paths, images.n)?;
+        if sets[0][0].len() != 1 {
+            return Err(value_error(
+                "explain takes one neuron per layer: paths of shape (N, L)",
+            ));
+        }
+        let labels = self.labels(labels, images.n)?;
+        let chunk = self.chunk_rows(memory_limit_mb)?;
+        let (model, rows) = (self.vit(), self.rows());
+        let maps = py.detach(|| {
+            let stop = Interrupt::new();
+            let mut out = Vec::with_capacity(images.n);
+            for i in 0..images.n {
+                let r = (|| {
+                    stop.check()?;
+                    let t = images.batch(i..i + 1, model)?;
+                    let (probs, acts) = clean_pass(model, &t, rows)?;
+                    let target = labels
+                        .as_ref()
+                        .map(|l| l[i])
+                        .unwrap_or_else(|| top_k(&probs[0], 1)[0]);
+                    let path: Vec<usize> = sets[i].iter().map(|s| s[0]).collect();
+                    let input = PathInput {
+                        image: &t,
+                        target,
+                        path: &path,
+                        acts: &acts,
+                        clean_prob: probs[0][target],
+                        rows,
+                    };
+                    spatial_attribution(model, &input, steps, chunk)
+                })();
+                out.push(r.map_err(|e| stop.error(e))?);
+            }
+            Ok::<_, PyErr>(out)
+        })?;
+        let list = PyList::empty(py);
+        for m in &maps {
+            let d = pythonize_value(py, &serde_json::to_value(m).unwrap_or(Value::Null))?;
+            let layers = m.neurons.len() + 1;
+            let arr = PyArray1::from_vec(py, m.to_array()).reshape([layers, m.grid, m.grid])?;
+            d.set_item("maps", arr)?;
+            list.append(d)?;
         }
         Ok(list)
     }

@@ -163,3 +163,27 @@ def test_layout_of_arrays_does_not_matter(golden_x):
     np.testing.assert_array_equal(model.predict(doubled), ref)
     flipped = np.ascontiguousarray(golden_x[:, :, ::-1])[:, :, ::-1]  # strides < 0
     np.testing.assert_array_equal(model.predict(flipped), ref)
+
+
+def test_explain_maps_the_right_image_path_and_target(golden_x):
+    """Patch maps of each record's path: each neuron map's value is the neuron's clean CLS
+    activation (authors' golden values), the path map's value is the record's clean F, and the
+    maps add up to value - baseline - delta (completeness of the Riemann sum)."""
+    g = json.loads((GOLDEN / "expected_vit.json").read_text())["vit_f64"]
+    acts = np.array(g["clean_cls_ffn_activations"])  # (layer, image, unit)
+    model = neuronpath.load(GOLDEN / "tiny_vit.npz", dtype="f64")
+    recs = model.discover(golden_x, [3, 3], methods="path", progress=False)
+    paths = [r["methods"]["path"]["path"] for r in recs]
+    out = model.explain(golden_x, paths, [3, 3], steps=16)
+    assert len(out) == 2
+    for i, (r, e) in enumerate(zip(recs, out)):
+        assert e["grid"] == 2 and e["maps"].shape == (model.layers + 1, 2, 2)
+        for l, n in enumerate(e["neurons"]):
+            assert (n["layer"], n["unit"]) == (l, paths[i][l])
+            assert math.isclose(n["value"], acts[l, i, paths[i][l]], abs_tol=1e-9)
+            np.testing.assert_array_equal(e["maps"][l].ravel(), n["patches"])
+        assert math.isclose(e["path"]["value"], r["prob_target"], abs_tol=1e-12)
+        for m in e["neurons"] + [e["path"]]:
+            assert math.isclose(sum(m["patches"]) + m["baseline"] + m["delta"], m["value"], abs_tol=1e-12)
+    with pytest.raises(ValueError, match="one neuron per layer"):
+        model.explain(golden_x, [[[0, 1]] * 4] * 2)
