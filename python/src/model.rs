@@ -5,7 +5,9 @@ use image::RgbImage;
 use neuronpath::attribution::discover::{discover_batch_checked, Method, Request, TargetKind};
 use neuronpath::attribution::jas::edited_probabilities;
 use neuronpath::attribution::spatial::{spatial_attribution, PathInput};
-use neuronpath::attribution::{clean_pass, joint_attribution, top_k, NeuronSets, Settings};
+use neuronpath::attribution::{
+    clean_pass, joint_attribution, top_k, AttributionError, NeuronSets, Settings,
+};
 use neuronpath::io::preprocess::{decode_rgb_bytes, load_image, preprocess_rgb, Normalization};
 use neuronpath::io::results::{Outcome, Record};
 use neuronpath::model::load::Loaded;
@@ -727,19 +729,15 @@ impl Model {
             for s in (0..images.n).step_by(batch) {
                 let range = s..(s + batch).min(images.n);
                 let keys: Vec<u64> = range.clone().map(|i| i as u64).collect();
-                let results = images
+                let t = images
                     .batch(range.clone(), &model)
-                    .and_then(|t| {
-                        discover_batch_checked(
-                            &model,
-                            &t,
-                            &labels[range.clone()],
-                            &keys,
-                            &req,
-                            &check,
-                        )
-                    })
                     .map_err(|e| stop.error(e))?;
+                let results =
+                    discover_batch_checked(&model, &t, &labels[range.clone()], &keys, &req, &check)
+                        .map_err(|e| match e {
+                            AttributionError::Tensor(e) => stop.error(e),
+                            other => value_error(other),
+                        })?;
                 for (i, mut result) in range.zip(results) {
                     result.name_neurons(modules);
                     let label_name = class_names
