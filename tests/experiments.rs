@@ -312,6 +312,7 @@ fn record(
         prob_removed: 0.1,
         prob_enhanced: 0.9,
         margins: None,
+        neurons: None,
     };
     ImageRecord {
         index,

@@ -3,8 +3,8 @@
 use super::baselines::{activation_sets, influence_sets, layer_ig_sets, random_set};
 use super::jas::set_probabilities;
 use super::{
-    clean_pass, joint_attribution, layer_progressive_search, AttributionError, AttributionSettings,
-    NeuronSets,
+    clean_pass, joint_attribution, layer_progressive_search_checked, AttributionError,
+    AttributionSettings, Check, NeuronSets,
 };
 pub use crate::io::results::{ImageResult, Method, MethodResult, TargetKind};
 use crate::model::Vit;
@@ -32,6 +32,19 @@ pub fn discover_batch(
     labels: &[Option<usize>],
     keys: &[u64],
     req: &Request,
+) -> Result<Vec<ImageResult>, AttributionError> {
+    discover_batch_checked(model, images, labels, keys, req, &|| Ok(()))
+}
+
+/// [`discover_batch`], calling `check` before each method and each layer of the search; an error
+/// it returns stops the batch and is returned unchanged.
+pub fn discover_batch_checked(
+    model: &Vit,
+    images: &Tensor,
+    labels: &[Option<usize>],
+    keys: &[u64],
+    req: &Request,
+    check: Check,
 ) -> Result<Vec<ImageResult>, AttributionError> {
     let s = &req.settings;
     let (probs, acts) = clean_pass(model, images, s.rows)?;
@@ -64,9 +77,10 @@ pub fn discover_batch(
     type Found = (Method, Vec<NeuronSets>, Option<Vec<Vec<f64>>>);
     let mut per_method: Vec<Found> = Vec::new();
     for &m in &req.methods {
+        check()?;
         let (sets, margins) = match m {
             Method::Path => {
-                let r = layer_progressive_search(model, images, &targets, &acts, s)?;
+                let r = layer_progressive_search_checked(model, images, &targets, &acts, s, check)?;
                 let margins = r
                     .scores
                     .iter()
@@ -104,6 +118,7 @@ pub fn discover_batch(
         })
         .collect();
     for (m, sets, margins) in per_method {
+        check()?;
         let jas = joint_attribution(model, images, &targets, &acts, &sets, &clean, s)?;
         let removed = set_probabilities(model, images, &targets, &sets, 0.0, s)?;
         let enhanced = set_probabilities(model, images, &targets, &sets, 2.0, s)?;
@@ -117,6 +132,7 @@ pub fn discover_batch(
                     prob_removed: removed[i],
                     prob_enhanced: enhanced[i],
                     margins: margins.as_ref().map(|mg| mg[i].clone()),
+                    neurons: None,
                 },
             );
         }

@@ -16,11 +16,15 @@ pub mod spatial;
 pub use activations::{clean_pass, Activations};
 pub use error::AttributionError;
 pub use jas::{joint_attribution, Jas};
-pub use search::{layer_progressive_search, SearchResult};
+pub use search::{layer_progressive_search, layer_progressive_search_checked, SearchResult};
 
 use crate::model::Rows;
 
 pub use crate::io::results::NeuronSets;
+
+/// Called between the passes of long work; an error it returns stops the work and is returned
+/// unchanged. The generic hook for cancellation (Ctrl-C in the Python module) and progress.
+pub type Check<'a> = &'a dyn Fn() -> candle_core::Result<()>;
 
 /// How attribution runs.
 #[derive(Clone, Debug)]

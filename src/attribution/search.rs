@@ -1,6 +1,6 @@
 //! Layer-progressive neuron locating (SPEC section 4), with the top-K (section 6) and MAE
 //! (section 7) variants: one clean forward per image, one backward per layer step.
-use super::{top_k, Activations, AttributionSettings, NeuronSets};
+use super::{top_k, Activations, AttributionSettings, Check, NeuronSets};
 use crate::model::gradients::{clamp_gradients, ClampBatch, ClampGrads};
 use crate::model::Vit;
 use candle_core::{Result, Tensor};
@@ -95,11 +95,25 @@ pub fn layer_progressive_search(
     acts: &Activations,
     s: &AttributionSettings,
 ) -> Result<SearchResult> {
+    layer_progressive_search_checked(model, images, targets, acts, s, &|| Ok(()))
+}
+
+/// [`layer_progressive_search`], calling `check` before each layer's pass: an error it returns
+/// stops the search and is returned unchanged (cancellation, e.g. Ctrl-C in the Python module).
+pub fn layer_progressive_search_checked(
+    model: &Vit,
+    images: &Tensor,
+    targets: &[usize],
+    acts: &Activations,
+    s: &AttributionSettings,
+    check: Check,
+) -> Result<SearchResult> {
     let (b, layers, m) = (targets.len(), model.cfg.layers, s.steps);
     let (tokens, mlp, at) = (acts.tokens, acts.mlp, acts.clamp_layout(m));
     let mut sets: Vec<NeuronSets> = vec![Vec::with_capacity(layers); b];
     let mut scores: Vec<Vec<Vec<f64>>> = vec![Vec::with_capacity(layers); b];
     for t_layer in 0..layers {
+        check()?;
         let clamps = (0..=t_layer)
             .map(|l| {
                 let v = clamp_values(model, acts, l, s, |i| {

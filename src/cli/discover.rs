@@ -282,7 +282,8 @@ fn execute(plan: &DiscoverPlan) -> Result<()> {
         for (i, res) in per_image {
             let it = batch[i];
             let outcome = match res {
-                Ok(r) => {
+                Ok(mut r) => {
+                    r.name_neurons(&loaded.neuron_modules);
                     summary.add(&r);
                     if let (Some(p), Some(b)) = (
                         r.methods.get(&Method::Path),

@@ -12,7 +12,7 @@ mod view;
 pub use error::ResultsError;
 pub use file::{merge, read_results, RecordWriter};
 pub use schema::{
-    Extra, Header, ImageResult, InputsInfo, Jas, Method, MethodResult, ModelInfo, NeuronSets,
-    Outcome, Precision, Preprocessing, Record, SchemaVersion, TargetKind,
+    Extra, Header, ImageResult, InputsInfo, Jas, Method, MethodResult, ModelInfo, NeuronName,
+    NeuronSets, Outcome, Precision, Preprocessing, Record, SchemaVersion, TargetKind,
 };
 pub use view::{ImageRecord, Results};

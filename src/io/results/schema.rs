@@ -26,7 +26,7 @@ pub struct SchemaVersion {
 
 impl SchemaVersion {
     /// What this version of neuronpath writes (and what a header without `schema` is).
-    pub const CURRENT: SchemaVersion = SchemaVersion { major: 1, minor: 0 };
+    pub const CURRENT: SchemaVersion = SchemaVersion { major: 1, minor: 1 };
 }
 
 impl Default for SchemaVersion {
@@ -251,9 +251,38 @@ pub struct MethodResult {
     /// Search only: per layer, best minus runner-up candidate score.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub margins: Option<Vec<f64>>,
+    /// The path's neurons by the checkpoint's own module names, layer by layer (schema 1.1;
+    /// absent in older files), so that a path maps back to the user's model.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub neurons: Option<Vec<NeuronName>>,
+}
+
+/// A neuron named as in the checkpoint: unit `unit` of the output of module `module` (e.g.
+/// `blocks.3.mlp.act` unit 1207 in timm, `vit.encoder.layer.3.intermediate` unit 1207 in
+/// Hugging Face files).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NeuronName {
+    /// The module whose output holds the layer's MLP neurons (after the activation).
+    pub module: String,
+    /// The neuron's index in that output's last dimension.
+    pub unit: usize,
 }
 
 impl MethodResult {
+    /// Sets [`MethodResult::neurons`] from the path and each layer's module name.
+    pub fn name_neurons(&mut self, modules: &[String]) {
+        self.neurons = Some(
+            self.path
+                .iter()
+                .zip(modules)
+                .map(|(&unit, module)| NeuronName {
+                    module: module.clone(),
+                    unit,
+                })
+                .collect(),
+        );
+    }
+
     /// The neuron sets `[layer][rank]`: all K when the run kept them and `all_k`, else the path.
     pub fn neuron_sets(&self, all_k: bool) -> NeuronSets {
         match (&self.sets, all_k) {
@@ -278,6 +307,15 @@ pub struct ImageResult {
     pub prob_prediction: f64,
     /// Each requested method's result.
     pub methods: BTreeMap<Method, MethodResult>,
+}
+
+impl ImageResult {
+    /// Names every method's path neurons by the checkpoint's modules (one name per layer).
+    pub fn name_neurons(&mut self, modules: &[String]) {
+        for m in self.methods.values_mut() {
+            m.name_neurons(modules);
+        }
+    }
 }
 
 /// The checkpoint a run used.
@@ -645,6 +683,7 @@ mod tests {
                     prob_removed: 0.1,
                     prob_enhanced: 0.7,
                     margins: Some(vec![0.1, 0.2]),
+                    neurons: None,
                 },
             )]),
         }

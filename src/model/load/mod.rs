@@ -9,11 +9,11 @@ mod hf;
 pub mod npy;
 pub mod pickle;
 mod posemb;
+mod state_dict;
 mod torch_pickle;
 
 use crate::limits::Limits;
-use crate::model::config::Gelu;
-use crate::model::config::Pool;
+use crate::model::config::{Gelu, Pool};
 use crate::model::vit::Vit;
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
@@ -21,6 +21,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub use posemb::{resize_grid, resize_grid_with, PosResize};
+pub use state_dict::from_state_dict;
 
 /// A checkpoint problem, always naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +107,8 @@ impl Default for LoadOptions {
 #[serde(rename_all = "snake_case")]
 pub enum CheckpointLayout {
     GoogleNpz,
+    /// A timm state dict saved with `numpy.savez` (timm names in an `.npz`).
+    TimmNpz,
     HuggingFace,
     Timm,
     TorchPickle,
@@ -129,6 +132,36 @@ pub enum Family {
     Dinov2Registers,
     /// CLIP's vision tower (pre-LN, post-LN pooled CLS, optional projection).
     Clip,
+}
+
+impl CheckpointLayout {
+    /// The checkpoint's own name of the module whose output holds layer `layer`'s MLP neurons
+    /// (the hidden units after the activation), when the file's tensor names do not say it:
+    /// timm `blocks.3.mlp.act`, Hugging Face `vit.encoder.layer.3.intermediate` (`deit.` for
+    /// DeiT), Google ViT `Transformer/encoderblock_3/MlpBlock_3/Dense_0` (its output after GELU).
+    pub fn neuron_module(self, family: Family, layer: usize) -> String {
+        match (self, family) {
+            (
+                CheckpointLayout::Timm | CheckpointLayout::TimmNpz | CheckpointLayout::TorchPickle,
+                _,
+            ) => {
+                format!("blocks.{layer}.mlp.act")
+            }
+            (CheckpointLayout::HuggingFace, Family::Deit | Family::DeitDistilled) => {
+                format!("deit.encoder.layer.{layer}.intermediate")
+            }
+            (CheckpointLayout::HuggingFace, Family::Dinov2 | Family::Dinov2Registers) => {
+                format!("dinov2.encoder.layer.{layer}.mlp.activation_fn")
+            }
+            (CheckpointLayout::HuggingFace, Family::Clip) => {
+                format!("vision_model.encoder.layers.{layer}.mlp.activation_fn")
+            }
+            (CheckpointLayout::HuggingFace, _) => format!("vit.encoder.layer.{layer}.intermediate"),
+            (CheckpointLayout::GoogleNpz, _) => {
+                format!("Transformer/encoderblock_{layer}/MlpBlock_3/Dense_0")
+            }
+        }
+    }
 }
 
 /// Canonical tensors (timm names, f32 on the CPU) plus what the file says about the architecture.
@@ -166,6 +199,9 @@ pub struct Loaded {
     pub family: Family,
     pub class_names: Option<Vec<String>>,
     pub normalization: Option<[[f64; 3]; 2]>,
+    /// Per layer, the checkpoint's name of the module whose output holds the MLP neurons
+    /// ([`CheckpointLayout::neuron_module`], or the in-memory names of a state dict).
+    pub neuron_modules: Vec<String>,
 }
 
 /// Which layout a path holds, from its contents (not its extension).
@@ -194,6 +230,11 @@ pub fn detect_layout(path: &Path) -> Result<CheckpointLayout, ModelError> {
             return Ok(CheckpointLayout::TorchPickle);
         }
         if names.iter().any(|n| n.ends_with(".npy")) {
+            let timm = names.iter().any(|n| n == "cls_token.npy")
+                && !names.iter().any(|n| n == "embedding/kernel.npy");
+            if timm {
+                return Ok(CheckpointLayout::TimmNpz);
+            }
             return Ok(CheckpointLayout::GoogleNpz);
         }
         return Err(ModelError::format(
@@ -228,7 +269,9 @@ pub fn load_model(path: &Path, opts: &LoadOptions) -> Result<Loaded, ModelError>
     }
     let layout = detect_layout(path)?;
     let raw = match layout {
-        CheckpointLayout::GoogleNpz => google_npz::read(path, &opts.limits)?,
+        CheckpointLayout::GoogleNpz | CheckpointLayout::TimmNpz => {
+            google_npz::read(path, &opts.limits)?
+        }
         CheckpointLayout::HuggingFace => hf::read(path, &opts.limits)?,
         CheckpointLayout::Timm => torch_pickle::timm_raw(
             path,
@@ -247,13 +290,39 @@ fn finish(
 ) -> Result<Loaded, ModelError> {
     let (class_names, normalization) = (raw.class_names.clone(), raw.normalization);
     let family = raw.family;
+    // The file's own name of each block's fc1, when the reader renamed it, says where the block
+    // lives (`dinov2.encoder.layer.3.mlp.fc1.weight`, `vit.encoder.layer.3.intermediate.dense.
+    // weight`); the layout and family say it otherwise.
+    let fc1_names: HashMap<String, String> = raw
+        .origin
+        .as_ref()
+        .map(|(_, names)| names.clone())
+        .unwrap_or_default();
     let model = assemble::build(path, raw, opts)?;
+    let neuron_modules = (0..model.cfg.layers)
+        .map(|l| {
+            let file = fc1_names.get(&format!("blocks.{l}.mlp.fc1.weight"));
+            match file
+                .map(String::as_str)
+                .filter(|_| layout == CheckpointLayout::HuggingFace)
+            {
+                Some(f) if f.ends_with(".intermediate.dense.weight") => {
+                    f.trim_end_matches(".dense.weight").to_string()
+                }
+                Some(f) if f.ends_with(".mlp.fc1.weight") => {
+                    format!("{}.activation_fn", f.trim_end_matches(".fc1.weight"))
+                }
+                _ => layout.neuron_module(family, l),
+            }
+        })
+        .collect();
     Ok(Loaded {
         model,
         layout,
         family,
         class_names,
         normalization,
+        neuron_modules,
     })
 }
 
