@@ -7,7 +7,8 @@ use std::path::Path;
 fn main() {
     #[cfg(feature = "cuda")]
     cuda_ptx();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/fashion-mnist");
+    let root =
+        Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").unwrap()).join("assets/fashion-mnist");
     println!("cargo:rerun-if-changed={}", root.display());
     let mut code = String::new();
     let model = root.join("model");
@@ -71,7 +72,8 @@ fn main() {
 /// (default 90: H100/H200). Only with the `cuda` feature.
 #[cfg(feature = "cuda")]
 fn cuda_ptx() {
-    let cu = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/model/cuda_kernels.cu");
+    let cu = Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").unwrap())
+        .join("src/model/cuda_kernels.cu");
     println!("cargo:rerun-if-changed={}", cu.display());
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
     println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");
