@@ -8,7 +8,7 @@ use super::{
 };
 pub use crate::io::results::{ImageResult, Method, MethodResult, TargetKind};
 use crate::model::Vit;
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 use std::collections::BTreeMap;
 
 /// What to compute.
@@ -36,6 +36,22 @@ pub fn discover_batch(
     discover_batch_checked(model, images, labels, keys, req, &|| Ok(()))
 }
 
+/// NaN or infinite pixels would give a NaN F, a path of arbitrary neurons and null scores.
+fn check_finite_images(images: &Tensor) -> Result<(), AttributionError> {
+    let b = images.dim(0)?;
+    let values = images
+        .flatten_from(1)?
+        .to_dtype(DType::F64)?
+        .to_vec2::<f64>()?;
+    for (image, v) in values.iter().enumerate().take(b) {
+        let count = v.iter().filter(|x| !x.is_finite()).count();
+        if count > 0 {
+            return Err(AttributionError::NonFiniteInput { image, count });
+        }
+    }
+    Ok(())
+}
+
 /// [`discover_batch`], calling `check` before each method and each layer of the search; an error
 /// it returns stops the batch and is returned unchanged.
 pub fn discover_batch_checked(
@@ -47,7 +63,12 @@ pub fn discover_batch_checked(
     check: Check,
 ) -> Result<Vec<ImageResult>, AttributionError> {
     let s = &req.settings;
+    s.check(model.cfg.mlp_dim)?;
+    check_finite_images(images)?;
     let (probs, acts) = clean_pass(model, images, s.rows)?;
+    if let Some(image) = probs.iter().position(|p| p.iter().any(|v| !v.is_finite())) {
+        return Err(AttributionError::NonFiniteOutput { image });
+    }
     let predictions: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
     let targets: Vec<usize> = match req.target {
         TargetKind::Predicted => predictions.clone(),

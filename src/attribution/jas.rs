@@ -20,6 +20,10 @@ pub fn joint_attribution(
     s: &AttributionSettings,
 ) -> Result<Vec<Jas>> {
     let (b, layers, m) = (targets.len(), model.cfg.layers, s.steps);
+    super::check_sets(sets, layers, model.cfg.mlp_dim)?;
+    if sets.len() != b {
+        candle_core::bail!("{} neuron sets for {b} images", sets.len());
+    }
     let (tokens, at) = (acts.tokens, acts.clamp_layout(m));
     let clamps = (0..layers)
         .map(|l| {
@@ -74,6 +78,7 @@ pub fn edited_probabilities(
     rows: Rows,
 ) -> Result<Vec<Vec<f64>>> {
     let (b, mlp) = (sets.len(), model.cfg.mlp_dim);
+    super::check_sets(sets, model.cfg.layers, mlp)?;
     let edits = (0..model.cfg.layers)
         .map(|l| {
             let mut f = vec![1f64; b * mlp];

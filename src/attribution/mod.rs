@@ -45,6 +45,46 @@ impl AttributionSettings {
     pub fn alpha(&self, k: usize) -> f64 {
         k as f64 / self.steps as f64
     }
+
+    /// Steps, rows per pass and K against the model's layer width (K above it would silently
+    /// search fewer neurons than asked).
+    pub fn check(&self, mlp: usize) -> Result<(), AttributionError> {
+        let bad = |what: String| Err(AttributionError::Settings(what));
+        if self.steps == 0 {
+            return bad("steps must be at least 1".into());
+        }
+        if self.chunk_rows == 0 {
+            return bad("rows per pass must be at least 1".into());
+        }
+        if self.top_k == 0 || self.top_k > mlp {
+            return bad(format!(
+                "top-K {} outside 1..={mlp} (the model's MLP width)",
+                self.top_k
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether every image's sets have one entry per layer and every neuron is below `mlp`: sets
+/// given to the library (from Python, a results file) never index past a layer.
+pub fn check_sets(sets: &[NeuronSets], layers: usize, mlp: usize) -> candle_core::Result<()> {
+    for (i, s) in sets.iter().enumerate() {
+        if s.len() != layers {
+            candle_core::bail!(
+                "image {i}: neurons for {} layers, but the model has {layers} layers",
+                s.len()
+            );
+        }
+        for (l, set) in s.iter().enumerate() {
+            if let Some(j) = set.iter().find(|&&j| j >= mlp) {
+                candle_core::bail!(
+                    "image {i} layer {l}: neuron {j}, but layers have {mlp} neurons"
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Indices of the `k` largest scores, descending; the first index wins a tie.

@@ -2,10 +2,10 @@
 //! shardable), optionally also in the authors' layout.
 use super::common::{InputArgs, ModelArgs, Shard};
 use super::plans::DiscoverPlan;
-use crate::attribution::discover::{discover_batch, Method, Request, TargetKind};
+use crate::attribution::discover::{discover_batch, ImageResult, Method, Request, TargetKind};
 use crate::attribution::AttributionSettings;
 use crate::experiments::full_report::{build_report, ReportOptions};
-use crate::io::inputs::{load_batch, Item, Preprocess};
+use crate::io::inputs::{Item, Preprocess};
 use crate::io::reference::{self, ReferenceEntry};
 use crate::io::results::{
     Header, InputsInfo, Outcome, Preprocessing, Record, RecordWriter, SchemaVersion,
@@ -249,35 +249,7 @@ fn execute(plan: &DiscoverPlan) -> Result<()> {
             bar.abandon_with_message("stopped by --stop-after");
             return Ok(());
         }
-        let images = load_batch(batch, &pre, model.device());
-        let results = match images {
-            Ok(images) => {
-                let labels: Vec<Option<usize>> = batch.iter().map(|it| it.label).collect();
-                let keys: Vec<u64> = batch.iter().map(|it| it.index).collect();
-                discover_batch(model, &images, &labels, &keys, &req)
-                    .map_err(anyhow::Error::from)
-                    .map(Some)?
-            }
-            // A bad image fails alone: retry the batch one image at a time.
-            Err(_) if batch.len() > 1 => None,
-            Err(e) => return Err(e.into()),
-        };
-        let per_image: Vec<(usize, Result<_>)> = match results {
-            Some(r) => r.into_iter().map(Ok).enumerate().collect(),
-            None => batch
-                .iter()
-                .enumerate()
-                .map(|(i, it)| {
-                    let one = load_batch(&[*it], &pre, model.device());
-                    let one = one.map_err(anyhow::Error::from).and_then(|img| {
-                        discover_batch(model, &img, &[it.label], &[it.index], &req)
-                            .map(|mut v| v.remove(0))
-                            .map_err(Into::into)
-                    });
-                    (i, one)
-                })
-                .collect(),
-        };
+        let per_image = attribute_batch(model, batch, &pre, &req)?;
         let mut ref_entries = Vec::new();
         for (i, res) in per_image {
             let it = batch[i];
@@ -342,6 +314,59 @@ fn execute(plan: &DiscoverPlan) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Attributes a batch; an image that cannot be read, holds NaN or infinite values, or makes the
+/// model's output non-finite fails alone (its error becomes its record), the others are
+/// attributed together. Errors of the whole request (settings, tensor failures) stop the run.
+fn attribute_batch(
+    model: &crate::model::Vit,
+    batch: &[&Item],
+    pre: &Preprocess,
+    req: &Request,
+) -> Result<Vec<(usize, Result<ImageResult>)>> {
+    let mut out: Vec<(usize, Result<ImageResult>)> = Vec::new();
+    let mut good: Vec<(usize, Vec<f32>)> = Vec::new();
+    for (i, it) in batch.iter().enumerate() {
+        match it.load(pre) {
+            Ok(px) => good.push((i, px)),
+            Err(e) => out.push((
+                i,
+                Err(anyhow::Error::from(e).context(format!("cannot read {}", it.source))),
+            )),
+        }
+    }
+    let run = |idx: &[&(usize, Vec<f32>)]| {
+        let mut all = Vec::with_capacity(idx.len() * 3 * pre.size * pre.size);
+        for (_, px) in idx {
+            all.extend_from_slice(px);
+        }
+        let shape = (idx.len(), 3, pre.size, pre.size);
+        let images = candle_core::Tensor::from_vec(all, shape, model.device())?;
+        let labels: Vec<Option<usize>> = idx.iter().map(|(i, _)| batch[*i].label).collect();
+        let keys: Vec<u64> = idx.iter().map(|(i, _)| batch[*i].index).collect();
+        Ok::<_, anyhow::Error>(discover_batch(model, &images, &labels, &keys, req))
+    };
+    if !good.is_empty() {
+        let all: Vec<&(usize, Vec<f32>)> = good.iter().collect();
+        match run(&all)? {
+            Ok(results) => out.extend(good.iter().map(|g| g.0).zip(results.into_iter().map(Ok))),
+            Err(e) if e.image().is_none() => return Err(e.into()),
+            // One image spoiled the batch: each alone.
+            Err(_) => {
+                for g in &good {
+                    let i = g.0;
+                    match run(&[g])? {
+                        Ok(mut r) => out.push((i, Ok(r.remove(0)))),
+                        Err(e) if e.image().is_some() => out.push((i, Err(e.into()))),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+    }
+    out.sort_by_key(|(i, _)| *i);
+    Ok(out)
 }
 
 /// With `--target label`, every image needs a label the model has.

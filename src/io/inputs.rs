@@ -39,6 +39,17 @@ pub enum InputError {
         /// The model's input size.
         size: usize,
     },
+    /// A preprocessed image with NaN or infinite values (from an `.npy` array, or a
+    /// normalisation that divides by zero).
+    #[error("{source_name}: {count} of its {total} values are NaN or infinite")]
+    NonFinite {
+        /// The image (`array.npy[row]`).
+        source_name: String,
+        /// How many values are not finite.
+        count: usize,
+        /// Values of the image.
+        total: usize,
+    },
     /// One image of a batch could not be read.
     #[error("cannot read {name}")]
     Read {
@@ -170,8 +181,21 @@ pub struct Preprocess {
 }
 
 impl Item {
-    /// The preprocessed (3, S, S) pixels.
+    /// The preprocessed (3, S, S) pixels, all finite.
     pub fn load(&self, pre: &Preprocess) -> Result<Vec<f32>> {
+        let pixels = self.load_unchecked(pre)?;
+        let count = pixels.iter().filter(|v| !v.is_finite()).count();
+        if count > 0 {
+            return Err(InputError::NonFinite {
+                source_name: self.source.clone(),
+                count,
+                total: pixels.len(),
+            });
+        }
+        Ok(pixels)
+    }
+
+    fn load_unchecked(&self, pre: &Preprocess) -> Result<Vec<f32>> {
         match &self.pixels {
             Pixels::File(p) => Ok(load_image(p, pre.size as u32, pre.norm)?),
             Pixels::Embedded(bytes) => {

@@ -42,7 +42,10 @@ fn parse_header(path: &Path, text: &str) -> Result<Header, ResultsError> {
             });
         }
     }
-    serde_json::from_value(v).map_err(|e| line_error(path, 1, format!("header: {e}")))
+    let header: Header =
+        serde_json::from_value(v).map_err(|e| line_error(path, 1, format!("header: {e}")))?;
+    header.check_fits().map_err(|e| line_error(path, 1, e))?;
+    Ok(header)
 }
 
 /// Reads a results file: its header and every image record, in file order. A partial last line
@@ -72,12 +75,15 @@ fn read_with_tail(path: &Path) -> Result<(Header, Vec<Record>, bool), ResultsErr
         if text.trim().is_empty() {
             continue;
         }
-        let parsed = if header.is_none() {
-            parse_header(path, &text).map(|h| header = Some(h))
-        } else {
-            serde_json::from_str::<Record>(&text)
-                .map(|r| records.push(r))
+        let parsed = match &header {
+            None => parse_header(path, &text).map(|h| header = Some(h)),
+            Some(h) => serde_json::from_str::<Record>(&text)
                 .map_err(|e| line_error(path, n, e))
+                .and_then(|r| {
+                    r.check_fits(h).map_err(|e| line_error(path, n, e))?;
+                    records.push(r);
+                    Ok(())
+                }),
         };
         match parsed {
             Ok(()) => unterminated_record = !complete && n > 1,

@@ -6,6 +6,7 @@
 //! describing the run, then one line per image (`"kind": "image"`, keyed by `"index"`).
 mod error;
 mod file;
+mod fit;
 mod schema;
 mod view;
 
