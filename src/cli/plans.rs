@@ -132,7 +132,10 @@ pub fn discover(a: discover::Args) -> Result<DiscoverPlan> {
         seed: a.seed,
         batch: a.batch,
         memory_limit,
-        shard: a.shard.or_else(Shard::from_env),
+        shard: match a.shard {
+            Some(s) => Some(s),
+            None => Shard::from_env().map_err(anyhow::Error::msg)?,
+        },
         per_class: a.per_class,
         reference_layout: a.reference_layout,
         report,

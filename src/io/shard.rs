@@ -17,11 +17,58 @@ impl Shard {
         image_index % self.count == self.index
     }
 
-    /// From a Slurm job array, when running in one.
-    pub fn from_env() -> Option<Shard> {
-        let id = std::env::var("SLURM_ARRAY_TASK_ID").ok()?.parse().ok()?;
-        let count = std::env::var("SLURM_ARRAY_TASK_COUNT").ok()?.parse().ok()?;
-        (id < count).then_some(Shard { index: id, count })
+    /// From a Slurm job array, when running in one: `None` outside an array (no
+    /// `SLURM_ARRAY_TASK_ID`); an error naming the variable when a value is not a number or
+    /// does not give a slice (never a silent fallback to the whole input).
+    pub fn from_env() -> Result<Option<Shard>, String> {
+        Shard::from_vars(|k| std::env::var(k).ok())
+    }
+
+    /// [`Shard::from_env`] over any source of variables. The slice is the task's position in
+    /// the array: (`SLURM_ARRAY_TASK_ID` - `SLURM_ARRAY_TASK_MIN`) / `SLURM_ARRAY_TASK_STEP`
+    /// (MIN 0 and STEP 1 when unset) out of `SLURM_ARRAY_TASK_COUNT`, so `--array=1-8` and
+    /// `--array=0-14:2` work as `--array=0-7`.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Shard>, String> {
+        const ID: &str = "SLURM_ARRAY_TASK_ID";
+        const COUNT: &str = "SLURM_ARRAY_TASK_COUNT";
+        let Some(id_text) = var(ID) else {
+            return Ok(None);
+        };
+        let number = |name: &str, default: Option<u64>| -> Result<u64, String> {
+            match (var(name), default) {
+                (Some(t), _) => t
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("{name}={t:?}: expected a non-negative integer")),
+                (None, Some(d)) => Ok(d),
+                (None, None) => Err(format!(
+                    "{ID} is set but {name} is not; pass --shard i/n to choose the slice"
+                )),
+            }
+        };
+        let id = number(ID, None)?;
+        let count = number(COUNT, None)?;
+        let min = number("SLURM_ARRAY_TASK_MIN", Some(0))?;
+        let step = number("SLURM_ARRAY_TASK_STEP", Some(1))?;
+        let bad = |why: &str| {
+            Err(format!(
+                "{ID}={id_text:?} (count {count}, min {min}, step {step}): {why}; pass --shard i/n"
+            ))
+        };
+        if count == 0 {
+            return bad("the array has no tasks");
+        }
+        if step == 0 {
+            return bad("a step of 0");
+        }
+        if id < min || (id - min) % step != 0 {
+            return bad("not a task of the array");
+        }
+        let index = (id - min) / step;
+        if index >= count {
+            return bad("past the last task");
+        }
+        Ok(Some(Shard { index, count }))
     }
 }
 
@@ -82,6 +129,64 @@ mod tests {
             assert!(bad.parse::<Shard>().is_err(), "{bad}");
         }
         assert!(serde_json::from_str::<Shard>("\"5/3\"").is_err());
+    }
+
+    fn env(vars: &[(&str, &str)]) -> Result<Option<Shard>, String> {
+        Shard::from_vars(|k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn slurm_arrays_give_the_task_position_or_an_error() {
+        let s = |index, count| Ok(Some(Shard { index, count }));
+        assert_eq!(env(&[]), Ok(None));
+        let id_count = |id, count| {
+            env(&[
+                ("SLURM_ARRAY_TASK_ID", id),
+                ("SLURM_ARRAY_TASK_COUNT", count),
+            ])
+        };
+        assert_eq!(id_count("1", "4"), s(1, 4));
+        // --array=1-4: ids 1..4.
+        let one_based = |id| {
+            env(&[
+                ("SLURM_ARRAY_TASK_ID", id),
+                ("SLURM_ARRAY_TASK_COUNT", "4"),
+                ("SLURM_ARRAY_TASK_MIN", "1"),
+                ("SLURM_ARRAY_TASK_MAX", "4"),
+            ])
+        };
+        assert_eq!(one_based("4"), s(3, 4));
+        assert_eq!(one_based("1"), s(0, 4));
+        // --array=0-6:3: ids 0, 3, 6.
+        let stepped = |id| {
+            env(&[
+                ("SLURM_ARRAY_TASK_ID", id),
+                ("SLURM_ARRAY_TASK_COUNT", "3"),
+                ("SLURM_ARRAY_TASK_STEP", "3"),
+            ])
+        };
+        assert_eq!(stepped("6"), s(2, 3));
+        for bad in [
+            id_count("5", "2"),
+            id_count("2", "2"),
+            id_count("x", "2"),
+            id_count("-1", "2"),
+            id_count("0", "0"),
+            id_count("0", "two"),
+            id_count("", "2"),
+            env(&[("SLURM_ARRAY_TASK_ID", "0")]),
+            one_based("0"),
+            stepped("4"),
+            stepped("9"),
+        ] {
+            let e = bad.unwrap_err();
+            assert!(e.contains("SLURM_ARRAY_TASK_"), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
     }
 
     #[test]
