@@ -163,6 +163,9 @@ fn the_library_refuses_what_the_model_cannot_meet() {
     edited_probabilities(&model, &x, &[fits.clone(), fits], 0.0, Rows::Cls).unwrap();
 }
 
+/// A change to one record.
+type Edit = Box<dyn Fn(&mut Value)>;
+
 /// A results file of the tiny model, then copies with one record damaged.
 #[test]
 fn records_that_do_not_fit_the_model_name_the_file_and_line() {
@@ -179,7 +182,7 @@ fn records_that_do_not_fit_the_model_name_the_file_and_line() {
     assert!(o.status.success(), "{}", stderr(&o));
     let text = std::fs::read_to_string(dir.path().join("r.jsonl")).unwrap();
     let all: Vec<&str> = text.lines().collect();
-    let edits: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let edits: Vec<(&str, Edit)> = vec![
         (
             "neuron 9999",
             Box::new(|r| r["methods"]["path"]["path"][1] = 9999.into()),
