@@ -10,6 +10,7 @@ pub mod discover;
 mod error;
 pub mod explain;
 pub mod jas;
+pub mod run;
 pub mod search;
 pub mod spatial;
 

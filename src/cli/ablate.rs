@@ -1,5 +1,4 @@
 //! `neuronpath ablate`: remove / enhance / scale each method's path neurons (SPEC section 9).
-use super::common::ModelArgs;
 use super::plans::AblatePlan;
 use crate::experiments::full_report::progress;
 use crate::experiments::manipulation::{self, run_manipulation, ManipulationSettings};
@@ -8,40 +7,8 @@ use crate::experiments::render::svg::standalone;
 use crate::io::results::Results;
 use crate::setup::reopen;
 use anyhow::{Context, Result};
-use std::path::PathBuf;
 
-#[derive(clap::Args)]
-pub struct Args {
-    /// Results of `neuronpath discover`.
-    #[arg(long, default_value = super::common::DEFAULT_RESULTS)]
-    pub results: PathBuf,
-    #[command(flatten)]
-    pub model: ModelArgs,
-    /// Output folder: manipulation.json, CSV tables, SVG figures.
-    #[arg(long, short, default_value = "neuronpath-out/ablate")]
-    pub out: PathBuf,
-    /// Factors applied to every path neuron (0 removes, 2 enhances).
-    #[arg(long, value_delimiter = ',', default_value = "0,2")]
-    pub factors: Vec<f64>,
-    /// Scale all K neurons per layer of a top-K run (default: the top-1 path).
-    #[arg(long)]
-    pub all_k: bool,
-    /// Seed of the random control when the run has no random paths [default: the run's seed].
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Bootstrap resamples of the confidence intervals.
-    #[arg(long, default_value_t = 1000)]
-    pub bootstrap: usize,
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 16)]
-    pub batch: usize,
-}
-
-pub fn run(args: Args) -> Result<()> {
-    execute(&super::plans::ablate(args)?)
-}
-
-fn execute(plan: &AblatePlan) -> Result<()> {
+pub fn run(plan: &AblatePlan) -> Result<()> {
     let run = Results::open(&plan.results)?;
     let m = reopen(&run, &plan.model)?;
     let settings = ManipulationSettings {

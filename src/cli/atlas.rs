@@ -4,31 +4,10 @@ use super::plans::AtlasPlan;
 use crate::experiments::atlas::{self, Neighbour};
 use crate::experiments::render::figures;
 use crate::experiments::render::svg::standalone;
-use crate::io::results::{Method, Results};
+use crate::io::results::Results;
 use anyhow::{Context, Result};
-use std::path::PathBuf;
 
-#[derive(clap::Args)]
-pub struct Args {
-    /// Results of `neuronpath discover`.
-    #[arg(long, default_value = super::common::DEFAULT_RESULTS)]
-    pub results: PathBuf,
-    /// Whose paths.
-    #[arg(long, value_enum, default_value = "path")]
-    pub method: Method,
-    /// Output folder: atlas.json, similarity.csv, layers.csv, SVG figures.
-    #[arg(long, short, default_value = "neuronpath-out/atlas")]
-    pub out: PathBuf,
-    /// At most this many classes in the figures (the CSV and JSON files have all).
-    #[arg(long, default_value_t = 30)]
-    pub max_classes: usize,
-}
-
-pub fn run(args: Args) -> Result<()> {
-    execute(&super::plans::atlas(args)?)
-}
-
-fn execute(plan: &AtlasPlan) -> Result<()> {
+pub fn run(plan: &AtlasPlan) -> Result<()> {
     let run = Results::open(&plan.results)?;
     let a = atlas::from_run(&run, plan.method)?;
     std::fs::create_dir_all(&plan.out)

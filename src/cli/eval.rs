@@ -1,25 +1,12 @@
 //! `neuronpath eval`: accuracy of a model on the Fashion-MNIST test split, the model loaded the
 //! way every command loads it.
+use super::plans::EvalPlan;
 use crate::io::fashion_mnist::{self, FashionMnist, Split, CLASS_NAMES, MEAN, STD};
 use crate::model::{load_model, LoadOptions};
 use crate::training;
-use std::path::PathBuf;
 
-#[derive(clap::Args)]
-pub struct Args {
-    /// Checkpoint (e.g. assets/fashion-mnist/model).
-    #[arg(long)]
-    pub model: PathBuf,
-    /// Folder with the Fashion-MNIST IDX .gz files.
-    #[arg(long, default_value = fashion_mnist::DEFAULT_DIR)]
-    pub data: PathBuf,
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 500)]
-    pub batch: usize,
-}
-
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let loaded = load_model(&args.model, &LoadOptions::default())?;
+pub fn run(plan: &EvalPlan) -> anyhow::Result<()> {
+    let loaded = load_model(&plan.model, &LoadOptions::default())?;
     let c = &loaded.model.cfg;
     anyhow::ensure!(
         c.image_size == fashion_mnist::SIDE
@@ -27,7 +14,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             && c.num_classes == CLASS_NAMES.len(),
         "{}: a {}x{} model with {} channels and {} classes cannot take Fashion-MNIST \
          (28x28 RGB, 10 classes)",
-        args.model.display(),
+        plan.model.display(),
         c.image_size,
         c.image_size,
         c.channels,
@@ -40,16 +27,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         anyhow::ensure!(
             n == expected,
             "{}: expects mean {:?} / std {:?}; eval feeds Fashion-MNIST normalised with 0.5 / 0.5",
-            args.model.display(),
+            plan.model.display(),
             n[0],
             n[1]
         );
     }
-    let test = FashionMnist::load(&args.data, Split::Test)?;
-    let ev = training::evaluate(&loaded.model, &test, args.batch)?;
+    let test = FashionMnist::load(&plan.data, Split::Test)?;
+    let ev = training::evaluate(&loaded.model, &test, plan.batch)?;
     println!(
         "{}: test accuracy {:.2}% ({} / {})",
-        args.model.display(),
+        plan.model.display(),
         100.0 * ev.accuracy(),
         ev.correct.iter().sum::<usize>(),
         test.len()

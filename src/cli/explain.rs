@@ -1,6 +1,6 @@
 //! `neuronpath explain`: one image's path, printed, and one standalone picture (SVG and PNG) of
 //! the image, its path diagram and the patch heat maps, with the maps as a `.npy` array.
-use super::common::ModelArgs;
+use super::plans::ExplainPlan;
 use crate::attribution::explain::{explain, Explanation};
 use crate::attribution::AttributionSettings;
 use crate::experiments::format::num;
@@ -13,42 +13,6 @@ use std::path::{Path, PathBuf};
 
 /// Key of the `.json` file that marks the outputs as ours (safe to replace on a re-run).
 const MARK: &str = "neuronpath_explain";
-
-#[derive(clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    pub model: ModelArgs,
-    /// Image file, class folder or .npy array (N,3,H,W) [default: the embedded samples, with the
-    /// embedded model].
-    pub image: Option<PathBuf>,
-    /// Which input of IMAGE (or of the embedded samples) to explain, 0-based.
-    #[arg(long, default_value_t = 0)]
-    pub index: usize,
-    /// Class whose probability F is explained: an index or a class name [default: the image's
-    /// label when known, else the model's prediction].
-    #[arg(long)]
-    pub class: Option<String>,
-    /// Labels for .npy rows and loose image files (JSON array of indices or class names).
-    #[arg(long)]
-    pub labels: Option<PathBuf>,
-    /// Riemann steps m of the path search and JAS.
-    #[arg(long, default_value_t = 20)]
-    pub steps: usize,
-    /// Riemann steps of the patch heat maps (integrated gradients; more steps, smaller delta).
-    #[arg(long, default_value_t = 64)]
-    pub map_steps: usize,
-    /// Output prefix: writes PREFIX.svg, PREFIX.png, PREFIX.npy (maps, shape (L+1, G, G), the
-    /// path's last) and PREFIX.json [default: neuronpath-out/explain-INDEX].
-    #[arg(short, long)]
-    pub out: Option<PathBuf>,
-    /// Replace existing files at PREFIX.* that are not an earlier `explain` output.
-    #[arg(long)]
-    pub force: bool,
-    /// Peak memory of one clamped pass, in MiB [default: 2048 on the CPU, half the free GPU
-    /// memory with --cuda].
-    #[arg(long)]
-    pub memory_limit_mb: Option<usize>,
-}
 
 /// `class` as an index: a number, or a class name (case-insensitive).
 pub fn parse_class(class: &str, names: Option<&[String]>, classes: usize) -> Result<usize> {
@@ -119,22 +83,19 @@ pub fn npy_f64(data: &[f64], shape: &[usize]) -> Vec<u8> {
     out
 }
 
-pub fn run(args: Args) -> Result<()> {
-    if args.steps == 0 || args.map_steps == 0 {
-        bail!("--steps and --map-steps must be at least 1");
-    }
-    let spec = args.model.spec();
+pub fn run(plan: &ExplainPlan) -> Result<()> {
+    let spec = &plan.model;
     let loaded = spec.load(false)?;
     let model = &loaded.model;
     let pre = spec.preprocess(&loaded)?;
-    let paths: Vec<PathBuf> = args.image.iter().cloned().collect();
-    let inputs = spec.inputs(&paths, args.labels.as_deref())?;
+    let paths: Vec<PathBuf> = plan.image.iter().cloned().collect();
+    let inputs = spec.inputs(&paths, plan.labels.as_deref())?;
     let names = loaded.class_names.clone().or(inputs.class_names.clone());
     let count = inputs.items.len();
-    let item = inputs.items.get(args.index).with_context(|| {
+    let item = inputs.items.get(plan.index).with_context(|| {
         format!(
             "--index {}: the input has {count} image(s) (0..{})",
-            args.index,
+            plan.index,
             count.max(1) - 1
         )
     })?;
@@ -151,7 +112,7 @@ pub fn run(args: Args) -> Result<()> {
         .to_dtype(candle_core::DType::F64)?
         .to_vec2::<f64>()?;
     let prediction = crate::attribution::top_k(&probs[0], 1)[0];
-    let (target, kind) = match (&args.class, item.label) {
+    let (target, kind) = match (&plan.class, item.label) {
         (Some(c), _) => (parse_class(c, names.as_deref(), classes)?, "chosen class"),
         (None, Some(l)) if l < classes => (l, "ground-truth label"),
         _ => (prediction, "predicted class"),
@@ -160,19 +121,17 @@ pub fn run(args: Args) -> Result<()> {
         Pool::MeanPatch => Rows::Patches,
         _ => Rows::Cls,
     };
-    let limit = match args.memory_limit_mb {
-        Some(0) => bail!("--memory-limit-mb must be at least 1"),
-        Some(mb) => mb << 20,
-        None => gradients::default_memory_limit(model.device()),
-    };
+    let limit = plan
+        .memory_limit
+        .unwrap_or_else(|| gradients::default_memory_limit(model.device()));
     let s = AttributionSettings {
-        steps: args.steps,
+        steps: plan.steps,
         top_k: 1,
         compat: false,
         rows,
         chunk_rows: gradients::chunk_rows(model, limit),
     };
-    let prefix = args
+    let prefix = plan
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("neuronpath-out/explain-{}", item.index)));
@@ -184,7 +143,7 @@ pub fn run(args: Args) -> Result<()> {
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .is_some_and(|v| v.get(MARK).is_some());
-    if !args.force && !ours {
+    if !plan.force && !ours {
         if let Some(f) = files.iter().find(|f| f.exists()) {
             bail!(
                 "{}: exists and is not an earlier `explain` output (pass --force to replace it)",
@@ -197,10 +156,10 @@ pub fn run(args: Args) -> Result<()> {
         item.source,
         spec.name(),
         name(target),
-        args.steps,
-        args.map_steps
+        plan.steps,
+        plan.map_steps
     );
-    let e: Explanation = explain(model, &x, target, &s, args.map_steps)?;
+    let e: Explanation = explain(model, &x, target, &s, plan.map_steps)?;
     let img = crate::experiments::render::thumbs::rgb_image(item, &pre)?;
     let labels = Labels {
         source: &item.source,
@@ -227,7 +186,7 @@ pub fn run(args: Args) -> Result<()> {
         "target": target,
         "target_name": name(target),
         "target_kind": kind,
-        "steps": args.steps,
+        "steps": plan.steps,
         "explanation": e,
     });
     write_atomic(

@@ -1,20 +1,11 @@
 //! `neuronpath inspect`: the configuration detected from a checkpoint.
-use super::common::ModelArgs;
+use super::plans::InspectPlan;
 
-#[derive(clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    pub model: ModelArgs,
-    /// Machine-readable output.
-    #[arg(long)]
-    pub json: bool,
-}
-
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let spec = args.model.spec();
+pub fn run(plan: &InspectPlan) -> anyhow::Result<()> {
+    let spec = &plan.model;
     let loaded = spec.load(false)?;
     let cfg = &loaded.model.cfg;
-    if args.json {
+    if plan.json {
         let v = serde_json::json!({
             "model": spec.name(),
             "layout": loaded.layout,

@@ -1,29 +1,14 @@
 //! `neuronpath predict`: top-5 classes of images, or the embedding of a headless backbone.
-use super::common::{InputArgs, ModelArgs};
+use super::plans::PredictPlan;
 use crate::io::inputs::load_batch;
 use serde_json::json;
 
-#[derive(clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    pub model: ModelArgs,
-    #[command(flatten)]
-    pub input: InputArgs,
-    /// Machine-readable output: every class's probability per input (the embedding for a
-    /// backbone without classifier).
-    #[arg(long)]
-    pub json: bool,
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 32)]
-    pub batch: usize,
-}
-
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let spec = args.model.spec();
+pub fn run(plan: &PredictPlan) -> anyhow::Result<()> {
+    let spec = &plan.model;
     let loaded = spec.load(false)?;
     let model = &loaded.model;
     let pre = spec.preprocess(&loaded)?;
-    let inputs = spec.inputs(&args.input.inputs, args.input.labels.as_deref())?;
+    let inputs = spec.inputs(&plan.inputs, plan.labels.as_deref())?;
     let names = loaded.class_names.clone().or(inputs.class_names.clone());
     let name = |c: usize| {
         names
@@ -34,7 +19,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let items: Vec<_> = inputs.items.iter().collect();
     let (mut correct, mut labelled) = (0, 0);
     let mut out = Vec::new();
-    for batch in items.chunks(args.batch.max(1)) {
+    for batch in items.chunks(plan.batch) {
         let x = load_batch(batch, &pre, model.device())?;
         if model.cfg.embedding {
             // A backbone's output is a feature vector: there are no classes to rank.
@@ -44,7 +29,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .to_dtype(candle_core::DType::F64)?
                 .to_vec2::<f64>()?;
             for (it, e) in batch.iter().zip(emb) {
-                if args.json {
+                if plan.json {
                     out.push(json!({"source": it.source, "label": it.label, "embedding": e}));
                 } else {
                     let norm = e.iter().map(|v| v * v).sum::<f64>().sqrt();
@@ -70,7 +55,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 labelled += 1;
                 correct += usize::from(top[0] == l);
             }
-            if args.json {
+            if plan.json {
                 out.push(json!({"source": it.source, "label": it.label, "prediction": top[0], "probs": p}));
             } else {
                 let label = it
@@ -84,7 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     }
-    if args.json {
+    if plan.json {
         println!(
             "{}",
             serde_json::to_string_pretty(

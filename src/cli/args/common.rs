@@ -1,9 +1,7 @@
-//! Options shared by the commands that load a model.
+//! Options shared by several commands: how to load a model, which images to read.
 use crate::io::preprocess::Normalization;
 pub use crate::io::results::Precision;
 pub use crate::io::shard::Shard;
-use crate::model::Gelu;
-use crate::setup::ModelSpec;
 use std::path::PathBuf;
 
 /// The images a command reads.
@@ -56,24 +54,4 @@ pub struct ModelArgs {
     /// Run on the first CUDA GPU (needs a build with `--features cuda`).
     #[arg(long)]
     pub cuda: bool,
-}
-
-impl ModelArgs {
-    /// The model these flags name.
-    pub fn spec(&self) -> ModelSpec {
-        ModelSpec {
-            path: self.model.clone(),
-            normalize: self.normalize,
-            dtype: self.dtype,
-            image_size: self.image_size,
-            heads: self.heads,
-            gelu: self.gelu.map(|g| match g {
-                GeluArg::Erf => Gelu::Erf,
-                GeluArg::Tanh => Gelu::Tanh,
-                GeluArg::Quick => Gelu::Quick,
-            }),
-            ln_eps: self.ln_eps,
-            cuda: self.cuda,
-        }
-    }
 }

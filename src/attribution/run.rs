@@ -1,0 +1,446 @@
+//! `discover` over a whole input set: the model loaded and checked against the objective, the
+//! results header written (or an earlier run resumed), every pending image of the shard
+//! searched batch by batch and appended as a record (also in the authors' layout when asked),
+//! and a summary of what was found.
+use crate::attribution::discover::{discover_batch, ImageResult, Method, Request, TargetKind};
+use crate::attribution::AttributionSettings;
+use crate::io::inputs::{Item, Preprocess};
+use crate::io::reference::{self, ReferenceEntry};
+use crate::io::results::{
+    Header, InputsInfo, Outcome, Preprocessing, Record, RecordWriter, SchemaVersion,
+};
+use crate::io::shard::Shard;
+use crate::model::load::Loaded;
+use crate::model::{gradients, Objective, Rows};
+use crate::setup::ModelSpec;
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Whose MLP neurons are searched (`--neuron-token`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum NeuronToken {
+    /// The class token's.
+    Cls,
+    /// The distillation token's (DeiT distilled).
+    Dist,
+}
+
+/// One discovery run over a set of inputs, every setting resolved.
+#[derive(Clone, Debug)]
+pub struct DiscoveryJob {
+    pub model: ModelSpec,
+    /// Input paths; empty: the embedded samples.
+    pub inputs: Vec<PathBuf>,
+    pub labels: Option<PathBuf>,
+    /// The results file (JSON Lines), resumed when it exists.
+    pub out: PathBuf,
+    pub steps: usize,
+    pub top_k: usize,
+    /// Sorted, without duplicates.
+    pub methods: Vec<Method>,
+    /// The class F scores.
+    pub target: TargetKind,
+    /// What F is; checked against the model once it is loaded (its output width).
+    pub objective: Objective,
+    /// `None`: the CLS row (all patch rows for mean-pooled models).
+    pub neuron_token: Option<NeuronToken>,
+    pub compat: bool,
+    pub seed: u64,
+    /// Images per batch.
+    pub batch: usize,
+    /// Peak memory of one clamped pass in bytes (`None`: the device's default).
+    pub memory_limit: Option<usize>,
+    /// Only this slice of the inputs.
+    pub shard: Option<Shard>,
+    /// Only the first N images of each class.
+    pub per_class: Option<usize>,
+    /// Also write the authors' layout with this prefix.
+    pub reference_layout: Option<PathBuf>,
+    /// Test hook: stop (as if killed) after this many images.
+    pub stop_after: Option<usize>,
+}
+
+/// The plan's objective checked against the loaded model (its width, a headless model's need for
+/// a direction, the target class).
+fn model_objective(job: &DiscoveryJob, model: &mut crate::model::Vit) -> Result<()> {
+    let name = job.model.name();
+    if model.cfg.embedding && !matches!(job.objective, Objective::Direction { .. }) {
+        anyhow::bail!(
+            "{name}: the model outputs a {}-wide embedding, not class scores: pass --direction FILE.npy",
+            model.cfg.num_classes
+        );
+    }
+    job.objective
+        .validate(model.cfg.num_classes)
+        .map_err(anyhow::Error::msg)?;
+    model.objective = job.objective.clone();
+    if let TargetKind::Class(c) = job.target {
+        if c >= model.score_width() {
+            anyhow::bail!(
+                "--target class:{c}: the model has {} outputs",
+                model.score_width()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The token rows whose neurons are searched.
+fn neuron_rows(job: &DiscoveryJob, model: &crate::model::Vit) -> Result<Rows> {
+    Ok(match (model.cfg.pool, job.neuron_token) {
+        (crate::model::Pool::MeanPatch, None) => Rows::Patches,
+        (_, Some(NeuronToken::Dist)) => {
+            if model.cfg.prefix_tokens < 2 || model.cfg.registers > 0 {
+                anyhow::bail!(
+                    "--neuron-token dist: {} has no distillation token",
+                    job.model.name()
+                );
+            }
+            Rows::Dist
+        }
+        _ => Rows::Cls,
+    })
+}
+
+/// Runs `job`: every pending image of the inputs searched and appended to the results file,
+/// with progress on stderr. Images already in the file are skipped (resume); an image that
+/// fails becomes an error record and the run goes on.
+pub fn discover_all(job: &DiscoveryJob) -> Result<Summary> {
+    let start = Instant::now();
+    let mut loaded = job.model.load(job.compat)?;
+    model_objective(job, &mut loaded.model)?;
+    let loaded = loaded;
+    let model = &loaded.model;
+    let pre = job.model.preprocess(&loaded)?;
+    let mut inputs = job.model.inputs(&job.inputs, job.labels.as_deref())?;
+    if let Some(n) = job.per_class {
+        let mut seen: BTreeMap<Option<usize>, usize> = BTreeMap::new();
+        inputs.items.retain(|it| {
+            let c = seen.entry(it.label).or_default();
+            *c += 1;
+            *c <= n
+        });
+    }
+    let total = inputs.items.len();
+    let class_names = inputs.class_names.clone().or(loaded.class_names.clone());
+    check_labels(job, &inputs.items, model.cfg.num_classes)?;
+    let shard = job.shard;
+    let rows = neuron_rows(job, model)?;
+    let chunk = gradients::chunk_rows(
+        model,
+        job.memory_limit
+            .unwrap_or_else(|| gradients::default_memory_limit(model.device())),
+    );
+    let methods = job.methods.clone();
+    let req = Request {
+        settings: AttributionSettings {
+            steps: job.steps,
+            top_k: job.top_k,
+            compat: job.compat,
+            rows,
+            chunk_rows: chunk,
+        },
+        methods: methods.clone(),
+        target: job.target,
+        seed: job.seed,
+    };
+    let header = header(job, &loaded, &pre, total, class_names.clone(), rows)?;
+    let (mut writer, done) = RecordWriter::open(&job.out, &header)?;
+    if let Some(prefix) = &job.reference_layout {
+        reference::write_args(prefix, &serde_json::to_value(&header)?)?;
+    }
+    let pending: Vec<&Item> = inputs
+        .items
+        .iter()
+        .filter(|it| shard.is_none_or(|s| s.contains(it.index)))
+        .filter(|it| !done.contains(&it.index))
+        .collect();
+    let skipped = inputs
+        .items
+        .iter()
+        .filter(|it| shard.is_none_or(|s| s.contains(it.index)))
+        .count()
+        - pending.len();
+    eprintln!(
+        "neuronpath discover: {} images ({} done before), {} layers x {} neurons, m={}, methods {}, {} rows per pass",
+        pending.len(),
+        skipped,
+        model.cfg.layers,
+        model.cfg.mlp_dim,
+        job.steps,
+        req.methods.iter().map(|m| m.name()).collect::<Vec<_>>().join(","),
+        chunk
+    );
+    let bar = ProgressBar::new(pending.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} images  {elapsed} elapsed, ETA {eta}  {msg}",
+        )
+        .unwrap(),
+    );
+    let mut summary = Summary {
+        difference: model.objective != Objective::Prob,
+        ..Default::default()
+    };
+    let mut processed = 0usize;
+    for batch in pending.chunks(job.batch.max(1)) {
+        if job.stop_after.is_some_and(|n| processed >= n) {
+            bar.abandon_with_message("stopped by --stop-after");
+            summary.stopped = true;
+            break;
+        }
+        let per_image = attribute_batch(model, batch, &pre, &req)?;
+        let mut ref_entries = Vec::new();
+        for (i, res) in per_image {
+            let it = batch[i];
+            let outcome = match res {
+                Ok(mut r) => {
+                    r.name_neurons(&loaded.neuron_modules);
+                    summary.add(&r);
+                    if let (Some(p), Some(b)) = (
+                        r.methods.get(&Method::Path),
+                        r.methods.get(&Method::Activation),
+                    ) {
+                        ref_entries.push((
+                            r.target,
+                            ReferenceEntry::new(&p.path, p.jas.reference, &b.path, b.jas.reference),
+                        ));
+                    }
+                    let label_name = class_names
+                        .as_ref()
+                        .and_then(|n| r.label.and_then(|l| n.get(l)).cloned());
+                    Outcome::Done {
+                        label_name,
+                        result: r,
+                    }
+                }
+                Err(e) => {
+                    summary.errors += 1;
+                    bar.println(format!("skipping {}: {e:#}", it.source));
+                    Outcome::Failed {
+                        error: format!("{e:#}"),
+                    }
+                }
+            };
+            let rec = Record {
+                index: it.index,
+                source: it.source.clone(),
+                outcome,
+                extra: Default::default(),
+            };
+            writer.append(&rec)?;
+        }
+        if let Some(prefix) = &job.reference_layout {
+            reference::append_batch(prefix, &ref_entries)?;
+        }
+        processed += batch.len();
+        bar.inc(batch.len() as u64);
+        if let Some(m) = summary.jas_line() {
+            bar.set_message(m);
+        }
+    }
+    if !summary.stopped {
+        bar.finish();
+    }
+    summary.seconds = start.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Attributes a batch; an image that cannot be read, holds NaN or infinite values, or makes the
+/// model's output non-finite fails alone (its error becomes its record), the others are
+/// attributed together. Errors of the whole request (settings, tensor failures) stop the run.
+fn attribute_batch(
+    model: &crate::model::Vit,
+    batch: &[&Item],
+    pre: &Preprocess,
+    req: &Request,
+) -> Result<Vec<(usize, Result<ImageResult>)>> {
+    let mut out: Vec<(usize, Result<ImageResult>)> = Vec::new();
+    let mut good: Vec<(usize, Vec<f32>)> = Vec::new();
+    for (i, it) in batch.iter().enumerate() {
+        match it.load(pre) {
+            Ok(px) => good.push((i, px)),
+            Err(e) => out.push((
+                i,
+                Err(anyhow::Error::from(e).context(format!("cannot read {}", it.source))),
+            )),
+        }
+    }
+    let run = |idx: &[&(usize, Vec<f32>)]| {
+        let mut all = Vec::with_capacity(idx.len() * 3 * pre.size * pre.size);
+        for (_, px) in idx {
+            all.extend_from_slice(px);
+        }
+        let shape = (idx.len(), 3, pre.size, pre.size);
+        let images = candle_core::Tensor::from_vec(all, shape, model.device())?;
+        let labels: Vec<Option<usize>> = idx.iter().map(|(i, _)| batch[*i].label).collect();
+        let keys: Vec<u64> = idx.iter().map(|(i, _)| batch[*i].index).collect();
+        Ok::<_, anyhow::Error>(discover_batch(model, &images, &labels, &keys, req))
+    };
+    if !good.is_empty() {
+        let all: Vec<&(usize, Vec<f32>)> = good.iter().collect();
+        match run(&all)? {
+            Ok(results) => out.extend(good.iter().map(|g| g.0).zip(results.into_iter().map(Ok))),
+            Err(e) if e.image().is_none() => return Err(e.into()),
+            // One image spoiled the batch: each alone.
+            Err(_) => {
+                for g in &good {
+                    let i = g.0;
+                    match run(&[g])? {
+                        Ok(mut r) => out.push((i, Ok(r.remove(0)))),
+                        Err(e) if e.image().is_some() => out.push((i, Err(e.into()))),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+    }
+    out.sort_by_key(|(i, _)| *i);
+    Ok(out)
+}
+
+/// With `--target label`, every image needs a label the model has.
+fn check_labels(job: &DiscoveryJob, items: &[Item], num_classes: usize) -> Result<()> {
+    if job.target == TargetKind::Label {
+        if let Some(it) = items.iter().find(|it| it.label.is_none()) {
+            anyhow::bail!(
+                "{}: no ground-truth label (put images in class folders, pass --labels, or use --target predicted)",
+                it.source
+            );
+        }
+        if let Some(it) = items.iter().find(|it| it.label.unwrap() >= num_classes) {
+            anyhow::bail!(
+                "{}: label {} but the model has {} classes",
+                it.source,
+                it.label.unwrap(),
+                num_classes
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The results header of this run.
+fn header(
+    job: &DiscoveryJob,
+    loaded: &Loaded,
+    pre: &Preprocess,
+    total: usize,
+    class_names: Option<Vec<String>>,
+    rows: Rows,
+) -> Result<Header> {
+    Ok(Header {
+        schema: SchemaVersion::CURRENT,
+        tool: "neuronpath".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs(),
+        model: job.model.describe(loaded)?,
+        preprocessing: Preprocessing {
+            size: pre.size,
+            resize: "pil-bilinear".into(),
+            normalization: pre.norm,
+        },
+        inputs: InputsInfo {
+            paths: if job.inputs.is_empty() {
+                vec![InputsInfo::EMBEDDED.into()]
+            } else {
+                job.inputs.iter().map(|p| p.display().to_string()).collect()
+            },
+            labels: job.labels.clone(),
+            count: total,
+            per_class: job.per_class,
+        },
+        class_names,
+        steps: job.steps,
+        riemann: "left".into(),
+        top_k: job.top_k,
+        target: job.target,
+        objective: loaded.model.objective.clone(),
+        forms: vec!["reference".into(), "additive".into()],
+        jas_default: "reference".into(),
+        neurons: rows,
+        dtype: job.model.dtype,
+        seed: job.seed,
+        compat: job.compat,
+        methods: job.methods.clone(),
+        shard: job.shard,
+        extra: Default::default(),
+    })
+}
+
+/// What a run did: running totals for the closing summary.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    /// F is a probability (positive): compare removed and clean F by their ratio, else by their
+    /// difference (a logit or a dot product can be zero or negative).
+    difference: bool,
+    /// Images searched in this run (not those done before).
+    pub images: usize,
+    /// Images that failed (written as error records).
+    pub errors: usize,
+    /// Images whose prediction is their label.
+    pub correct: usize,
+    jas: BTreeMap<Method, (f64, f64, usize)>,
+    /// Stopped early by `stop_after`.
+    pub stopped: bool,
+    /// Wall-clock seconds of the run.
+    pub seconds: f64,
+}
+
+impl Summary {
+    fn add(&mut self, r: &crate::attribution::discover::ImageResult) {
+        self.images += 1;
+        self.correct += usize::from(Some(r.prediction) == r.label);
+        for (m, res) in &r.methods {
+            let e = self.jas.entry(*m).or_default();
+            e.0 += res.jas.reference;
+            e.1 += match self.difference {
+                true => res.prob_removed - r.prob_target,
+                false => res.prob_removed / r.prob_target.max(1e-300),
+            };
+            e.2 += 1;
+        }
+    }
+    fn jas_line(&self) -> Option<String> {
+        self.jas
+            .get(&Method::Path)
+            .map(|(s, _, n)| format!("mean JAS(path) {:.4}", s / *n as f64))
+    }
+    /// The closing table: accuracy, then per method the mean JAS and how F changes when the
+    /// path is removed.
+    pub fn print(&self, out: &std::path::Path) {
+        let secs = self.seconds;
+        eprintln!();
+        eprintln!(
+            "{} images in {:.1}s ({:.2} s/image), {} errors, clean top-1 accuracy {:.1}%",
+            self.images,
+            secs,
+            secs / self.images.max(1) as f64,
+            self.errors,
+            100.0 * self.correct as f64 / self.images.max(1) as f64
+        );
+        eprintln!(
+            "{:<12} {:>12} {:>22}",
+            "method",
+            "mean JAS",
+            match self.difference {
+                true => "F removed - F clean",
+                false => "F removed / F clean",
+            }
+        );
+        for (m, (s, r, n)) in &self.jas {
+            eprintln!(
+                "{:<12} {:>12.5} {:>22.4}",
+                m.name(),
+                s / *n as f64,
+                r / *n as f64
+            );
+        }
+        eprintln!("results: {}", out.display());
+    }
+}

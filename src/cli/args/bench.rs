@@ -1,0 +1,46 @@
+//! `neuronpath bench`: speed and memory of the engine.
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[arg(long, value_enum, default_value = "b16")]
+    pub size: Size,
+    /// Images of the clean-forward row.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Riemann steps m (rows of one attribution pass).
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Minimum seconds per timed row.
+    #[arg(long, default_value_t = 3.0)]
+    pub min_secs: f64,
+    /// Skip the (long) full path-search row.
+    #[arg(long)]
+    pub no_search: bool,
+    /// Images searched together in the path-search row (each layer step is one pass of
+    /// images x m rows: what `discover --batch` does; a GPU needs this to fill up).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub search_images: u64,
+    /// Python interpreter with torch for the comparison column [default: $NEURONPATH_PYTHON or python3].
+    #[arg(long)]
+    pub python: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+    /// Peak memory of one clamped pass, in MiB (as `discover --memory-limit-mb`) [default: 2048
+    /// on the CPU, half the free GPU memory with --cuda].
+    #[arg(long)]
+    pub memory_limit_mb: Option<usize>,
+    /// Run on the first CUDA GPU (needs a build with `--features cuda`); PyTorch then runs on
+    /// its GPU too.
+    #[arg(long)]
+    pub cuda: bool,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Size {
+    /// ViT-B/16 at 224 (12 layers, 768 hidden, 3072 MLP, 12 heads): the paper's model.
+    B16,
+    /// ViT-B/32 at 224.
+    B32,
+    /// A small model for a quick look.
+    Small,
+}

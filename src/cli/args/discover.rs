@@ -1,0 +1,100 @@
+//! `neuronpath discover`: neuron paths for every input image.
+use super::{InputArgs, ModelArgs, Shard, DEFAULT_RESULTS};
+use crate::attribution::discover::{Method, TargetKind};
+pub use crate::attribution::run::NeuronToken;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct DiscoverArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Results file (JSON Lines). Re-running the same command resumes it.
+    #[arg(long, short, default_value = DEFAULT_RESULTS)]
+    pub out: PathBuf,
+    /// Riemann steps m.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Neurons per layer (K > 1: the top-K variant used for pruning).
+    #[arg(long, default_value_t = 1)]
+    pub top_k: usize,
+    /// Methods to run.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "path,activation,influence,random"
+    )]
+    pub methods: Vec<Method>,
+    /// Class F scores: label, predicted or class:N [default: label; predicted with --direction].
+    #[arg(long)]
+    pub target: Option<TargetKind>,
+    /// What F is: prob (softmax probability of the target, the paper), logit, or logit-diff:A
+    /// (the target's logit minus class A's).
+    #[arg(long, default_value = "prob")]
+    pub objective: ObjectiveArg,
+    /// For a backbone without classifier (DINOv2, CLIP towers): F is the final embedding's dot
+    /// product with this vector (.npy, one row of the embedding's width).
+    #[arg(long)]
+    pub direction: Option<PathBuf>,
+    /// Whose MLP neurons: the CLS token's, or the distillation token's (DeiT distilled)
+    /// [default: cls; all patch tokens for mean-pooled MAE models].
+    #[arg(long, value_enum)]
+    pub neuron_token: Option<NeuronToken>,
+    /// The authors' quirks: top-K sums over the K-th neuron only, MAE JAS / 196, MAE fc_norm twice.
+    #[arg(long)]
+    pub compat: bool,
+    /// Seed of the random baseline.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Images per batch (each becomes `steps` rows of a clamped pass).
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    /// Peak memory of one clamped pass, in MiB [default: 2048 on the CPU, half the free GPU
+    /// memory with --cuda].
+    #[arg(long)]
+    pub memory_limit_mb: Option<usize>,
+    /// Process the slice i/n of the inputs (default from SLURM_ARRAY_TASK_ID/COUNT when set).
+    #[arg(long)]
+    pub shard: Option<Shard>,
+    /// Only the first N images of each class (class folders) or of the inputs.
+    #[arg(long)]
+    pub per_class: Option<usize>,
+    /// Also write the authors' layout: PREFIX.plan.json and PREFIX-{label}.rlt.jsonl.
+    #[arg(long)]
+    pub reference_layout: Option<PathBuf>,
+    /// Write the HTML report of all experiments here when done [default for the embedded
+    /// samples: report.html beside the results].
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Do not write the report.
+    #[arg(long)]
+    pub no_report: bool,
+    /// Test hook: stop (as if killed) after this many images.
+    #[arg(long, hide = true)]
+    pub stop_after: Option<usize>,
+}
+
+/// `--objective` values (a direction comes from `--direction`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectiveArg {
+    Prob,
+    Logit,
+    LogitDiff(usize),
+}
+
+impl std::str::FromStr for ObjectiveArg {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "prob" => Ok(ObjectiveArg::Prob),
+            "logit" => Ok(ObjectiveArg::Logit),
+            _ => s
+                .strip_prefix("logit-diff:")
+                .and_then(|a| a.parse().ok())
+                .map(ObjectiveArg::LogitDiff)
+                .ok_or_else(|| format!("`{s}`: expected prob, logit or logit-diff:A")),
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! `neuronpath train`: a ViT trained on Fashion-MNIST, or its sample images exported.
+use crate::io::fashion_mnist;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Folder with the Fashion-MNIST IDX .gz files.
+    #[arg(long, default_value = fashion_mnist::DEFAULT_DIR)]
+    pub data: PathBuf,
+    /// Output folder: `checkpoint/` (after every epoch) and `model/` (Hugging Face folder + card).
+    #[arg(long, default_value = "out/fashion-mnist")]
+    pub out: PathBuf,
+    /// Epochs [default: 20].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Batch size [default: 128].
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Peak learning rate [default: 2e-3].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// AdamW weight decay on weight matrices [default: 0.05].
+    #[arg(long)]
+    pub wd: Option<f64>,
+    /// Linear warm-up length in epochs [default: 1].
+    #[arg(long)]
+    pub warmup_epochs: Option<f64>,
+    /// Seed of all randomness [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Train on the first N training images only (tests, timing).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Patch size [default: 7].
+    #[arg(long)]
+    pub patch_size: Option<usize>,
+    /// Hidden size [default: 64].
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// Encoder blocks [default: 6].
+    #[arg(long)]
+    pub layers: Option<usize>,
+    /// Attention heads [default: 4].
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// MLP hidden units [default: 256].
+    #[arg(long)]
+    pub mlp_dim: Option<usize>,
+    /// Continue from the checkpoint in `<out>/checkpoint` (its recipe; options given must match).
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after this many epochs (checkpointed; the schedule still spans --epochs): split a
+    /// long run, then `--resume`.
+    #[arg(long, value_name = "N")]
+    pub stop_after: Option<usize>,
+    /// Do not train: write the first `--per-class` test images of each class as PNGs into
+    /// `DIR/samples/<class>/` and the class names into DIR/classes.json.
+    #[arg(long, value_name = "DIR")]
+    pub export_samples: Option<PathBuf>,
+    /// Sample images per class for --export-samples.
+    #[arg(long, default_value_t = 10)]
+    pub per_class: usize,
+}

@@ -1,0 +1,25 @@
+//! `merge`'s flags resolved.
+use crate::cli::args::MergeArgs;
+use anyhow::{bail, Result};
+use std::path::PathBuf;
+
+/// `neuronpath merge`, resolved.
+#[derive(Clone, Debug)]
+pub struct MergePlan {
+    /// Shard outputs, at least one.
+    pub inputs: Vec<PathBuf>,
+    pub out: PathBuf,
+}
+
+impl MergePlan {
+    /// Checks `merge`'s flags.
+    pub fn resolve(a: MergeArgs) -> Result<Self> {
+        if a.inputs.is_empty() {
+            bail!("merge: name at least one shard output");
+        }
+        Ok(MergePlan {
+            inputs: a.inputs,
+            out: a.out,
+        })
+    }
+}

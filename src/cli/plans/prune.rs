@@ -1,0 +1,87 @@
+//! `prune`'s flags resolved: the grid defaulted to the authors', every value checked.
+use super::{fraction, model_spec, positive};
+use crate::cli::args::PruneArgs;
+use crate::experiments::pruning::{self, Grid};
+use crate::setup::ModelSpec;
+use anyhow::{bail, Result};
+use std::path::PathBuf;
+
+/// Which pruned model `prune --save-model` writes; `None` fields: the largest of the grid, the
+/// first evaluated class.
+#[derive(Clone, Debug)]
+pub struct SavePlan {
+    pub path: PathBuf,
+    pub class: Option<usize>,
+    pub k: Option<usize>,
+    pub p: Option<f64>,
+    pub d: Option<usize>,
+}
+
+/// `neuronpath prune`, resolved.
+#[derive(Clone, Debug)]
+pub struct PrunePlan {
+    pub results: PathBuf,
+    pub model: ModelSpec,
+    pub out: PathBuf,
+    /// The grid as asked (clamped to the run's K and the model's layers when run).
+    pub settings: pruning::PruningSettings,
+    pub holdout: f64,
+    /// Evaluate on these images instead of held-out run images.
+    pub eval: Vec<PathBuf>,
+    pub eval_labels: Option<PathBuf>,
+    pub save: Option<SavePlan>,
+}
+
+impl PrunePlan {
+    /// Checks `prune`'s flags; the grid defaults to the authors'.
+    pub fn resolve(a: PruneArgs) -> Result<Self> {
+        let authors = Grid::authors();
+        let grid = Grid {
+            ks: a.ks.unwrap_or(authors.ks),
+            ps: a.ps.unwrap_or(authors.ps),
+            ds: a.ds.unwrap_or(authors.ds),
+        };
+        for &k in &grid.ks {
+            positive("--k", k)?;
+        }
+        for &d in &grid.ds {
+            positive("--d", d)?;
+        }
+        for &p in &grid.ps {
+            fraction("--p", p)?;
+        }
+        if !(a.holdout > 0.0 && a.holdout < 1.0) {
+            bail!(
+                "--holdout: {} is not a fraction strictly between 0 and 1",
+                a.holdout
+            );
+        }
+        if let Some(p) = a.save_p {
+            fraction("--save-p", p)?;
+        }
+        let settings = pruning::PruningSettings {
+            grid,
+            seed: a.seed,
+            batch: positive("--batch", a.batch)?,
+            control: !a.no_control,
+            bootstrap: a.bootstrap,
+        };
+        let save = a.save_model.map(|path| SavePlan {
+            path,
+            class: a.save_class,
+            k: a.save_k,
+            p: a.save_p,
+            d: a.save_d,
+        });
+        Ok(PrunePlan {
+            results: a.results,
+            model: model_spec(&a.model),
+            out: a.out,
+            settings,
+            holdout: a.holdout,
+            eval: a.eval,
+            eval_labels: a.eval_labels,
+            save,
+        })
+    }
+}
