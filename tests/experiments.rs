@@ -442,10 +442,10 @@ fn report_is_self_contained_with_every_figure() {
         "Probability deviation",
         "Accuracy deviation",
         "Class similarity",
-        "Path neuron index per layer",
+        "Path concentration",
+        "class 0: path neurons by rank",
         "Pruning: F(pruned)",
         "Pruning: top-1 accuracy",
-        "image 0: paths through the layers",
     ] {
         assert!(
             html.contains(&format!("aria-label=\"{fig}")),
@@ -453,11 +453,24 @@ fn report_is_self_contained_with_every_figure() {
         );
     }
     assert_eq!(html.matches("<svg").count(), html.matches("</svg>").count());
+    // Every image (12, under the detail cap): its picture, path diagram and heat maps.
     for i in 0..IMAGES {
-        assert!(
-            html.contains(&format!("id=\"img-{i}\"")),
-            "section of image {i}"
-        );
+        for part in [
+            format!("id=\"img-{i}\""),
+            format!("alt=\"image {i}\""),
+            format!("aria-label=\"image {i}: path diagram\""),
+            format!("aria-label=\"image {i}: patch heat maps\""),
+        ] {
+            assert!(html.contains(&part), "image {i}: `{part}` missing");
+        }
+    }
+    for part in [
+        "How to read this report",
+        "arXiv:2503.09046",
+        "id=\"f-class\"",
+        "What the recurring neurons respond to",
+    ] {
+        assert!(html.contains(part), "`{part}` missing");
     }
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
@@ -469,6 +482,91 @@ fn report_is_self_contained_with_every_figure() {
         html.contains("aria-label=\"Probability deviation")
             && !html.contains("aria-label=\"Pruning")
     );
+}
+
+/// The report's maps file and per-image JAS terms: (images, L + 1, G, G), and each method's
+/// per-layer terms add up to the additive JAS discover recorded for its path (top-1 run, f64).
+#[test]
+fn report_maps_and_jas_terms_match_the_records() {
+    let (_, x) = discovered();
+    let dir = tmp("report-maps");
+    let out = dir.join("d1.jsonl");
+    let _ = std::fs::remove_file(&out);
+    let m = fixture("golden/tiny_vit.npz");
+    let ys = x.with_file_name("y.json");
+    run_bin(&[
+        "discover",
+        "--model",
+        m.to_str().unwrap(),
+        x.to_str().unwrap(),
+        "--labels",
+        ys.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--dtype",
+        "f64",
+        "--steps",
+        "5",
+        "--methods",
+        "path,activation,influence",
+        "--no-report",
+    ]);
+    let html = dir.join("r.html");
+    run_bin(&[
+        "report",
+        "--results",
+        out.to_str().unwrap(),
+        "--model",
+        m.to_str().unwrap(),
+        "--dtype",
+        "f64",
+        "--no-prune",
+        "--max-images",
+        "5",
+        "--out",
+        html.to_str().unwrap(),
+    ]);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("r.json")).unwrap()).unwrap();
+    // The maps beside the report: (images, L + 1, G, G), and per image every method's JAS terms,
+    // which add up to the additive JAS discover recorded.
+    let maps = &summary["maps"];
+    let shape: Vec<usize> = serde_json::from_value(maps["shape"].clone()).unwrap();
+    assert_eq!(shape[0], 5);
+    assert_eq!(shape[2], shape[3]);
+    let npy = std::fs::read(dir.join(maps["file"].as_str().unwrap())).unwrap();
+    let header = 10 + u16::from_le_bytes([npy[8], npy[9]]) as usize;
+    assert_eq!(npy.len() - header, 8 * shape.iter().product::<usize>());
+    let (_, records) = neuronpath::io::results::read_results(&out).unwrap();
+    let records: BTreeMap<u64, serde_json::Value> = records
+        .iter()
+        .map(|r| (r.index, serde_json::to_value(r).unwrap()))
+        .collect();
+    let images = maps["images"].as_array().unwrap();
+    assert_eq!(images.len(), 5);
+    for im in images {
+        let rec = &records[&im["index"].as_u64().unwrap()];
+        assert_eq!(im["source"], rec["source"]);
+        assert_eq!(im["maps"].as_array().unwrap().len(), shape[1]);
+        for (m, terms) in im["jas_terms"].as_object().unwrap() {
+            let sum: f64 = terms
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .sum();
+            let want = rec["methods"][m]["jas"]["additive"].as_f64().unwrap();
+            assert!(
+                (sum - want).abs() <= 1e-9 * want.abs().max(1e-6),
+                "image {}, {m}: terms sum to {sum}, additive JAS {want}",
+                im["index"]
+            );
+        }
+    }
+    // Five detailed of twelve: the page says so and links only those.
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert_eq!(page.matches("aria-label=\"image ").count(), 10);
+    assert!(page.contains("5 of them are shown in detail"));
 }
 
 #[test]

@@ -2,7 +2,9 @@
 //! the JAS, and where in the image each neuron (and the path as a whole) looks.
 use super::search::{clamp_values, run_clamped, Scaled};
 use super::spatial::{spatial_attribution, PathInput, Spatial};
-use super::{clean_pass, joint_attribution, layer_progressive_search, AttributionSettings, Jas};
+use super::{
+    clean_pass, joint_attribution, layer_progressive_search, Activations, AttributionSettings, Jas,
+};
 use crate::model::Vit;
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
@@ -29,6 +31,43 @@ pub struct Explanation {
     pub spatial: Spatial,
 }
 
+/// Each path neuron's term of the additive JAS of `path` for `image` (1, C, S, S) and class
+/// `target`, `A_l[p_l] (1/m) sum_k g_lk[p_l]` (summed over the neuron's tokens), from the same
+/// clamped passes the JAS runs: the terms sum to the additive JAS.
+pub fn path_terms(
+    model: &Vit,
+    image: &Tensor,
+    target: usize,
+    acts: &Activations,
+    path: &[usize],
+    s: &AttributionSettings,
+) -> Result<Vec<f64>> {
+    let (layers, m, at) = (model.cfg.layers, s.steps, acts.clamp_layout(s.steps));
+    let clamps = (0..layers)
+        .map(|l| {
+            let unit = [path[l]];
+            Ok((
+                l,
+                clamp_values(model, acts, l, s, |_| Scaled::Units(&unit))?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let grads = run_clamped(model, image, &[target], &clamps, s)?;
+    Ok((0..layers)
+        .map(|l| {
+            (0..acts.tokens)
+                .map(|t| {
+                    let a = acts.layers[0][l][at.unit(t, path[l])];
+                    let g: f64 = (0..m)
+                        .map(|k| grads.grads[l][at.index(0, k, t, path[l])])
+                        .sum();
+                    a * g / m as f64
+                })
+                .sum()
+        })
+        .collect())
+}
+
 /// Searches the path of `image` (1, C, S, S) for class `target` and explains it; the spatial
 /// maps use `spatial_steps` Riemann steps (the search and JAS use `s.steps`).
 pub fn explain(
@@ -45,31 +84,10 @@ pub fn explain(
     let sets = found.sets;
     let path: Vec<usize> = sets[0].iter().map(|set| set[0]).collect();
     let jas = joint_attribution(model, image, &[target], &acts, &sets, &[probs[target]], s)?[0];
-    // Per-layer terms of the additive JAS, from the same clamped passes the JAS runs.
-    let (layers, m, at) = (model.cfg.layers, s.steps, acts.clamp_layout(s.steps));
-    let clamps = (0..layers)
-        .map(|l| {
-            Ok((
-                l,
-                clamp_values(model, &acts, l, s, |_| Scaled::Units(&sets[0][l]))?,
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let grads = run_clamped(model, image, &[target], &clamps, s)?;
-    let contributions: Vec<f64> = (0..layers)
-        .map(|l| {
-            (0..acts.tokens)
-                .map(|t| {
-                    let a = acts.layers[0][l][at.unit(t, path[l])];
-                    let g: f64 = (0..m)
-                        .map(|k| grads.grads[l][at.index(0, k, t, path[l])])
-                        .sum();
-                    a * g / m as f64
-                })
-                .sum()
-        })
+    let contributions = path_terms(model, image, target, &acts, &path, s)?;
+    let activations: Vec<f64> = (0..model.cfg.layers)
+        .map(|l| acts.unit_sum(0, l, path[l]))
         .collect();
-    let activations: Vec<f64> = (0..layers).map(|l| acts.unit_sum(0, l, path[l])).collect();
     let input = PathInput {
         image,
         target,

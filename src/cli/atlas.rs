@@ -2,8 +2,8 @@
 //! per-layer distributions (SPEC section 9). Needs only the results file.
 use super::plans::AtlasPlan;
 use crate::experiments::atlas::{self, Neighbour};
-use crate::experiments::render::figures;
 use crate::experiments::render::svg::standalone;
+use crate::experiments::render::{detail, figures};
 use crate::io::results::Results;
 use anyhow::{Context, Result};
 
@@ -25,7 +25,7 @@ pub fn run(plan: &AtlasPlan) -> Result<()> {
     )?;
     write(
         "layers.svg",
-        standalone(&figures::layer_distributions(&a, plan.max_classes)),
+        standalone(&detail::concentration(&a, plan.max_classes)),
     )?;
     let name = |n: Option<Neighbour>| {
         n.map_or("-".to_string(), |n| {

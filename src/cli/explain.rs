@@ -7,6 +7,7 @@ use crate::experiments::format::num;
 use crate::experiments::render::explain_figure::{figure, png, Labels};
 use crate::experiments::render::svg::standalone;
 use crate::io::inputs::load_batch;
+use crate::io::npy_out::npy_f64;
 use crate::model::{gradients, Pool, Rows};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -58,29 +59,6 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     ));
     std::fs::write(&tmp, bytes).with_context(|| format!("{}: cannot write", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))
-}
-
-/// A little-endian f64 `.npy` (format 1.0) of `data` with `shape`.
-pub fn npy_f64(data: &[f64], shape: &[usize]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape = if dims.len() == 1 {
-        format!("({},)", dims[0])
-    } else {
-        format!("({})", dims.join(", "))
-    };
-    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}");
-    // Magic (6) + version (2) + length (2) + header, padded with spaces to 64 bytes, then '\n'.
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend((header.len() as u16).to_le_bytes());
-    out.extend(header.as_bytes());
-    for v in data {
-        out.extend(v.to_le_bytes());
-    }
-    out
 }
 
 pub fn run(plan: &ExplainPlan) -> Result<()> {

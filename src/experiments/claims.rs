@@ -9,6 +9,7 @@ use super::pruning::Pruning;
 use super::significance::{two_sample, wilcoxon, PMethod};
 use super::stats::{mean, summarize, Spread};
 use crate::io::results::{ImageRecord, Method, Results, TargetKind};
+use crate::model::Objective;
 use serde::{Deserialize, Serialize};
 
 /// Fewer images than this give "not enough data" for every claim.
@@ -113,6 +114,45 @@ pub fn target_words(run: &Results) -> &'static str {
     }
 }
 
+/// What F measures, in words: "the ground-truth label's probability", "the predicted class's
+/// logit", "the fixed class's logit minus the logit of Coat", "the embedding's projection on v.npy".
+pub fn f_words(run: &Results) -> String {
+    let t = target_words(run);
+    match &run.header.objective {
+        Objective::Prob => format!("the {t}'s probability"),
+        Objective::Logit => format!("the {t}'s logit"),
+        Objective::LogitDiff { against } => format!(
+            "the {t}'s logit minus the logit of {}",
+            run.class_names
+                .get(*against)
+                .cloned()
+                .unwrap_or_else(|| format!("class {against}"))
+        ),
+        Objective::Direction { source, .. } => {
+            format!("the embedding's projection on {source}")
+        }
+    }
+}
+
+/// F of one image in symbols: "p(Coat)", "logit(Coat)", "logit(Coat) − logit(Shirt)",
+/// "embedding · v.npy".
+pub fn f_of(run: &Results, target: usize) -> String {
+    let name = |c: usize| {
+        run.class_names
+            .get(c)
+            .cloned()
+            .unwrap_or_else(|| format!("class {c}"))
+    };
+    match &run.header.objective {
+        Objective::Prob => format!("p({})", name(target)),
+        Objective::Logit => format!("logit({})", name(target)),
+        Objective::LogitDiff { against } => {
+            format!("logit({}) − logit({})", name(target), name(*against))
+        }
+        Objective::Direction { source, .. } => format!("embedding · {source}"),
+    }
+}
+
 fn not_enough(claim: String, target: &str, why: String) -> Claim {
     Claim {
         claim,
@@ -196,7 +236,8 @@ fn differences(a: &[Option<f64>], b: &[Option<f64>]) -> Vec<f64> {
 pub fn jas_order(run: &Results) -> Claim {
     let target = target_words(run);
     let claim = format!(
-        "JAS of our paths > influence pattern > activation (JAS of the {target}'s probability, reference form)"
+        "JAS of our paths > influence pattern > activation (JAS of {}, reference form)",
+        f_words(run)
     );
     if let Some(why) = too_few_images(run) {
         return not_enough(claim, target, why);
@@ -286,8 +327,9 @@ pub fn manipulation(run: &Results, m: Option<&Manipulation>, factor: f64) -> Cla
         ("Enhancing (×2)", false)
     };
     let claim = format!(
-        "{verb} our path {} the {target}'s probability more than {} the activation or random path",
+        "{verb} our path {} {} more than {} the activation or random path",
         if lower { "lowers" } else { "raises" },
+        f_words(run),
         if lower { "removing" } else { "enhancing" }
     );
     if let Some(why) = too_few_images(run) {
@@ -459,7 +501,7 @@ pub fn look_alike(
 /// per class, the mean F over the grid points with p > 0, paired over classes.
 pub fn pruning(run: &Results, p: &Pruning) -> Claim {
     let target = target_words(run);
-    let claim = format!("Pruning the CLS neurons outside a class's path set keeps the {target}'s probability better than pruning around a random set of the same size");
+    let claim = format!("Pruning the CLS neurons outside a class's path set keeps {} better than pruning around a random set of the same size", f_words(run));
     if let Some(why) = too_few_images(run) {
         return not_enough(claim, target, why);
     }

@@ -1,14 +1,17 @@
 //! The whole report of a results file: the experiments its model allows (manipulation,
 //! pruning), or what the records hold without it, rendered into one HTML page.
 use super::claims::Claim;
+use super::detail;
 use super::manipulation::{self, Manipulation};
 use super::pruning::{self, Pruning};
 use super::render::report::{write_report, Report};
 use super::render::thumbs;
-use crate::io::results::Results;
+use crate::io::inputs::{Item, Preprocess};
+use crate::io::results::{Method, Results};
 use crate::setup::{recorded_preprocess, reopen, run_inputs, ModelSpec, Reopened};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// What the report computes and shows; `Default` is what `discover` and a plain `report` do.
@@ -133,7 +136,38 @@ pub fn build_report(
         );
     }
     report.look_alike = o.look_alike.clone();
-    report.thumbnails = thumbnails(&run, matched.as_ref(), o.max_images);
+    let sample = detail::sample(&run, o.max_images);
+    if let Some(m) = &matched {
+        let bar = progress(sample.len(), "images (heat maps)");
+        let details =
+            detail::image_details(&m.loaded.model, &run, &m.items, &m.pre, &sample, &mut |n| {
+                bar.set_position(n as u64)
+            })?;
+        bar.finish_and_clear();
+        report.details = details.into_iter().map(|d| (d.index, d)).collect();
+        if let Ok(a) = atlas_of(&run) {
+            let bar = progress(run.images.len(), "images (neuron activations)");
+            report.dataset = detail::dataset_view(
+                &m.loaded.model,
+                &run,
+                &m.items,
+                &m.pre,
+                &a,
+                report.max_classes,
+                &mut |n| bar.set_position(n as u64),
+            )?;
+            bar.finish_and_clear();
+        }
+    }
+    let mut shown: BTreeSet<u64> = sample.iter().copied().collect();
+    shown.extend(
+        report
+            .dataset
+            .iter()
+            .flat_map(|v| v.top.iter().map(|t| t.0)),
+    );
+    let detailed: BTreeSet<u64> = report.details.keys().copied().collect();
+    (report.thumbnails, report.greys) = thumbnails(&run, matched.as_ref(), &shown, &detailed);
     report.notes = notes;
     write_report(&report, out)
 }
@@ -164,12 +198,24 @@ fn compute_pruning(
     Ok(Some(r))
 }
 
-/// Thumbnails of the shown images, from the model's preprocessing or the recorded one.
+/// The atlas the report draws (the paper's paths, else the run's first method's).
+fn atlas_of(run: &Results) -> Result<super::atlas::Atlas> {
+    let method = if run.has_method(Method::Path) {
+        Method::Path
+    } else {
+        run.methods.first().copied().unwrap_or(Method::Path)
+    };
+    super::atlas::from_run(run, method)
+}
+
+/// Thumbnails of the `shown` images and light-grey versions of the `detailed` ones (under
+/// their heat maps), from the model's preprocessing or the recorded one.
 fn thumbnails(
     run: &Results,
     m: Option<&Reopened>,
-    max: usize,
-) -> std::collections::BTreeMap<u64, String> {
+    shown: &BTreeSet<u64>,
+    detailed: &BTreeSet<u64>,
+) -> (BTreeMap<u64, String>, BTreeMap<u64, String>) {
     let items = match m {
         Some(m) => Some((m.items.clone(), m.pre)),
         None => run_inputs(run).ok().map(|i| (i, recorded_preprocess(run))),
@@ -177,9 +223,13 @@ fn thumbnails(
     let Some((items, pre)) = items else {
         return Default::default();
     };
-    run.images
-        .iter()
-        .take(max)
-        .filter_map(|r| Some((r.index, thumbs::data_uri(items.get(&r.index)?, &pre).ok()?)))
-        .collect()
+    let uris = |set: &BTreeSet<u64>, f: fn(&Item, &Preprocess) -> Result<String>| {
+        set.iter()
+            .filter_map(|i| Some((*i, f(items.get(i)?, &pre).ok()?)))
+            .collect()
+    };
+    (
+        uris(shown, thumbs::data_uri),
+        uris(detailed, thumbs::grey_data_uri),
+    )
 }

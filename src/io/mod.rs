@@ -2,6 +2,7 @@
 pub mod dataset;
 pub mod fashion_mnist;
 pub mod inputs;
+pub mod npy_out;
 pub mod preprocess;
 pub mod reference;
 pub mod results;

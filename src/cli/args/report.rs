@@ -28,7 +28,8 @@ pub struct ReportArgs {
     /// Fashion-MNIST names, else the model's confusions].
     #[arg(long)]
     pub look_alike: Option<String>,
-    /// At most this many per-image sections [default: 500].
+    /// At most this many images shown in detail (picture, path diagram, heat maps): a sample
+    /// covering every class; every image stays in the table [default: 100].
     #[arg(long)]
     pub max_images: Option<usize>,
 }

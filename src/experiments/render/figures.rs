@@ -1,13 +1,13 @@
-//! The experiments' figures: JAS per method, manipulation deviations, class similarity, per-layer
-//! path-neuron distributions, pruning curves and path diagrams.
-use super::plots::{self, BarSeries, BoxGroup, Line, ViolinPanel};
-use super::svg::{legend_height, palette, Anchor, Frame, Key, Scale, Svg};
-use crate::experiments::atlas::{Atlas, ClassEntry};
+//! The experiments' figures: JAS per method, manipulation deviations, class similarity and
+//! pruning curves (path diagrams and rank charts: [`super::detail`]).
+use super::plots::{self, BarSeries, BoxGroup, Line};
+use super::svg::palette;
+use crate::experiments::atlas::Atlas;
 use crate::experiments::format::num;
 use crate::experiments::manipulation::Manipulation;
 use crate::experiments::pruning::{self, Pruning};
 use crate::experiments::stats::{summarize, Spread};
-use crate::io::results::{ImageRecord, Method, Results};
+use crate::io::results::{Method, Results};
 
 /// "removed (x0)", "enhanced (x2)", or "x0.5".
 pub fn factor_label(f: f64) -> String {
@@ -172,35 +172,6 @@ pub fn similarity(a: &Atlas, max_classes: usize) -> String {
     plots::heatmap(&title, &labels, &m, (lo, 1.0))
 }
 
-/// Per layer, the distribution of path neuron indices of each class (at most `max_classes`).
-pub fn layer_distributions(a: &Atlas, max_classes: usize) -> String {
-    let shown: Vec<&ClassEntry> = a.classes.iter().take(max_classes).collect();
-    let panels: Vec<ViolinPanel> = (0..a.layers)
-        .map(|l| ViolinPanel {
-            title: format!("layer {l}"),
-            violins: shown
-                .iter()
-                .enumerate()
-                .map(|(i, e)| {
-                    (
-                        e.name.clone(),
-                        palette(i).into(),
-                        e.values(l).into_iter().map(|v| v as f64).collect(),
-                    )
-                })
-                .collect(),
-        })
-        .collect();
-    let per_row = if shown.len() > 12 { 1 } else { 2 };
-    plots::violins(
-        "Path neuron index per layer and class",
-        "neuron index",
-        &panels,
-        (0.0, (a.mlp_dim - 1) as f64),
-        per_row,
-    )
-}
-
 /// Pruning: F ratio and top-1 accuracy against p, one panel per K, one line per d.
 pub fn pruning(p: &Pruning) -> (String, String) {
     let g = &p.settings.grid;
@@ -279,170 +250,5 @@ pub fn pruning(p: &Pruning) -> (String, String) {
             &acc_panels,
             (0.0, 100.0),
         ),
-    )
-}
-
-/// One line of a path diagram.
-pub struct PathLine {
-    pub label: String,
-    pub color: String,
-    pub path: Vec<usize>,
-    pub width: f64,
-    pub opacity: f64,
-    /// Neuron index printed beside each point.
-    pub annotate: bool,
-}
-
-/// Layers left to right, neuron index bottom to top, one polyline per path.
-pub fn path_diagram(
-    title: &str,
-    layers: usize,
-    mlp: usize,
-    lines: &[PathLine],
-    (w, h): (f64, f64),
-    legend: bool,
-) -> String {
-    let keys: Vec<Key> = lines
-        .iter()
-        .filter(|l| legend && l.opacity >= 0.5)
-        .map(|l| Key::new(&l.label, &l.color, false))
-        .collect();
-    let mut s = Svg::new(
-        w,
-        h + if keys.is_empty() {
-            0.0
-        } else {
-            legend_height(&keys, w - 70.0) + 6.0
-        },
-    );
-    let f = Frame {
-        x: Scale::new(
-            (0.0, layers.saturating_sub(1).max(1) as f64),
-            (62.0, w - 28.0),
-        ),
-        y: Scale::new((0.0, (mlp - 1) as f64), (h - 34.0, 28.0)),
-    };
-    s.text(
-        (w / 2.0, 17.0),
-        title,
-        Anchor::Middle,
-        13.0,
-        r#"font-weight="bold""#,
-    );
-    f.y_axis(&mut s, "neuron index");
-    for l in 0..layers {
-        let x = f.x.map(l as f64);
-        s.line((x, f.top()), (x, f.bottom()), "#ddd", 1.0, "");
-        s.text(
-            (x, f.bottom() + 16.0),
-            &format!("L{l}"),
-            Anchor::Middle,
-            11.0,
-            "",
-        );
-    }
-    for pl in lines {
-        let pts: Vec<(f64, f64)> = pl
-            .path
-            .iter()
-            .enumerate()
-            .map(|(l, &n)| (f.x.map(l as f64), f.y.map(n as f64)))
-            .collect();
-        let op = format!(r#"stroke-opacity="{}""#, pl.opacity);
-        let tip = format!(
-            "{}: {}",
-            pl.label,
-            pl.path
-                .iter()
-                .map(|n| n.to_string())
-                .collect::<Vec<_>>()
-                .join(" → ")
-        );
-        s.polyline(&pts, &pl.color, pl.width, &op, Some(&tip));
-        if pl.opacity >= 0.5 {
-            for (l, (&n, &p)) in pl.path.iter().zip(&pts).enumerate() {
-                s.circle(
-                    p,
-                    pl.width + 1.5,
-                    &pl.color,
-                    "",
-                    Some(&format!("{} layer {l}: neuron {n}", pl.label)),
-                );
-                if pl.annotate {
-                    s.text(
-                        (p.0 + 6.0, p.1 - 6.0),
-                        &n.to_string(),
-                        Anchor::Start,
-                        11.0,
-                        &format!(r#"fill="{}""#, pl.color),
-                    );
-                }
-            }
-        }
-    }
-    super::svg::legend(&mut s, (62.0, h + 4.0), &keys, w - 70.0);
-    s.finish(title)
-}
-
-/// One image's paths of every method.
-pub fn image_paths(run: &Results, r: &ImageRecord) -> String {
-    let lines: Vec<PathLine> = run
-        .methods
-        .iter()
-        .filter_map(|m| {
-            let x = r.result.methods.get(m)?;
-            let ours = *m == Method::Path;
-            Some(PathLine {
-                label: m.name().into(),
-                color: m.colour().into(),
-                path: x.path.clone(),
-                width: if ours { 2.5 } else { 1.5 },
-                opacity: 0.9,
-                annotate: ours,
-            })
-        })
-        .collect();
-    let title = format!("image {}: paths through the layers", r.index);
-    path_diagram(
-        &title,
-        run.config.layers,
-        run.config.mlp_dim,
-        &lines,
-        (560.0, 300.0),
-        true,
-    )
-}
-
-/// A class's paths: every image's path faint, the most frequent neuron per layer bold.
-pub fn class_paths(a: &Atlas, e: &ClassEntry, run: &Results) -> String {
-    let mut lines: Vec<PathLine> = run
-        .images
-        .iter()
-        .filter(|r| r.class() == e.class)
-        .filter_map(|r| r.result.methods.get(&a.method))
-        .map(|x| PathLine {
-            label: "an image".into(),
-            color: "#888".into(),
-            path: x.path.clone(),
-            width: 1.0,
-            opacity: 0.3,
-            annotate: false,
-        })
-        .collect();
-    lines.push(PathLine {
-        label: format!("{}: most frequent neuron per layer", e.name),
-        color: a.method.colour().into(),
-        path: e.modal_path.iter().map(|m| m.0).collect(),
-        width: 2.5,
-        opacity: 1.0,
-        annotate: true,
-    });
-    path_diagram(
-        &format!("{} ({} images)", e.name, e.images),
-        a.layers,
-        a.mlp_dim,
-        &lines,
-        (330.0, 230.0),
-        false,
     )
 }

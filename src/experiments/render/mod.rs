@@ -2,6 +2,7 @@
 //! experiments' figures ([`figures`]), one explained image's picture ([`explain_figure`]), HTML blocks ([`html`]), input thumbnails ([`thumbs`]) and
 //! the report ([`report`]). Nothing here computes an experiment; it draws what `experiments`
 //! computed.
+pub mod detail;
 pub mod explain_figure;
 pub mod figures;
 pub mod html;

@@ -1,8 +1,8 @@
-//! Generic charts: box plots, grouped bars with intervals, heatmaps, violins and line panels.
+//! Generic charts: box plots, grouped bars with intervals, heatmaps and line panels.
 //! Each returns an inline `<svg>` element (see [`svg::standalone`] for files).
 use super::svg::{self, viridis, Anchor, Frame, Scale, Svg};
 use crate::experiments::format::num;
-use crate::experiments::stats::{kde, spread, Spread};
+use crate::experiments::stats::{spread, Spread};
 
 /// Values of one box.
 pub struct BoxGroup {
@@ -332,109 +332,6 @@ pub fn heatmap(
     }
     s.text((bx + 20.0, y0 + 10.0), &num(hi), Anchor::Start, 11.0, "");
     s.text((bx + 20.0, y0 + bh), &num(lo), Anchor::Start, 11.0, "");
-    s.finish(title)
-}
-
-/// One panel of a violin chart: a title and (label, colour, values) per violin.
-pub struct ViolinPanel {
-    pub title: String,
-    pub violins: Vec<(String, String, Vec<f64>)>,
-}
-
-/// Panels of violins (kernel densities, median dot, quartile bar) sharing the y range.
-pub fn violins(
-    title: &str,
-    y_title: &str,
-    panels: &[ViolinPanel],
-    (lo, hi): (f64, f64),
-    per_row: usize,
-) -> String {
-    let nv = panels
-        .iter()
-        .map(|p| p.violins.len())
-        .max()
-        .unwrap_or(1)
-        .max(1);
-    // Room under each panel for the labels rotated by 45 degrees (about 4.6 px per character).
-    let chars = panels
-        .iter()
-        .flat_map(|p| p.violins.iter().map(|v| v.0.chars().count()))
-        .max()
-        .unwrap_or(4);
-    let label_room = 20.0 + 4.6 * chars as f64;
-    let (pw, ph) = ((70.0 + 34.0 * nv as f64).max(240.0), 200.0 + label_room);
-    let cols = per_row.clamp(1, panels.len().max(1));
-    let rows = panels.len().div_ceil(cols);
-    let mut s = Svg::new(cols as f64 * pw + 10.0, rows as f64 * ph + 36.0);
-    s.text(
-        (s.width / 2.0, 20.0),
-        title,
-        Anchor::Middle,
-        14.0,
-        r#"font-weight="bold""#,
-    );
-    let grid: Vec<f64> = (0..=80).map(|i| lo + (hi - lo) * i as f64 / 80.0).collect();
-    for (pi, p) in panels.iter().enumerate() {
-        let (ox, oy) = ((pi % cols) as f64 * pw, 36.0 + (pi / cols) as f64 * ph);
-        let f = Frame {
-            x: Scale::new((0.0, nv as f64), (ox + 62.0, ox + pw - 8.0)),
-            y: Scale::new((lo, hi), (oy + ph - label_room, oy + 22.0)),
-        };
-        s.text(
-            ((f.left() + f.right()) / 2.0, oy + 14.0),
-            &p.title,
-            Anchor::Middle,
-            12.0,
-            r#"font-weight="bold""#,
-        );
-        f.y_axis(&mut s, y_title);
-        let half = (f.x.map(1.0) - f.x.map(0.0)) * 0.45;
-        for (vi, (label, color, vals)) in p.violins.iter().enumerate() {
-            let cx = f.x.map(vi as f64 + 0.5);
-            let (x, y) = (cx + 3.0, f.bottom() + 8.0);
-            s.text(
-                (x, y),
-                label,
-                Anchor::End,
-                10.0,
-                &format!(r#"transform="rotate(-45 {x:.1} {y:.1})""#),
-            );
-            if vals.is_empty() {
-                continue;
-            }
-            let dens = kde(vals, &grid, (hi - lo) / 60.0);
-            let peak = dens.iter().copied().fold(0.0, f64::max).max(1e-300);
-            let right: Vec<(f64, f64)> = grid
-                .iter()
-                .zip(&dens)
-                .map(|(g, d)| (cx + half * d / peak, f.y.map(*g)))
-                .collect();
-            let mut outline = right.clone();
-            outline.extend(right.iter().rev().map(|(x, y)| (2.0 * cx - x, *y)));
-            let st = spread(vals, 0, 0);
-            let tip = format!(
-                "{label}: n={} median {} IQR [{}, {}]",
-                st.n,
-                num(st.median),
-                num(st.q1),
-                num(st.q3)
-            );
-            s.polygon(
-                &outline,
-                color,
-                &format!(r#"fill-opacity="0.45" stroke="{color}""#),
-                Some(&tip),
-            );
-            s.line((cx, f.y.map(st.q1)), (cx, f.y.map(st.q3)), "#222", 3.0, "");
-            s.circle(
-                (cx, f.y.map(st.median)),
-                2.5,
-                "#fff",
-                r##"stroke="#222""##,
-                None,
-            );
-        }
-    }
     s.finish(title)
 }
 

@@ -22,22 +22,36 @@ pub fn rgb_image(item: &Item, pre: &Preprocess) -> Result<RgbImage> {
 
 /// The preprocessed image, de-normalised, as a PNG (small images) or JPEG data URI.
 pub fn data_uri(item: &Item, pre: &Preprocess) -> Result<String> {
-    let img = rgb_image(item, pre)?;
-    let s = pre.size as u32;
-    let img = if s > MAX_SIDE {
-        image::imageops::resize(
-            &img,
-            MAX_SIDE,
-            MAX_SIDE,
-            image::imageops::FilterType::Triangle,
-        )
+    encode(&small(rgb_image(item, pre)?))
+}
+
+/// The image in light grey (so heat-map colours over it read true, also over dark images), as
+/// [`data_uri`] encodes it.
+pub fn grey_data_uri(item: &Item, pre: &Preprocess) -> Result<String> {
+    let img = small(rgb_image(item, pre)?);
+    let grey = image::imageops::grayscale(&img);
+    let light = RgbImage::from_fn(img.width(), img.height(), |x, y| {
+        let v = 110 + (f64::from(grey.get_pixel(x, y).0[0]) * 145.0 / 255.0).round() as u8;
+        image::Rgb([v, v, v])
+    });
+    encode(&light)
+}
+
+/// At most [`MAX_SIDE`] pixels wide.
+fn small(img: RgbImage) -> RgbImage {
+    if img.width() > MAX_SIDE {
+        let h = (img.height() * MAX_SIDE / img.width()).max(1);
+        image::imageops::resize(&img, MAX_SIDE, h, image::imageops::FilterType::Triangle)
     } else {
         img
-    };
+    }
+}
+
+/// A PNG (up to 64 px: lossless for small inputs) or JPEG (photographs) `data:` URI.
+fn encode(img: &RgbImage) -> Result<String> {
     let (w, h, raw) = (img.width(), img.height(), img.as_raw());
     let mut bytes = Vec::new();
-    // Photographs compress far better as JPEG; small (e.g. 28 px) images stay lossless.
-    let mime = if s > 64 {
+    let mime = if w > 64 {
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 85).write_image(
             raw,
             w,
@@ -55,6 +69,33 @@ pub fn data_uri(item: &Item, pre: &Preprocess) -> Result<String> {
         "png"
     };
     Ok(format!("data:image/{mime};base64,{}", base64(&bytes)))
+}
+
+/// Signed values on a `grid` x `grid` patch grid as a transparent PNG `data:` URI, one pixel
+/// per patch: red positive, blue negative, opacity growing with |v| / `max` (drawn scaled up
+/// with pixelated rendering over the grey image).
+pub fn heat_data_uri(values: &[f64], grid: usize, max: f64) -> Result<String> {
+    let g = grid as u32;
+    let mut rgba = Vec::with_capacity(values.len() * 4);
+    for &v in values.iter().take(grid * grid) {
+        let (fill, alpha) = super::explain_figure::diverging(v, max);
+        let c = u32::from_str_radix(&fill[1..], 16).unwrap_or(0);
+        rgba.extend([
+            (c >> 16) as u8,
+            (c >> 8) as u8,
+            c as u8,
+            (alpha * 255.0).round() as u8,
+        ]);
+    }
+    rgba.resize((g * g * 4) as usize, 0);
+    let mut bytes = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut bytes).write_image(
+        &rgba,
+        g,
+        g,
+        image::ExtendedColorType::Rgba8,
+    )?;
+    Ok(format!("data:image/png;base64,{}", base64(&bytes)))
 }
 
 /// Standard base64 with padding.

@@ -6,6 +6,7 @@
 //! once in [`SECTIONS`] (`sections/mod.rs`): adding a section is that file and one line there.
 use crate::experiments::atlas::{self, Atlas};
 use crate::experiments::claims::{self, Claim};
+use crate::experiments::detail::{ImageDetail, NeuronView};
 use crate::experiments::format::num;
 use crate::experiments::manipulation::Manipulation;
 use crate::experiments::pruning::Pruning;
@@ -35,8 +36,15 @@ pub struct Report<'a> {
     pub look_alike: Vec<Vec<usize>>,
     /// `data:` URIs of input thumbnails by image index.
     pub thumbnails: BTreeMap<u64, String>,
-    /// At most this many per-image sections (the first by index).
+    /// Light-grey versions of the detailed images, under their heat maps.
+    pub greys: BTreeMap<u64, String>,
+    /// At most this many images shown in detail (picture, path diagram, heat maps): a sample
+    /// covering the classes, the rest in the table.
     pub max_images: usize,
+    /// Patch maps and JAS terms of the detailed images (computed with the model).
+    pub details: BTreeMap<u64, ImageDetail>,
+    /// The neurons recurring on classes' paths and the images that activate them most.
+    pub dataset: Vec<NeuronView>,
     /// At most this many classes in per-class figures.
     pub max_classes: usize,
     /// Lines shown under the summary (what was skipped and why).
@@ -44,8 +52,10 @@ pub struct Report<'a> {
 }
 
 impl<'a> Report<'a> {
-    /// Per-image sections shown unless told otherwise.
-    pub const DEFAULT_MAX_IMAGES: usize = 500;
+    /// Images shown in detail unless told otherwise (the embedded run's 100 samples all are).
+    pub const DEFAULT_MAX_IMAGES: usize = 100;
+    /// Rows of the image table at most (the results file and CSVs hold every image).
+    pub const MAX_TABLE_ROWS: usize = 20_000;
 
     pub fn new(run: &'a Results, results_name: &str) -> Self {
         Report {
@@ -55,7 +65,10 @@ impl<'a> Report<'a> {
             pruning: None,
             look_alike: Vec::new(),
             thumbnails: BTreeMap::new(),
+            greys: BTreeMap::new(),
             max_images: Self::DEFAULT_MAX_IMAGES,
+            details: BTreeMap::new(),
+            dataset: Vec::new(),
             max_classes: 30,
             notes: Vec::new(),
         }
@@ -81,6 +94,8 @@ pub struct Shared {
     pub atlas: Option<Atlas>,
     /// The paper's claims checked on this run.
     pub claims: Vec<Claim>,
+    /// Images shown in detail, in index order.
+    pub sample: Vec<u64>,
 }
 
 impl Shared {
@@ -99,15 +114,23 @@ impl Shared {
             atlas.as_ref(),
             &r.look_alike,
         );
-        Shared { atlas, claims }
+        let sample = crate::experiments::detail::sample(run, r.max_images);
+        Shared {
+            atlas,
+            claims,
+            sample,
+        }
     }
 }
 
 /// Builds a section from the report's inputs; `None` leaves it out of the page.
 pub type SectionFn = fn(&Report, &Shared) -> Option<Section>;
 
-/// Writes the report to `out` (an .html file) and its claims and summary to `out` with a .json
-/// extension; returns the claims.
+/// Writes the report to `out` (an .html file), its claims and summary to `out` with a .json
+/// extension and, when images were explained, their patch maps to `out`'s stem + `-maps.npy`
+/// (images, L + 1, G, G: each layer's path neuron, then F through the path; the .json's
+/// `maps` lists the images in that order with every method's per-layer JAS terms); returns the
+/// claims.
 pub fn write_report(r: &Report, out: &Path) -> Result<Vec<Claim>> {
     let (html, claims) = render(r)?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -115,7 +138,49 @@ pub fn write_report(r: &Report, out: &Path) -> Result<Vec<Claim>> {
             .with_context(|| format!("{}: cannot create", dir.display()))?;
     }
     std::fs::write(out, html).with_context(|| format!("{}: cannot write", out.display()))?;
-    let summary = json!({"results": r.results_name, "images": r.run.images.len(), "errors": r.run.errors.len(), "claims": claims});
+    let mut summary = json!({"results": r.results_name, "images": r.run.images.len(), "errors": r.run.errors.len(), "claims": claims});
+    if let Some(first) = r.details.values().next() {
+        let stem = out
+            .file_stem()
+            .map_or("report".into(), |s| s.to_string_lossy());
+        let npy = out.with_file_name(format!("{stem}-maps.npy"));
+        let (g, maps) = (first.spatial.grid, first.spatial.neurons.len() + 1);
+        let data: Vec<f64> = r
+            .details
+            .values()
+            .flat_map(|d| d.spatial.to_array())
+            .collect();
+        let shape = [r.details.len(), maps, g, g];
+        std::fs::write(&npy, crate::io::npy_out::npy_f64(&data, &shape))
+            .with_context(|| format!("{}: cannot write", npy.display()))?;
+        let sources: BTreeMap<u64, &str> = r
+            .run
+            .images
+            .iter()
+            .map(|x| (x.index, x.source.as_str()))
+            .collect();
+        let images: Vec<serde_json::Value> = r
+            .details
+            .values()
+            .map(|d| {
+                let m = |p: &crate::attribution::spatial::PatchMap| {
+                    json!({"layer": p.layer, "unit": p.unit, "value": p.value, "baseline": p.baseline, "delta": p.delta})
+                };
+                json!({
+                    "index": d.index,
+                    "source": sources.get(&d.index),
+                    "jas_terms": d.terms,
+                    "maps": d.spatial.neurons.iter().chain(std::iter::once(&d.spatial.path)).map(m).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        summary["maps"] = json!({
+            "file": npy.file_name().map(|f| f.to_string_lossy()),
+            "shape": shape,
+            "steps": first.spatial.steps,
+            "images": images,
+        });
+    }
     let json_path = out.with_extension("json");
     std::fs::write(&json_path, serde_json::to_string_pretty(&summary)? + "\n")
         .with_context(|| format!("{}: cannot write", json_path.display()))?;

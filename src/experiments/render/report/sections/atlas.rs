@@ -1,9 +1,9 @@
 //! The class atlas: class similarity, per-layer distributions, each class's paths.
 use crate::experiments::atlas::{self, Atlas};
 use crate::experiments::format::num;
-use crate::experiments::render::figures;
 use crate::experiments::render::html::{esc, figure, table};
 use crate::experiments::render::report::{Report, Section, Shared};
+use crate::experiments::render::{detail, figures};
 
 pub(super) fn section(r: &Report, shared: &Shared) -> Option<Section> {
     Some(Section {
@@ -63,10 +63,10 @@ fn body(r: &Report, a: &Atlas) -> String {
         ],
         &rows,
     );
-    out += &figure(&figures::layer_distributions(a, r.max_classes), "Distribution of the path's neuron index per layer and class (kernel density; bar: quartiles; dot: median).");
-    out += "<h3>Paths per class</h3><div class=\"grid\">";
+    out += &figure(&detail::concentration(a, r.max_classes), "Near 1: almost every image of the class routes through the same neuron at that layer; near 0: the class's paths spread over many neurons there.");
+    out += &format!("<h3>Path neurons per class, by rank</h3><p class=\"note\">Per class, a row per layer and a column per rank: rank 1 is the neuron most of the class's paths use at that layer, labelled with its index; colour is the share of the class's images. Ranks beyond {} are in <code>neuronpath atlas</code>'s output.</p><div class=\"grid\">", detail::RANKS);
     for e in a.classes.iter().take(r.max_classes) {
-        out += &figures::class_paths(a, e, run);
+        out += &detail::class_ranks(a, e);
     }
     out += "</div>";
     if a.classes.len() > r.max_classes {

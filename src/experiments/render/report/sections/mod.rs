@@ -3,7 +3,9 @@ use super::SectionFn;
 
 mod atlas;
 mod claims;
+mod dataset;
 mod errors;
+mod howto;
 mod images;
 mod jas;
 mod manipulation;
@@ -13,10 +15,12 @@ mod summary;
 /// The sections in page order.
 pub const SECTIONS: &[SectionFn] = &[
     summary::section,
+    howto::section,
     claims::section,
     jas::section,
     manipulation::section,
     atlas::section,
+    dataset::section,
     pruning::section,
     images::section,
     errors::section,
