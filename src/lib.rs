@@ -62,6 +62,7 @@ pub mod attribution;
 pub mod bench;
 pub mod cli;
 pub mod embedded;
+pub mod error_line;
 pub mod experiments;
 pub mod io;
 pub mod limits;

@@ -13,15 +13,7 @@ fn main() {
     if let Err(e) = result {
         // One line, no backtrace: errors here are about the user's input. Causes whose text the
         // message already holds (errors that print their source) are not repeated.
-        let mut line = e.to_string();
-        for cause in e.chain().skip(1) {
-            let text = cause.to_string();
-            if !line.contains(&text) {
-                line.push_str(": ");
-                line.push_str(&text);
-            }
-        }
-        eprintln!("error: {line}");
+        eprintln!("error: {}", neuronpath::error_line::one_line(e.as_ref()));
         std::process::exit(1);
     }
 }

@@ -2,16 +2,69 @@
 //! side of `--model` and its options) and, for experiments over a results file, the run's own
 //! model and inputs again ([`reopen`]).
 use crate::embedded;
+use crate::io::inputs::InputError;
 use crate::io::inputs::{gather, Inputs, Item, Preprocess};
 use crate::io::preprocess::Normalization;
 use crate::io::results::{ModelInfo, Precision, Results};
 use crate::model::load::Loaded;
+use crate::model::ModelError;
 use crate::model::{load_model, Gelu, LoadOptions};
-use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use sha2::Digest;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+/// Why a model or a run's inputs could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("no CUDA device (build with --features cuda)")]
+    NoCuda(#[source] candle_core::Error),
+    /// A `NEURONPATH_*` limit variable that is not a size.
+    #[error("{0}")]
+    Limits(String),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("{model}: unsupported normalisation {mean_std:?}; pass --normalize")]
+    Normalization {
+        model: String,
+        mean_std: [[f64; 3]; 2],
+    },
+    #[error(transparent)]
+    Inputs(#[from] InputError),
+    #[error("no input images (the embedded samples only go with the embedded model)")]
+    NoInputs,
+    #[error("{}: cannot read", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The results name a checkpoint that is not there.
+    #[error("the results were computed with {0}, which is not there; pass --model")]
+    ModelMissing(String),
+    /// The checkpoint loaded is not the one the results were computed with.
+    #[error("{0}")]
+    OtherModel(String),
+    #[error("cannot gather the run's inputs again (run from the folder discover ran in)")]
+    Regather(#[source] InputError),
+    /// The inputs found again differ from the recorded ones.
+    #[error("the inputs changed: {0}")]
+    InputsChanged(String),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+impl SetupError {
+    fn read(path: &Path, source: std::io::Error) -> Self {
+        SetupError::Read {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// What setting up returns.
+pub type Result<T, E = SetupError> = std::result::Result<T, E>;
 
 /// Which checkpoint to load and how; `None` fields are what the checkpoint records.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,9 +104,9 @@ impl Default for ModelSpec {
 
 impl ModelSpec {
     /// The loader's options (`double_fc_norm`: the authors' MAE quirk, `--compat`).
-    pub fn options(&self, double_fc_norm: bool) -> anyhow::Result<LoadOptions> {
+    pub fn options(&self, double_fc_norm: bool) -> Result<LoadOptions> {
         let device = if self.cuda {
-            Device::new_cuda(0).context("no CUDA device (build with --features cuda)")?
+            Device::new_cuda(0).map_err(SetupError::NoCuda)?
         } else {
             Device::Cpu
         };
@@ -65,12 +118,12 @@ impl ModelSpec {
             gelu: self.gelu,
             ln_eps: self.ln_eps,
             double_fc_norm,
-            limits: crate::limits::Limits::from_env().map_err(anyhow::Error::msg)?,
+            limits: crate::limits::Limits::from_env().map_err(SetupError::Limits)?,
         })
     }
 
     /// Loads the checkpoint, or the embedded model when there is no path.
-    pub fn load(&self, double_fc_norm: bool) -> anyhow::Result<Loaded> {
+    pub fn load(&self, double_fc_norm: bool) -> Result<Loaded> {
         let opts = self.options(double_fc_norm)?;
         Ok(match &self.path {
             Some(p) => load_model(p, &opts)?,
@@ -87,15 +140,15 @@ impl ModelSpec {
     }
 
     /// The preprocessing the model expects: its recorded normalisation unless overridden.
-    pub fn preprocess(&self, loaded: &Loaded) -> anyhow::Result<Preprocess> {
+    pub fn preprocess(&self, loaded: &Loaded) -> Result<Preprocess> {
         let norm = match (self.normalize, loaded.normalization) {
             (Some(n), _) => n,
-            (None, Some(ms)) => Normalization::from_mean_std(ms).with_context(|| {
-                format!(
-                    "{}: unsupported normalisation {ms:?}; pass --normalize",
-                    self.name()
-                )
-            })?,
+            (None, Some(ms)) => {
+                Normalization::from_mean_std(ms).ok_or_else(|| SetupError::Normalization {
+                    model: self.name(),
+                    mean_std: ms,
+                })?
+            }
             (None, None) => Normalization::ImageNet,
         };
         Ok(Preprocess {
@@ -105,18 +158,18 @@ impl ModelSpec {
     }
 
     /// The inputs named on the command line, or the embedded samples for the embedded model.
-    pub fn inputs(&self, paths: &[PathBuf], labels: Option<&Path>) -> anyhow::Result<Inputs> {
+    pub fn inputs(&self, paths: &[PathBuf], labels: Option<&Path>) -> Result<Inputs> {
         if !paths.is_empty() {
             return Ok(gather(paths, labels)?);
         }
         if self.path.is_some() {
-            anyhow::bail!("no input images (the embedded samples only go with the embedded model)");
+            return Err(SetupError::NoInputs);
         }
         Ok(embedded::samples())
     }
 
     /// Path, content hash, layout and detected configuration, for result headers.
-    pub fn describe(&self, loaded: &Loaded) -> anyhow::Result<ModelInfo> {
+    pub fn describe(&self, loaded: &Loaded) -> Result<ModelInfo> {
         Ok(ModelInfo {
             path: self.name(),
             sha256: Some(self.hash()?),
@@ -128,24 +181,23 @@ impl ModelSpec {
     }
 
     /// SHA-256 of the checkpoint's bytes (every file of a folder, in name order).
-    fn hash(&self) -> anyhow::Result<String> {
+    fn hash(&self) -> Result<String> {
         let mut h = sha2::Sha256::new();
         match &self.path {
             None => h.update(embedded::model_bytes().unwrap_or_default()),
             Some(p) if p.is_dir() => {
-                let mut files: Vec<PathBuf> = std::fs::read_dir(p)?
+                let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                    .map_err(|e| SetupError::read(p, e))?
                     .flatten()
                     .map(|e| e.path())
                     .filter(|p| p.is_file())
                     .collect();
                 files.sort();
                 for f in files {
-                    h.update(std::fs::read(&f)?);
+                    h.update(std::fs::read(&f).map_err(|e| SetupError::read(&f, e))?);
                 }
             }
-            Some(p) => {
-                h.update(std::fs::read(p).with_context(|| format!("{}: cannot read", p.display()))?)
-            }
+            Some(p) => h.update(std::fs::read(p).map_err(|e| SetupError::read(p, e))?),
         }
         Ok(format!("{:x}", h.finalize()))
     }
@@ -171,9 +223,7 @@ fn resolve(run: &Results, spec: &ModelSpec) -> Result<ModelSpec> {
         let recorded = h.model.path.as_str();
         if recorded != embedded::MODEL_NAME {
             if !Path::new(recorded).exists() {
-                bail!(
-                    "the results were computed with {recorded}, which is not there; pass --model"
-                );
+                return Err(SetupError::ModelMissing(recorded.to_string()));
             }
             a.path = Some(PathBuf::from(recorded));
         }
@@ -197,12 +247,12 @@ pub fn reopen(run: &Results, spec: &ModelSpec) -> Result<Reopened> {
     let desc = a.describe(&loaded)?;
     if let Some(want) = run.model_sha() {
         if desc.sha256.as_deref() != Some(want) {
-            bail!(
+            return Err(SetupError::OtherModel(format!(
                 "{} (sha256 {}) is not the model of these results ({} with sha256 {want}); pass the same --model as discover",
                 a.name(),
                 desc.sha256.as_deref().unwrap_or("?"),
                 run.header.model.path
-            );
+            )));
         }
     }
     if desc.config != run.header.model.config {
@@ -214,12 +264,12 @@ pub fn reopen(run: &Results, spec: &ModelSpec) -> Result<Reopened> {
             .as_object()
             .and_then(|o| o.keys().find(|k| got[k.as_str()] != o[k.as_str()]).cloned())
             .unwrap_or_else(|| "config".into());
-        bail!(
+        return Err(SetupError::OtherModel(format!(
             "{}: loaded with {key} = {} but the results used {}; pass the same options as discover",
             a.name(),
             got[&key],
             want[&key]
-        );
+        )));
     }
     let (recorded_dtype, dtype) = (run.header.dtype, a.dtype);
     if recorded_dtype != dtype {
@@ -237,24 +287,24 @@ pub fn run_inputs(run: &Results) -> Result<BTreeMap<u64, Item>> {
         embedded::samples()
     } else {
         let p: Vec<PathBuf> = recorded.paths.iter().map(PathBuf::from).collect();
-        gather(&p, recorded.labels.as_deref())
-            .context("cannot gather the run's inputs again (run from the folder discover ran in)")?
+        gather(&p, recorded.labels.as_deref()).map_err(SetupError::Regather)?
     };
     let items: BTreeMap<u64, Item> = inputs.items.into_iter().map(|it| (it.index, it)).collect();
     for r in &run.images {
         match items.get(&r.index) {
             Some(it) if it.source == r.source => {}
-            Some(it) => bail!(
-                "the inputs changed: image {} was {}, now {}",
-                r.index,
-                r.source,
-                it.source
-            ),
-            None => bail!(
-                "the inputs changed: image {} ({}) is missing",
-                r.index,
-                r.source
-            ),
+            Some(it) => {
+                return Err(SetupError::InputsChanged(format!(
+                    "image {} was {}, now {}",
+                    r.index, r.source, it.source
+                )))
+            }
+            None => {
+                return Err(SetupError::InputsChanged(format!(
+                    "image {} ({}) is missing",
+                    r.index, r.source
+                )))
+            }
         }
     }
     Ok(items)

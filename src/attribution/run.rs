@@ -3,9 +3,14 @@
 //! searched batch by batch and appended as a record (also in the authors' layout when asked),
 //! and a summary of what was found.
 use crate::attribution::discover::{discover_batch, ImageResult, Method, Request, TargetKind};
+use crate::attribution::AttributionError;
 use crate::attribution::AttributionSettings;
+use crate::error_line::one_line;
+use crate::io::inputs::InputError;
 use crate::io::inputs::{Item, Preprocess};
+use crate::io::reference::ReferenceError;
 use crate::io::reference::{self, ReferenceEntry};
+use crate::io::results::ResultsError;
 use crate::io::results::{
     Header, InputsInfo, Outcome, Preprocessing, Record, RecordWriter, SchemaVersion,
 };
@@ -13,7 +18,7 @@ use crate::io::shard::Shard;
 use crate::model::load::Loaded;
 use crate::model::{gradients, Objective, Rows};
 use crate::setup::ModelSpec;
-use anyhow::Result;
+use crate::setup::SetupError;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,6 +31,42 @@ pub enum NeuronToken {
     Cls,
     /// The distillation token's (DeiT distilled).
     Dist,
+}
+
+/// Why a discovery run stopped (an image that fails alone becomes an error record instead).
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    #[error(transparent)]
+    Attribution(#[from] AttributionError),
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// An image that cannot be read (the error of its record).
+    #[error("cannot read {image}")]
+    Unreadable {
+        image: String,
+        #[source]
+        source: InputError,
+    },
+    /// Settings that do not fit the model or the inputs (the message names the flag or file).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+type Result<T, E = DiscoveryError> = std::result::Result<T, E>;
+
+/// `return Err(DiscoveryError::Invalid(format!(...)))`.
+macro_rules! invalid {
+    ($($t:tt)*) => {
+        return Err(DiscoveryError::Invalid(format!($($t)*)))
+    };
 }
 
 /// One discovery run over a set of inputs, every setting resolved.
@@ -68,18 +109,18 @@ pub struct DiscoveryJob {
 fn model_objective(job: &DiscoveryJob, model: &mut crate::model::Vit) -> Result<()> {
     let name = job.model.name();
     if model.cfg.embedding && !matches!(job.objective, Objective::Direction { .. }) {
-        anyhow::bail!(
+        invalid!(
             "{name}: the model outputs a {}-wide embedding, not class scores: pass --direction FILE.npy",
             model.cfg.num_classes
         );
     }
     job.objective
         .validate(model.cfg.num_classes)
-        .map_err(anyhow::Error::msg)?;
+        .map_err(DiscoveryError::Invalid)?;
     model.objective = job.objective.clone();
     if let TargetKind::Class(c) = job.target {
         if c >= model.score_width() {
-            anyhow::bail!(
+            invalid!(
                 "--target class:{c}: the model has {} outputs",
                 model.score_width()
             );
@@ -94,7 +135,7 @@ fn neuron_rows(job: &DiscoveryJob, model: &crate::model::Vit) -> Result<Rows> {
         (crate::model::Pool::MeanPatch, None) => Rows::Patches,
         (_, Some(NeuronToken::Dist)) => {
             if model.cfg.prefix_tokens < 2 || model.cfg.registers > 0 {
-                anyhow::bail!(
+                invalid!(
                     "--neuron-token dist: {} has no distillation token",
                     job.model.name()
                 );
@@ -218,11 +259,10 @@ pub fn discover_all(job: &DiscoveryJob) -> Result<Summary> {
                     }
                 }
                 Err(e) => {
+                    let error = one_line(&e);
                     summary.errors += 1;
-                    bar.println(format!("skipping {}: {e:#}", it.source));
-                    Outcome::Failed {
-                        error: format!("{e:#}"),
-                    }
+                    bar.println(format!("skipping {}: {error}", it.source));
+                    Outcome::Failed { error }
                 }
             };
             let rec = Record {
@@ -265,7 +305,10 @@ fn attribute_batch(
             Ok(px) => good.push((i, px)),
             Err(e) => out.push((
                 i,
-                Err(anyhow::Error::from(e).context(format!("cannot read {}", it.source))),
+                Err(DiscoveryError::Unreadable {
+                    image: it.source.clone(),
+                    source: e,
+                }),
             )),
         }
     }
@@ -278,7 +321,7 @@ fn attribute_batch(
         let images = candle_core::Tensor::from_vec(all, shape, model.device())?;
         let labels: Vec<Option<usize>> = idx.iter().map(|(i, _)| batch[*i].label).collect();
         let keys: Vec<u64> = idx.iter().map(|(i, _)| batch[*i].index).collect();
-        Ok::<_, anyhow::Error>(discover_batch(model, &images, &labels, &keys, req))
+        Ok::<_, DiscoveryError>(discover_batch(model, &images, &labels, &keys, req))
     };
     if !good.is_empty() {
         let all: Vec<&(usize, Vec<f32>)> = good.iter().collect();
@@ -306,13 +349,13 @@ fn attribute_batch(
 fn check_labels(job: &DiscoveryJob, items: &[Item], num_classes: usize) -> Result<()> {
     if job.target == TargetKind::Label {
         if let Some(it) = items.iter().find(|it| it.label.is_none()) {
-            anyhow::bail!(
+            invalid!(
                 "{}: no ground-truth label (put images in class folders, pass --labels, or use --target predicted)",
                 it.source
             );
         }
         if let Some(it) = items.iter().find(|it| it.label.unwrap() >= num_classes) {
-            anyhow::bail!(
+            invalid!(
                 "{}: label {} but the model has {} classes",
                 it.source,
                 it.label.unwrap(),
@@ -337,8 +380,8 @@ fn header(
         tool: "neuronpath".into(),
         tool_version: env!("CARGO_PKG_VERSION").into(),
         created: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs(),
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
         model: job.model.describe(loaded)?,
         preprocessing: Preprocessing {
             size: pre.size,

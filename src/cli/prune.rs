@@ -55,7 +55,7 @@ pub fn run(plan: &PrunePlan) -> Result<()> {
 /// Per class, the images that build the kept set and those it is evaluated on.
 fn class_plans(plan: &PrunePlan, run: &Results, m: &Reopened) -> Result<Vec<ClassPlan>> {
     if plan.eval.is_empty() {
-        return holdout_plans(run, &m.items, plan.holdout);
+        return Ok(holdout_plans(run, &m.items, plan.holdout)?);
     }
     let eval = gather(&plan.eval, plan.eval_labels.as_deref())?;
     let mut plans = Vec::new();

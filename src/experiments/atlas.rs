@@ -2,8 +2,8 @@
 //! n at layer l, class-to-class cosine similarity of the flattened F, and the per-layer
 //! distribution of path neurons per class. Counts are kept sparse: a class touches at most
 //! (images x layers) of the layers x mlp_dim cells.
+use super::error::{invalid, Result};
 use crate::io::results::{Method, Results};
-use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -75,7 +75,7 @@ impl Atlas {
 pub fn from_run(run: &Results, method: Method) -> Result<Atlas> {
     if !run.has_method(method) {
         let names: Vec<&str> = run.methods.iter().map(|m| m.name()).collect();
-        bail!(
+        invalid!(
             "the run has no `{method}` paths (methods: {})",
             names.join(", ")
         );
@@ -110,10 +110,10 @@ pub fn build(
     let mut by_class: BTreeMap<usize, ClassEntry> = BTreeMap::new();
     for (c, path) in paths {
         if path.len() != layers {
-            bail!("a path of {} layers in a {layers}-layer atlas", path.len());
+            invalid!("a path of {} layers in a {layers}-layer atlas", path.len());
         }
         if let Some(&n) = path.iter().find(|&&n| n >= mlp_dim) {
-            bail!("neuron {n} on a path, but layers have {mlp_dim} neurons");
+            invalid!("neuron {n} on a path, but layers have {mlp_dim} neurons");
         }
         let e = by_class.entry(*c).or_insert_with(|| ClassEntry {
             class: *c,

@@ -4,9 +4,9 @@
 //! timm files do not record the head count, LayerNorm epsilon or GELU flavour: the loader
 //! assumes hidden/64 heads, eps 1e-6 and erf GELU. [`load_flags`] lists the options that
 //! reproduce the model when it differs; they are also stored in the file's metadata.
+use super::error::{invalid, ExperimentError, Result};
 use crate::model::ops::{LayerNorm, Linear};
 use crate::model::{Gelu, Pool, Vit, VitConfig};
-use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
@@ -103,13 +103,14 @@ fn gather(model: &Vit) -> candle_core::Result<HashMap<String, Tensor>> {
 pub fn save_timm(model: &Vit, path: &Path, note: &serde_json::Value) -> Result<()> {
     let c = &model.cfg;
     if c.double_fc_norm {
-        bail!("a model with the doubled fc_norm (compatibility mode) has no timm equivalent");
+        invalid!("a model with the doubled fc_norm (compatibility mode) has no timm equivalent");
     }
     // timm has no [CLS, mean patches] head, and an embedding is not a classifier to prune.
     if c.pool == Pool::ClsMeanPatch || c.embedding {
-        bail!("only classifiers with a CLS, distilled or mean-patch head can be saved as timm checkpoints");
+        invalid!("only classifiers with a CLS, distilled or mean-patch head can be saved as timm checkpoints");
     }
-    let tensors = gather(model).context("cannot gather the model's tensors")?;
+    let tensors = gather(model)
+        .map_err(|e| ExperimentError::Invalid(format!("cannot gather the model's tensors: {e}")))?;
     let meta =
         serde_json::json!({"config": c, "load_flags": load_flags(c).join(" "), "note": note});
     let metadata = HashMap::from([
@@ -117,10 +118,13 @@ pub fn save_timm(model: &Vit, path: &Path, note: &serde_json::Value) -> Result<(
         ("neuronpath".to_string(), meta.to_string()),
     ]);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("{}: cannot create", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| ExperimentError::file(dir, "create", e))?;
     }
-    safetensors::serialize_to_file(&tensors, Some(metadata), path)
-        .with_context(|| format!("{}: cannot write", path.display()))?;
+    safetensors::serialize_to_file(&tensors, Some(metadata), path).map_err(|source| {
+        ExperimentError::Checkpoint {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
     Ok(())
 }

@@ -3,13 +3,13 @@
 //! per-layer JAS terms; for the neurons a class's paths share, the run's images that activate
 //! them most (the dataset view).
 use super::atlas::Atlas;
+use super::error::{ExperimentError, Result};
 use crate::attribution::explain::path_terms;
 use crate::attribution::spatial::{spatial_attribution, PathInput, Spatial};
 use crate::attribution::{clean_pass, AttributionSettings};
 use crate::io::inputs::{load_batch, Item, Preprocess};
 use crate::io::results::{ImageRecord, Method, Results};
 use crate::model::{gradients, Rows, Vit};
-use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -80,9 +80,12 @@ pub fn sample(run: &Results, max: usize) -> Vec<u64> {
 }
 
 fn item<'a>(items: &'a BTreeMap<u64, Item>, r: &ImageRecord) -> Result<&'a Item> {
-    items
-        .get(&r.index)
-        .with_context(|| format!("image {} ({}) is not among the inputs", r.index, r.source))
+    items.get(&r.index).ok_or_else(|| {
+        ExperimentError::Invalid(format!(
+            "image {} ({}) is not among the inputs",
+            r.index, r.source
+        ))
+    })
 }
 
 /// Explains the images `indices` of the run with its model.

@@ -2,14 +2,15 @@
 //! pruning), or what the records hold without it, rendered into one HTML page.
 use super::claims::Claim;
 use super::detail;
+use super::error::{invalid, ExperimentError, Result};
 use super::manipulation::{self, Manipulation};
 use super::pruning::{self, Pruning};
 use super::render::report::{write_report, Report};
 use super::render::thumbs;
+use crate::error_line::one_line;
 use crate::io::inputs::{Item, Preprocess};
 use crate::io::results::{Method, Results};
 use crate::setup::{recorded_preprocess, reopen, run_inputs, ModelSpec, Reopened};
-use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -64,9 +65,11 @@ pub fn progress(n: usize, what: &str) -> ProgressBar {
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(p: &Path) -> Result<T> {
-    let text =
-        std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{}: not the expected output", p.display()))
+    let text = std::fs::read_to_string(p).map_err(|e| ExperimentError::file(p, "read", e))?;
+    serde_json::from_str(&text).map_err(|source| ExperimentError::Format {
+        path: p.to_path_buf(),
+        source,
+    })
 }
 
 /// Computes what the run's model allows (unless `o` says otherwise) and writes the report to
@@ -84,11 +87,12 @@ pub fn build_report(
     } else {
         match reopen(&run, spec) {
             Ok(m) => Some(m),
-            Err(e) if spec.path.is_some() => return Err(e),
+            Err(e) if spec.path.is_some() => return Err(e.into()),
             Err(e) => {
-                eprintln!("note: continuing without the model: {e:#}");
+                let e = one_line(&e);
+                eprintln!("note: continuing without the model: {e}");
                 notes.push(format!(
-                    "Model not available ({e:#}): manipulation from the records only, no pruning."
+                    "Model not available ({e}): manipulation from the records only, no pruning."
                 ));
                 None
             }
@@ -130,7 +134,7 @@ pub fn build_report(
         .flatten()
         .find(|&&c| c >= run.config.num_classes)
     {
-        bail!(
+        invalid!(
             "--look-alike: class {c} but the model has {} classes",
             run.config.num_classes
         );

@@ -1,13 +1,13 @@
 //! Manipulation (SPEC section 9): every neuron of a method's path is scaled (0 removes, 2
 //! enhances, any factor) in ONE forward pass, so "current value" is the value after the upstream
 //! edits; F and the top-1 prediction are recorded, then summarised per class and overall.
+use super::error::{ExperimentError, Result};
 use super::stats::{de_f64, spread, Spread};
 use crate::attribution::baselines::random_set;
 use crate::attribution::{top_k, NeuronSets};
 use crate::io::inputs::{load_batch, Item, Preprocess};
 use crate::io::results::{ImageRecord, Method, Results};
 use crate::model::Vit;
-use anyhow::{Context, Result};
 use candle_core::DType;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -145,8 +145,11 @@ pub fn run_manipulation(
         let its = chunk
             .iter()
             .map(|r| {
-                items.get(&r.index).with_context(|| {
-                    format!("image {} ({}) is not among the inputs", r.index, r.source)
+                items.get(&r.index).ok_or_else(|| {
+                    ExperimentError::Invalid(format!(
+                        "image {} ({}) is not among the inputs",
+                        r.index, r.source
+                    ))
                 })
             })
             .collect::<Result<Vec<&Item>>>()?;

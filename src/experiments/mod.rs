@@ -14,6 +14,7 @@ pub mod atlas;
 pub mod checkpoint;
 pub mod claims;
 pub mod detail;
+pub mod error;
 pub mod format;
 pub mod full_report;
 pub mod manipulation;

@@ -2,12 +2,12 @@
 //! (layer, rank), the most frequent top-K neuron over the class's path-building images; on other
 //! images of the class a seeded random fraction p of the remaining CLS neurons of the first d
 //! layers is zeroed. A control keeps a random set of the same size instead.
+use super::error::{invalid, ExperimentError, Result};
 use super::stats::{de_f64, spread, Spread};
 use crate::attribution::{top_k, NeuronSets};
 use crate::io::inputs::{load_batch, Item, Preprocess};
 use crate::io::results::{ImageRecord, Method, Results};
 use crate::model::{Edit, Edits, LayerEdit, Rows, Vit};
-use anyhow::{bail, Result};
 use candle_core::{DType, Tensor};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -110,10 +110,9 @@ pub fn holdout_plans(
         let eval = eval
             .iter()
             .map(|i| {
-                items
-                    .get(i)
-                    .cloned()
-                    .ok_or_else(|| anyhow::anyhow!("image {i} is not among the inputs"))
+                items.get(i).cloned().ok_or_else(|| {
+                    ExperimentError::Invalid(format!("image {i} is not among the inputs"))
+                })
             })
             .collect::<Result<_>>()?;
         plans.push(ClassPlan {
@@ -317,7 +316,7 @@ pub fn run_pruning(
 ) -> Result<Pruning> {
     let (layers, mlp) = (model.cfg.layers, model.cfg.mlp_dim);
     if s.grid.ds.iter().any(|&d| d > layers) || s.grid.ks.iter().any(|&k| k > run.top_k.max(1)) {
-        bail!(
+        invalid!(
             "grid outside the model (d <= {layers}) or the run (K <= {})",
             run.top_k
         );
@@ -506,7 +505,7 @@ pub fn save_pruned(
         .filter(|r| build.contains(&r.index))
         .collect();
     if records.is_empty() {
-        bail!("no path-building images for class {class}");
+        invalid!("no path-building images for class {class}");
     }
     let keep = kept_set(&records, k, model.cfg.layers);
     let m = masks(

@@ -1,7 +1,6 @@
 //! The authors' result layout (SPEC section 11), so their notebooks can read our results:
 //! `{prefix}.args.json`, and per ground-truth label `{prefix}-{label}.rlt.jsonl`, opened for
 //! append, one line per batch: a JSON array with one object per image.
-use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -27,6 +26,39 @@ impl ReferenceEntry {
     }
 }
 
+/// Why the authors' layout cannot be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceError {
+    /// A file or folder that cannot be created, written, listed or read.
+    #[error("{}: cannot {action}", path.display())]
+    File {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line that is not a JSON array of entries.
+    #[error("{}: not in the authors' layout", path.display())]
+    Format {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}: prefix without a file name", .0.display())]
+    Prefix(PathBuf),
+}
+
+type Result<T, E = ReferenceError> = std::result::Result<T, E>;
+
+fn file_error(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> ReferenceError {
+    let path = path.to_path_buf();
+    move |source| ReferenceError::File {
+        path,
+        action,
+        source,
+    }
+}
+
 fn label_file(prefix: &Path, label: usize) -> PathBuf {
     PathBuf::from(format!("{}-{label}.rlt.jsonl", prefix.display()))
 }
@@ -35,11 +67,10 @@ fn label_file(prefix: &Path, label: usize) -> PathBuf {
 pub fn write_args(prefix: &Path, args: &serde_json::Value) -> Result<()> {
     let p = PathBuf::from(format!("{}.args.json", prefix.display()));
     if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("{}: cannot create", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(file_error(dir, "create"))?;
     }
-    std::fs::write(&p, serde_json::to_string_pretty(args)?)
-        .with_context(|| format!("{}: cannot write", p.display()))
+    let text = serde_json::to_string_pretty(args).expect("a JSON value serialises");
+    std::fs::write(&p, text).map_err(file_error(&p, "write"))
 }
 
 /// Appends one batch line per label present in `entries` (label, entry).
@@ -54,10 +85,11 @@ pub fn append_batch(prefix: &Path, entries: &[(usize, ReferenceEntry)]) -> Resul
             .create(true)
             .append(true)
             .open(&p)
-            .with_context(|| format!("{}: cannot write", p.display()))?;
-        let mut line = serde_json::to_string(&list)?;
+            .map_err(file_error(&p, "write"))?;
+        let mut line = serde_json::to_string(&list).expect("entries serialise");
         line.push('\n');
-        f.write_all(line.as_bytes())?;
+        f.write_all(line.as_bytes())
+            .map_err(file_error(&p, "write"))?;
     }
     Ok(())
 }
@@ -70,14 +102,16 @@ pub fn read_reference(prefix: &Path) -> Result<BTreeMap<usize, Vec<ReferenceEntr
         .unwrap_or(Path::new("."));
     let stem = prefix
         .file_name()
-        .context("prefix without a file name")?
+        .ok_or_else(|| ReferenceError::Prefix(prefix.to_path_buf()))?
         .to_string_lossy()
         .to_string();
     let mut out = BTreeMap::new();
-    for entry in
-        std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?
-    {
-        let name = entry?.file_name().to_string_lossy().to_string();
+    for entry in std::fs::read_dir(dir).map_err(file_error(dir, "list"))? {
+        let name = entry
+            .map_err(file_error(dir, "list"))?
+            .file_name()
+            .to_string_lossy()
+            .to_string();
         let Some(label) = name
             .strip_prefix(&format!("{stem}-"))
             .and_then(|r| r.strip_suffix(".rlt.jsonl"))
@@ -87,9 +121,14 @@ pub fn read_reference(prefix: &Path) -> Result<BTreeMap<usize, Vec<ReferenceEntr
         };
         let p = dir.join(&name);
         let mut list = Vec::new();
-        for line in std::io::BufReader::new(std::fs::File::open(&p)?).lines() {
-            let batch: Vec<ReferenceEntry> = serde_json::from_str(&line?)
-                .with_context(|| format!("{}: not in the authors' layout", p.display()))?;
+        let f = std::fs::File::open(&p).map_err(file_error(&p, "read"))?;
+        for line in std::io::BufReader::new(f).lines() {
+            let line = line.map_err(file_error(&p, "read"))?;
+            let batch: Vec<ReferenceEntry> =
+                serde_json::from_str(&line).map_err(|source| ReferenceError::Format {
+                    path: p.clone(),
+                    source,
+                })?;
             list.extend(batch);
         }
         out.insert(label, list);

@@ -5,8 +5,8 @@
 use super::svg::{Anchor, Svg};
 use crate::attribution::explain::Explanation;
 use crate::attribution::spatial::PatchMap;
+use crate::experiments::error::{ExperimentError, Result};
 use crate::experiments::format::num;
-use anyhow::{Context, Result};
 use image::{ImageEncoder, RgbImage};
 
 /// Positive values.
@@ -304,20 +304,22 @@ pub fn figure(e: &Explanation, img: &RgbImage, labels: &Labels) -> Result<String
 pub fn png(svg_doc: &str, scale: f32) -> Result<Vec<u8>> {
     let mut opt = resvg::usvg::Options::default();
     opt.fontdb_mut().load_system_fonts();
-    let tree =
-        resvg::usvg::Tree::from_str(svg_doc, &opt).context("cannot parse the figure's SVG")?;
+    let tree = resvg::usvg::Tree::from_str(svg_doc, &opt)
+        .map_err(|e| ExperimentError::Render(format!("cannot parse the figure's SVG: {e}")))?;
     let size = tree
         .size()
         .to_int_size()
         .scale_by(scale)
-        .context("figure too large")?;
-    let mut pixmap =
-        resvg::tiny_skia::Pixmap::new(size.width(), size.height()).context("figure too large")?;
+        .ok_or_else(|| ExperimentError::Render("figure too large".into()))?;
+    let mut pixmap = resvg::tiny_skia::Pixmap::new(size.width(), size.height())
+        .ok_or_else(|| ExperimentError::Render("figure too large".into()))?;
     pixmap.fill(resvg::tiny_skia::Color::WHITE);
     resvg::render(
         &tree,
         resvg::tiny_skia::Transform::from_scale(scale, scale),
         &mut pixmap.as_mut(),
     );
-    pixmap.encode_png().context("cannot encode the PNG")
+    pixmap
+        .encode_png()
+        .map_err(|e| ExperimentError::Render(format!("cannot encode the PNG: {e}")))
 }

@@ -1,6 +1,6 @@
 //! Input images as small inline PNG `data:` URIs, so the report stays one self-contained file.
+use crate::experiments::error::Result;
 use crate::io::inputs::{Item, Preprocess};
-use anyhow::Result;
 use image::{ImageEncoder, RgbImage};
 
 /// Thumbnails are at most this many pixels wide (small inputs stay as they are).

@@ -7,13 +7,13 @@
 use crate::experiments::atlas::{self, Atlas};
 use crate::experiments::claims::{self, Claim};
 use crate::experiments::detail::{ImageDetail, NeuronView};
+use crate::experiments::error::{ExperimentError, Result};
 use crate::experiments::format::num;
 use crate::experiments::manipulation::Manipulation;
 use crate::experiments::pruning::Pruning;
 use crate::experiments::render::html::{page, section};
 use crate::experiments::stats::Spread;
 use crate::io::results::{Method, Results};
-use anyhow::{Context, Result};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -134,10 +134,9 @@ pub type SectionFn = fn(&Report, &Shared) -> Option<Section>;
 pub fn write_report(r: &Report, out: &Path) -> Result<Vec<Claim>> {
     let (html, claims) = render(r)?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("{}: cannot create", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| ExperimentError::file(dir, "create", e))?;
     }
-    std::fs::write(out, html).with_context(|| format!("{}: cannot write", out.display()))?;
+    std::fs::write(out, html).map_err(|e| ExperimentError::file(out, "write", e))?;
     let mut summary = json!({"results": r.results_name, "images": r.run.images.len(), "errors": r.run.errors.len(), "claims": claims});
     if let Some(first) = r.details.values().next() {
         let stem = out
@@ -152,7 +151,7 @@ pub fn write_report(r: &Report, out: &Path) -> Result<Vec<Claim>> {
             .collect();
         let shape = [r.details.len(), maps, g, g];
         std::fs::write(&npy, crate::io::npy_out::npy_f64(&data, &shape))
-            .with_context(|| format!("{}: cannot write", npy.display()))?;
+            .map_err(|e| ExperimentError::file(&npy, "write", e))?;
         let sources: BTreeMap<u64, &str> = r
             .run
             .images
@@ -183,7 +182,7 @@ pub fn write_report(r: &Report, out: &Path) -> Result<Vec<Claim>> {
     }
     let json_path = out.with_extension("json");
     std::fs::write(&json_path, serde_json::to_string_pretty(&summary)? + "\n")
-        .with_context(|| format!("{}: cannot write", json_path.display()))?;
+        .map_err(|e| ExperimentError::file(&json_path, "write", e))?;
     Ok(claims)
 }
 
