@@ -204,6 +204,7 @@ pub fn run(
             compat: false,
             rows: Rows::Cls,
             chunk_rows: chunk,
+            engine: Default::default(),
         };
         // Several images search together: each layer step is one pass of images x m rows.
         let k = search_images;

@@ -42,6 +42,7 @@
 //!     compat: false,
 //!     rows: Rows::Cls,
 //!     chunk_rows: 64,
+//!     engine: Default::default(),
 //! };
 //! let (probs, acts) = clean_pass(model, &x, settings.rows)?;
 //! let target = image.label.expect("the samples are labelled");

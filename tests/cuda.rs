@@ -202,6 +202,7 @@ fn settings(rows: Rows, top_k: usize, compat: bool) -> AttributionSettings {
         compat,
         rows,
         chunk_rows: 1000,
+        engine: Default::default(),
     }
 }
 

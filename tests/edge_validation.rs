@@ -115,6 +115,7 @@ fn request(steps: usize, top_k: usize) -> Request {
             compat: false,
             rows: Rows::Cls,
             chunk_rows: 64,
+            engine: Default::default(),
         },
         methods: vec![Method::Path, Method::Activation],
         target: TargetKind::Predicted,

@@ -139,6 +139,7 @@ fn edited_probabilities_agree_with_set_probabilities() {
         compat: false,
         rows: Rows::Cls,
         chunk_rows: 100,
+        engine: Default::default(),
     };
     for f in [0.0, 0.5, 2.0] {
         let full = edited_probabilities(&m, &x, &sets, f, Rows::Cls).unwrap();

@@ -17,6 +17,7 @@ fn settings(rows: Rows) -> AttributionSettings {
         compat: false,
         rows,
         chunk_rows: 1000,
+        engine: Default::default(),
     }
 }
 

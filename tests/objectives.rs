@@ -35,6 +35,7 @@ fn settings(rows: Rows, steps: usize) -> Settings {
         compat: false,
         rows,
         chunk_rows: 7,
+        engine: Default::default(),
     }
 }
 

@@ -17,6 +17,7 @@ fn settings(steps: usize, chunk: usize) -> AttributionSettings {
         compat: false,
         rows: Rows::Cls,
         chunk_rows: chunk,
+        engine: Default::default(),
     }
 }
 

@@ -710,6 +710,7 @@ impl Model {
                 compat,
                 rows: self.rows(),
                 chunk_rows: self.chunk_rows(memory_limit_mb)?,
+                engine: Default::default(),
             },
             methods,
             target,
@@ -793,6 +794,7 @@ impl Model {
             compat,
             rows: self.rows(),
             chunk_rows: self.chunk_rows(memory_limit_mb)?,
+            engine: Default::default(),
         };
         let model = self.variant(compat);
         let out = py.detach(|| {

@@ -12,6 +12,7 @@ pub mod explain;
 pub mod jas;
 pub mod run;
 pub mod search;
+pub mod search_prefix;
 pub mod spatial;
 
 pub use activations::{clean_pass, Activations};
@@ -40,6 +41,46 @@ pub struct AttributionSettings {
     pub rows: Rows,
     /// Rows of one clamped pass (chunking never changes results, only peak memory).
     pub chunk_rows: usize,
+    /// Which engine runs the layer-progressive search (both give the same paths).
+    pub engine: SearchEngine,
+}
+
+/// How the layer-progressive search computes its scores; both give the same neuron sets and
+/// scores up to rounding (tests/prefix_engine.rs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchEngine {
+    /// Keeps each row's residual stream under the path clamps below the scored layer and the
+    /// tangent along the path neurons: blocks T..L-1 forward and backward at step T, one tangent
+    /// block per step (L(L+1) + L block passes per row). CLS-row neurons on the CPU; MAE models
+    /// and other devices run the reference engine.
+    #[default]
+    Prefix,
+    /// One forward and backward of every block per step (2L^2 block passes per row): the oracle.
+    Reference,
+}
+
+impl SearchEngine {
+    /// The engine's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            SearchEngine::Prefix => "prefix",
+            SearchEngine::Reference => "reference",
+        }
+    }
+}
+
+impl std::str::FromStr for SearchEngine {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "prefix" => Ok(SearchEngine::Prefix),
+            "reference" => Ok(SearchEngine::Reference),
+            _ => Err(format!(
+                "unknown search engine `{s}` (expected prefix or reference)"
+            )),
+        }
+    }
 }
 
 impl AttributionSettings {

@@ -183,6 +183,7 @@ pub fn discover_all(job: &DiscoveryJob) -> Result<Summary> {
             compat: job.compat,
             rows,
             chunk_rows: chunk,
+            engine: Default::default(),
         },
         methods: methods.clone(),
         target: job.target,

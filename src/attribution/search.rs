@@ -1,6 +1,8 @@
 //! Layer-progressive neuron locating (SPEC section 4), with the top-K (section 6) and MAE
-//! (section 7) variants: one clean forward per image, one backward per layer step.
-use super::{top_k, Activations, AttributionSettings, Check, NeuronSets};
+//! (section 7) variants, by either engine ([`SearchEngine`]); here the reference engine: one
+//! clean forward per image, one full forward + backward per layer step (the prefix engine's
+//! oracle, `search_prefix.rs`).
+use super::{top_k, Activations, AttributionSettings, Check, NeuronSets, SearchEngine};
 use crate::model::gradients::{clamp_gradients, ClampBatch, ClampGrads};
 use crate::model::Vit;
 use candle_core::{Result, Tensor};
@@ -100,7 +102,26 @@ pub fn layer_progressive_search(
 
 /// [`layer_progressive_search`], calling `check` before each layer's pass: an error it returns
 /// stops the search and is returned unchanged (cancellation, e.g. Ctrl-C in the Python module).
+/// `s.engine` picks the engine; both give the same result (up to rounding).
 pub fn layer_progressive_search_checked(
+    model: &Vit,
+    images: &Tensor,
+    targets: &[usize],
+    acts: &Activations,
+    s: &AttributionSettings,
+    check: Check,
+) -> Result<SearchResult> {
+    match s.engine {
+        SearchEngine::Prefix => {
+            super::search_prefix::prefix_search(model, images, targets, acts, s, check)
+        }
+        SearchEngine::Reference => reference_search(model, images, targets, acts, s, check),
+    }
+}
+
+/// The reference engine: at step T, all m rows run every block forward with the path clamps
+/// below T and the layer clamp at T, then one backward to every clamp.
+pub(crate) fn reference_search(
     model: &Vit,
     images: &Tensor,
     targets: &[usize],

@@ -108,6 +108,7 @@ pub fn run(plan: &ExplainPlan) -> Result<()> {
         compat: false,
         rows,
         chunk_rows: gradients::chunk_rows(model, limit),
+        engine: Default::default(),
     };
     let prefix = plan
         .out

@@ -25,6 +25,9 @@ use candle_core::{
 };
 use rayon::prelude::*;
 
+#[path = "fused_tangent.rs"]
+mod tangent;
+
 /// A contiguous CPU tensor's elements, read-locked while this lives.
 struct Host<'a, T> {
     guard: StorageRef<'a>,
@@ -70,8 +73,8 @@ fn tensor<T: Real>(v: Vec<T>, shape: impl Into<Shape>) -> Result<Tensor> {
     Tensor::from_vec(v, shape, &Device::Cpu)
 }
 
-/// What the backward of one block needs.
-struct Saved {
+/// What the backward (and the tangent) of one block needs.
+pub(crate) struct Saved {
     x: Tensor,
     qkv: Tensor,
     /// Attention probabilities (R, H, N, N).
@@ -295,11 +298,11 @@ pub(crate) fn block(
 
 /// How a block runs (model-wide settings, and whether only the CLS row's output is needed).
 #[derive(Clone, Copy)]
-struct Run {
-    heads: usize,
-    gelu: Gelu,
-    prefix: usize,
-    cls_only: bool,
+pub(crate) struct Run {
+    pub heads: usize,
+    pub gelu: Gelu,
+    pub prefix: usize,
+    pub cls_only: bool,
 }
 
 fn block_t<T: Real>(
@@ -308,13 +311,41 @@ fn block_t<T: Real>(
     edit: Option<&LayerEdit>,
     run: Run,
 ) -> Result<(Tensor, Tensor)> {
+    let leaf = edit.and_then(|e| match &e.edit {
+        Edit::Clamp(t) => t.track_op().then(|| t.clone()),
+        Edit::Probe(var) => Some(var.as_tensor().clone()),
+        Edit::Scale(_) => None,
+    });
+    let needs_backward = x.track_op() || leaf.is_some();
+    let xd = x.detach().contiguous()?;
+    let (out, a, saved) = forward_saved::<T>(block, xd, edit, run, needs_backward, x.track_op())?;
+    let Some(saved) = saved else {
+        return Ok((out, a));
+    };
+    let y = match leaf {
+        Some(t) => x.apply_op2(&t, FusedBlock(saved))?,
+        None => x.apply_op1(FusedBlock(saved))?,
+    };
+    Ok((y, a))
+}
+
+/// One block's forward on plain slices from `xd` (detached, contiguous (R, N, D)): x' and the
+/// post-edit hidden units `a`, and with `save` what the backward ([`Saved::grads`]) and the
+/// tangent (`fused_tangent`) need; `want_dx`: whether that backward returns dL/dx.
+pub(crate) fn forward_saved<T: Real>(
+    block: &Block,
+    xd: Tensor,
+    edit: Option<&LayerEdit>,
+    run: Run,
+    save: bool,
+    want_dx: bool,
+) -> Result<(Tensor, Tensor, Option<Saved>)> {
     let Run {
         heads,
         gelu,
         prefix,
         cls_only,
     } = run;
-    let xd = x.detach().contiguous()?;
     let (r, n, d) = xd.dims3()?;
     let m = block.fc1.weight.dim(0)?;
     let keep = if cls_only { n.min(1) } else { n };
@@ -331,15 +362,9 @@ fn block_t<T: Real>(
     let (rows, krows) = (r * n, r * keep);
     if krows == 0 {
         // Nothing to compute (an empty chunk); the GEMM helpers size matrices by their rows.
-        let none = Tensor::zeros((r, keep, m), x.dtype(), &Device::Cpu)?;
-        return Ok((xd.narrow(1, 0, keep)?, none));
+        let none = Tensor::zeros((r, keep, m), xd.dtype(), &Device::Cpu)?;
+        return Ok((xd.narrow(1, 0, keep)?, none, None));
     }
-    let leaf_tracked = edit.is_some_and(|e| match &e.edit {
-        Edit::Clamp(t) => t.track_op(),
-        Edit::Probe(_) => true,
-        Edit::Scale(_) => false,
-    });
-    let needs_backward = x.track_op() || leaf_tracked;
 
     let weights = |l: &Linear| -> Result<(Tensor, Option<Tensor>)> {
         let b = l.bias.as_ref().map(|b| b.contiguous()).transpose()?;
@@ -374,13 +399,12 @@ fn block_t<T: Real>(
         bias(&fc1_b),
         None,
     );
-    let gelu_grad = ops::gelu_in_place(gelu, &mut a, needs_backward);
+    let gelu_grad = ops::gelu_in_place(gelu, &mut a, save);
     if let Some(mask) = &block.cls_mask {
         let mask = mask.contiguous()?;
         let f: Vec<T> = Host::<T>::new(&mask)?.get().repeat(r);
         scale_rows(&mut a, km, (0, 1), &f);
     }
-    let mut leaf: Option<Tensor> = None;
     let mut kind = None;
     if let Some(e) = edit {
         let span = e.rows.span(n, prefix);
@@ -388,13 +412,11 @@ fn block_t<T: Real>(
             Edit::Clamp(t) => {
                 let v = t.detach().contiguous()?;
                 set_rows(&mut a, km, span, Host::<T>::new(&v)?.get(), |_, b| b);
-                leaf = Some(t.clone());
                 kind = Some((e.rows, EditKind::Clamp(t.shape().clone())));
             }
             Edit::Probe(var) => {
                 let v = var.as_tensor().detach().contiguous()?;
                 set_rows(&mut a, km, span, Host::<T>::new(&v)?.get(), |a, b| a + b);
-                leaf = Some(var.as_tensor().clone());
                 kind = Some((e.rows, EditKind::Probe(var.shape().clone())));
             }
             Edit::Scale(f) => {
@@ -407,29 +429,24 @@ fn block_t<T: Real>(
     let out = kernels::linear(&a, krows, Host::new(&fc2_w)?.get(), bias(&fc2_b), Some(&h));
     let out = tensor(out, (r, keep, d))?;
     let a = tensor(a, (r, keep, m))?;
-    let (Some(gelu_grad), true) = (gelu_grad, needs_backward) else {
-        return Ok((out, a));
+    let (Some(gelu_grad), true) = (gelu_grad, save) else {
+        return Ok((out, a, None));
     };
     drop(xh);
-    let leaf = leaf.filter(|t| t.track_op());
     let saved = Saved {
         x: xd,
         qkv: tensor(qkv, (r, n, 3 * d))?,
         p: tensor(p, (r, heads, keep, n))?,
         h: tensor(h, (r, keep, d))?,
         gelu_grad: tensor(gelu_grad, (r, keep, m))?,
-        out,
+        out: out.clone(),
         heads,
         prefix,
         block: block.clone(),
         edit: kind,
-        want_dx: x.track_op(),
+        want_dx,
     };
-    let y = match leaf {
-        Some(t) => x.apply_op2(&t, FusedBlock(saved))?,
-        None => x.apply_op1(FusedBlock(saved))?,
-    };
-    Ok((y, a))
+    Ok((out, a, Some(saved)))
 }
 
 struct FusedBlock(Saved);
@@ -443,9 +460,9 @@ fn clone_storage(t: &Tensor) -> Result<(CpuStorage, Shape)> {
     Ok((data, t.shape().clone()))
 }
 
-impl FusedBlock {
+impl Saved {
     /// (dL/dx, dL/d(leaf)) for output gradient `g`.
-    fn grads(&self, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    pub(crate) fn grads(&self, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         match g.dtype() {
             DType::F32 => self.grads_t::<f32>(g),
             DType::F64 => self.grads_t::<f64>(g),
@@ -454,7 +471,7 @@ impl FusedBlock {
     }
 
     fn grads_t<T: Real>(&self, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let s = &self.0;
+        let s = self;
         let b = &s.block;
         let (r, n, d) = s.x.dims3()?;
         let (m, keep) = (b.fc1.weight.dim(0)?, s.h.dim(1)?);
@@ -542,7 +559,7 @@ impl CustomOp1 for FusedBlock {
         clone_storage(&self.0.out)
     }
     fn bwd(&self, _x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(self.grads(grad)?.0)
+        Ok(self.0.grads(grad)?.0)
     }
 }
 
@@ -566,6 +583,6 @@ impl CustomOp2 for FusedBlock {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        self.grads(grad)
+        self.0.grads(grad)
     }
 }

@@ -17,6 +17,8 @@
 //!   GELU with its derivative, softmax backward).
 //! - `vit`: the architecture (embedding, blocks, head) and where each block runs.
 //! - `gradients`: dF/d(clamp) of every clamped block from one backward, in memory-bounded chunks.
+//! - `fused_prefix`: the prefix search engine's passes on the CPU blocks (suffix forward +
+//!   backward from a saved residual stream, one-block extension with its tangent).
 //! - `load`, `save`: checkpoint formats.
 pub mod block;
 pub mod clamp_layout;
@@ -26,6 +28,7 @@ pub mod cuda_kernels;
 mod dispatch;
 mod fused;
 mod fused_device;
+pub mod fused_prefix;
 mod gelu_formulas;
 pub mod gradients;
 pub mod intervene;

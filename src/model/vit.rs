@@ -152,7 +152,8 @@ impl Vit {
         Ok((out, record_rows(&a)?))
     }
 
-    fn classify(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    /// The head: logits (R, classes) from the last block's output (R, N or 1, D).
+    pub(crate) fn classify(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let row = |i: usize| -> Result<Tensor> {
             self.norm.forward(&x.narrow(1, i, 1)?.squeeze(1)?, mode)
         };

@@ -69,6 +69,30 @@ impl LayerNormOp {
     }
 }
 
+impl LayerNormOp {
+    /// Forward-mode derivative (tangent) along `dx`:
+    /// dy = weight * inv * (dx - mean(dx) - xh * mean(dx * xh)).
+    pub(crate) fn jvp<T: Real>(&self, x: &[T], dx: &[T]) -> Vec<T> {
+        let n = self.weight.len();
+        let mut out = vec![T::zero(); x.len()];
+        for_rows(&mut out, n, |i, o| {
+            let (xs, ds) = (&x[i * n..(i + 1) * n], &dx[i * n..(i + 1) * n]);
+            let (mean, inv) = row_stats(xs, self.eps);
+            let (mut m1, mut m2) = (0.0, 0.0);
+            for j in 0..n {
+                m1 += ds[j].f64();
+                m2 += ds[j].f64() * (xs[j].f64() - mean) * inv;
+            }
+            let (m1, m2) = (m1 / n as f64, m2 / n as f64);
+            for (j, o) in o.iter_mut().enumerate() {
+                let xh = (xs[j].f64() - mean) * inv;
+                *o = T::from_f64(self.weight[j] * inv * (ds[j].f64() - m1 - xh * m2));
+            }
+        });
+        out
+    }
+}
+
 impl CustomOp1 for LayerNormOp {
     fn name(&self) -> &'static str {
         "np-layernorm"

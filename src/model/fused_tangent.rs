@@ -1,0 +1,154 @@
+//! Forward mode through one fused CPU block (the prefix search's tangent): the derivative of the
+//! block's output along an input direction, with the edited rows of the hidden units held fixed
+//! (a clamp is a constant), from what the block's forward saved.
+//!
+//! Per (image, head): S = scale q k^T, P = softmax(S), O = P v, so
+//! dS = scale (dq k^T + q dk^T), dP = P * (dS - rowsum(P * dS)), dO = dP v + P dv;
+//! the linears, LayerNorms and GELU differentiate as in the backward, in the other direction.
+use super::{scale_rows, set_rows, tensor, Dims, EditKind, Host, Saved};
+use crate::model::kernels::{self, Acc, Dst, Mat};
+use crate::model::real::Real;
+use crate::model::rows::for_rows;
+use candle_core::{DType, Result, Tensor};
+use rayon::prelude::*;
+
+impl Saved {
+    /// The tangent (R, N, D) of the block's output for the input tangent `dx` (R, N, D), with the
+    /// edited hidden-unit rows held fixed, plus, for every row `r`, the columns `seeds[r]` of fc2
+    /// on the edited token row: the derivative w.r.t. those entries of a one-token clamp.
+    pub(crate) fn tangent(&self, dx: &Tensor, seeds: &[&[usize]]) -> Result<Tensor> {
+        match dx.dtype() {
+            DType::F32 => self.tangent_t::<f32>(dx, seeds),
+            DType::F64 => self.tangent_t::<f64>(dx, seeds),
+            d => candle_core::bail!("fused block tangent: unsupported dtype {d:?}"),
+        }
+    }
+
+    fn tangent_t<T: Real>(&self, dx: &Tensor, seeds: &[&[usize]]) -> Result<Tensor> {
+        let b = &self.block;
+        let (r, n, d) = self.x.dims3()?;
+        let (m, keep) = (b.fc1.weight.dim(0)?, self.h.dim(1)?);
+        if keep != n || dx.dims3()? != (r, n, d) || seeds.len() != r {
+            candle_core::bail!(
+                "fused block tangent: needs every token row and one seed list per row"
+            )
+        }
+        let dm = Dims {
+            r,
+            n,
+            d,
+            m,
+            heads: self.heads,
+            keep,
+        };
+        let rows = r * n;
+        let w_t = |l: &crate::model::ops::Linear| l.weight_t()?.contiguous();
+        let dx = dx.contiguous()?;
+        let dxh = Host::<T>::new(&dx)?;
+        let dxs = dxh.get();
+        let dln1 = b.ln_att.op()?.jvp(Host::<T>::new(&self.x)?.get(), dxs);
+        let dqkv = kernels::linear(&dln1, rows, Host::new(&w_t(&b.qkv)?)?.get(), None, None);
+        drop(dln1);
+        let d_o = attention_tangent(
+            Host::<T>::new(&self.qkv)?.get(),
+            Host::<T>::new(&self.p)?.get(),
+            &dqkv,
+            dm,
+        );
+        drop(dqkv);
+        let dh = kernels::linear(
+            &d_o,
+            rows,
+            Host::new(&w_t(&b.proj)?)?.get(),
+            None,
+            Some(dxs),
+        );
+        drop(d_o);
+        let dln2 = b.ln_ffn.op()?.jvp(Host::<T>::new(&self.h)?.get(), &dh);
+        let mut da = kernels::linear(&dln2, rows, Host::new(&w_t(&b.fc1)?)?.get(), None, None);
+        drop(dln2);
+        let gg = Host::<T>::new(&self.gelu_grad)?;
+        let gg = gg.get();
+        for_rows(&mut da, m, |i, row| {
+            let gr = &gg[i * m..(i + 1) * m];
+            row.iter_mut().zip(gr).for_each(|(v, &k)| *v *= k);
+        });
+        if let Some(mask) = &b.cls_mask {
+            let mask = mask.contiguous()?;
+            let f: Vec<T> = Host::<T>::new(&mask)?.get().repeat(r);
+            scale_rows(&mut da, dm, (0, 1), &f);
+        }
+        let mut seed_row = None;
+        if let Some((sel, kind)) = &self.edit {
+            let span = sel.span(n, self.prefix);
+            match kind {
+                EditKind::Clamp(_) => {
+                    let zero = vec![T::zero(); r * span.1 * m];
+                    set_rows(&mut da, dm, span, &zero, |_, b| b);
+                    seed_row = (span.1 == 1).then_some(span.0);
+                }
+                // A probe adds a constant: its rows move with the block's own units.
+                EditKind::Probe(_) => {}
+                EditKind::Scale(f) => scale_rows(&mut da, dm, span, Host::<T>::new(f)?.get()),
+            }
+        }
+        let fc2_t = w_t(&b.fc2)?;
+        let fc2_t = Host::<T>::new(&fc2_t)?;
+        let fc2_t = fc2_t.get();
+        let mut dout = kernels::linear(&da, rows, fc2_t, None, Some(&dh));
+        if seeds.iter().any(|s| !s.is_empty()) {
+            let Some(tok) = seed_row else {
+                candle_core::bail!("fused block tangent: seeds need a clamp of one token row")
+            };
+            for (row, units) in seeds.iter().enumerate() {
+                let at = (row * n + tok) * d;
+                let out = &mut dout[at..at + d];
+                for &p in units.iter() {
+                    // Column p of fc2's weight (D, M) = row p of its transpose (M, D).
+                    let col = &fc2_t[p * d..(p + 1) * d];
+                    out.iter_mut().zip(col).for_each(|(o, &w)| *o += w);
+                }
+            }
+        }
+        tensor(dout, (r, n, d))
+    }
+}
+
+/// dO (R, N, D) of the attention of all (image, head) pairs for the tangent `dqkv` (R, N, 3D).
+fn attention_tangent<T: Real>(qkv: &[T], p: &[T], dqkv: &[T], dm: Dims) -> Vec<T> {
+    let Dims { r, n, d, heads, .. } = dm;
+    let hd = dm.hd();
+    let scale = T::from_f64(dm.scale());
+    let mut o = kernels::uninit::<T>(r * n * d);
+    let o_all = Dst::new(&mut o, 0, (0, 0), d);
+    let len = r * n * d;
+    (0..r * heads).into_par_iter().for_each(|i| {
+        let (img, head) = (i / heads, i % heads);
+        let base = img * n * 3 * d;
+        let at = |col: usize| (base + col + head * hd, (n, hd), (3 * d, 1));
+        let part = |src, col| {
+            let (off, shape, strides) = at(col);
+            Mat::new(src, off, shape, strides)
+        };
+        let (q, k, v) = (part(qkv, 0), part(qkv, d), part(qkv, 2 * d));
+        let (dq, dk, dv) = (part(dqkv, 0), part(dqkv, d), part(dqkv, 2 * d));
+        let pi = &p[i * n * n..(i + 1) * n * n];
+        let mut ds = kernels::uninit::<T>(n * n);
+        let ds_dst = Dst::new(&mut ds, 0, (n, n), n);
+        // SAFETY: `ds` is this task's own; each task writes only its own head's columns of its
+        // own image's rows of `o`, which outlives the parallel loop.
+        unsafe {
+            kernels::matmul(ds_dst, dq, k.t(), Acc::Overwrite, scale, false);
+            kernels::matmul(ds_dst, q, dk.t(), Acc::Add, scale, false);
+            let mut ds = kernels::assume_init(ds);
+            // dP = P * (dS - rowsum(P * dS)): the softmax's Jacobian is symmetric.
+            kernels::softmax_rows_backward(pi, &mut ds, n);
+            let oi = o_all.at(img * n * d + head * hd, (n, hd), len);
+            let pm = Mat::rows(pi, n, n);
+            kernels::matmul(oi, Mat::rows(&ds, n, n), v, Acc::Overwrite, T::one(), false);
+            kernels::matmul(oi, pm, dv, Acc::Add, T::one(), false);
+        }
+    });
+    // SAFETY: every (image, head) wrote its own columns of its image's rows: all of `o`.
+    unsafe { kernels::assume_init(o) }
+}

@@ -1,0 +1,220 @@
+//! The prefix search engine against the reference engine (one full forward + backward per
+//! step, its oracle): identical neuron sets and selection scores within 1e-12 (f64) on the golden
+//! models and on every family and variant the search supports (top-K, the authors' top-K quirk,
+//! the MAE variant, DeiT's distillation row, DINOv2's mean-patch head and registers, CLIP's
+//! pre-LayerNorm and quick-GELU, pruning masks, every objective, any chunking); paths equal in f32.
+mod common;
+use candle_core::{DType, Device, Tensor};
+use common::*;
+use neuronpath::attribution::search_prefix::prefix_applies;
+use neuronpath::attribution::{
+    clean_pass, layer_progressive_search, AttributionSettings, SearchEngine, SearchResult,
+};
+use neuronpath::bench::vit_config;
+use neuronpath::model::{load_model, Gelu, LoadOptions, Objective, Rows, Vit};
+use neuronpath::training::Params;
+use rand::SeedableRng;
+
+fn settings(rows: Rows, top_k: usize, compat: bool, chunk: usize) -> AttributionSettings {
+    AttributionSettings {
+        steps: 20,
+        top_k,
+        compat,
+        rows,
+        chunk_rows: chunk,
+        engine: SearchEngine::Prefix,
+    }
+}
+
+fn search(m: &Vit, x: &Tensor, t: &[usize], s: &AttributionSettings) -> SearchResult {
+    let (_, acts) = clean_pass(m, x, s.rows).unwrap();
+    layer_progressive_search(m, x, t, &acts, s).unwrap()
+}
+
+/// Both engines on the same input: the same sets; the scores within `tol` of the reference's
+/// (relative to each layer's largest score). Returns the prefix engine's result.
+fn agree(m: &Vit, x: &Tensor, t: &[usize], s: &AttributionSettings, tol: f64, what: &str) {
+    let prefix = search(m, x, t, s);
+    let reference = search(
+        m,
+        x,
+        t,
+        &AttributionSettings {
+            engine: SearchEngine::Reference,
+            ..s.clone()
+        },
+    );
+    assert_eq!(prefix.sets, reference.sets, "{what}: neuron sets");
+    for (i, (p, r)) in prefix.scores.iter().zip(&reference.scores).enumerate() {
+        for (l, (p, r)) in p.iter().zip(r).enumerate() {
+            assert_close(p, r, tol, &format!("{what}: image {i} layer {l} scores"));
+        }
+    }
+}
+
+fn golden(dtype: DType) -> (Vit, Tensor) {
+    let m = load("golden/tiny_vit.npz", dtype);
+    let x = npy("golden/input_x.npy").to_dtype(dtype).unwrap();
+    (m, x)
+}
+
+#[test]
+fn golden_vit_f64_every_variant_and_chunking() {
+    let (m, x) = golden(DType::F64);
+    assert!(prefix_applies(&m, &settings(Rows::Cls, 1, false, 1)));
+    for (k, compat) in [(1, false), (3, false), (3, true)] {
+        for chunk in [1, 7, 1000] {
+            let s = settings(Rows::Cls, k, compat, chunk);
+            agree(
+                &m,
+                &x,
+                &[3, 3],
+                &s,
+                1e-12,
+                &format!("K={k} compat={compat} chunk={chunk}"),
+            );
+        }
+    }
+    // Different targets per image.
+    agree(
+        &m,
+        &x,
+        &[1, 8],
+        &settings(Rows::Cls, 1, false, 5),
+        1e-12,
+        "targets 1, 8",
+    );
+}
+
+#[test]
+fn golden_vit_f64_objectives_and_a_pruning_mask() {
+    let (mut m, x) = golden(DType::F64);
+    let s = settings(Rows::Cls, 2, false, 9);
+    for objective in [Objective::Logit, Objective::LogitDiff { against: 0 }] {
+        m.objective = objective.clone();
+        agree(&m, &x, &[3, 3], &s, 1e-12, &format!("{objective:?}"));
+    }
+    m.objective = Objective::Prob;
+    // A pruned model: a 0/1 mask on the CLS row of every block's hidden units.
+    let width = m.cfg.mlp_dim;
+    for (l, b) in m.blocks.iter_mut().enumerate() {
+        let mask: Vec<f64> = (0..width)
+            .map(|j| ((j + l) % 3 != 0) as u8 as f64)
+            .collect();
+        b.cls_mask = Some(Tensor::new(mask, &Device::Cpu).unwrap());
+    }
+    agree(&m, &x, &[3, 3], &s, 1e-12, "pruned");
+}
+
+#[test]
+fn golden_vit_f32_paths_equal_the_reference_engines() {
+    let (m, x) = golden(DType::F32);
+    for k in [1, 3] {
+        agree(
+            &m,
+            &x,
+            &[3, 3],
+            &settings(Rows::Cls, k, false, 7),
+            1e-4,
+            &format!("f32 K={k}"),
+        );
+    }
+}
+
+#[test]
+fn mae_runs_the_reference_engine() {
+    let opts = LoadOptions {
+        dtype: DType::F64,
+        heads: Some(4),
+        ..Default::default()
+    };
+    let m = load_with("golden/tiny_mae_state_dict.npz", &opts);
+    let x = npy("golden/input_x.npy").to_dtype(DType::F64).unwrap();
+    let s = settings(Rows::Patches, 1, false, 13);
+    assert!(!prefix_applies(&m, &s));
+    agree(&m, &x, &[3, 3], &s, 0.0, "MAE");
+}
+
+fn family(rel: &str) -> Vit {
+    let opts = LoadOptions {
+        dtype: DType::F64,
+        image_size: Some(28),
+        heads: Some(4),
+        ..Default::default()
+    };
+    let mut m = load_model(&fixture(rel), &opts).unwrap().model;
+    if m.cfg.embedding {
+        // A backbone: F is the embedding's dot product with a direction.
+        let width = m.score_width();
+        let v = Tensor::randn(0f64, 1.0, width, &Device::Cpu).unwrap();
+        m.objective = Objective::Direction {
+            source: "random".into(),
+            vector: v.to_vec1().unwrap(),
+        };
+    }
+    m
+}
+
+#[test]
+fn families_f64() {
+    let x = npy("families/input.npy").to_dtype(DType::F64).unwrap();
+    let b = x.dim(0).unwrap();
+    for (rel, rows) in [
+        ("families/dinov2", Rows::Cls),
+        ("families/dinov2_cls", Rows::Cls),
+        ("families/dinov2_reg_cls", Rows::Cls),
+        ("families/clip", Rows::Cls),
+        ("families/clip_proj", Rows::Cls),
+        ("families/deit_distilled", Rows::Cls),
+        ("families/deit_distilled", Rows::Dist),
+        ("families/timm_dinov2_reg.safetensors", Rows::Cls),
+    ] {
+        let m = family(rel);
+        let targets: Vec<usize> = (0..b).map(|i| i % m.score_width()).collect();
+        for (k, compat) in [(1, false), (2, true)] {
+            let s = settings(rows, k, compat, 11);
+            assert!(prefix_applies(&m, &s), "{rel}");
+            agree(
+                &m,
+                &x,
+                &targets,
+                &s,
+                1e-12,
+                &format!("{rel} {rows:?} K={k}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn random_shapes_f64() {
+    // Odd token counts, one head and many, tanh and quick GELU, MLP widths that are not 4x.
+    for (i, (image, patch, hidden, mlp, heads, layers, gelu)) in [
+        (12, 4, 24, 40, 3, 4, Gelu::Tanh),
+        (10, 5, 16, 20, 1, 3, Gelu::Erf),
+        (8, 8, 12, 30, 2, 5, Gelu::Quick),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut cfg = vit_config(image, patch, hidden, mlp, heads, layers);
+        cfg.gelu = gelu;
+        cfg.num_classes = 5;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(i as u64);
+        let params = Params::init(&cfg, &mut rng, &Device::Cpu).unwrap();
+        // Initial biases are zero and LayerNorm weights one: perturb every parameter.
+        let noise = |d: &[usize]| Tensor::randn(0f64, 0.3, d, &Device::Cpu);
+        let m = params
+            .frozen_vit_with(|t| t.to_dtype(DType::F64)? + noise(t.dims())?)
+            .unwrap();
+        let x = Tensor::randn(0f64, 1.0, (3, 3, image, image), &Device::Cpu).unwrap();
+        agree(
+            &m,
+            &x,
+            &[0, 2, 4],
+            &settings(Rows::Cls, 1, false, 6),
+            1e-12,
+            &format!("shape {i}"),
+        );
+    }
+}
