@@ -5,7 +5,9 @@ Prints a JSON list of rows named exactly like neuronpath's. float32; DEVICE cpu 
 default threads) or cuda (TF32 off, as candle's default; every timed call ends with
 torch.cuda.synchronize()).
 A pre-LN ViT written out here (as in the paper's PyTorch port); the clamp is the CLS row of each
-block's MLP hidden units, a leaf with requires_grad; weights do not require gradients.
+block's MLP hidden units, a leaf with requires_grad; weights do not require gradients. The search
+rows: the reference engine's work (L full clamped passes) and the prefix engine's algorithm itself
+(`prefix_search`, autograd + torch.func.jvp).
 """
 import json
 import sys
@@ -45,20 +47,78 @@ W = dict(
 )
 
 
-def forward(x, clamps=None):
-    r = x.shape[0]
+def embed(x):
     t = F.conv2d(x, W["patch"], W["patch_b"], stride=patch).flatten(2).transpose(1, 2)
-    t = torch.cat([W["cls"].expand(r, -1, -1), t], 1) + W["pos"]
-    for l, b in enumerate(W["blocks"]):
-        h = F.layer_norm(t, (d,), *b["ln1"], eps=1e-6)
-        qkv = F.linear(h, b["qkv"], b["qkv_b"]).reshape(r, n, 3, heads, hd).permute(2, 0, 3, 1, 4)
-        att = (qkv[0] @ qkv[1].transpose(-2, -1) * hd ** -0.5).softmax(-1)
-        t = t + F.linear((att @ qkv[2]).transpose(1, 2).reshape(r, n, d), b["proj"], b["proj_b"])
-        a = F.gelu(F.linear(F.layer_norm(t, (d,), *b["ln2"], eps=1e-6), b["fc1"], b["fc1_b"]))
-        if clamps is not None and l in clamps:
-            a = torch.cat([clamps[l].unsqueeze(1), a[:, 1:]], 1)
-        t = t + F.linear(a, b["fc2"], b["fc2_b"])
+    return torch.cat([W["cls"].expand(x.shape[0], -1, -1), t], 1) + W["pos"]
+
+
+def block(t, b, clamp=None, record=None):
+    """One block; `clamp` (R, M) replaces the CLS row of the MLP hidden units."""
+    r = t.shape[0]
+    h = F.layer_norm(t, (d,), *b["ln1"], eps=1e-6)
+    qkv = F.linear(h, b["qkv"], b["qkv_b"]).reshape(r, n, 3, heads, hd).permute(2, 0, 3, 1, 4)
+    att = (qkv[0] @ qkv[1].transpose(-2, -1) * hd ** -0.5).softmax(-1)
+    t = t + F.linear((att @ qkv[2]).transpose(1, 2).reshape(r, n, d), b["proj"], b["proj_b"])
+    a = F.gelu(F.linear(F.layer_norm(t, (d,), *b["ln2"], eps=1e-6), b["fc1"], b["fc1_b"]))
+    if record is not None:
+        record.append(a[:, 0])
+    if clamp is not None:
+        a = torch.cat([clamp.unsqueeze(1), a[:, 1:]], 1)
+    return t + F.linear(a, b["fc2"], b["fc2_b"])
+
+
+def head(t):
     return F.linear(F.layer_norm(t[:, 0], (d,), *W["norm"], eps=1e-6), W["head"], W["head_b"])
+
+
+def forward(x, clamps=None):
+    t = embed(x)
+    for l, b in enumerate(W["blocks"]):
+        t = block(t, b, None if clamps is None else clamps.get(l))
+    return head(t)
+
+
+def prefix_search(xs, target=0):
+    """The prefix engine (neuronpath's default): per row the residual stream under the path
+    clamps below step T and the tangent along the path neurons; at step T blocks T..L-1 forward
+    and backward to block T's input, S_k = <dF/dx_T, t_T>, then prefix and tangent one block on
+    (torch.func.jvp with the clamp held)."""
+    k = xs.shape[0]
+    with torch.no_grad():
+        acts = []
+        t = embed(xs)
+        for b in W["blocks"]:
+            t = block(t, b, record=acts)
+    alpha = (torch.arange(steps, device=dev, dtype=torch.float32) / steps).repeat(k)[:, None]
+    x = embed(xs).detach().repeat_interleave(steps, 0)
+    tan = torch.zeros_like(x)
+    prev_a = torch.zeros(k, device=dev)
+    rows = torch.arange(k * steps, device=dev)
+    for T, b in enumerate(W["blocks"]):
+        a_rows = acts[T].repeat_interleave(steps, 0)
+        lc = (a_rows * alpha).requires_grad_()
+        xT = x.detach().requires_grad_(T > 0)
+        h = block(xT, b, lc)
+        for b2 in W["blocks"][T + 1:]:
+            h = block(h, b2)
+        f = head(h).softmax(-1)[:, target].sum()
+        if T > 0:
+            g, r = torch.autograd.grad(f, [lc, xT])
+            lower = (r * tan).flatten(1).sum(1)
+        else:
+            (g,) = torch.autograd.grad(f, [lc])
+            lower = torch.zeros(k * steps, device=dev)
+        g = g.view(k, steps, m).sum(1) + lower.view(k, steps).sum(1)[:, None]
+        score = g / steps * (acts[T] + prev_a[:, None])
+        p = score.argmax(1)
+        prev_a = prev_a + acts[T].gather(1, p[:, None])[:, 0]
+        if T + 1 < layers:
+            p_rows = p.repeat_interleave(steps)
+            pc = a_rows.clone()
+            pc[rows, p_rows] *= alpha[:, 0]
+            with torch.no_grad():
+                x, tan = torch.func.jvp(lambda z: block(z, b, pc), (x,), (tan,))
+                tan[:, 0] += b["fc2"][:, p_rows].T
 
 
 def sync():
@@ -120,6 +180,19 @@ if search:
     sync()
     s = time.perf_counter() - start
     what = "1 image" if k == 1 else f"{k} images"
-    rows.append(dict(name=f"path search, {what} (L={layers} x m={steps})", per_second=k / s,
-                     gflops=k * (fwd + layers * steps * attr) / s / 1e9))
+    rows.append(dict(name=f"path search (reference), {what} (L={layers} x m={steps})",
+                     per_second=k / s, gflops=k * (fwd + layers * steps * attr) / s / 1e9))
+    # warm-up of forward-mode AD (its first call sets up the functional transforms)
+    z = embed(xs[:1])
+    with torch.no_grad():
+        torch.func.jvp(lambda u: block(u, W["blocks"][0], z[:, 0, :1].expand(1, m)), (z,), (z,))
+    sync()
+    start = time.perf_counter()
+    prefix_search(xs)
+    sync()
+    s = time.perf_counter() - start
+    bwd = attr - fwd
+    work = fwd + steps * ((layers + 1) / 2 * (fwd + bwd) + fwd + bwd)
+    rows.append(dict(name=f"path search (prefix), {what} (L={layers} x m={steps})",
+                     per_second=k / s, gflops=k * work / s / 1e9))
 print(json.dumps(rows))

@@ -1,7 +1,7 @@
 //! `neuronpath bench`: throughput of the engine on a randomly initialised model, next to the
 //! GEMM throughput the tensor library reaches on the same machine in the same run. On a GPU
 //! every timed call ends with a device synchronisation, so the clock covers the work itself.
-use crate::attribution::{clean_pass, layer_progressive_search, AttributionSettings};
+use crate::attribution::{clean_pass, layer_progressive_search, AttributionSettings, SearchEngine};
 use crate::model::config::{Pool, VitConfig};
 use crate::model::gradients::{chunk_rows, clamp_gradients, ClampBatch};
 use crate::model::{Gelu, Mode, Rows, Vit};
@@ -65,6 +65,12 @@ pub fn peak_rss_mib() -> f64 {
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
+}
+
+/// Starts a new peak-memory measurement: the kernel's high-water mark (VmHWM) restarts from the
+/// current resident size (Linux; elsewhere nothing happens and peaks are since the start).
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// Runs `f` until at least `min_secs` have passed (at least once); seconds per call. Each call
@@ -198,38 +204,55 @@ pub fn run(
     ));
 
     if search_images > 0 {
-        let settings = AttributionSettings {
-            steps,
-            top_k: 1,
-            compat: false,
-            rows: Rows::Cls,
-            chunk_rows: chunk,
-            engine: Default::default(),
-        };
         // Several images search together: each layer step is one pass of images x m rows.
         let k = search_images;
         let some = randn((k, 3, cfg.image_size, cfg.image_size), dev)?;
         let (_, acts) = clean_pass(&model, &some, Rows::Cls)?;
-        dev.synchronize()?;
-        let start = Instant::now();
-        layer_progressive_search(&model, &some, &vec![0; k], &acts, &settings)?;
-        dev.synchronize()?;
-        let secs = start.elapsed().as_secs_f64();
-        let flops =
-            cfg.forward_flops() + cfg.layers as f64 * steps as f64 * cfg.attribution_flops();
         let what = if k == 1 {
             "1 image".to_string()
         } else {
             format!("{k} images")
         };
-        rows.push(row(
-            dev,
-            &format!("path search, {what} (L={} x m={})", cfg.layers, steps),
-            k as f64 / secs,
-            "images",
-            k as f64 * flops / secs / 1e9,
-            secs,
-        ));
+        let (l, m) = (cfg.layers as f64, steps as f64);
+        let fwd = cfg.forward_flops();
+        let bwd = cfg.attribution_flops() - fwd;
+        for engine in [SearchEngine::Reference, SearchEngine::Prefix] {
+            let settings = AttributionSettings {
+                steps,
+                top_k: 1,
+                compat: false,
+                rows: Rows::Cls,
+                chunk_rows: chunk,
+                engine,
+            };
+            // Work per image: the clean forward plus, per row, L full passes (reference) or
+            // L(L+1)/2 block forwards and backwards, L block re-runs and L tangent blocks
+            // (counted as a backward each).
+            let flops = fwd
+                + m * match engine {
+                    SearchEngine::Reference => l * cfg.attribution_flops(),
+                    SearchEngine::Prefix => (l + 1.0) / 2.0 * (fwd + bwd) + fwd + bwd,
+                };
+            reset_peak_rss();
+            dev.synchronize()?;
+            let start = Instant::now();
+            layer_progressive_search(&model, &some, &vec![0; k], &acts, &settings)?;
+            dev.synchronize()?;
+            let secs = start.elapsed().as_secs_f64();
+            rows.push(row(
+                dev,
+                &format!(
+                    "path search ({}), {what} (L={} x m={})",
+                    engine.name(),
+                    cfg.layers,
+                    steps
+                ),
+                k as f64 / secs,
+                "images",
+                k as f64 * flops / secs / 1e9,
+                secs,
+            ));
+        }
     }
     Ok(rows)
 }

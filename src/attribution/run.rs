@@ -4,7 +4,7 @@
 //! and a summary of what was found.
 use crate::attribution::discover::{discover_batch, ImageResult, Method, Request, TargetKind};
 use crate::attribution::AttributionError;
-use crate::attribution::AttributionSettings;
+use crate::attribution::{AttributionSettings, SearchEngine};
 use crate::error_line::one_line;
 use crate::io::inputs::InputError;
 use crate::io::inputs::{Item, Preprocess};
@@ -94,6 +94,8 @@ pub struct DiscoveryJob {
     pub batch: usize,
     /// Peak memory of one clamped pass in bytes (`None`: the device's default).
     pub memory_limit: Option<usize>,
+    /// The search engine (both give the same paths).
+    pub engine: SearchEngine,
     /// Only this slice of the inputs.
     pub shard: Option<Shard>,
     /// Only the first N images of each class.
@@ -183,7 +185,7 @@ pub fn discover_all(job: &DiscoveryJob) -> Result<Summary> {
             compat: job.compat,
             rows,
             chunk_rows: chunk,
-            engine: Default::default(),
+            engine: job.engine,
         },
         methods: methods.clone(),
         target: job.target,

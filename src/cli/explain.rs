@@ -108,7 +108,7 @@ pub fn run(plan: &ExplainPlan) -> Result<()> {
         compat: false,
         rows,
         chunk_rows: gradients::chunk_rows(model, limit),
-        engine: Default::default(),
+        engine: plan.engine,
     };
     let prefix = plan
         .out

@@ -2,6 +2,7 @@
 use super::{InputArgs, ModelArgs, Shard, DEFAULT_RESULTS};
 use crate::attribution::discover::{Method, TargetKind};
 pub use crate::attribution::run::NeuronToken;
+use crate::attribution::SearchEngine;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -55,6 +56,10 @@ pub struct DiscoverArgs {
     /// memory with --cuda].
     #[arg(long)]
     pub memory_limit_mb: Option<usize>,
+    /// Search engine: prefix (keeps each row's path prefix and a tangent: ~1.7x less work on
+    /// ViT-B/16) or reference (one full forward + backward per layer step); same paths.
+    #[arg(long, default_value = "prefix")]
+    pub engine: SearchEngine,
     /// Process the slice i/n of the inputs (default from SLURM_ARRAY_TASK_ID/COUNT when set).
     #[arg(long)]
     pub shard: Option<Shard>,

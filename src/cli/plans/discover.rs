@@ -92,6 +92,7 @@ impl DiscoverPlan {
                 seed: a.seed,
                 batch: a.batch,
                 memory_limit,
+                engine: a.engine,
                 shard: match a.shard {
                     Some(s) => Some(s),
                     None => Shard::from_env().map_err(anyhow::Error::msg)?,

@@ -1,5 +1,6 @@
 //! `explain`'s flags resolved.
 use super::{memory_limit, model_spec, positive};
+use crate::attribution::SearchEngine;
 use crate::cli::args::ExplainArgs;
 use crate::setup::ModelSpec;
 use anyhow::Result;
@@ -26,6 +27,8 @@ pub struct ExplainPlan {
     pub force: bool,
     /// Peak memory of one clamped pass in bytes (`None`: the device's default).
     pub memory_limit: Option<usize>,
+    /// The search engine (both give the same path).
+    pub engine: SearchEngine,
 }
 
 impl ExplainPlan {
@@ -42,6 +45,7 @@ impl ExplainPlan {
             out: a.out,
             force: a.force,
             memory_limit: memory_limit(a.memory_limit_mb)?,
+            engine: a.engine,
         })
     }
 }
