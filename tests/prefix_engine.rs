@@ -218,3 +218,53 @@ fn random_shapes_f64() {
         );
     }
 }
+
+/// `discover --engine reference` and the default engine write the same paths and margins.
+#[test]
+fn discover_cli_engines_write_the_same_paths() {
+    let dir = std::env::temp_dir().join(format!("np-prefix-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |name: &str, extra: &[&str]| -> Vec<serde_json::Value> {
+        let out = dir.join(name);
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_neuronpath"))
+            .args([
+                "discover",
+                "--per-class",
+                "1",
+                "--methods",
+                "path",
+                "--no-report",
+            ])
+            .args(["--dtype", "f64", "-o"])
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let text = std::fs::read_to_string(&out).unwrap();
+        let recs: Vec<serde_json::Value> = text
+            .lines()
+            .skip(1)
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(recs.len(), 10, "{name}: one record per class");
+        recs
+    };
+    let prefix = run("prefix.jsonl", &[]);
+    let reference = run("reference.jsonl", &["--engine", "reference"]);
+    for (p, r) in prefix.iter().zip(&reference) {
+        let (p, r) = (&p["methods"]["path"], &r["methods"]["path"]);
+        assert_eq!(p["path"], r["path"]);
+        let margins = |v: &serde_json::Value| -> Vec<f64> {
+            v["margins"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect()
+        };
+        // Margins are differences of scores: relative to the scores, not to themselves.
+        assert_close(&margins(p), &margins(r), 1e-9, "margins");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
