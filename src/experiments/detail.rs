@@ -53,6 +53,7 @@ pub fn run_settings(run: &Results, model: &Vit) -> AttributionSettings {
         compat: run.header.compat,
         rows: run.rows,
         chunk_rows: gradients::chunk_rows(model, gradients::default_memory_limit(model.device())),
+        engine: Default::default(),
     }
 }
 
