@@ -1,6 +1,8 @@
 //! What commands set up before computing: the model a command loads ([`ModelSpec`], the library
 //! side of `--model` and its options) and, for experiments over a results file, the run's own
 //! model and inputs again ([`reopen`]).
+// Every public item here is documented; the lint keeps it so (clippy -D warnings).
+#![warn(missing_docs)]
 use crate::embedded;
 use crate::io::inputs::InputError;
 use crate::io::inputs::{gather, Inputs, Item, Preprocess};
@@ -18,25 +20,35 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error("no CUDA device (build with --features cuda)")]
+    /// `--cuda` without a CUDA device (or in a build without the `cuda` feature).
     NoCuda(#[source] candle_core::Error),
     /// A `NEURONPATH_*` limit variable that is not a size.
     #[error("{0}")]
     Limits(String),
     #[error(transparent)]
+    /// The checkpoint cannot be loaded.
     Model(#[from] ModelError),
     #[error("{model}: unsupported normalisation {mean_std:?}; pass --normalize")]
+    /// The checkpoint records a mean/std that is no known normalisation.
     Normalization {
+        /// The model's name.
         model: String,
+        /// The recorded mean and std.
         mean_std: [[f64; 3]; 2],
     },
     #[error(transparent)]
+    /// The inputs cannot be gathered.
     Inputs(#[from] InputError),
     #[error("no input images (the embedded samples only go with the embedded model)")]
+    /// A checkpoint given without input images (the embedded samples go with the embedded model only).
     NoInputs,
     #[error("{}: cannot read", path.display())]
+    /// A checkpoint file that cannot be read (to hash it).
     Read {
+        /// The file.
         path: PathBuf,
         #[source]
+        /// The I/O error.
         source: std::io::Error,
     },
     /// The results name a checkpoint that is not there.
@@ -46,11 +58,13 @@ pub enum SetupError {
     #[error("{0}")]
     OtherModel(String),
     #[error("cannot gather the run's inputs again (run from the folder discover ran in)")]
+    /// The recorded inputs cannot be gathered again.
     Regather(#[source] InputError),
     /// The inputs found again differ from the recorded ones.
     #[error("the inputs changed: {0}")]
     InputsChanged(String),
     #[error(transparent)]
+    /// A header value cannot be serialised.
     Json(#[from] serde_json::Error),
 }
 

@@ -2,6 +2,8 @@
 //! results header written (or an earlier run resumed), every pending image of the shard
 //! searched batch by batch and appended as a record (also in the authors' layout when asked),
 //! and a summary of what was found.
+// Every public item here is documented; the lint keeps it so (clippy -D warnings).
+#![warn(missing_docs)]
 use crate::attribution::discover::{discover_batch, ImageResult, Method, Request, TargetKind};
 use crate::attribution::AttributionError;
 use crate::attribution::{AttributionSettings, SearchEngine};
@@ -37,22 +39,30 @@ pub enum NeuronToken {
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
     #[error(transparent)]
+    /// The model or the inputs could not be set up.
     Setup(#[from] SetupError),
     #[error(transparent)]
+    /// The results file cannot be opened, resumed or appended to.
     Results(#[from] ResultsError),
     #[error(transparent)]
+    /// The authors' layout cannot be written.
     Reference(#[from] ReferenceError),
     #[error(transparent)]
+    /// The attribution of a whole batch failed (not one image's fault).
     Attribution(#[from] AttributionError),
     #[error(transparent)]
+    /// A tensor operation failed.
     Tensor(#[from] candle_core::Error),
     #[error(transparent)]
+    /// The header cannot be serialised.
     Json(#[from] serde_json::Error),
     /// An image that cannot be read (the error of its record).
     #[error("cannot read {image}")]
     Unreadable {
+        /// The image's source, as recorded.
         image: String,
         #[source]
+        /// Why it cannot be read.
         source: InputError,
     },
     /// Settings that do not fit the model or the inputs (the message names the flag or file).
@@ -72,13 +82,17 @@ macro_rules! invalid {
 /// One discovery run over a set of inputs, every setting resolved.
 #[derive(Clone, Debug)]
 pub struct DiscoveryJob {
+    /// The model and how to load it.
     pub model: ModelSpec,
     /// Input paths; empty: the embedded samples.
     pub inputs: Vec<PathBuf>,
+    /// Labels of loose files and .npy rows (JSON array).
     pub labels: Option<PathBuf>,
     /// The results file (JSON Lines), resumed when it exists.
     pub out: PathBuf,
+    /// Riemann steps m.
     pub steps: usize,
+    /// Neurons kept per layer (1: a path).
     pub top_k: usize,
     /// Sorted, without duplicates.
     pub methods: Vec<Method>,
@@ -88,7 +102,9 @@ pub struct DiscoveryJob {
     pub objective: Objective,
     /// `None`: the CLS row (all patch rows for mean-pooled models).
     pub neuron_token: Option<NeuronToken>,
+    /// The authors' quirks (top-K over the K-th neuron, MAE JAS / 196).
     pub compat: bool,
+    /// Seed of the random baseline.
     pub seed: u64,
     /// Images per batch.
     pub batch: usize,

@@ -1,5 +1,7 @@
 //! What can go wrong in an experiment: the run's setup, the results file, the tensors, the
 //! files read and written, and results that do not allow the experiment.
+// Every public item here is documented; the lint keeps it so (clippy -D warnings).
+#![warn(missing_docs)]
 use crate::attribution::AttributionError;
 use crate::io::inputs::InputError;
 use crate::io::results::ResultsError;
@@ -10,41 +12,54 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ExperimentError {
     #[error(transparent)]
+    /// The run's model or inputs could not be set up again.
     Setup(#[from] SetupError),
     #[error(transparent)]
+    /// The results file cannot be read.
     Results(#[from] ResultsError),
     #[error(transparent)]
+    /// An input image cannot be read.
     Inputs(#[from] InputError),
     #[error(transparent)]
+    /// An attribution (heat maps, explained images) failed.
     Attribution(#[from] AttributionError),
     #[error(transparent)]
+    /// A tensor operation failed.
     Tensor(#[from] candle_core::Error),
     /// A file that cannot be read, created or written.
     #[error("{}: cannot {action}", path.display())]
     File {
+        /// The file.
         path: PathBuf,
         /// "read", "write", "create".
         action: &'static str,
         #[source]
+        /// What failed.
         source: std::io::Error,
     },
     /// A file that is not the output it should be.
     #[error("{}: not the expected output", path.display())]
     Format {
+        /// The file.
         path: PathBuf,
         #[source]
+        /// Why it does not parse.
         source: serde_json::Error,
     },
     /// A checkpoint that cannot be written.
     #[error("{}: cannot write", path.display())]
     Checkpoint {
+        /// The checkpoint.
         path: PathBuf,
         #[source]
+        /// What failed.
         source: safetensors::SafeTensorError,
     },
     #[error(transparent)]
+    /// A result cannot be serialised.
     Json(#[from] serde_json::Error),
     #[error(transparent)]
+    /// An image cannot be encoded.
     Image(#[from] image::ImageError),
     /// Results, options or a model that do not allow the experiment (the message says why).
     #[error("{0}")]

@@ -1,6 +1,8 @@
 //! The authors' result layout (SPEC section 11), so their notebooks can read our results:
 //! `{prefix}.args.json`, and per ground-truth label `{prefix}-{label}.rlt.jsonl`, opened for
 //! append, one line per batch: a JSON array with one object per image.
+// Every public item here is documented; the lint keeps it so (clippy -D warnings).
+#![warn(missing_docs)]
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -9,13 +11,18 @@ use std::path::{Path, PathBuf};
 /// One image in the authors' format (the doubled brackets are theirs).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ReferenceEntry {
+    /// The path, as the authors' list of paths (one here).
     pub ja: Vec<Vec<usize>>,
+    /// Its JAS, doubly nested as theirs.
     pub ja_score: Vec<Vec<f64>>,
+    /// The activation baseline's path.
     pub base: Vec<Vec<usize>>,
+    /// Its JAS.
     pub base_score: Vec<Vec<f64>>,
 }
 
 impl ReferenceEntry {
+    /// One image's entry: the path and the activation baseline, each with its JAS.
     pub fn new(path: &[usize], jas: f64, base: &[usize], base_jas: f64) -> Self {
         ReferenceEntry {
             ja: vec![path.to_vec()],
@@ -32,19 +39,25 @@ pub enum ReferenceError {
     /// A file or folder that cannot be created, written, listed or read.
     #[error("{}: cannot {action}", path.display())]
     File {
+        /// The file or folder.
         path: PathBuf,
+        /// What failed: "create", "write", "list" or "read".
         action: &'static str,
         #[source]
+        /// The I/O error.
         source: std::io::Error,
     },
     /// A line that is not a JSON array of entries.
     #[error("{}: not in the authors' layout", path.display())]
     Format {
+        /// The file.
         path: PathBuf,
         #[source]
+        /// Why the line does not parse.
         source: serde_json::Error,
     },
     #[error("{}: prefix without a file name", .0.display())]
+    /// A prefix with no file name to put the layout's files under.
     Prefix(PathBuf),
 }
 
