@@ -264,6 +264,7 @@ pub(crate) fn from_parts(
         "clip_vision_model" | "clip" => super::clip::raw(&cfg_path, &cfg, &source)?,
         _ => vit_raw(&cfg_path, &cfg, &source)?,
     };
+    super::hf_config::check(&cfg_path, &cfg, &raw)?;
     raw.class_names = class_names(&cfg);
     raw.origin = Some((st.clone(), source.origin.take()));
     if let Some(text) = preprocessor {

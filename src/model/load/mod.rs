@@ -6,6 +6,7 @@ mod clip;
 mod dinov2;
 mod google_npz;
 mod hf;
+mod hf_config;
 pub mod npy;
 pub mod pickle;
 mod posemb;
