@@ -1,6 +1,6 @@
 //! `discover`'s flags resolved: methods sorted and de-duplicated, the objective and target
 //! defaulted, the memory limit in bytes, the shard from Slurm when not given.
-use super::{memory_limit, model_spec, positive};
+use super::{memory_limit, model_spec, positive, steps};
 use crate::attribution::discover::TargetKind;
 use crate::attribution::run::DiscoveryJob;
 use crate::cli::args::{DiscoverArgs, ObjectiveArg};
@@ -39,7 +39,7 @@ pub struct DiscoverPlan {
 impl DiscoverPlan {
     /// Checks `discover`'s flags and fills in what they leave open.
     pub fn resolve(a: DiscoverArgs) -> Result<Self> {
-        positive("--steps", a.steps)?;
+        steps("--steps", a.steps)?;
         positive("--top-k", a.top_k)?;
         positive("--batch", a.batch)?;
         if let Some(n) = a.per_class {
@@ -78,7 +78,7 @@ impl DiscoverPlan {
         };
         Ok(DiscoverPlan {
             job: DiscoveryJob {
-                model: model_spec(&a.model),
+                model: model_spec(&a.model)?,
                 inputs: a.input.inputs,
                 labels: a.input.labels,
                 out: a.out,
@@ -99,7 +99,10 @@ impl DiscoverPlan {
                 },
                 per_class: a.per_class,
                 reference_layout: a.reference_layout,
-                stop_after: a.stop_after,
+                stop_after: a
+                    .stop_after
+                    .map(|n| positive("--stop-after", n))
+                    .transpose()?,
             },
             report,
         })
