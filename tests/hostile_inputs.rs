@@ -345,3 +345,26 @@ fn hostile_files_are_one_line_errors_naming_them() {
                 <= 1
     );
 }
+
+#[test]
+fn reference_layout_without_its_baseline_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("ref");
+    for methods in ["path", "activation", "path,random"] {
+        run(&case(
+            &[
+                "discover",
+                "--no-report",
+                "--methods",
+                methods,
+                "--reference-layout",
+                &p(&prefix),
+                "-o",
+                &p(&dir.path().join("r.jsonl")),
+            ],
+            &["--reference-layout", "activation baseline"],
+        ));
+    }
+    // Nothing written: neither the args file nor results.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

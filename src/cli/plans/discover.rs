@@ -1,7 +1,7 @@
 //! `discover`'s flags resolved: methods sorted and de-duplicated, the objective and target
 //! defaulted, the memory limit in bytes, the shard from Slurm when not given.
 use super::{memory_limit, model_spec, positive, steps};
-use crate::attribution::discover::TargetKind;
+use crate::attribution::discover::{Method, TargetKind};
 use crate::attribution::run::DiscoveryJob;
 use crate::cli::args::{DiscoverArgs, ObjectiveArg};
 use crate::io::shard::Shard;
@@ -51,6 +51,12 @@ impl DiscoverPlan {
         methods.dedup();
         if methods.is_empty() {
             bail!("--methods: name at least one method");
+        }
+        let both = [Method::Path, Method::Activation];
+        if a.reference_layout.is_some() && !both.iter().all(|m| methods.contains(m)) {
+            bail!(
+                "--reference-layout: the authors' layout pairs each path with the activation baseline (its `base` entry); run --methods with both path and activation"
+            );
         }
         let objective = match (&a.direction, a.objective) {
             (Some(path), ObjectiveArg::Prob) => Objective::Direction {
