@@ -395,6 +395,10 @@ fn header(
     class_names: Option<Vec<String>>,
     rows: Rows,
 ) -> Result<Header> {
+    let (paths, paths_hex) = match job.inputs.is_empty() {
+        true => (vec![InputsInfo::EMBEDDED.into()], None),
+        false => InputsInfo::from_paths(&job.inputs),
+    };
     Ok(Header {
         schema: SchemaVersion::CURRENT,
         tool: "neuronpath".into(),
@@ -409,11 +413,8 @@ fn header(
             normalization: pre.norm,
         },
         inputs: InputsInfo {
-            paths: if job.inputs.is_empty() {
-                vec![InputsInfo::EMBEDDED.into()]
-            } else {
-                job.inputs.iter().map(|p| p.display().to_string()).collect()
-            },
+            paths,
+            paths_hex,
             labels: job.labels.clone(),
             count: total,
             per_class: job.per_class,
