@@ -57,6 +57,9 @@ pub enum SetupError {
     /// The checkpoint loaded is not the one the results were computed with.
     #[error("{0}")]
     OtherModel(String),
+    /// The results header's inputs cannot be read back.
+    #[error("results header: {0}")]
+    Header(String),
     #[error("cannot gather the run's inputs again (run from the folder discover ran in)")]
     /// The recorded inputs cannot be gathered again.
     Regather(#[source] InputError),
@@ -300,7 +303,7 @@ pub fn run_inputs(run: &Results) -> Result<BTreeMap<u64, Item>> {
     let inputs: Inputs = if recorded.is_embedded() {
         embedded::samples()
     } else {
-        let p: Vec<PathBuf> = recorded.paths.iter().map(PathBuf::from).collect();
+        let p: Vec<PathBuf> = recorded.to_paths().map_err(SetupError::Header)?;
         gather(&p, recorded.labels.as_deref()).map_err(SetupError::Regather)?
     };
     let items: BTreeMap<u64, Item> = inputs.items.into_iter().map(|it| (it.index, it)).collect();

@@ -237,3 +237,57 @@ fn records_that_do_not_fit_the_model_name_the_file_and_line() {
         .unwrap();
     refused(&o, &["badheader.jsonl: line 1", "top_k"]);
 }
+
+/// A class folder tree whose folder and file names are not UTF-8: discover reads it, and the
+/// commands that gather the run's inputs again (ablate, atlas) find the same files.
+#[cfg(unix)]
+#[test]
+fn non_utf8_folder_and_file_names_work_end_to_end() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join(OsStr::from_bytes(b"data\xff\xfe"));
+    for (c, class) in [&b"cl\xe9ss-a"[..], &b"class-b"[..]].iter().enumerate() {
+        let d = root.join(OsStr::from_bytes(class));
+        std::fs::create_dir_all(&d).unwrap();
+        for i in 0..2u32 {
+            let img = image::RgbImage::from_fn(32, 32, |x, y| {
+                image::Rgb([(x * 7 + c as u32 * 90) as u8, (y * 5 + i * 60) as u8, 40])
+            });
+            let mut name = b"im\x80g".to_vec();
+            name.extend_from_slice(format!("{i}.png").as_bytes());
+            img.save(d.join(OsStr::from_bytes(&name))).unwrap();
+        }
+    }
+    let out = dir.path().join(OsStr::from_bytes(b"out\xff.jsonl"));
+    let o = bin()
+        .args(["discover", "--model"])
+        .arg(fixture("golden/tiny_vit.npz"))
+        .arg(&root)
+        .args([
+            "--steps",
+            "2",
+            "--no-report",
+            "--methods",
+            "path,activation",
+            "-o",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = lines(&out);
+    assert_eq!(r.len(), 5, "header + 4 records");
+    assert!(r[1..].iter().all(|v| v.get("error").is_none()), "{r:?}");
+    for cmd in ["atlas", "ablate"] {
+        let o = bin()
+            .arg(cmd)
+            .arg("--results")
+            .arg(&out)
+            .arg("-o")
+            .arg(dir.path().join(OsStr::from_bytes(b"res\xff")).join(cmd))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{cmd}: {}", stderr(&o));
+    }
+}

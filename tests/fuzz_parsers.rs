@@ -225,3 +225,43 @@ fn config_json_survives_mutations() {
     assert_under_cap("config.json");
     assert!(ok > 0 && err > 0, "ok {ok}, err {err}");
 }
+
+/// The safetensors header check alone, on thousands of mutated headers (length, JSON, dtypes,
+/// shapes, offsets): never a panic, and what it accepts candle parses without a panic and with
+/// every tensor inside the file.
+#[test]
+fn safetensors_header_check_survives_mutations() {
+    use neuronpath::model::load::safetensors_header::check_bytes;
+    let src = std::fs::read(fixture("loaders/timm_vit.safetensors")).unwrap();
+    let n = u64::from_le_bytes(src[..8].try_into().unwrap()) as usize;
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let (mut ok, mut refused) = (0, 0);
+    for i in 0..3000 {
+        let input = mutate(&mut rng, &src, 8 + n);
+        match no_panic("safetensors header", i, || check_bytes(&input)) {
+            Ok(()) => {
+                ok += 1;
+                let loaded = no_panic("candle after the check", i, || {
+                    candle_core::safetensors::load_buffer(&input, &candle_core::Device::Cpu)
+                });
+                if let Ok(t) = loaded {
+                    let total: usize = t
+                        .values()
+                        .map(|t| t.elem_count() * t.dtype().size_in_bytes())
+                        .sum();
+                    assert!(
+                        total <= input.len(),
+                        "#{i}: {total} bytes from {}",
+                        input.len()
+                    );
+                }
+            }
+            Err(e) => {
+                assert!(!e.contains('\n'), "#{i}: {e}");
+                refused += 1;
+            }
+        }
+    }
+    assert_under_cap("safetensors header");
+    assert!(ok > 50 && refused > 50, "ok {ok}, refused {refused}");
+}

@@ -98,3 +98,100 @@ fn num_hidden_layers_must_match_the_weights() {
     let d = hf_with_config(dir.path(), |c| c["num_hidden_layers"] = "two".into());
     assert!(err(&d, &LoadOptions::default()).contains("num_hidden_layers is \"two\""));
 }
+
+#[test]
+fn config_values_of_the_wrong_type_or_disagreeing_with_the_weights_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(&str, serde_json::Value, &str)> = vec![
+        (
+            "hidden_size",
+            "32".into(),
+            "hidden_size is \"32\", expected a positive integer",
+        ),
+        (
+            "num_attention_heads",
+            2.5.into(),
+            "num_attention_heads is 2.5",
+        ),
+        ("patch_size", 0.into(), "patch_size is 0"),
+        ("image_size", (-32).into(), "image_size is -32"),
+        (
+            "layer_norm_eps",
+            "1e-6".into(),
+            "layer_norm_eps is \"1e-6\"",
+        ),
+        (
+            "hidden_size",
+            1_000_000_000_000u64.into(),
+            "hidden_size is 1000000000000 but the weights",
+        ),
+        (
+            "intermediate_size",
+            7.into(),
+            "intermediate_size is 7 but the weights",
+        ),
+        (
+            "num_channels",
+            1.into(),
+            "num_channels is 1 but the weights",
+        ),
+        ("patch_size", 4.into(), "patch_size is 4 but the weights"),
+        ("image_size", 64.into(), "image_size is 64"),
+        (
+            "num_labels",
+            3.into(),
+            "num_labels gives 3 classes but the classifier has",
+        ),
+        (
+            "id2label",
+            serde_json::json!({}),
+            "id2label gives 0 classes",
+        ),
+    ];
+    for (key, value, needle) in cases {
+        let d = hf_with_config(dir.path(), |c| c[key] = value.clone());
+        let e = err(&d, &LoadOptions::default());
+        assert!(
+            e.contains(needle) && e.contains("config.json"),
+            "{key}: {e}"
+        );
+    }
+    // The unedited config loads.
+    load_model(&hf_with_config(dir.path(), |_| {}), &LoadOptions::default()).unwrap();
+}
+
+#[test]
+fn weights_that_overflow_are_refused_naming_the_largest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = timm();
+    let w = &t["patch_embed.proj.weight"];
+    let huge = (w.sign().unwrap() * 3e38).unwrap();
+    t.insert("patch_embed.proj.weight".into(), huge);
+    let e = err(&save(dir.path(), &t), &heads4());
+    assert!(
+        e.contains("NaN or infinite") && e.contains("`patch_embed.proj.weight`"),
+        "{e}"
+    );
+    // The same values are representable and harmless in f64.
+    let o = LoadOptions {
+        dtype: DType::F64,
+        ..heads4()
+    };
+    load_model(&dir.path().join("m.safetensors"), &o).unwrap();
+}
+
+#[test]
+fn image_size_must_give_a_grid_of_bounded_size() {
+    for (size, needle) in [
+        (0, "not a positive multiple"),
+        (17, "not a positive multiple"),
+        (16 * 300, "at most 256x256"),
+    ] {
+        let o = LoadOptions {
+            image_size: Some(size),
+            ..heads4()
+        };
+        let e = err(&fixture("loaders/timm_vit.safetensors"), &o);
+        assert!(e.contains(needle), "{size}: {e}");
+    }
+}

@@ -185,7 +185,7 @@ pub fn discover_all(job: &DiscoveryJob) -> Result<Summary> {
     }
     let total = inputs.items.len();
     let class_names = inputs.class_names.clone().or(loaded.class_names.clone());
-    check_labels(job, &inputs.items, model.cfg.num_classes)?;
+    check_labels(job, &inputs.items, model)?;
     let shard = job.shard;
     let rows = neuron_rows(job, model)?;
     let chunk = gradients::chunk_rows(
@@ -364,8 +364,19 @@ fn attribute_batch(
     Ok(out)
 }
 
-/// With `--target label`, every image needs a label the model has.
-fn check_labels(job: &DiscoveryJob, items: &[Item], num_classes: usize) -> Result<()> {
+/// `--top-k` within the layer width. With `--target label`, every image needs a label; under any target a label must be one of
+/// the model's classes (a label the model does not have would be accepted here under
+/// `--target predicted` and refused by every later command). A direction's F has no classes:
+/// its labels are the data set's own.
+fn check_labels(job: &DiscoveryJob, items: &[Item], model: &crate::model::Vit) -> Result<()> {
+    if job.top_k > model.cfg.mlp_dim {
+        invalid!(
+            "--top-k {}: the model's layers have {} neurons (1..={})",
+            job.top_k,
+            model.cfg.mlp_dim,
+            model.cfg.mlp_dim
+        );
+    }
     if job.target == TargetKind::Label {
         if let Some(it) = items.iter().find(|it| it.label.is_none()) {
             invalid!(
@@ -373,14 +384,20 @@ fn check_labels(job: &DiscoveryJob, items: &[Item], num_classes: usize) -> Resul
                 it.source
             );
         }
-        if let Some(it) = items.iter().find(|it| it.label.unwrap() >= num_classes) {
-            invalid!(
-                "{}: label {} but the model has {} classes",
-                it.source,
-                it.label.unwrap(),
-                num_classes
-            );
-        }
+    }
+    if matches!(model.objective, Objective::Direction { .. }) {
+        return Ok(());
+    }
+    let classes = model.cfg.num_classes;
+    if let Some((it, l)) = items
+        .iter()
+        .find_map(|it| it.label.filter(|&l| l >= classes).map(|l| (it, l)))
+    {
+        invalid!(
+            "{}: label {l} but the model has {classes} classes (0..{})",
+            it.source,
+            classes.saturating_sub(1)
+        );
     }
     Ok(())
 }
@@ -394,6 +411,10 @@ fn header(
     class_names: Option<Vec<String>>,
     rows: Rows,
 ) -> Result<Header> {
+    let (paths, paths_hex) = match job.inputs.is_empty() {
+        true => (vec![InputsInfo::EMBEDDED.into()], None),
+        false => InputsInfo::from_paths(&job.inputs),
+    };
     Ok(Header {
         schema: SchemaVersion::CURRENT,
         tool: "neuronpath".into(),
@@ -408,11 +429,8 @@ fn header(
             normalization: pre.norm,
         },
         inputs: InputsInfo {
-            paths: if job.inputs.is_empty() {
-                vec![InputsInfo::EMBEDDED.into()]
-            } else {
-                job.inputs.iter().map(|p| p.display().to_string()).collect()
-            },
+            paths,
+            paths_hex,
             labels: job.labels.clone(),
             count: total,
             per_class: job.per_class,

@@ -20,6 +20,9 @@ pub fn run(plan: &PrunePlan) -> Result<()> {
         grid: plan.settings.grid.clamped(run.top_k, cfg.layers),
         ..plan.settings.clone()
     };
+    if let Some(sp) = &plan.save {
+        check_save(sp, &run)?;
+    }
     let plans = class_plans(plan, &run, &m)?;
     if plans.is_empty() {
         bail!("no class has both path-building and held-out images (need at least 2 images per class)");
@@ -126,6 +129,26 @@ fn print_table(p: &Pruning) {
     }
 }
 
+/// `--save-k` and `--save-d` against the run, before the grid is computed.
+fn check_save(sp: &SavePlan, run: &Results) -> Result<()> {
+    if let Some(k) = sp.k.filter(|&k| k > run.top_k) {
+        bail!(
+            "--save-k {k}: the run kept {} neuron(s) per layer (discover --top-k)",
+            run.top_k
+        );
+    }
+    if let Some(d) = sp.d.filter(|&d| d > run.config.layers) {
+        bail!("--save-d {d}: the model has {} layers", run.config.layers);
+    }
+    if let Some(c) = sp.class.filter(|&c| c >= run.config.num_classes) {
+        bail!(
+            "--save-class {c}: the model has {} classes",
+            run.config.num_classes
+        );
+    }
+    Ok(())
+}
+
 fn save(
     sp: &SavePlan,
     run: &Results,
@@ -138,7 +161,13 @@ fn save(
     let plan = plans
         .iter()
         .find(|p| p.class == class)
-        .with_context(|| format!("class {class} has no pruning plan"))?;
+        .with_context(|| {
+            let have: Vec<String> = plans.iter().map(|p| p.class.to_string()).collect();
+            format!(
+                "--save-class {class}: no pruning plan for it (classes with build and held-out images: {})",
+                have.join(", ")
+            )
+        })?;
     let max = |v: &[usize]| v.iter().copied().max().unwrap_or(1);
     let k = sp.k.unwrap_or(max(&g.ks)).min(run.top_k.max(1));
     let p = sp.p.unwrap_or(g.ps.iter().copied().fold(0.0, f64::max));

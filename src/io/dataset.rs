@@ -1,5 +1,6 @@
 //! Data sets: ImageNet-style class folders, `.npy` input arrays and JSON label lists.
 use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -45,11 +46,13 @@ impl ImageFolder {
                 path: root.to_path_buf(),
             });
         }
-        let mut classes = Vec::new();
+        // Names for display (lossy for a name that is not UTF-8), paths as they are.
+        let (mut classes, mut class_dirs) = (Vec::new(), Vec::new());
         for (name, path) in sorted_entries(root)? {
             // `metadata` follows links, like Python's `DirEntry.is_dir()`.
             if fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
-                classes.push(name);
+                classes.push(name.to_string_lossy().into_owned());
+                class_dirs.push(path);
             }
         }
         if classes.is_empty() {
@@ -59,9 +62,9 @@ impl ImageFolder {
         }
         let mut items = Vec::new();
         let mut empty = Vec::new();
-        for (idx, class) in classes.iter().enumerate() {
+        for (idx, (class, dir)) in classes.iter().zip(&class_dirs).enumerate() {
             let mut files = Vec::new();
-            walk_images(&root.join(class), &mut HashSet::new(), &mut files)?;
+            walk_images(dir, &mut HashSet::new(), &mut files)?;
             if files.is_empty() {
                 empty.push(class.clone());
             }
@@ -95,23 +98,21 @@ fn io_err(path: &Path, source: std::io::Error) -> DatasetError {
     }
 }
 
-/// `(file name, path)` of a directory's entries, sorted by name. Names that are not valid
-/// UTF-8 are compared lossily; Python would sort them by their surrogate escapes.
-fn sorted_entries(dir: &Path) -> Result<Vec<(String, PathBuf)>, DatasetError> {
+/// `(file name, path)` of a directory's entries, sorted by the name's bytes (code point order
+/// for UTF-8 names, as Python sorts them; a name that is not UTF-8 is kept exactly and sorted by
+/// its bytes, where Python would sort its surrogate escapes).
+fn sorted_entries(dir: &Path) -> Result<Vec<(OsString, PathBuf)>, DatasetError> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
         let entry = entry.map_err(|e| io_err(dir, e))?;
-        out.push((
-            entry.file_name().to_string_lossy().into_owned(),
-            entry.path(),
-        ));
+        out.push((entry.file_name(), entry.path()));
     }
-    out.sort();
+    out.sort_by(|a, b| a.0.as_encoded_bytes().cmp(b.0.as_encoded_bytes()));
     Ok(out)
 }
 
-fn is_image_name(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
+fn is_image_name(name: &OsStr) -> bool {
+    let lower = name.to_string_lossy().to_ascii_lowercase();
     [".jpg", ".jpeg", ".png"]
         .iter()
         .any(|ext| lower.ends_with(ext))
@@ -122,7 +123,7 @@ fn is_image_name(name: &str) -> bool {
 fn walk_images(
     dir: &Path,
     seen: &mut HashSet<PathBuf>,
-    out: &mut Vec<(PathBuf, String)>,
+    out: &mut Vec<(PathBuf, OsString)>,
 ) -> Result<(), DatasetError> {
     let canonical = fs::canonicalize(dir).map_err(|e| io_err(dir, e))?;
     if !seen.insert(canonical) {

@@ -14,6 +14,9 @@ pub enum InputError {
     /// A path that is neither a file nor a folder.
     #[error("{}: no such file or folder", .0.display())]
     Missing(PathBuf),
+    /// A path that exists but is no regular file or folder (a FIFO, a device).
+    #[error("{}: not a regular file (devices, FIFOs and sockets are never read)", .0.display())]
+    NotRegular(PathBuf),
     /// The labels file does not give one label per image outside class folders.
     #[error("{}: {given} labels for {images} images outside class folders", labels.display())]
     LabelCount {
@@ -154,6 +157,8 @@ pub fn gather(paths: &[PathBuf], labels: Option<&Path>) -> Result<Inputs> {
                 label,
                 pixels: Pixels::File(p.clone()),
             });
+        } else if std::fs::metadata(p).is_ok() {
+            return Err(InputError::NotRegular(p.clone()));
         } else {
             return Err(InputError::Missing(p.clone()));
         }

@@ -1,5 +1,5 @@
 //! `ablate`'s flags resolved.
-use super::{model_spec, positive};
+use super::{bootstrap, model_spec, positive};
 use crate::cli::args::AblateArgs;
 use crate::experiments::manipulation;
 use crate::setup::ModelSpec;
@@ -29,13 +29,13 @@ impl AblatePlan {
         positive("--batch", a.batch)?;
         Ok(AblatePlan {
             results: a.results,
-            model: model_spec(&a.model),
+            model: model_spec(&a.model)?,
             out: a.out,
             settings: manipulation::ManipulationSettings {
                 factors: a.factors,
                 all_k: a.all_k,
                 seed: a.seed.unwrap_or(0),
-                bootstrap: a.bootstrap,
+                bootstrap: bootstrap("--bootstrap", a.bootstrap)?,
                 batch: a.batch,
             },
             seed: a.seed,

@@ -1,6 +1,6 @@
 //! `bench`'s flags resolved: the model's dimensions from `--size`, the Python of the PyTorch
 //! column, the memory limit in bytes.
-use super::{memory_limit, positive};
+use super::{memory_limit, positive, steps};
 use crate::cli::args::{BenchArgs, Size};
 use anyhow::{bail, Result};
 use std::path::PathBuf;
@@ -63,7 +63,7 @@ impl BenchPlan {
                 Size::Small => [224, 16, 384, 1536, 6, 12],
             },
             batch: positive("--batch", a.batch)?,
-            steps: positive("--steps", a.steps)?,
+            steps: steps("--steps", a.steps)?,
             min_secs: a.min_secs,
             search_images: match a.no_search {
                 true => 0,

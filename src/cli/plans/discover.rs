@@ -1,7 +1,7 @@
 //! `discover`'s flags resolved: methods sorted and de-duplicated, the objective and target
 //! defaulted, the memory limit in bytes, the shard from Slurm when not given.
-use super::{memory_limit, model_spec, positive};
-use crate::attribution::discover::TargetKind;
+use super::{memory_limit, model_spec, positive, steps};
+use crate::attribution::discover::{Method, TargetKind};
 use crate::attribution::run::DiscoveryJob;
 use crate::cli::args::{DiscoverArgs, ObjectiveArg};
 use crate::io::shard::Shard;
@@ -39,7 +39,7 @@ pub struct DiscoverPlan {
 impl DiscoverPlan {
     /// Checks `discover`'s flags and fills in what they leave open.
     pub fn resolve(a: DiscoverArgs) -> Result<Self> {
-        positive("--steps", a.steps)?;
+        steps("--steps", a.steps)?;
         positive("--top-k", a.top_k)?;
         positive("--batch", a.batch)?;
         if let Some(n) = a.per_class {
@@ -51,6 +51,12 @@ impl DiscoverPlan {
         methods.dedup();
         if methods.is_empty() {
             bail!("--methods: name at least one method");
+        }
+        let both = [Method::Path, Method::Activation];
+        if a.reference_layout.is_some() && !both.iter().all(|m| methods.contains(m)) {
+            bail!(
+                "--reference-layout: the authors' layout pairs each path with the activation baseline (its `base` entry); run --methods with both path and activation"
+            );
         }
         let objective = match (&a.direction, a.objective) {
             (Some(path), ObjectiveArg::Prob) => Objective::Direction {
@@ -78,7 +84,7 @@ impl DiscoverPlan {
         };
         Ok(DiscoverPlan {
             job: DiscoveryJob {
-                model: model_spec(&a.model),
+                model: model_spec(&a.model)?,
                 inputs: a.input.inputs,
                 labels: a.input.labels,
                 out: a.out,
@@ -99,7 +105,10 @@ impl DiscoverPlan {
                 },
                 per_class: a.per_class,
                 reference_layout: a.reference_layout,
-                stop_after: a.stop_after,
+                stop_after: a
+                    .stop_after
+                    .map(|n| positive("--stop-after", n))
+                    .transpose()?,
             },
             report,
         })

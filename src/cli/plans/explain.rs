@@ -1,5 +1,5 @@
 //! `explain`'s flags resolved.
-use super::{memory_limit, model_spec, positive};
+use super::{memory_limit, model_spec, steps};
 use crate::attribution::SearchEngine;
 use crate::cli::args::ExplainArgs;
 use crate::setup::ModelSpec;
@@ -35,13 +35,13 @@ impl ExplainPlan {
     /// Checks `explain`'s flags.
     pub fn resolve(a: ExplainArgs) -> Result<Self> {
         Ok(ExplainPlan {
-            model: model_spec(&a.model),
+            model: model_spec(&a.model)?,
             image: a.image,
             index: a.index,
             class: a.class,
             labels: a.labels,
-            steps: positive("--steps", a.steps)?,
-            map_steps: positive("--map-steps", a.map_steps)?,
+            steps: steps("--steps", a.steps)?,
+            map_steps: steps("--map-steps", a.map_steps)?,
             out: a.out,
             force: a.force,
             memory_limit: memory_limit(a.memory_limit_mb)?,

@@ -16,7 +16,7 @@ impl InspectPlan {
     /// Checks `inspect`'s flags.
     pub fn resolve(a: InspectArgs) -> Result<Self> {
         Ok(InspectPlan {
-            model: model_spec(&a.model),
+            model: model_spec(&a.model)?,
             json: a.json,
         })
     }

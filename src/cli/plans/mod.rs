@@ -32,9 +32,19 @@ use crate::model::Gelu;
 use crate::setup::ModelSpec;
 use anyhow::{bail, Result};
 
-/// The model `--model` and its companion flags name.
-fn model_spec(a: &ModelArgs) -> ModelSpec {
-    ModelSpec {
+/// The model `--model` and its companion flags name; their ranges that need no model are
+/// checked here (the image size against the patch size once the model is loaded).
+fn model_spec(a: &ModelArgs) -> Result<ModelSpec> {
+    if let Some(s) = a.image_size {
+        positive("--image-size", s)?;
+    }
+    if let Some(h) = a.heads {
+        positive("--heads", h)?;
+    }
+    if let Some(e) = a.ln_eps.filter(|e| !(e.is_finite() && *e > 0.0)) {
+        bail!("--ln-eps: {e} is not a positive finite number (LayerNorm epsilon, e.g. 1e-6)");
+    }
+    Ok(ModelSpec {
         path: a.model.clone(),
         normalize: a.normalize,
         dtype: a.dtype,
@@ -47,7 +57,30 @@ fn model_spec(a: &ModelArgs) -> ModelSpec {
         }),
         ln_eps: a.ln_eps,
         cuda: a.cuda,
+    })
+}
+
+/// Most Riemann steps: memory of the gradients kept per image grows with m (the paper uses 20,
+/// integrated gradients rarely more than 300).
+pub const MAX_STEPS: usize = 1024;
+
+/// Riemann steps in 1..=[`MAX_STEPS`], or the flag's name in the error.
+fn steps(flag: &str, m: usize) -> Result<usize> {
+    if m == 0 || m > MAX_STEPS {
+        bail!("{flag}: {m} steps; must be in 1..={MAX_STEPS} (the paper uses 20)");
     }
+    Ok(m)
+}
+
+/// Fewest bootstrap resamples: a 95% percentile interval from fewer is its sample's extremes.
+pub const MIN_BOOTSTRAP: usize = 100;
+
+/// Bootstrap resamples, at least [`MIN_BOOTSTRAP`].
+fn bootstrap(flag: &str, n: usize) -> Result<usize> {
+    if n < MIN_BOOTSTRAP {
+        bail!("{flag}: {n} resamples cannot give a 95% interval; use at least {MIN_BOOTSTRAP} (default 1000)");
+    }
+    Ok(n)
 }
 
 /// At least one, or the flag's name in the error.

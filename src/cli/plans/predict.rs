@@ -22,7 +22,7 @@ impl PredictPlan {
     /// Checks `predict`'s flags.
     pub fn resolve(a: PredictArgs) -> Result<Self> {
         Ok(PredictPlan {
-            model: model_spec(&a.model),
+            model: model_spec(&a.model)?,
             inputs: a.input.inputs,
             labels: a.input.labels,
             json: a.json,

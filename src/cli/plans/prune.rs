@@ -1,5 +1,5 @@
 //! `prune`'s flags resolved: the grid defaulted to the authors', every value checked.
-use super::{fraction, model_spec, positive};
+use super::{bootstrap, fraction, model_spec, positive};
 use crate::cli::args::PruneArgs;
 use crate::experiments::pruning::{self, Grid};
 use crate::setup::ModelSpec;
@@ -56,6 +56,11 @@ impl PrunePlan {
                 a.holdout
             );
         }
+        for (flag, v) in [("--save-k", a.save_k), ("--save-d", a.save_d)] {
+            if let Some(v) = v {
+                positive(flag, v)?;
+            }
+        }
         if let Some(p) = a.save_p {
             fraction("--save-p", p)?;
         }
@@ -64,7 +69,7 @@ impl PrunePlan {
             seed: a.seed,
             batch: positive("--batch", a.batch)?,
             control: !a.no_control,
-            bootstrap: a.bootstrap,
+            bootstrap: bootstrap("--bootstrap", a.bootstrap)?,
         };
         let save = a.save_model.map(|path| SavePlan {
             path,
@@ -75,7 +80,7 @@ impl PrunePlan {
         });
         Ok(PrunePlan {
             results: a.results,
-            model: model_spec(&a.model),
+            model: model_spec(&a.model)?,
             out: a.out,
             settings,
             holdout: a.holdout,

@@ -25,7 +25,7 @@ impl ReportPlan {
         };
         Ok(ReportPlan {
             results: a.results,
-            model: model_spec(&a.model),
+            model: model_spec(&a.model)?,
             out: a.out,
             options: ReportOptions {
                 ablate: a.ablate,

@@ -7,6 +7,7 @@
 mod error;
 mod file;
 mod fit;
+mod os_path;
 mod schema;
 mod view;
 

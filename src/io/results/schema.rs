@@ -363,11 +363,31 @@ pub struct InputsInfo {
     /// `--per-class`, if given.
     #[serde(default)]
     pub per_class: Option<usize>,
+    /// When a path is not UTF-8 (`paths` then shows it lossily): every path's bytes in hex, so
+    /// that later commands find the same files (schema 1.1; absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub paths_hex: Option<Vec<String>>,
 }
 
 impl InputsInfo {
     /// `paths` of a run on the embedded sample images.
     pub const EMBEDDED: &'static str = "embedded:fashion-mnist-samples";
+
+    /// The paths as given: lossless when one is not UTF-8.
+    pub fn from_paths(paths: &[PathBuf]) -> (Vec<String>, Option<Vec<String>>) {
+        let shown = paths.iter().map(|p| p.display().to_string()).collect();
+        let exact = paths.iter().all(|p| p.to_str().is_some());
+        let hex = (!exact).then(|| paths.iter().map(|p| super::os_path::to_hex(p)).collect());
+        (shown, hex)
+    }
+
+    /// The paths given to discover, exactly (from `paths_hex` when present).
+    pub fn to_paths(&self) -> Result<Vec<PathBuf>, String> {
+        match &self.paths_hex {
+            Some(hex) => hex.iter().map(|h| super::os_path::from_hex(h)).collect(),
+            None => Ok(self.paths.iter().map(PathBuf::from).collect()),
+        }
+    }
 
     /// Whether the run used the embedded samples.
     pub fn is_embedded(&self) -> bool {

@@ -12,6 +12,9 @@ struct Checker<'a> {
     path: &'a Path,
     raw: &'a Raw,
     opts: &'a LoadOptions,
+    /// The largest |value| of the tensors taken so far, and its tensor (named when the weights
+    /// overflow).
+    largest: std::cell::RefCell<(f64, String)>,
 }
 
 impl Checker<'_> {
@@ -67,13 +70,21 @@ impl Checker<'_> {
     }
 
     fn finite(&self, name: &str, t: &Tensor) -> Result<(), ModelError> {
-        let sum = t
+        let abs = t
             .to_dtype(DType::F64)
             .and_then(|t| t.abs())
-            .and_then(|t| t.sum_all())
-            .and_then(|t| t.to_scalar::<f64>())
+            .and_then(|t| t.flatten_all())
+            .map_err(ModelError::tensor(self.path))?;
+        let (sum, max) = abs
+            .sum_all()
+            .and_then(|s| s.to_scalar::<f64>())
+            .and_then(|s| Ok((s, abs.max(0)?.to_scalar::<f64>()?)))
             .map_err(ModelError::tensor(self.path))?;
         if sum.is_finite() {
+            let mut largest = self.largest.borrow_mut();
+            if max > largest.0 {
+                *largest = (max, self.origin(name).1);
+            }
             Ok(())
         } else {
             let (path, name) = self.origin(name);
@@ -148,6 +159,7 @@ pub(crate) fn build(path: &Path, raw: Raw, opts: &LoadOptions) -> Result<Vit, Mo
         path,
         raw: &raw,
         opts,
+        largest: Default::default(),
     };
     let pe = ck.dims("patch_embed.proj.weight", 4)?;
     let (hidden, channels, patch) = (pe[0], pe[1], pe[2]);
@@ -177,10 +189,20 @@ pub(crate) fn build(path: &Path, raw: Raw, opts: &LoadOptions) -> Result<Vit, Mo
         ));
     }
     let image_size = opts.image_size.unwrap_or(old_grid * patch);
-    if !image_size.is_multiple_of(patch) {
+    if !image_size.is_multiple_of(patch) || image_size == 0 {
         return Err(ModelError::format(
             path,
-            format!("image size {image_size} is not a multiple of the patch size {patch}"),
+            format!("image size {image_size} is not a positive multiple of the patch size {patch}"),
+        ));
+    }
+    if image_size / patch > MAX_GRID {
+        return Err(ModelError::format(
+            path,
+            format!(
+                "image size {image_size} gives a {0}x{0} patch grid; at most {MAX_GRID}x{MAX_GRID} (image size {1})",
+                image_size / patch,
+                MAX_GRID * patch
+            ),
         ));
     }
     let layers = (0..)
@@ -330,7 +352,7 @@ pub(crate) fn build(path: &Path, raw: Raw, opts: &LoadOptions) -> Result<Vit, Mo
         true => Some(ck.norm("norm_pre", hidden, eps)?),
         false => None,
     };
-    Ok(Vit {
+    let vit = Vit {
         patch: Linear::new(
             patch_w
                 .reshape((hidden, channels * patch * patch))
@@ -349,5 +371,54 @@ pub(crate) fn build(path: &Path, raw: Raw, opts: &LoadOptions) -> Result<Vit, Mo
         pre_norm,
         objective: Default::default(),
         cfg,
-    })
+    };
+    let (largest, name) = ck.largest.take();
+    check_output(path, &vit, largest, &name)?;
+    Ok(vit)
+}
+
+/// Most patches per side (`--image-size` / patch): 256 is 65,536 tokens, far beyond any
+/// checkpoint's training resolution, and keeps the resized position table's allocation bounded.
+pub const MAX_GRID: usize = 256;
+
+/// Finite weights can still overflow (a value of 3e38 in f32): the model's output on a probe
+/// image (a fixed pattern over the range of normalised pixels, -2.5..2.5) must be finite, else
+/// the file is refused naming its largest weight. (An overflow on some other input is caught
+/// per image by `discover`.)
+fn check_output(path: &Path, vit: &Vit, largest: f64, name: &str) -> Result<(), ModelError> {
+    let c = &vit.cfg;
+    let t = ModelError::tensor(path);
+    let n = c.channels * c.image_size * c.image_size;
+    // A fixed low-discrepancy sequence: every value of the range, no randomness.
+    let golden = 0.618_033_988_749_895_f64;
+    let pattern: Vec<f64> = (0..n)
+        .map(|i| 5.0 * ((i as f64 * golden).fract() - 0.5))
+        .collect();
+    let x = Tensor::from_vec(
+        pattern,
+        (1, c.channels, c.image_size, c.image_size),
+        vit.device(),
+    )
+    .and_then(|x| x.to_dtype(vit.dtype()))
+    .map_err(&t)?;
+    let edits = vec![None; c.layers];
+    let out = vit
+        .forward(&x, &edits, None, crate::model::Mode::Frozen)
+        .and_then(|o| {
+            o.logits
+                .to_dtype(DType::F64)?
+                .flatten_all()?
+                .to_vec1::<f64>()
+        })
+        .map_err(&t)?;
+    if out.iter().all(|v| v.is_finite()) {
+        return Ok(());
+    }
+    Err(ModelError::format(
+        path,
+        format!(
+            "the model's output on a probe image is NaN or infinite in {:?}: the weights overflow (largest |value| {largest:.3e}, in tensor `{name}`)",
+            vit.dtype()
+        ),
+    ))
 }

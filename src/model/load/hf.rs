@@ -5,7 +5,7 @@ use super::{Family, ModelError, PosResize, Raw};
 use crate::limits::Limits;
 use crate::model::config::Gelu;
 use crate::model::config::Pool;
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -82,9 +82,7 @@ pub(crate) fn read_folder_tensors(
         let part = if torch {
             super::torch_pickle::read_state_dict(f, limits)?
         } else {
-            super::archive::open_regular(f)?;
-            candle_core::safetensors::load(f, &Device::Cpu)
-                .map_err(|e| ModelError::format(f, format!("unreadable safetensors: {e}")))?
+            super::safetensors_header::read(f)?
         };
         out.extend(part);
     }
@@ -264,6 +262,7 @@ pub(crate) fn from_parts(
         "clip_vision_model" | "clip" => super::clip::raw(&cfg_path, &cfg, &source)?,
         _ => vit_raw(&cfg_path, &cfg, &source)?,
     };
+    super::hf_config::check(&cfg_path, &cfg, &raw)?;
     raw.class_names = class_names(&cfg);
     raw.origin = Some((st.clone(), source.origin.take()));
     if let Some(text) = preprocessor {

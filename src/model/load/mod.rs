@@ -6,9 +6,11 @@ mod clip;
 mod dinov2;
 mod google_npz;
 mod hf;
+mod hf_config;
 pub mod npy;
 pub mod pickle;
 mod posemb;
+pub mod safetensors_header;
 mod state_dict;
 mod torch_pickle;
 
@@ -243,8 +245,7 @@ pub fn detect_layout(path: &Path) -> Result<CheckpointLayout, ModelError> {
         ));
     }
     if n == 9 && head[8] == b'{' {
-        let tensors = candle_core::safetensors::load(path, &Device::Cpu)
-            .map_err(|e| ModelError::format(path, format!("unreadable safetensors: {e}")))?;
+        let tensors = safetensors_header::read(path)?;
         if tensors.keys().any(|k| k.starts_with("blocks.")) {
             return Ok(CheckpointLayout::Timm);
         }
@@ -273,10 +274,7 @@ pub fn load_model(path: &Path, opts: &LoadOptions) -> Result<Loaded, ModelError>
             google_npz::read(path, &opts.limits)?
         }
         CheckpointLayout::HuggingFace => hf::read(path, &opts.limits)?,
-        CheckpointLayout::Timm => torch_pickle::timm_raw(
-            path,
-            candle_core::safetensors::load(path, &Device::Cpu).map_err(ModelError::tensor(path))?,
-        )?,
+        CheckpointLayout::Timm => torch_pickle::timm_raw(path, safetensors_header::read(path)?)?,
         CheckpointLayout::TorchPickle => torch_pickle::read(path, &opts.limits)?,
     };
     finish(path, raw, layout, opts)
@@ -334,8 +332,7 @@ pub fn load_hf_parts(
     preprocessor: Option<&str>,
     opts: &LoadOptions,
 ) -> Result<Loaded, ModelError> {
-    let tensors = candle_core::safetensors::load_buffer(safetensors, &Device::Cpu)
-        .map_err(|e| ModelError::format(label, format!("unreadable safetensors: {e}")))?;
+    let tensors = safetensors_header::read_bytes(label, safetensors)?;
     let raw = hf::from_parts(label, config, tensors, preprocessor)?;
     finish(label, raw, CheckpointLayout::HuggingFace, opts)
 }
