@@ -42,6 +42,9 @@ pub enum ExperimentError {
         #[source]
         source: safetensors::SafeTensorError,
     },
+    /// A refused or failed atomic write.
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
     #[error(transparent)]
     Json(#[from] serde_json::Error),
     #[error(transparent)]

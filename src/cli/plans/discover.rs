@@ -4,6 +4,7 @@ use super::{memory_limit, model_spec, positive};
 use crate::attribution::discover::TargetKind;
 use crate::attribution::run::DiscoveryJob;
 use crate::cli::args::{DiscoverArgs, ObjectiveArg};
+use crate::io::results::Resume;
 use crate::io::shard::Shard;
 use crate::model::Objective;
 use anyhow::{bail, Result};
@@ -34,6 +35,8 @@ pub struct DiscoverPlan {
     pub job: DiscoveryJob,
     /// Where the report goes when done (`None`: no report).
     pub report: Option<PathBuf>,
+    /// `--force`: replace existing files of other kinds (never inputs).
+    pub force: bool,
 }
 
 impl DiscoverPlan {
@@ -99,8 +102,13 @@ impl DiscoverPlan {
                 per_class: a.per_class,
                 reference_layout: a.reference_layout,
                 stop_after: a.stop_after,
+                resume: Resume {
+                    retry_errors: !a.no_retry,
+                    replace_foreign: a.force,
+                },
             },
             report,
+            force: a.force,
         })
     }
 }
