@@ -85,8 +85,7 @@ pub fn merge(inputs: &[&Path], output: &Path) -> Result<Merged, ResultsError> {
     let missing = expected.saturating_sub(records.len());
     if missing > 0 {
         warnings.push(format!(
-            "{} of the run's {expected} images have no record ({missing} missing: unfinished or absent shards)",
-            records.len()
+            "{missing} of the run's {expected} images have no record (unfinished or absent shards)"
         ));
     }
     // A results file a run is appending to is not replaced under it.
