@@ -315,7 +315,7 @@ fn a_results_file_in_use_is_refused_to_a_second_run() {
         .arg("merge")
         .arg(&r.results)
         .arg("-o")
-        .arg(&r.results.with_file_name("m.jsonl"))
+        .arg(r.results.with_file_name("m.jsonl"))
         .output()
         .unwrap();
     ok(o); // reading is fine
@@ -338,11 +338,11 @@ fn two_concurrent_runs_give_one_valid_file_without_duplicates() {
     let model = fixture("golden/tiny_vit.npz");
     let out = dir.path().join("r.jsonl");
     let args = ["--batch", "1", "--steps", "32"];
-    let mut a = discover_cmd(&model, &data, &out, &args)
+    let a = discover_cmd(&model, &data, &out, &args)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut b = discover_cmd(&model, &data, &out, &args)
+    let b = discover_cmd(&model, &data, &out, &args)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();

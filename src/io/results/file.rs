@@ -34,7 +34,10 @@ fn line_error(path: &Path, line: usize, message: impl ToString) -> ResultsError 
 /// Parses a header line (`"kind": "header"`), refusing another major schema version.
 fn parse_header(path: &Path, text: &str) -> Result<Header, ResultsError> {
     let mut v: Value = serde_json::from_str(text).map_err(|e| line_error(path, 1, e))?;
-    let Some(o) = v.as_object_mut().filter(|o| o["kind"] == "header") else {
+    let Some(o) = v
+        .as_object_mut()
+        .filter(|o| o.get("kind").is_some_and(|k| k == "header"))
+    else {
         return Err(ResultsError::NoHeader(path.to_path_buf()));
     };
     o.remove("kind");
@@ -396,7 +399,7 @@ impl RecordWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::io::results::{Method, Outcome};
+    use crate::io::results::Method;
 
     /// Three lines written by neuronpath before the `schema` field existed.
     const BEFORE_SCHEMA: &str = include_str!(concat!(
