@@ -74,11 +74,12 @@ fn is_results(path: &Path) -> bool {
         .is_ok_and(|v| v["kind"] == "header" && v.get("model").is_some())
 }
 
+/// The title of the reports written before the mark existed.
+const LEGACY_REPORT_TITLE: &str = "<title>Influential neuron paths: report</title>";
+
 fn is_report(path: &Path) -> bool {
-    head(path, 64 << 10).is_some_and(|b| {
-        b.windows(HTML_MARK.len())
-            .any(|w| w == HTML_MARK.as_bytes())
-    })
+    let has = |b: &[u8], s: &str| b.windows(s.len()).any(|w| w == s.as_bytes());
+    head(path, 64 << 10).is_some_and(|b| has(&b, HTML_MARK) || has(&b, LEGACY_REPORT_TITLE))
 }
 
 fn is_json(path: &Path) -> bool {
@@ -90,11 +91,18 @@ fn is_json(path: &Path) -> bool {
         return false;
     };
     let rest = rest.trim_start();
-    // `explain` outputs written before the common mark carry `neuronpath_explain`.
+    // Written before the common mark: `explain` outputs carry `neuronpath_explain`, a report's
+    // summary is exactly {results, images, errors, claims}.
     rest.starts_with(&format!("\"{MARK_KEY}\"")) || {
         let all = head(path, SNIFF).unwrap_or_default();
-        serde_json::from_slice::<serde_json::Value>(&all)
-            .is_ok_and(|v| v.get("neuronpath_explain").is_some())
+        serde_json::from_slice::<serde_json::Value>(&all).is_ok_and(|v| {
+            let legacy_report = ["results", "images", "errors", "claims"];
+            v.get("neuronpath_explain").is_some()
+                || v.as_object().is_some_and(|o| {
+                    o.len() == legacy_report.len()
+                        && legacy_report.iter().all(|k| o.contains_key(*k))
+                })
+        })
     }
 }
 
@@ -187,6 +195,15 @@ mod tests {
         assert!(Kind::Report.is_ours(&p) && !Kind::Results.is_ours(&p));
         std::fs::write(&p, "<!DOCTYPE html><html><head><title>t</title></head>").unwrap();
         assert!(!Kind::Report.is_ours(&p));
+        // Reports and their summaries from before the mark.
+        std::fs::write(&p, format!("<html><head>{LEGACY_REPORT_TITLE}</head>")).unwrap();
+        assert!(Kind::Report.is_ours(&p));
+        std::fs::write(
+            &p,
+            r#"{"claims": [], "errors": 0, "images": 3, "results": "r"}"#,
+        )
+        .unwrap();
+        assert!(Kind::Json.is_ours(&p));
         let header = |meta: Value| {
             let h = json!({"__metadata__": meta}).to_string();
             let mut b = (h.len() as u64).to_le_bytes().to_vec();
