@@ -68,5 +68,6 @@ pub mod experiments;
 pub mod io;
 pub mod limits;
 pub mod model;
+pub mod output;
 pub mod setup;
 pub mod training;

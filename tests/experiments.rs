@@ -24,10 +24,18 @@ fn model() -> Vit {
     load("golden/tiny_vit.npz", DType::F64)
 }
 
+/// A scratch folder under the target folder, emptied the first time this process asks for it
+/// (outputs of earlier runs or versions are not this run's to replace).
 fn tmp(name: &str) -> PathBuf {
+    static FRESH: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("experiments")
         .join(name);
+    let mut fresh = FRESH.lock().unwrap();
+    if !fresh.iter().any(|n| n == name) {
+        let _ = std::fs::remove_dir_all(&d);
+        fresh.push(name.to_string());
+    }
     std::fs::create_dir_all(&d).unwrap();
     d
 }

@@ -14,7 +14,7 @@ use crate::io::reference::ReferenceError;
 use crate::io::reference::{self, ReferenceEntry};
 use crate::io::results::ResultsError;
 use crate::io::results::{
-    Header, InputsInfo, Outcome, Preprocessing, Record, RecordWriter, SchemaVersion,
+    Header, InputsInfo, Outcome, Preprocessing, Record, RecordWriter, Resume, SchemaVersion,
 };
 use crate::io::shard::Shard;
 use crate::model::load::Loaded;
@@ -120,6 +120,8 @@ pub struct DiscoveryJob {
     pub reference_layout: Option<PathBuf>,
     /// Test hook: stop (as if killed) after this many images.
     pub stop_after: Option<usize>,
+    /// How an existing results file is resumed (error records retried, a foreign file replaced).
+    pub resume: Resume,
 }
 
 /// The plan's objective checked against the loaded model (its width, a headless model's need for
@@ -208,7 +210,7 @@ pub fn discover_all(job: &DiscoveryJob) -> Result<Summary> {
         seed: job.seed,
     };
     let header = header(job, &loaded, &pre, total, class_names.clone(), rows)?;
-    let (mut writer, done) = RecordWriter::open(&job.out, &header)?;
+    let (mut writer, done) = RecordWriter::open_with(&job.out, &header, job.resume)?;
     if let Some(prefix) = &job.reference_layout {
         reference::write_args(prefix, &serde_json::to_value(&header)?)?;
     }

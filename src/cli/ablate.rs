@@ -5,11 +5,22 @@ use crate::experiments::manipulation::{self, run_manipulation, ManipulationSetti
 use crate::experiments::render::figures;
 use crate::experiments::render::svg::standalone;
 use crate::io::results::Results;
+use crate::output::{mark_json, write_atomic};
 use crate::setup::reopen;
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 pub fn run(plan: &AblatePlan) -> Result<()> {
     let run = Results::open(&plan.results)?;
+    super::outputs::over_run(plan.force, &plan.results, &plan.model, &run).check_set(
+        &plan.out,
+        "manipulation.json",
+        &[
+            "manipulation_images.csv",
+            "manipulation_summary.csv",
+            "deviation.svg",
+            "accuracy.svg",
+        ],
+    )?;
     let m = reopen(&run, &plan.model)?;
     let settings = ManipulationSettings {
         seed: plan.seed.unwrap_or(run.header.seed),
@@ -36,15 +47,12 @@ pub fn run(plan: &AblatePlan) -> Result<()> {
     )?;
     bar.finish_and_clear();
     check_against_records(&run, &man, settings.all_k);
-    std::fs::create_dir_all(&plan.out)
-        .with_context(|| format!("{}: cannot create", plan.out.display()))?;
     let write = |name: &str, text: String| -> Result<()> {
-        let p = plan.out.join(name);
-        std::fs::write(&p, text).with_context(|| format!("{}: cannot write", p.display()))
+        Ok(write_atomic(&plan.out.join(name), text.as_bytes())?)
     };
     write(
         "manipulation.json",
-        serde_json::to_string_pretty(&man)? + "\n",
+        mark_json("manipulation", &serde_json::to_value(&man)?),
     )?;
     write("manipulation_images.csv", manipulation::images_csv(&man))?;
     write("manipulation_summary.csv", manipulation::summary_csv(&man))?;

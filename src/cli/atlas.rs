@@ -5,18 +5,28 @@ use crate::experiments::atlas::{self, Neighbour};
 use crate::experiments::render::svg::standalone;
 use crate::experiments::render::{detail, figures};
 use crate::io::results::Results;
-use anyhow::{Context, Result};
+use crate::output::{mark_json, write_atomic, Outputs};
+use anyhow::Result;
 
 pub fn run(plan: &AtlasPlan) -> Result<()> {
     let run = Results::open(&plan.results)?;
+    let mut guard = Outputs::new(plan.force);
+    guard.input(&plan.results);
+    guard.check_set(
+        &plan.out,
+        "atlas.json",
+        &[
+            "similarity.csv",
+            "layers.csv",
+            "similarity.svg",
+            "layers.svg",
+        ],
+    )?;
     let a = atlas::from_run(&run, plan.method)?;
-    std::fs::create_dir_all(&plan.out)
-        .with_context(|| format!("{}: cannot create", plan.out.display()))?;
     let write = |name: &str, text: String| -> Result<()> {
-        let p = plan.out.join(name);
-        std::fs::write(&p, text).with_context(|| format!("{}: cannot write", p.display()))
+        Ok(write_atomic(&plan.out.join(name), text.as_bytes())?)
     };
-    write("atlas.json", serde_json::to_string_pretty(&a)? + "\n")?;
+    write("atlas.json", mark_json("atlas", &serde_json::to_value(&a)?))?;
     write("similarity.csv", atlas::similarity_csv(&a))?;
     write("layers.csv", atlas::layers_csv(&a))?;
     write(

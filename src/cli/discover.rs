@@ -3,9 +3,39 @@
 use super::plans::DiscoverPlan;
 use crate::attribution::run::discover_all;
 use crate::experiments::full_report::{build_report, ReportOptions};
+use crate::experiments::render::report::{json_path, maps_path};
+use crate::io::reference;
+use crate::model::Objective;
+use crate::output::{Kind, Outputs};
 use anyhow::Result;
 
+/// Refuses outputs that are inputs, that this run writes twice (a report over its own results),
+/// or that are other files (unless `--force`), before anything is computed.
+fn check_outputs(plan: &DiscoverPlan) -> Result<()> {
+    let job = &plan.job;
+    let mut guard = Outputs::new(plan.force);
+    guard
+        .inputs(&job.model.path)
+        .inputs(&job.inputs)
+        .inputs(&job.labels);
+    if let Objective::Direction { source, .. } = &job.objective {
+        guard.input(std::path::Path::new(source));
+    }
+    guard.check(&job.out, Kind::Results)?;
+    if let Some(report) = &plan.report {
+        guard.check(report, Kind::Report)?;
+        let json = json_path(report);
+        guard.check(&json, Kind::Json)?;
+        guard.check(&maps_path(report), Kind::Beside(json))?;
+    }
+    if let Some(prefix) = &job.reference_layout {
+        guard.check(&reference::args_file(prefix), Kind::Json)?;
+    }
+    Ok(())
+}
+
 pub fn run(plan: &DiscoverPlan) -> Result<()> {
+    check_outputs(plan)?;
     let summary = discover_all(&plan.job)?;
     if summary.stopped {
         return Ok(());

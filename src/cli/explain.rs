@@ -9,11 +9,9 @@ use crate::experiments::render::svg::standalone;
 use crate::io::inputs::load_batch;
 use crate::io::npy_out::npy_f64;
 use crate::model::{gradients, Pool, Rows};
+use crate::output::{mark_json, write_atomic, Kind, Outputs};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
-
-/// Key of the `.json` file that marks the outputs as ours (safe to replace on a re-run).
-const MARK: &str = "neuronpath_explain";
 
 /// `class` as an index: a number, or a class name (case-insensitive).
 pub fn parse_class(class: &str, names: Option<&[String]>, classes: usize) -> Result<usize> {
@@ -45,20 +43,6 @@ fn with_ext(prefix: &Path, ext: &str) -> PathBuf {
     s.push(".");
     s.push(ext);
     PathBuf::from(s)
-}
-
-/// Writes `bytes` to a temporary file beside `path`, then renames it into place.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .with_context(|| format!("{}: not a file name", path.display()))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))
 }
 
 pub fn run(plan: &ExplainPlan) -> Result<()> {
@@ -118,17 +102,15 @@ pub fn run(plan: &ExplainPlan) -> Result<()> {
         .iter()
         .map(|e| with_ext(&prefix, e))
         .collect();
-    let ours = std::fs::read_to_string(&files[3])
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .is_some_and(|v| v.get(MARK).is_some());
-    if !plan.force && !ours {
-        if let Some(f) = files.iter().find(|f| f.exists()) {
-            bail!(
-                "{}: exists and is not an earlier `explain` output (pass --force to replace it)",
-                f.display()
-            );
-        }
+    // The .json carries the mark; the picture and the maps are ours when it is.
+    let mut guard = Outputs::new(plan.force);
+    guard
+        .inputs(&plan.model.path)
+        .inputs(&plan.image)
+        .inputs(&plan.labels);
+    guard.check(&files[3], Kind::Json)?;
+    for f in &files[..3] {
+        guard.check(f, Kind::Beside(files[3].clone()))?;
     }
     eprintln!(
         "neuronpath explain: {} ({}), F = probability of {} ({kind}); search m = {}, maps m = {}",
@@ -147,10 +129,6 @@ pub fn run(plan: &ExplainPlan) -> Result<()> {
     };
     let svg = standalone(&figure(&e, &img, &labels)?);
     let png_bytes = png(&svg, 2.0)?;
-    if let Some(dir) = prefix.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("{}: cannot create", dir.display()))?;
-    }
     let g = e.spatial.grid;
     write_atomic(&files[0], svg.as_bytes())?;
     write_atomic(&files[1], &png_bytes)?;
@@ -159,7 +137,6 @@ pub fn run(plan: &ExplainPlan) -> Result<()> {
         &npy_f64(&e.spatial.to_array(), &[e.path.len() + 1, g, g]),
     )?;
     let json = serde_json::json!({
-        MARK: 1,
         "source": item.source,
         "model": spec.name(),
         "target": target,
@@ -168,10 +145,7 @@ pub fn run(plan: &ExplainPlan) -> Result<()> {
         "steps": plan.steps,
         "explanation": e,
     });
-    write_atomic(
-        &files[3],
-        (serde_json::to_string_pretty(&json)? + "\n").as_bytes(),
-    )?;
+    write_atomic(&files[3], mark_json("explain", &json).as_bytes())?;
     println!(
         "{}: F = p({}) = {} ({kind}); prediction {} ({})",
         item.source,

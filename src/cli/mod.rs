@@ -12,6 +12,7 @@ pub mod eval;
 pub mod explain;
 pub mod inspect;
 pub mod merge;
+pub mod outputs;
 pub mod predict;
 pub mod prune;
 pub mod report;

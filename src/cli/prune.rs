@@ -9,11 +9,22 @@ use crate::experiments::render::figures;
 use crate::experiments::render::svg::standalone;
 use crate::io::inputs::gather;
 use crate::io::results::Results;
+use crate::output::{mark_json, write_atomic, Kind};
 use crate::setup::{reopen, Reopened};
 use anyhow::{bail, Context, Result};
 
 pub fn run(plan: &PrunePlan) -> Result<()> {
     let run = Results::open(&plan.results)?;
+    let mut guard = super::outputs::over_run(plan.force, &plan.results, &plan.model, &run);
+    guard.inputs(&plan.eval).inputs(&plan.eval_labels);
+    guard.check_set(
+        &plan.out,
+        "prune.json",
+        &["prune.csv", "prune_ratio.svg", "prune_accuracy.svg"],
+    )?;
+    if let Some(s) = &plan.save {
+        guard.check(&s.path, Kind::Model)?;
+    }
     let m = reopen(&run, &plan.model)?;
     let cfg = &m.loaded.model.cfg;
     let settings = PruningSettings {
@@ -93,12 +104,10 @@ fn class_plans(plan: &PrunePlan, run: &Results, m: &Reopened) -> Result<Vec<Clas
 }
 
 fn write_outputs(out: &std::path::Path, p: &Pruning) -> Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
     let write = |name: &str, text: String| -> Result<()> {
-        let path = out.join(name);
-        std::fs::write(&path, text).with_context(|| format!("{}: cannot write", path.display()))
+        Ok(write_atomic(&out.join(name), text.as_bytes())?)
     };
-    write("prune.json", serde_json::to_string_pretty(p)? + "\n")?;
+    write("prune.json", mark_json("prune", &serde_json::to_value(p)?))?;
     write("prune.csv", pruning::csv(p))?;
     let (ratio, acc) = figures::pruning(p);
     write("prune_ratio.svg", standalone(&ratio))?;

@@ -117,14 +117,12 @@ pub fn save_timm(model: &Vit, path: &Path, note: &serde_json::Value) -> Result<(
         ("format".to_string(), "pt".to_string()),
         ("neuronpath".to_string(), meta.to_string()),
     ]);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| ExperimentError::file(dir, "create", e))?;
-    }
-    safetensors::serialize_to_file(&tensors, Some(metadata), path).map_err(|source| {
+    let bytes = safetensors::serialize(&tensors, Some(metadata)).map_err(|source| {
         ExperimentError::Checkpoint {
             path: path.to_path_buf(),
             source,
         }
     })?;
+    crate::output::write_atomic(path, &bytes)?;
     Ok(())
 }

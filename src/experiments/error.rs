@@ -55,6 +55,9 @@ pub enum ExperimentError {
         /// What failed.
         source: safetensors::SafeTensorError,
     },
+    /// A refused or failed atomic write.
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
     #[error(transparent)]
     /// A result cannot be serialised.
     Json(#[from] serde_json::Error),

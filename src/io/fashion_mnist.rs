@@ -259,8 +259,10 @@ pub fn export_samples(
             let path = dir.join(format!("test-{i:05}.png"));
             let img = image::GrayImage::from_raw(SIDE as u32, SIDE as u32, data.image(i).to_vec())
                 .expect("784 pixels");
-            img.save_with_format(&path, image::ImageFormat::Png)
+            let mut png = std::io::Cursor::new(Vec::new());
+            img.write_to(&mut png, image::ImageFormat::Png)
                 .map_err(|e| write_err(&path, &e))?;
+            crate::output::write_atomic(&path, png.get_ref()).map_err(|e| write_err(&path, &e))?;
             written.push(path);
         }
     }
@@ -270,7 +272,7 @@ pub fn export_samples(
 /// The class names as a JSON array, in label order.
 pub fn write_class_names(path: &Path) -> Result<(), DataError> {
     let text = serde_json::to_string_pretty(&CLASS_NAMES).expect("strings serialise");
-    std::fs::write(path, text + "\n").map_err(|e| DataError::Write {
+    crate::output::write_atomic(path, (text + "\n").as_bytes()).map_err(|e| DataError::Write {
         path: path.to_path_buf(),
         msg: e.to_string(),
     })

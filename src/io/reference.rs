@@ -59,6 +59,9 @@ pub enum ReferenceError {
     #[error("{}: prefix without a file name", .0.display())]
     /// A prefix with no file name to put the layout's files under.
     Prefix(PathBuf),
+    /// A refused or failed atomic write.
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
 }
 
 type Result<T, E = ReferenceError> = std::result::Result<T, E>;
@@ -72,18 +75,22 @@ fn file_error(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) 
     }
 }
 
+/// `{prefix}.args.json`, the file that marks the layout as ours.
+pub fn args_file(prefix: &Path) -> PathBuf {
+    let mut s = prefix.as_os_str().to_owned();
+    s.push(".args.json");
+    PathBuf::from(s)
+}
+
 fn label_file(prefix: &Path, label: usize) -> PathBuf {
     PathBuf::from(format!("{}-{label}.rlt.jsonl", prefix.display()))
 }
 
 /// Writes `{prefix}.args.json`.
 pub fn write_args(prefix: &Path, args: &serde_json::Value) -> Result<()> {
-    let p = PathBuf::from(format!("{}.args.json", prefix.display()));
-    if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(file_error(dir, "create"))?;
-    }
-    let text = serde_json::to_string_pretty(args).expect("a JSON value serialises");
-    std::fs::write(&p, text).map_err(file_error(&p, "write"))
+    let p = args_file(prefix);
+    crate::output::write_atomic(&p, crate::output::mark_json("args", args).as_bytes())?;
+    Ok(())
 }
 
 /// Appends one batch line per label present in `entries` (label, entry).

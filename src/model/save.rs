@@ -56,14 +56,18 @@ pub fn save_hf(
     })?;
     let st = dir.join("model.safetensors");
     let tensors = hf_tensors(model).map_err(ModelError::tensor(&st))?;
-    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    // The `neuronpath` entry marks the file as ours (a later save may replace it without --force).
+    let metadata = HashMap::from([
+        ("format".to_string(), "pt".to_string()),
+        (
+            crate::output::MARK_KEY.to_string(),
+            "ViTForImageClassification".to_string(),
+        ),
+    ]);
     // Serialised in memory: safetensors' own file writer creates owner-only (0600) files.
     let bytes = safetensors::serialize(&tensors, Some(metadata))
         .map_err(|e| ModelError::format(&st, format!("cannot serialise: {e}")))?;
-    std::fs::write(&st, bytes).map_err(|cause| ModelError::Io {
-        path: st.clone(),
-        cause,
-    })?;
+    write(&st, &bytes)?;
     write_json(&dir.join("config.json"), &config_json(model, class_names))?;
     write_json(
         &dir.join("preprocessor_config.json"),
@@ -73,9 +77,14 @@ pub fn save_hf(
 
 fn write_json(path: &Path, value: &Value) -> Result<(), ModelError> {
     let text = serde_json::to_string_pretty(value).expect("JSON values serialise") + "\n";
-    std::fs::write(path, text).map_err(|cause| ModelError::Io {
+    write(path, text.as_bytes())
+}
+
+/// Atomically (temporary file, rename), the error naming the file.
+pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
+    crate::output::write_atomic(path, bytes).map_err(|e| ModelError::Io {
         path: path.to_path_buf(),
-        cause,
+        cause: std::io::Error::other(e.to_string()),
     })
 }
 

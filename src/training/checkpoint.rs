@@ -52,9 +52,9 @@ pub(super) fn save(
     let meta = HashMap::from([("epochs_done".to_string(), epochs)]);
     // Write-then-rename, weights first: a crash leaves either the old pair or new weights whose
     // recorded epoch disagrees with state.json, which `load` reports.
-    let (w, w_tmp) = (dir.join(WEIGHTS), dir.join(format!("{WEIGHTS}.tmp")));
-    safetensors::serialize_to_file(&tensors, Some(meta), &w_tmp).map_err(|e| err(&w_tmp, e))?;
-    std::fs::rename(&w_tmp, &w).map_err(|e| err(&w, e))?;
+    let w = dir.join(WEIGHTS);
+    let bytes = safetensors::serialize(&tensors, Some(meta)).map_err(|e| err(&w, e))?;
+    crate::output::write_atomic(&w, &bytes).map_err(|e| err(&w, e))?;
     let state = State {
         recipe: recipe.clone(),
         epochs_done: history.len(),
@@ -65,10 +65,9 @@ pub(super) fn save(
         ),
         history: history.to_vec(),
     };
-    let (s, s_tmp) = (dir.join(STATE), dir.join(format!("{STATE}.tmp")));
+    let s = dir.join(STATE);
     let text = serde_json::to_string_pretty(&state).expect("state serialises");
-    std::fs::write(&s_tmp, text).map_err(|e| err(&s_tmp, e))?;
-    std::fs::rename(&s_tmp, &s).map_err(|e| err(&s, e))
+    crate::output::write_atomic(&s, text.as_bytes()).map_err(|e| err(&s, e))
 }
 
 fn read_state(dir: &Path) -> Result<State, TrainError> {

@@ -407,7 +407,7 @@ pub fn write_model(
     save_hf(&vit, dir, Some(&names), &preprocessing())?;
     let card = model_card(recipe, trained, test, command);
     let path = dir.join("README.md");
-    std::fs::write(&path, card).map_err(|cause| ModelError::Io { path, cause })?;
+    crate::model::save::write(&path, card.as_bytes())?;
     Ok(())
 }
 

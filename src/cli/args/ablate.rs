@@ -27,4 +27,8 @@ pub struct AblateArgs {
     /// Images per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
+    /// Replace existing files at the outputs that are not earlier neuronpath outputs (never an
+    /// input).
+    #[arg(long)]
+    pub force: bool,
 }

@@ -17,4 +17,8 @@ pub struct AtlasArgs {
     /// At most this many classes in the figures (the CSV and JSON files have all).
     #[arg(long, default_value_t = 30)]
     pub max_classes: usize,
+    /// Replace existing files at the outputs that are not earlier neuronpath outputs (never an
+    /// input).
+    #[arg(long)]
+    pub force: bool,
 }

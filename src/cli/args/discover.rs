@@ -76,6 +76,13 @@ pub struct DiscoverArgs {
     /// Do not write the report.
     #[arg(long)]
     pub no_report: bool,
+    /// Keep the error records of a resumed run (by default their images are run again).
+    #[arg(long)]
+    pub no_retry: bool,
+    /// Replace existing files at the outputs that are not earlier neuronpath outputs (never an
+    /// input).
+    #[arg(long)]
+    pub force: bool,
     /// Test hook: stop (as if killed) after this many images.
     #[arg(long, hide = true)]
     pub stop_after: Option<usize>,

@@ -58,4 +58,8 @@ pub struct PruneArgs {
     /// d of the saved model [default: the largest of the grid].
     #[arg(long)]
     pub save_d: Option<usize>,
+    /// Replace existing files at the outputs that are not earlier neuronpath outputs (never an
+    /// input).
+    #[arg(long)]
+    pub force: bool,
 }

@@ -32,4 +32,8 @@ pub struct ReportArgs {
     /// covering every class; every image stays in the table [default: 100].
     #[arg(long)]
     pub max_images: Option<usize>,
+    /// Replace existing files at the outputs that are not earlier neuronpath outputs (never an
+    /// input).
+    #[arg(long)]
+    pub force: bool,
 }

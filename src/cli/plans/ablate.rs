@@ -15,6 +15,8 @@ pub struct AblatePlan {
     /// Its seed is `--seed`, else the run's (set when the results are read).
     pub settings: manipulation::ManipulationSettings,
     pub seed: Option<u64>,
+    /// `--force`: replace existing files of other kinds (never inputs).
+    pub force: bool,
 }
 
 impl AblatePlan {
@@ -39,6 +41,7 @@ impl AblatePlan {
                 batch: a.batch,
             },
             seed: a.seed,
+            force: a.force,
         })
     }
 }

@@ -12,6 +12,8 @@ pub struct AtlasPlan {
     pub method: Method,
     pub out: PathBuf,
     pub max_classes: usize,
+    /// `--force`: replace existing files of other kinds (never inputs).
+    pub force: bool,
 }
 
 impl AtlasPlan {
@@ -22,6 +24,7 @@ impl AtlasPlan {
             method: a.method,
             out: a.out,
             max_classes: positive("--max-classes", a.max_classes)?,
+            force: a.force,
         })
     }
 }

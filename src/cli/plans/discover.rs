@@ -4,6 +4,7 @@ use super::{memory_limit, model_spec, positive, steps};
 use crate::attribution::discover::{Method, TargetKind};
 use crate::attribution::run::DiscoveryJob;
 use crate::cli::args::{DiscoverArgs, ObjectiveArg};
+use crate::io::results::Resume;
 use crate::io::shard::Shard;
 use crate::model::Objective;
 use anyhow::{bail, Result};
@@ -34,6 +35,8 @@ pub struct DiscoverPlan {
     pub job: DiscoveryJob,
     /// Where the report goes when done (`None`: no report).
     pub report: Option<PathBuf>,
+    /// `--force`: replace existing files of other kinds (never inputs).
+    pub force: bool,
 }
 
 impl DiscoverPlan {
@@ -109,8 +112,13 @@ impl DiscoverPlan {
                     .stop_after
                     .map(|n| positive("--stop-after", n))
                     .transpose()?,
+                resume: Resume {
+                    retry_errors: !a.no_retry,
+                    replace_foreign: a.force,
+                },
             },
             report,
+            force: a.force,
         })
     }
 }

@@ -9,6 +9,8 @@ pub struct MergePlan {
     /// Shard outputs, at least one.
     pub inputs: Vec<PathBuf>,
     pub out: PathBuf,
+    /// `--force`: replace existing files of other kinds (never inputs).
+    pub force: bool,
 }
 
 impl MergePlan {
@@ -20,6 +22,7 @@ impl MergePlan {
         Ok(MergePlan {
             inputs: a.inputs,
             out: a.out,
+            force: a.force,
         })
     }
 }

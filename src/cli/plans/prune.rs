@@ -30,6 +30,8 @@ pub struct PrunePlan {
     pub eval: Vec<PathBuf>,
     pub eval_labels: Option<PathBuf>,
     pub save: Option<SavePlan>,
+    /// `--force`: replace existing files of other kinds (never inputs).
+    pub force: bool,
 }
 
 impl PrunePlan {
@@ -87,6 +89,7 @@ impl PrunePlan {
             eval: a.eval,
             eval_labels: a.eval_labels,
             save,
+            force: a.force,
         })
     }
 }

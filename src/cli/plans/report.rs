@@ -13,6 +13,8 @@ pub struct ReportPlan {
     pub model: ModelSpec,
     pub out: PathBuf,
     pub options: ReportOptions,
+    /// `--force`: replace existing files of other kinds (never inputs).
+    pub force: bool,
 }
 
 impl ReportPlan {
@@ -36,6 +38,7 @@ impl ReportPlan {
                 max_images: a.max_images.unwrap_or(defaults.max_images),
                 ..defaults
             },
+            force: a.force,
         })
     }
 }

@@ -57,6 +57,9 @@ pub enum ResultsError {
         /// The first differing header field and both values.
         difference: String,
     },
+    /// A refused or failed write (an input, a foreign file, a file in use).
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
     /// `merge` without inputs.
     #[error("nothing to merge")]
     NothingToMerge,

@@ -1,18 +1,24 @@
-//! Reading, appending and merging results files: JSON Lines, a [`Header`] line first, then one
-//! complete [`Record`] line per image.
+//! Reading and appending results files: JSON Lines, a [`Header`] line first, then one complete
+//! [`Record`] line per image.
 //!
 //! Each record is written with a single `write_all` and flushed, so a killed run leaves at most
 //! one partial last line (no newline); readers ignore it and reopening for append cuts it off.
-//! Any other line that is not a record is an error naming the file and the line.
+//! Any other line that is not a record is an error naming the file and the line. A run holds an
+//! advisory lock (`flock`) on the file while it appends, so a second run on the same file stops
+//! with an error instead of interleaving lines.
 use super::error::ResultsError;
-use super::schema::{Header, Record, SchemaVersion};
+use super::schema::{Header, Outcome, Record, SchemaVersion};
+use crate::output::{AtomicFile, OutputError};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-fn io_error(path: &Path, what: &'static str) -> impl FnOnce(std::io::Error) -> ResultsError {
+pub(super) fn io_error(
+    path: &Path,
+    what: &'static str,
+) -> impl FnOnce(std::io::Error) -> ResultsError {
     let path = path.to_path_buf();
     move |source| ResultsError::Io { path, what, source }
 }
@@ -28,7 +34,10 @@ fn line_error(path: &Path, line: usize, message: impl ToString) -> ResultsError 
 /// Parses a header line (`"kind": "header"`), refusing another major schema version.
 fn parse_header(path: &Path, text: &str) -> Result<Header, ResultsError> {
     let mut v: Value = serde_json::from_str(text).map_err(|e| line_error(path, 1, e))?;
-    let Some(o) = v.as_object_mut().filter(|o| o["kind"] == "header") else {
+    let Some(o) = v
+        .as_object_mut()
+        .filter(|o| o.get("kind").is_some_and(|k| k == "header"))
+    else {
         return Err(ResultsError::NoHeader(path.to_path_buf()));
     };
     o.remove("kind");
@@ -48,21 +57,58 @@ fn parse_header(path: &Path, text: &str) -> Result<Header, ResultsError> {
     Ok(header)
 }
 
-/// Reads a results file: its header and every image record, in file order. A partial last line
-/// (a killed writer's) is ignored; anything else unreadable is an error.
-pub fn read_results(path: &Path) -> Result<(Header, Vec<Record>), ResultsError> {
-    read_with_tail(path).map(|(h, r, _)| (h, r))
+/// What one pass over a results file found.
+struct Scan {
+    header: Header,
+    /// Every record line, in file order (duplicates included).
+    records: Vec<Record>,
+    /// Bytes up to the end of the last complete line (what reopening keeps).
+    complete_len: u64,
+    /// The last record came from a line without its newline (cut on reopening, so not done).
+    unterminated_record: bool,
 }
 
-/// [`read_results`], and whether the last record came from a line without its newline (which
-/// reopening for append cuts off, so it does not count as done).
-fn read_with_tail(path: &Path) -> Result<(Header, Vec<Record>, bool), ResultsError> {
-    let file = File::open(path).map_err(io_error(path, "cannot open"))?;
-    let mut reader = BufReader::new(file);
+impl Scan {
+    /// The records with one per image, the last of each kept (a later line is a later attempt),
+    /// and how many earlier ones were dropped; `for_append`: without a last record that lost
+    /// its newline (reopening cuts it, so it is not done).
+    fn unique(mut self, for_append: bool) -> (Header, Vec<Record>, usize) {
+        if for_append && self.unterminated_record {
+            self.records.pop();
+        }
+        let (records, dropped) = last_per_image(self.records);
+        (self.header, records, dropped)
+    }
+}
+
+/// One record per image identity, the last one of each, in the order of their first lines.
+pub(super) fn last_per_image(records: Vec<Record>) -> (Vec<Record>, usize) {
+    let mut slot: HashMap<u64, usize> = HashMap::new();
+    let mut out: Vec<Record> = Vec::with_capacity(records.len());
+    let mut dropped = 0;
+    for r in records {
+        match slot.get(&r.index) {
+            Some(&i) => {
+                out[i] = r;
+                dropped += 1;
+            }
+            None => {
+                slot.insert(r.index, out.len());
+                out.push(r);
+            }
+        }
+    }
+    (out, dropped)
+}
+
+/// Reads a results file from its start.
+fn scan(reader: impl Read, path: &Path) -> Result<Scan, ResultsError> {
+    let mut reader = BufReader::new(reader);
     let mut header = None;
     let mut records = Vec::new();
     let mut text = String::new();
     let mut unterminated_record = false;
+    let mut complete_len = 0u64;
     for n in 1.. {
         text.clear();
         let read = reader
@@ -72,6 +118,9 @@ fn read_with_tail(path: &Path) -> Result<(Header, Vec<Record>, bool), ResultsErr
             break;
         }
         let complete = text.ends_with('\n');
+        if complete {
+            complete_len += read as u64;
+        }
         if text.trim().is_empty() {
             continue;
         }
@@ -87,61 +136,244 @@ fn read_with_tail(path: &Path) -> Result<(Header, Vec<Record>, bool), ResultsErr
         };
         match parsed {
             Ok(()) => unterminated_record = !complete && n > 1,
+            // Only the final line may be torn (a killed writer's); it is not a record.
             Err(_) if !complete && n > 1 => break,
             Err(e) => return Err(e),
         }
     }
     let header = header.ok_or_else(|| ResultsError::NoHeader(path.to_path_buf()))?;
-    Ok((header, records, unterminated_record))
+    Ok(Scan {
+        header,
+        records,
+        complete_len,
+        unterminated_record,
+    })
 }
 
-/// Appends image records to a results file, one complete line at a time.
+/// Reads a results file: its header and one record per image in the order of their first lines.
+/// A partial last line (a killed writer's) is ignored; any other unreadable line is an error
+/// naming the file and line. Records that repeat an image (two runs that once wrote one file)
+/// are reduced to the last of each, with a warning on stderr.
+pub fn read_results(path: &Path) -> Result<(Header, Vec<Record>), ResultsError> {
+    let file = crate::limits::open_regular(path).map_err(io_error(path, "cannot open"))?;
+    let (header, records, dropped) = scan(file, path)?.unique(false);
+    if dropped > 0 {
+        eprintln!(
+            "warning: {}: {dropped} record(s) repeat an image already in the file; the last record of each image is used",
+            path.display()
+        );
+    }
+    Ok((header, records))
+}
+
+/// How [`RecordWriter::open_with`] treats an existing file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resume {
+    /// Run the images whose record is an error again (their error records are dropped).
+    pub retry_errors: bool,
+    /// Replace a file that is not a results file (`--force`) instead of refusing.
+    pub replace_foreign: bool,
+}
+
+impl Default for Resume {
+    fn default() -> Self {
+        Resume {
+            retry_errors: true,
+            replace_foreign: false,
+        }
+    }
+}
+
+/// Appends image records to a results file, one complete line at a time, holding the file's lock.
+#[derive(Debug)]
 pub struct RecordWriter {
     file: File,
     path: PathBuf,
 }
 
+/// Takes the advisory lock of an open results file.
+pub(super) fn lock(file: &File, path: &Path) -> Result<(), ResultsError> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(OutputError::InUse(path.to_path_buf()).into())
+        }
+        // File systems without locks (some network mounts): go on unlocked, as before locks.
+        Err(std::fs::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
+            Ok(())
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(io_error(path, "cannot lock")(e)),
+    }
+}
+
+/// Whether the open file is still the one at `path` (not replaced since it was opened).
+fn still_there(file: &File, path: &Path) -> bool {
+    match (file.metadata(), std::fs::metadata(path)) {
+        #[cfg(unix)]
+        (Ok(a), Ok(b)) => {
+            use std::os::unix::fs::MetadataExt;
+            (a.dev(), a.ino()) == (b.dev(), b.ino())
+        }
+        #[cfg(not(unix))]
+        (Ok(_), Ok(_)) => true,
+        _ => false,
+    }
+}
+
+fn header_line(path: &Path, header: &Header) -> Result<String, ResultsError> {
+    let mut v = serde_json::to_value(header).map_err(|e| line_error(path, 1, e))?;
+    v["kind"] = "header".into();
+    Ok(v.to_string() + "\n")
+}
+
+/// Writes `header` and `records` to a locked temporary file and moves it into place (replacing
+/// whatever is there only if `replace`); `None` when `!replace` and another process was first.
+fn write_whole(
+    path: &Path,
+    header: &Header,
+    records: &[Record],
+    replace: bool,
+) -> Result<Option<File>, ResultsError> {
+    let mut tmp = AtomicFile::create(path)?;
+    lock(tmp.file(), path)?;
+    let mut text = header_line(path, header)?;
+    for r in records {
+        text += &serde_json::to_string(r).map_err(|e| line_error(path, 0, e))?;
+        text.push('\n');
+    }
+    tmp.write_all(text.as_bytes())
+        .map_err(io_error(path, "cannot write"))?;
+    Ok(if replace {
+        Some(tmp.commit()?)
+    } else {
+        tmp.commit_new()?
+    })
+}
+
 impl RecordWriter {
-    /// Creates `path` with `header`, or reopens it for the same run: returns the indices
-    /// already done. Another configuration is an error, never a silent mix.
+    /// [`RecordWriter::open_with`] with the defaults: error records are retried, a file that is
+    /// not a results file is refused.
     pub fn open(path: &Path, header: &Header) -> Result<(Self, BTreeSet<u64>), ResultsError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(io_error(dir, "cannot create the output folder"))?;
-        }
-        let exists = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
-        if exists {
-            let (old, mut records, unterminated) = read_with_tail(path)?;
-            if unterminated {
-                records.pop();
-            }
-            if !old.same_run(header) {
-                return Err(ResultsError::OtherRun {
-                    path: path.to_path_buf(),
-                    difference: old.first_difference(header),
-                });
-            }
-            truncate_partial_line(path).map_err(io_error(path, "cannot write"))?;
-            let file = OpenOptions::new()
-                .append(true)
-                .open(path)
-                .map_err(io_error(path, "cannot write"))?;
-            let done = records.iter().map(|r| r.index).collect();
-            let w = RecordWriter {
-                file,
-                path: path.to_path_buf(),
+        Self::open_with(path, header, Resume::default())
+    }
+
+    /// Creates `path` with `header`, or reopens it for the same run: returns the indices
+    /// already done (error records count as done only without `retry_errors`). Another
+    /// configuration is an error, never a silent mix; so is a file another run holds.
+    pub fn open_with(
+        path: &Path,
+        header: &Header,
+        resume: Resume,
+    ) -> Result<(Self, BTreeSet<u64>), ResultsError> {
+        // A few rounds: another process may create or replace the file between our steps.
+        for _ in 0..16 {
+            let file = match File::options().read(true).append(true).open(path) {
+                Ok(f) => f,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    match write_whole(path, header, &[], false)? {
+                        Some(file) => return Ok((Self::new(file, path), BTreeSet::new())),
+                        None => continue,
+                    }
+                }
+                Err(e) => return Err(io_error(path, "cannot open")(e)),
             };
-            return Ok((w, done));
+            if !file.metadata().is_ok_and(|m| m.is_file()) {
+                return Err(OutputError::Folder(path.to_path_buf()).into());
+            }
+            lock(&file, path)?;
+            if !still_there(&file, path) {
+                continue;
+            }
+            return Self::reopen(file, path, header, resume);
         }
-        let file = File::create(path).map_err(io_error(path, "cannot write"))?;
-        let mut w = RecordWriter {
+        Err(OutputError::InUse(path.to_path_buf()).into())
+    }
+
+    fn new(file: File, path: &Path) -> Self {
+        RecordWriter {
             file,
             path: path.to_path_buf(),
+        }
+    }
+
+    /// Resumes the locked, existing file.
+    fn reopen(
+        mut file: File,
+        path: &Path,
+        header: &Header,
+        resume: Resume,
+    ) -> Result<(Self, BTreeSet<u64>), ResultsError> {
+        let len = file.metadata().map_err(io_error(path, "unreadable"))?.len();
+        let scanned = if len == 0 {
+            Err(ResultsError::NoHeader(path.to_path_buf()))
+        } else {
+            file.rewind().map_err(io_error(path, "unreadable"))?;
+            scan(&file, path)
         };
-        let mut v = serde_json::to_value(header).map_err(|e| line_error(path, 1, e))?;
-        v["kind"] = "header".into();
-        w.write_line(&v)?;
-        Ok((w, BTreeSet::new()))
+        let scanned = match scanned {
+            Ok(s) => s,
+            // No results header: an empty file is started anew, another kind of file only with
+            // `--force`. A results file with a bad line is never replaced.
+            Err(ResultsError::NoHeader(_) | ResultsError::Line { line: 1, .. })
+                if len == 0 || resume.replace_foreign =>
+            {
+                let file = write_whole(path, header, &[], true)?.expect("replacing always writes");
+                return Ok((Self::new(file, path), BTreeSet::new()));
+            }
+            Err(ResultsError::NoHeader(_) | ResultsError::Line { line: 1, .. }) => {
+                return Err(OutputError::Foreign {
+                    path: path.to_path_buf(),
+                    kind: "results file",
+                }
+                .into())
+            }
+            Err(e) => return Err(e),
+        };
+        if !scanned.header.same_run(header) {
+            return Err(ResultsError::OtherRun {
+                path: path.to_path_buf(),
+                difference: scanned.header.first_difference(header),
+            });
+        }
+        let complete_len = scanned.complete_len;
+        let (old_header, records, dropped) = scanned.unique(true);
+        let failed = records
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Failed { .. }))
+            .count();
+        let retry = resume.retry_errors && failed > 0;
+        if dropped > 0 || retry {
+            // Rewritten whole (atomically, still locked): one record per image, errors to retry
+            // dropped, so that the file never holds two records of one image.
+            let keep: Vec<Record> = records
+                .into_iter()
+                .filter(|r| !retry || r.result().is_some())
+                .collect();
+            if retry {
+                eprintln!(
+                    "{}: retrying {failed} image(s) whose record is an error (--no-retry keeps them)",
+                    path.display()
+                );
+            }
+            let done = keep.iter().map(|r| r.index).collect();
+            let file =
+                write_whole(path, &old_header, &keep, true)?.expect("replacing always writes");
+            return Ok((Self::new(file, path), done));
+        }
+        if complete_len < len {
+            // Cut a torn last line (a killed writer's) before appending.
+            file.set_len(complete_len)
+                .map_err(io_error(path, "cannot write"))?;
+        }
+        file.seek(std::io::SeekFrom::End(0))
+            .map_err(io_error(path, "cannot write"))?;
+        let done = records.iter().map(|r| r.index).collect();
+        Ok((Self::new(file, path), done))
     }
 
     fn write_line(&mut self, v: &impl serde::Serialize) -> Result<(), ResultsError> {
@@ -157,63 +389,17 @@ impl RecordWriter {
     pub fn append(&mut self, record: &Record) -> Result<(), ResultsError> {
         self.write_line(record)
     }
-}
 
-/// Cuts the file after its last newline (a killed writer may leave half a line).
-fn truncate_partial_line(path: &Path) -> std::io::Result<()> {
-    let bytes = std::fs::read(path)?;
-    let keep = bytes
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map(|p| p + 1)
-        .unwrap_or(0);
-    if keep < bytes.len() {
-        OpenOptions::new()
-            .write(true)
-            .open(path)?
-            .set_len(keep as u64)?;
+    /// The results file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
-    Ok(())
-}
-
-/// Joins shard outputs into one file (records sorted by index, the first of duplicates kept);
-/// refuses inputs of different runs. Returns the number of records written.
-pub fn merge(inputs: &[&Path], output: &Path) -> Result<usize, ResultsError> {
-    let mut header: Option<Header> = None;
-    let mut all: BTreeMap<u64, Record> = BTreeMap::new();
-    for p in inputs {
-        let (h, recs) = read_results(p)?;
-        match &header {
-            None => header = Some(h),
-            Some(first) if !first.same_run(&h) => {
-                return Err(ResultsError::Mismatch {
-                    path: p.to_path_buf(),
-                    first: inputs[0].to_path_buf(),
-                    difference: first.first_difference(&h),
-                })
-            }
-            _ => {}
-        }
-        for r in recs {
-            all.entry(r.index).or_insert(r);
-        }
-    }
-    let mut header = header.ok_or(ResultsError::NothingToMerge)?;
-    header.shard = None;
-    if output.exists() {
-        std::fs::remove_file(output).map_err(io_error(output, "cannot replace"))?;
-    }
-    let (mut w, _) = RecordWriter::open(output, &header)?;
-    for r in all.values() {
-        w.append(r)?;
-    }
-    Ok(all.len())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::io::results::{Method, Outcome};
+    use crate::io::results::Method;
 
     /// Three lines written by neuronpath before the `schema` field existed.
     const BEFORE_SCHEMA: &str = include_str!(concat!(
@@ -309,34 +495,5 @@ mod tests {
         other.seed = 5;
         let e = RecordWriter::open(&p, &other).err().unwrap().to_string();
         assert!(e.contains("`seed` (0 vs 5)"), "{e}");
-    }
-
-    #[test]
-    fn merge_sorts_dedups_and_keeps_unknown_fields() {
-        let dir = tempfile::tempdir().unwrap();
-        let l = lines();
-        let mut rec: Value = serde_json::from_str(l[1]).unwrap();
-        rec["future"] = "kept".into();
-        let a = write(dir.path(), "a.jsonl", &format!("{}\n{}\n", l[0], l[2]));
-        let b = write(
-            dir.path(),
-            "b.jsonl",
-            &format!("{}\n{rec}\n{}\n", l[0], l[2]),
-        );
-        let out = dir.path().join("m.jsonl");
-        assert_eq!(merge(&[&a, &b], &out).unwrap(), 2);
-        let (h, r) = read_results(&out).unwrap();
-        assert_eq!(h.shard, None);
-        assert!(r[0].index < r[1].index);
-        assert_eq!(r[0].extra["future"], "kept");
-        assert!(matches!(r[1].outcome, Outcome::Done { .. }));
-        let mut other: Value = serde_json::from_str(l[0]).unwrap();
-        other["steps"] = 9.into();
-        let c = write(dir.path(), "c.jsonl", &format!("{other}\n"));
-        let e = merge(&[&a, &c], &out).unwrap_err().to_string();
-        assert!(
-            e.contains("c.jsonl") && e.contains("`steps` (4 vs 9)"),
-            "{e}"
-        );
     }
 }

@@ -7,12 +7,14 @@
 mod error;
 mod file;
 mod fit;
+mod merge;
 mod os_path;
 mod schema;
 mod view;
 
 pub use error::ResultsError;
-pub use file::{merge, read_results, RecordWriter};
+pub use file::{read_results, RecordWriter, Resume};
+pub use merge::{merge, Merged};
 pub use schema::{
     Extra, Header, ImageResult, InputsInfo, Jas, Method, MethodResult, ModelInfo, NeuronName,
     NeuronSets, Outcome, Precision, Preprocessing, Record, SchemaVersion, TargetKind,

@@ -7,13 +7,14 @@
 use crate::experiments::atlas::{self, Atlas};
 use crate::experiments::claims::{self, Claim};
 use crate::experiments::detail::{ImageDetail, NeuronView};
-use crate::experiments::error::{ExperimentError, Result};
+use crate::experiments::error::Result;
 use crate::experiments::format::num;
 use crate::experiments::manipulation::Manipulation;
 use crate::experiments::pruning::Pruning;
 use crate::experiments::render::html::{page, section};
 use crate::experiments::stats::Spread;
 use crate::io::results::{Method, Results};
+use crate::output::{mark_html, mark_json, write_atomic};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -126,6 +127,19 @@ impl Shared {
 /// Builds a section from the report's inputs; `None` leaves it out of the page.
 pub type SectionFn = fn(&Report, &Shared) -> Option<Section>;
 
+/// Where the report's claims and summary go: `out` with a .json extension.
+pub fn json_path(out: &Path) -> std::path::PathBuf {
+    out.with_extension("json")
+}
+
+/// Where the report's patch maps go: `out`'s stem + `-maps.npy`.
+pub fn maps_path(out: &Path) -> std::path::PathBuf {
+    let stem = out
+        .file_stem()
+        .map_or("report".into(), |s| s.to_string_lossy());
+    out.with_file_name(format!("{stem}-maps.npy"))
+}
+
 /// Writes the report to `out` (an .html file), its claims and summary to `out` with a .json
 /// extension and, when images were explained, their patch maps to `out`'s stem + `-maps.npy`
 /// (images, L + 1, G, G: each layer's path neuron, then F through the path; the .json's
@@ -133,16 +147,10 @@ pub type SectionFn = fn(&Report, &Shared) -> Option<Section>;
 /// claims.
 pub fn write_report(r: &Report, out: &Path) -> Result<Vec<Claim>> {
     let (html, claims) = render(r)?;
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| ExperimentError::file(dir, "create", e))?;
-    }
-    std::fs::write(out, html).map_err(|e| ExperimentError::file(out, "write", e))?;
+    write_atomic(out, mark_html(&html).as_bytes())?;
     let mut summary = json!({"results": r.results_name, "images": r.run.images.len(), "errors": r.run.errors.len(), "claims": claims});
     if let Some(first) = r.details.values().next() {
-        let stem = out
-            .file_stem()
-            .map_or("report".into(), |s| s.to_string_lossy());
-        let npy = out.with_file_name(format!("{stem}-maps.npy"));
+        let npy = maps_path(out);
         let (g, maps) = (first.spatial.grid, first.spatial.neurons.len() + 1);
         let data: Vec<f64> = r
             .details
@@ -150,8 +158,7 @@ pub fn write_report(r: &Report, out: &Path) -> Result<Vec<Claim>> {
             .flat_map(|d| d.spatial.to_array())
             .collect();
         let shape = [r.details.len(), maps, g, g];
-        std::fs::write(&npy, crate::io::npy_out::npy_f64(&data, &shape))
-            .map_err(|e| ExperimentError::file(&npy, "write", e))?;
+        write_atomic(&npy, &crate::io::npy_out::npy_f64(&data, &shape))?;
         let sources: BTreeMap<u64, &str> = r
             .run
             .images
@@ -180,9 +187,7 @@ pub fn write_report(r: &Report, out: &Path) -> Result<Vec<Claim>> {
             "images": images,
         });
     }
-    let json_path = out.with_extension("json");
-    std::fs::write(&json_path, serde_json::to_string_pretty(&summary)? + "\n")
-        .map_err(|e| ExperimentError::file(&json_path, "write", e))?;
+    write_atomic(&json_path(out), mark_json("report", &summary).as_bytes())?;
     Ok(claims)
 }
 

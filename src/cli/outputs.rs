@@ -1,0 +1,22 @@
+//! Each command's output guard: what it reads (never written onto) and `--force`.
+use crate::io::results::Results;
+use crate::output::Outputs;
+use crate::setup::ModelSpec;
+use std::path::Path;
+
+/// A guard for a command over a results file: the file, the model (given or recorded) and the
+/// run's inputs are inputs.
+pub fn over_run(force: bool, results: &Path, model: &ModelSpec, run: &Results) -> Outputs {
+    let mut g = Outputs::new(force);
+    g.input(results);
+    g.inputs(&model.path);
+    let h = &run.header;
+    // Recorded paths that are not here (the embedded model, another machine's) guard nothing.
+    let here = |p: &&Path| p.exists();
+    g.inputs(Some(Path::new(&h.model.path)).filter(here));
+    if !h.inputs.is_embedded() {
+        g.inputs(h.inputs.paths.iter().map(Path::new).filter(here));
+    }
+    g.inputs(&h.inputs.labels);
+    g
+}
