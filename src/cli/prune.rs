@@ -7,7 +7,7 @@ use crate::experiments::pruning::{
 };
 use crate::experiments::render::figures;
 use crate::experiments::render::svg::standalone;
-use crate::io::inputs::gather;
+use crate::io::inputs::gather_named;
 use crate::io::results::Results;
 use crate::setup::{reopen, Reopened};
 use anyhow::{bail, Context, Result};
@@ -57,7 +57,11 @@ fn class_plans(plan: &PrunePlan, run: &Results, m: &Reopened) -> Result<Vec<Clas
     if plan.eval.is_empty() {
         return Ok(holdout_plans(run, &m.items, plan.holdout)?);
     }
-    let eval = gather(&plan.eval, plan.eval_labels.as_deref())?;
+    let eval = gather_named(
+        &plan.eval,
+        plan.eval_labels.as_deref(),
+        Some(&run.class_names),
+    )?;
     let mut plans = Vec::new();
     for c in run.classes_present() {
         let items: Vec<_> = eval
