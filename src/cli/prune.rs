@@ -25,7 +25,9 @@ pub fn run(plan: &PrunePlan) -> Result<()> {
         bail!("no class has both path-building and held-out images (need at least 2 images per class)");
     }
     if run.rows == crate::model::Rows::Patches {
-        eprintln!("note: pruning zeroes CLS neurons; this run's neurons are patch rows (MAE variant)");
+        eprintln!(
+            "note: pruning zeroes CLS neurons; this run's neurons are patch rows (MAE variant)"
+        );
     }
     if run.top_k == 1 {
         eprintln!("note: the run kept one neuron per layer (K = 1); run discover with --top-k K for larger kept sets");
