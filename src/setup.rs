@@ -5,7 +5,7 @@
 #![warn(missing_docs)]
 use crate::embedded;
 use crate::io::inputs::InputError;
-use crate::io::inputs::{gather, Inputs, Item, Preprocess};
+use crate::io::inputs::{gather_named, Inputs, Item, Preprocess};
 use crate::io::preprocess::Normalization;
 use crate::io::results::{ModelInfo, Precision, Results};
 use crate::model::load::Loaded;
@@ -174,10 +174,16 @@ impl ModelSpec {
         })
     }
 
-    /// The inputs named on the command line, or the embedded samples for the embedded model.
-    pub fn inputs(&self, paths: &[PathBuf], labels: Option<&Path>) -> Result<Inputs> {
+    /// The inputs named on the command line, or the embedded samples for the embedded model;
+    /// labels given by class name are resolved against `loaded`'s class names.
+    pub fn inputs(
+        &self,
+        loaded: &Loaded,
+        paths: &[PathBuf],
+        labels: Option<&Path>,
+    ) -> Result<Inputs> {
         if !paths.is_empty() {
-            return Ok(gather(paths, labels)?);
+            return Ok(gather_named(paths, labels, loaded.class_names.as_deref())?);
         }
         if self.path.is_some() {
             return Err(SetupError::NoInputs);
@@ -304,7 +310,12 @@ pub fn run_inputs(run: &Results) -> Result<BTreeMap<u64, Item>> {
         embedded::samples()
     } else {
         let p: Vec<PathBuf> = recorded.to_paths().map_err(SetupError::Header)?;
-        gather(&p, recorded.labels.as_deref()).map_err(SetupError::Regather)?
+        gather_named(
+            &p,
+            recorded.labels.as_deref(),
+            run.header.class_names.as_deref(),
+        )
+        .map_err(SetupError::Regather)?
     };
     let items: BTreeMap<u64, Item> = inputs.items.into_iter().map(|it| (it.index, it)).collect();
     for r in &run.images {

@@ -250,3 +250,76 @@ fn bad_inputs_give_clear_errors() {
     );
     assert!(!err.contains("panicked"));
 }
+
+/// The closing summary goes to stdout; a re-run with nothing left says so and prints the stored
+/// summary; labels may name classes; without the embedded samples discover says how to get
+/// the report.
+#[test]
+fn rerun_summary_named_labels_and_report_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/fashion-mnist/samples");
+    let coat = samples.join("04-coat/test-00006.png");
+    let trouser = samples
+        .join("01-trouser")
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let labels = d.join("labels.json");
+    std::fs::write(&labels, r#"["Coat", "trouser"]"#).unwrap();
+    let out = d.join("run.jsonl");
+    let run = || {
+        let o = bin()
+            .arg("discover")
+            .arg(&coat)
+            .arg(&trouser)
+            .arg("--labels")
+            .arg(&labels)
+            .args(["--methods", "path", "-o"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let first = run();
+    assert!(first.contains("2 images in"), "{first}");
+    assert!(
+        first.contains("for the HTML report: neuronpath report --results"),
+        "{first}"
+    );
+    let (_, recs) = records(&out);
+    let got: Vec<u64> = recs.iter().map(|r| r["label"].as_u64().unwrap()).collect();
+    assert_eq!(got, [4, 1], "labels by class name");
+    let again = run();
+    assert!(again.contains("all 2 images already done"), "{again}");
+    assert!(again.contains("2 images, 0 errors"), "{again}");
+    let row = |s: &str| s.lines().find(|l| l.starts_with("path ")).map(String::from);
+    assert_eq!(
+        row(&first),
+        row(&again),
+        "the stored summary is the first run's"
+    );
+    // A name the model does not have is a one-line error naming the file.
+    std::fs::write(&labels, r#"["Coat", "Cat"]"#).unwrap();
+    let o = bin()
+        .arg("discover")
+        .arg(&coat)
+        .arg(&trouser)
+        .arg("--labels")
+        .arg(&labels)
+        .arg("-o")
+        .arg(d.join("other.jsonl"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success()
+            && err.contains("no class is named \"Cat\"")
+            && err.contains("labels.json"),
+        "{err}"
+    );
+}

@@ -477,11 +477,30 @@ fn labels_json() {
     let dir = temp_dir("labels");
     let p = dir.join("labels.json");
     fs::write(&p, "[3, 0, 999]").unwrap();
-    assert_eq!(read_labels_json(&p).unwrap(), [3, 0, 999]);
-    for bad in ["[1, -2]", "[1.5]", "{\"a\": 1}", "[1,"] {
+    assert_eq!(read_labels_json(&p, None).unwrap(), [3, 0, 999]);
+    for bad in [
+        "[1, -2]",
+        "[1.5]",
+        "{\"a\": 1}",
+        "[1,",
+        "[null]",
+        "[\"Coat\"]",
+    ] {
         fs::write(&p, bad).unwrap();
-        let err = read_labels_json(&p).expect_err(bad);
+        let err = read_labels_json(&p, None).expect_err(bad);
         assert!(err.to_string().contains("labels.json"), "{err}");
     }
+    // Class names, resolved against the model's names (exactly, else ignoring case).
+    let names: Vec<String> = ["T-shirt/top", "Coat", "Ankle boot"]
+        .map(String::from)
+        .to_vec();
+    fs::write(&p, r#"[2, "Coat", "ankle boot", "T-shirt/top"]"#).unwrap();
+    assert_eq!(read_labels_json(&p, Some(&names)).unwrap(), [2, 1, 2, 0]);
+    fs::write(&p, r#"["Sandal"]"#).unwrap();
+    let err = read_labels_json(&p, Some(&names)).unwrap_err().to_string();
+    assert!(
+        err.contains("no class is named \"Sandal\"") && err.contains("Coat"),
+        "{err}"
+    );
     let _ = fs::remove_dir_all(&dir);
 }

@@ -176,7 +176,9 @@ pub fn discover_all(job: &DiscoveryJob) -> Result<Summary> {
     let loaded = loaded;
     let model = &loaded.model;
     let pre = job.model.preprocess(&loaded)?;
-    let mut inputs = job.model.inputs(&job.inputs, job.labels.as_deref())?;
+    let mut inputs = job
+        .model
+        .inputs(&loaded, &job.inputs, job.labels.as_deref())?;
     if let Some(n) = job.per_class {
         let mut seen: BTreeMap<Option<usize>, usize> = BTreeMap::new();
         inputs.items.retain(|it| {
@@ -245,6 +247,7 @@ pub fn discover_all(job: &DiscoveryJob) -> Result<Summary> {
     );
     let mut summary = Summary {
         difference: model.objective != Objective::Prob,
+        done_before: skipped,
         ..Default::default()
     };
     let mut processed = 0usize;
@@ -468,6 +471,8 @@ pub struct Summary {
     /// Images whose prediction is their label.
     pub correct: usize,
     jas: BTreeMap<Method, (f64, f64, usize)>,
+    /// Images of the inputs (this shard's) already in the results file before this run.
+    pub done_before: usize,
     /// Stopped early by `stop_after`.
     pub stopped: bool,
     /// Wall-clock seconds of the run.
@@ -475,6 +480,22 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The summary of a results file's stored records (what an earlier run computed).
+    pub fn stored(results: &std::path::Path) -> Result<Summary> {
+        let (header, records) = crate::io::results::read_results(results)?;
+        let mut s = Summary {
+            difference: header.objective != Objective::Prob,
+            ..Default::default()
+        };
+        for r in &records {
+            match r.result() {
+                Some(res) => s.add(res),
+                None => s.errors += 1,
+            }
+        }
+        Ok(s)
+    }
+
     fn add(&mut self, r: &crate::attribution::discover::ImageResult) {
         self.images += 1;
         self.correct += usize::from(Some(r.prediction) == r.label);
@@ -493,20 +514,26 @@ impl Summary {
             .get(&Method::Path)
             .map(|(s, _, n)| format!("mean JAS(path) {:.4}", s / *n as f64))
     }
-    /// The closing table: accuracy, then per method the mean JAS and how F changes when the
-    /// path is removed.
+    /// The closing table, on stdout: accuracy, then per method the mean JAS and how F changes
+    /// when the path is removed.
     pub fn print(&self, out: &std::path::Path) {
         let secs = self.seconds;
-        eprintln!();
-        eprintln!(
-            "{} images in {:.1}s ({:.2} s/image), {} errors, clean top-1 accuracy {:.1}%",
+        let time = if secs.is_finite() {
+            format!(
+                " in {secs:.1}s ({:.2} s/image)",
+                secs / self.images.max(1) as f64
+            )
+        } else {
+            String::new()
+        };
+        println!();
+        println!(
+            "{} images{time}, {} errors, clean top-1 accuracy {:.1}%",
             self.images,
-            secs,
-            secs / self.images.max(1) as f64,
             self.errors,
             100.0 * self.correct as f64 / self.images.max(1) as f64
         );
-        eprintln!(
+        println!(
             "{:<12} {:>12} {:>22}",
             "method",
             "mean JAS",
@@ -516,13 +543,13 @@ impl Summary {
             }
         );
         for (m, (s, r, n)) in &self.jas {
-            eprintln!(
+            println!(
                 "{:<12} {:>12.5} {:>22.4}",
                 m.name(),
                 s / *n as f64,
                 r / *n as f64
             );
         }
-        eprintln!("results: {}", out.display());
+        println!("results: {}", out.display());
     }
 }

@@ -1,7 +1,7 @@
 //! `neuronpath discover`: neuron paths for every input image, written as JSON Lines (resumable,
 //! shardable), optionally also in the authors' layout, then the report.
 use super::plans::DiscoverPlan;
-use crate::attribution::run::discover_all;
+use crate::attribution::run::{discover_all, Summary};
 use crate::experiments::full_report::{build_report, ReportOptions};
 use crate::experiments::render::report::{json_path, maps_path};
 use crate::io::reference;
@@ -40,8 +40,27 @@ pub fn run(plan: &DiscoverPlan) -> Result<()> {
     if summary.stopped {
         return Ok(());
     }
-    summary.print(&plan.job.out);
+    if summary.images + summary.errors == 0 && summary.done_before > 0 {
+        // Nothing left to do: say so and show what the file holds, not an empty run's zeros.
+        println!(
+            "all {} images already done in {}; stored summary:",
+            summary.done_before,
+            plan.job.out.display()
+        );
+        let mut stored = Summary::stored(&plan.job.out)?;
+        stored.seconds = f64::NAN;
+        stored.print(&plan.job.out);
+    } else {
+        summary.print(&plan.job.out);
+    }
     let Some(path) = &plan.report else {
+        if plan.job.shard.is_none() {
+            println!(
+                "for the HTML report: neuronpath report --results {} --out {}",
+                plan.job.out.display(),
+                plan.job.out.with_file_name("report.html").display()
+            );
+        }
         return Ok(());
     };
     if plan.job.shard.is_some() {
@@ -54,7 +73,7 @@ pub fn run(plan: &DiscoverPlan) -> Result<()> {
         &ReportOptions::default(),
         path,
     )?;
-    eprintln!(
+    println!(
         "report: {} ({} claims checked)",
         path.display(),
         claims.len()

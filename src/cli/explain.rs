@@ -51,7 +51,7 @@ pub fn run(plan: &ExplainPlan) -> Result<()> {
     let model = &loaded.model;
     let pre = spec.preprocess(&loaded)?;
     let paths: Vec<PathBuf> = plan.image.iter().cloned().collect();
-    let inputs = spec.inputs(&paths, plan.labels.as_deref())?;
+    let inputs = spec.inputs(&loaded, &paths, plan.labels.as_deref())?;
     let names = loaded.class_names.clone().or(inputs.class_names.clone());
     let count = inputs.items.len();
     let item = inputs.items.get(plan.index).with_context(|| {

@@ -8,7 +8,7 @@ pub fn run(plan: &PredictPlan) -> anyhow::Result<()> {
     let loaded = spec.load(false)?;
     let model = &loaded.model;
     let pre = spec.preprocess(&loaded)?;
-    let inputs = spec.inputs(&plan.inputs, plan.labels.as_deref())?;
+    let inputs = spec.inputs(&loaded, &plan.inputs, plan.labels.as_deref())?;
     let names = loaded.class_names.clone().or(inputs.class_names.clone());
     let name = |c: usize| {
         names

@@ -7,7 +7,7 @@ use crate::experiments::pruning::{
 };
 use crate::experiments::render::figures;
 use crate::experiments::render::svg::standalone;
-use crate::io::inputs::gather;
+use crate::io::inputs::gather_named;
 use crate::io::results::Results;
 use crate::output::{mark_json, write_atomic, Kind};
 use crate::setup::{reopen, Reopened};
@@ -39,7 +39,9 @@ pub fn run(plan: &PrunePlan) -> Result<()> {
         bail!("no class has both path-building and held-out images (need at least 2 images per class)");
     }
     if run.rows == crate::model::Rows::Patches {
-        eprintln!("note: pruning zeroes CLS neurons (SPEC section 9); this run's neurons are patch rows (MAE variant)");
+        eprintln!(
+            "note: pruning zeroes CLS neurons; this run's neurons are patch rows (MAE variant)"
+        );
     }
     if run.top_k == 1 {
         eprintln!("note: the run kept one neuron per layer (K = 1); run discover with --top-k K for larger kept sets");
@@ -71,7 +73,11 @@ fn class_plans(plan: &PrunePlan, run: &Results, m: &Reopened) -> Result<Vec<Clas
     if plan.eval.is_empty() {
         return Ok(holdout_plans(run, &m.items, plan.holdout)?);
     }
-    let eval = gather(&plan.eval, plan.eval_labels.as_deref())?;
+    let eval = gather_named(
+        &plan.eval,
+        plan.eval_labels.as_deref(),
+        Some(&run.class_names),
+    )?;
     let mut plans = Vec::new();
     for c in run.classes_present() {
         let items: Vec<_> = eval

@@ -214,11 +214,50 @@ pub fn read_input_npy(path: &Path) -> Result<(usize, usize, usize, usize, Vec<f3
     }
 }
 
-/// Reads a JSON array of non-negative integer class labels.
-pub fn read_labels_json(path: &Path) -> Result<Vec<usize>, DatasetError> {
-    let bytes = crate::limits::read_regular(path).map_err(|e| io_err(path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| DatasetError::Labels {
+/// Reads a JSON array of class labels: non-negative integers, or class names resolved against
+/// `names` (exactly, else ignoring case), e.g. `[3, "Coat", "ankle boot"]`.
+pub fn read_labels_json(path: &Path, names: Option<&[String]>) -> Result<Vec<usize>, DatasetError> {
+    let bad = |reason: String| DatasetError::Labels {
         path: path.to_path_buf(),
-        reason: format!("expected a JSON array of non-negative integers: {e}"),
-    })
+        reason,
+    };
+    let bytes = crate::limits::read_regular(path).map_err(|e| io_err(path, e))?;
+    let values: Vec<serde_json::Value> = serde_json::from_slice(&bytes).map_err(|e| {
+        bad(format!(
+            "expected a JSON array of class indices or class names: {e}"
+        ))
+    })?;
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            serde_json::Value::Number(n) => n
+                .as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| bad(format!("entry {i}: {n} is not a class index (a non-negative integer)"))),
+            serde_json::Value::String(s) => {
+                let Some(names) = names else {
+                    return Err(bad(format!(
+                        "entry {i}: class name {s:?}, but neither the model nor the inputs name their classes: give indices"
+                    )));
+                };
+                names
+                    .iter()
+                    .position(|n| n == s)
+                    .or_else(|| names.iter().position(|n| n.eq_ignore_ascii_case(s)))
+                    .ok_or_else(|| {
+                        let some: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+                        bad(format!(
+                            "entry {i}: no class is named {s:?} ({} classes: {}{})",
+                            names.len(),
+                            some.join(", "),
+                            if names.len() > 5 { ", ..." } else { "" }
+                        ))
+                    })
+            }
+            other => Err(bad(format!(
+                "entry {i}: {other} is neither a class index nor a class name"
+            ))),
+        })
+        .collect()
 }

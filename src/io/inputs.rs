@@ -106,10 +106,28 @@ pub struct Inputs {
 }
 
 /// Gathers items from paths: class folders (labels from folder order), `.npy` files (labels from
-/// `labels`), and image files (labels from `labels`, in order, if given).
+/// `labels`), and image files (labels from `labels`, in order, if given). Labels given by class
+/// name need [`gather_named`].
 pub fn gather(paths: &[PathBuf], labels: Option<&Path>) -> Result<Inputs> {
+    gather_named(paths, labels, None)
+}
+
+/// [`gather`], with the labels file's class names resolved against `names` (the model's), else
+/// against the class folders among `paths`.
+pub fn gather_named(
+    paths: &[PathBuf],
+    labels: Option<&Path>,
+    names: Option<&[String]>,
+) -> Result<Inputs> {
+    let folder_names: Option<Vec<String>> = match (names, labels) {
+        (None, Some(_)) => paths
+            .iter()
+            .filter(|p| p.is_dir())
+            .find_map(|p| ImageFolder::open(p).ok().map(|f| f.classes)),
+        _ => None,
+    };
     let given: Option<Vec<usize>> = match labels {
-        Some(p) => Some(read_labels_json(p)?),
+        Some(p) => Some(read_labels_json(p, names.or(folder_names.as_deref()))?),
         None => None,
     };
     let mut items = Vec::new();

@@ -10,7 +10,9 @@ pub struct InputArgs {
     /// Images: files, ImageNet-style class folders, or .npy arrays (N,3,H,W) of preprocessed
     /// inputs. None: the embedded Fashion-MNIST samples.
     pub inputs: Vec<PathBuf>,
-    /// JSON array of labels for .npy rows and loose image files, in order.
+    /// Labels of .npy rows and loose image files, in order: a JSON array of class indices or
+    /// class names (the model's, else the class folders'), e.g. [3, "Coat"] [default: none;
+    /// class folders label their images].
     #[arg(long)]
     pub labels: Option<PathBuf>,
 }

@@ -17,7 +17,8 @@ pub struct ExplainArgs {
     /// label when known, else the model's prediction].
     #[arg(long)]
     pub class: Option<String>,
-    /// Labels for .npy rows and loose image files (JSON array of indices or class names).
+    /// Labels of .npy rows and loose image files, in order: a JSON array of class indices or
+    /// class names, e.g. [3, "Coat"] [default: none].
     #[arg(long)]
     pub labels: Option<PathBuf>,
     /// Riemann steps m of the path search and JAS.

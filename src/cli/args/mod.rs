@@ -54,11 +54,11 @@ pub enum Command {
     Discover(DiscoverArgs),
     /// One image's path, printed, and a picture (SVG + PNG) of its path and patch heat maps.
     Explain(ExplainArgs),
-    /// Manipulation: remove / enhance / scale each method's path neurons (SPEC section 9).
+    /// Manipulation: remove / enhance / scale each method's path neurons (the paper's manipulation experiment).
     Ablate(AblateArgs),
     /// Class atlas: how often each neuron is on the path per class, class similarity.
     Atlas(AtlasArgs),
-    /// Class-wise pruning guided by top-K paths (SPEC section 9).
+    /// Class-wise pruning guided by top-K paths (the paper's pruning experiment).
     Prune(PruneArgs),
     /// A self-contained HTML report with the experiments' figures.
     Report(ReportArgs),

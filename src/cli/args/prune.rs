@@ -30,7 +30,8 @@ pub struct PruneArgs {
     /// Evaluate on these images instead (class folders, files or .npy); all run images build.
     #[arg(long, num_args = 1..)]
     pub eval: Vec<PathBuf>,
-    /// Labels of --eval .npy rows / loose files (JSON array).
+    /// Labels of --eval .npy rows and loose files: a JSON array of class indices or class
+    /// names [default: none; class folders label their images].
     #[arg(long)]
     pub eval_labels: Option<PathBuf>,
     /// Seed of the masks.
