@@ -9,8 +9,9 @@
 #
 # Knobs (environment): OUT (out/real-dinov2), PY (a Python with onnx, onnxruntime, torch,
 # transformers, safetensors, pillow, scikit-image; default python3), DATA (Fashion-MNIST IDX
-# folder), TRAIN/TEST (probe images, 2000/500), IMAGES (held-out images to discover on, 16),
-# EPOCHS (probe epochs, 100), NICE (10).
+# folder), TRAIN/TEST (probe images, 2000/500), PER_CLASS (held-out test images per class to
+# discover on, 1), EPOCHS (probe epochs, 100), NICE (10). Every step resumes: the features are
+# cached, discover continues its results file, so an interrupted run is simply run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +20,7 @@ PY=${PY:-python3}
 DATA=${DATA:-/usr/share/datasets/fashion-mnist}
 TRAIN=${TRAIN:-2000}
 TEST=${TEST:-500}
-IMAGES=${IMAGES:-16}
+PER_CLASS=${PER_CLASS:-1}
 EPOCHS=${EPOCHS:-100}
 NICE=${NICE:-10}
 export CANDLE_NUM_THREADS=${CANDLE_NUM_THREADS:-1}
@@ -72,5 +73,26 @@ for dtype in f32 f64; do
   "$PY" scripts/onnx_to_hf_dinov2.py compare "$OUT/photos_ort.json" \
     "$OUT/photos_neuronpath_$dtype.json" | sed "s/^/[$dtype] /"
 done
+
+step "linear probe on the frozen CLS features (train --backbone --head-only)"
+PROBE=$OUT/probe
+"${RUN[@]}" "$BIN" train --backbone "$HF" --head-only --probe-input cls --image-size 224 \
+  --data "$DATA" --out "$PROBE" --limit "$TRAIN" --test-limit "$TEST" --epochs "$EPOCHS" --force
+cat "$PROBE/probe.json"
+
+step "held-out images: the first $PER_CLASS test image(s) of each class"
+"$BIN" train --export-samples "$OUT/samples" --per-class "$PER_CLASS" --data "$DATA"
+HELD=$OUT/samples/samples
+
+step "discover (path, activation, influence, random; m = 20)"
+"${RUN[@]}" "$BIN" discover --model "$PROBE/model" "$HELD" -o "$OUT/discover/discover.jsonl"
+
+step "ablate (removal / enhancement of each method's path)"
+"${RUN[@]}" "$BIN" ablate --results "$OUT/discover/discover.jsonl" --model "$PROBE/model" \
+  -o "$OUT/ablate"
+
+step "report"
+"${RUN[@]}" "$BIN" report --results "$OUT/discover/discover.jsonl" --model "$PROBE/model" \
+  --ablate "$OUT/ablate/manipulation.json" --no-prune -o "$OUT/report.html"
 
 step "done in $(($(date +%s) - T0)) s"
