@@ -1,10 +1,15 @@
-//! `neuronpath train`: trains a ViT on Fashion-MNIST (how the embedded model was made), or
-//! exports the sample images shipped with it.
+//! `neuronpath train`: trains a ViT on Fashion-MNIST (how the embedded model was made), a linear
+//! probe on a frozen backbone (`--backbone DIR --head-only`), or exports the sample images.
+use super::args::Precision;
 use super::plans::{RecipeOverrides, TrainPlan, TrainWork};
 use crate::io::fashion_mnist::{self, FashionMnist, Split};
+use crate::setup::ModelSpec;
+use crate::training::probe::{self, ProbeInput, ProbeRecipe};
 use crate::training::{self, Recipe, TrainOptions};
 use anyhow::Context;
+use serde_json::json;
 use std::path::Path;
+use std::time::Instant;
 
 pub fn run(plan: &TrainPlan) -> anyhow::Result<()> {
     match &plan.work {
@@ -14,6 +19,13 @@ pub fn run(plan: &TrainPlan) -> anyhow::Result<()> {
             resume,
             stop_after,
         } => train(plan, overrides, *resume, *stop_after),
+        TrainWork::Probe {
+            backbone,
+            recipe,
+            limit,
+            test_limit,
+            force,
+        } => head_only(plan, backbone, recipe, *limit, *test_limit, *force),
     }
 }
 
@@ -112,4 +124,153 @@ fn reproduce_command(r: &Recipe, plan: &TrainPlan) -> String {
         c += &format!(" --limit {n}");
     }
     c
+}
+
+/// `--backbone DIR --head-only`: the linear probe.
+fn head_only(
+    plan: &TrainPlan,
+    spec: &ModelSpec,
+    recipe: &ProbeRecipe,
+    limit: Option<usize>,
+    test_limit: Option<usize>,
+    force: bool,
+) -> anyhow::Result<()> {
+    let start = Instant::now();
+    recipe.check()?;
+    let loaded = spec.load(false)?;
+    let backbone = &loaded.model;
+    probe::check_writable(backbone, loaded.family, recipe.input)?;
+    let dest = plan.out.join("model");
+    if dest.exists() && !force {
+        anyhow::bail!("{} exists; pass --force to replace it", dest.display());
+    }
+    let pre = spec.preprocess(&loaded)?;
+    let mut train = FashionMnist::load(&plan.data, Split::Train)?;
+    if let Some(n) = limit {
+        train = train.truncate(n);
+    }
+    let mut test = FashionMnist::load(&plan.data, Split::Test)?;
+    if let Some(n) = test_limit {
+        test = test.truncate(n);
+    }
+    let c = &backbone.cfg;
+    eprintln!(
+        "linear probe on {} ({:?}, {} layers, hidden {}, {}x{} input, {:?}): {} train / {} test images, features {:?} of width {}",
+        spec.name(),
+        loaded.family,
+        c.layers,
+        c.hidden,
+        c.image_size,
+        c.image_size,
+        spec.dtype,
+        train.len(),
+        test.len(),
+        recipe.input,
+        recipe.input.width(c.hidden)
+    );
+    let cache = plan.out.join("features");
+    let train_f = probe::cached_features(
+        &cache.join("train.safetensors"),
+        backbone,
+        &train,
+        recipe.input,
+        pre.norm,
+        "train features",
+        true,
+    )?;
+    let test_f = probe::cached_features(
+        &cache.join("test.safetensors"),
+        backbone,
+        &test,
+        recipe.input,
+        pre.norm,
+        "test features",
+        true,
+    )?;
+    let (head, history) = probe::fit(&train_f, fashion_mnist::CLASS_NAMES.len(), recipe, true)?;
+    let (train_acc, test_acc) = (head.accuracy(&train_f), head.accuracy(&test_f));
+    let model = probe::probe_model(backbone, &head, recipe.input)?;
+    let [mean, std] = pre.norm.mean_std_f64();
+    let preprocessing = crate::model::save::Preprocessing {
+        image_mean: mean,
+        image_std: std,
+        size: c.image_size,
+    };
+    let command = format!(
+        "neuronpath train --backbone {} --head-only --probe-input {} --data {} --out {} \\\n  \
+         --epochs {} --batch {} --lr {} --wd {} --seed {}{}{} --dtype {} --image-size {}",
+        spec.name(),
+        match recipe.input {
+            ProbeInput::Cls => "cls",
+            ProbeInput::ClsMeanPatch => "cls-mean-patch",
+        },
+        plan.data.display(),
+        plan.out.display(),
+        recipe.epochs,
+        recipe.batch,
+        recipe.lr,
+        recipe.weight_decay,
+        recipe.seed,
+        limit.map(|n| format!(" --limit {n}")).unwrap_or_default(),
+        test_limit
+            .map(|n| format!(" --test-limit {n}"))
+            .unwrap_or_default(),
+        match spec.dtype {
+            Precision::F32 => "f32",
+            Precision::F64 => "f64",
+        },
+        c.image_size,
+    );
+    let card = format!(
+        "# Linear probe on {}\n\n\
+         The frozen backbone `{}` ({:?}) with a linear classifier trained on its {:?} features of\n\
+         Fashion-MNIST ({} training images, upsampled to {}x{}, grey to RGB, {} normalisation).\n\n\
+         | split | images | accuracy |\n|---|---|---|\n| train | {} | {:.2}% |\n| test | {} | {:.2}% |\n\n\
+         Made with:\n\n```\n{}\n```\n",
+        spec.name(),
+        spec.name(),
+        loaded.family,
+        recipe.input,
+        train.len(),
+        c.image_size,
+        c.image_size,
+        pre.norm,
+        train.len(),
+        100.0 * train_acc,
+        test.len(),
+        100.0 * test_acc,
+        command
+    );
+    probe::write_probe_model(&dest, &model, loaded.family, &preprocessing, &card, force)
+        .with_context(|| format!("writing {}", dest.display()))?;
+    let summary = json!({
+        "backbone": spec.name(),
+        "family": format!("{:?}", loaded.family),
+        "recipe": recipe,
+        "image_size": c.image_size,
+        "normalization": pre.norm.to_string(),
+        "train_images": train.len(),
+        "test_images": test.len(),
+        "train_accuracy": train_acc,
+        "test_accuracy": test_acc,
+        "final_loss": history.last().map(|e| e.loss),
+        "seconds": start.elapsed().as_secs_f64(),
+        "command": command,
+    });
+    let summary_path = plan.out.join("probe.json");
+    crate::training::write_atomic(
+        &summary_path,
+        (serde_json::to_string_pretty(&summary)? + "\n").as_bytes(),
+    )
+    .with_context(|| format!("writing {}", summary_path.display()))?;
+    println!(
+        "linear probe: train accuracy {:.2}% ({} images), test accuracy {:.2}% ({} images); model written to {} ({:.1} min)",
+        100.0 * train_acc,
+        train.len(),
+        100.0 * test_acc,
+        test.len(),
+        dest.display(),
+        start.elapsed().as_secs_f64() / 60.0
+    );
+    Ok(())
 }

@@ -61,7 +61,8 @@ impl Normalization {
         (mean.map(|v| v as f32), std.map(|v| v as f32))
     }
 
-    fn mean_std_f64(self) -> [[f64; 3]; 2] {
+    /// `[mean, std]` per RGB channel as the literals (f64).
+    pub fn mean_std_f64(self) -> [[f64; 3]; 2] {
         match self {
             Normalization::ImageNet => [[0.485, 0.456, 0.406], [0.229, 0.224, 0.225]],
             Normalization::Half => [[0.5; 3], [0.5; 3]],

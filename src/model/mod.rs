@@ -19,7 +19,7 @@
 //! - `gradients`: dF/d(clamp) of every clamped block from one backward, in memory-bounded chunks.
 //! - `fused_prefix`: the prefix search engine's passes on the CPU blocks (suffix forward +
 //!   backward from a saved residual stream, one-block extension with its tangent).
-//! - `load`, `save`: checkpoint formats.
+//! - `load`, `save` (ViT), `save_dinov2`: checkpoint formats.
 pub mod block;
 pub mod clamp_layout;
 pub mod config;
@@ -40,6 +40,7 @@ pub mod ops;
 mod real;
 mod rows;
 pub mod save;
+pub mod save_dinov2;
 pub mod vit;
 
 /// Hooks for the test suite, not part of the API: [`with_device_block`](test_support::with_device_block)

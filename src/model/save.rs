@@ -75,7 +75,7 @@ pub fn save_hf(
     )
 }
 
-fn write_json(path: &Path, value: &Value) -> Result<(), ModelError> {
+pub(crate) fn write_json(path: &Path, value: &Value) -> Result<(), ModelError> {
     let text = serde_json::to_string_pretty(value).expect("JSON values serialise") + "\n";
     write(path, text.as_bytes())
 }
@@ -90,20 +90,7 @@ pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
 
 fn config_json(model: &Vit, class_names: Option<&[String]>) -> Value {
     let c = &model.cfg;
-    let names: Vec<String> = match class_names {
-        Some(n) => n.to_vec(),
-        None => (0..c.num_classes).map(|i| format!("LABEL_{i}")).collect(),
-    };
-    let id2label: Map<String, Value> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (i.to_string(), json!(n)))
-        .collect();
-    let label2id: Map<String, Value> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.clone(), json!(i)))
-        .collect();
+    let (id2label, label2id) = label_maps(c.num_classes, class_names);
     json!({
         "architectures": ["ViTForImageClassification"],
         "model_type": "vit",
@@ -132,7 +119,26 @@ fn config_json(model: &Vit, class_names: Option<&[String]>) -> Value {
     })
 }
 
-fn preprocessor_json(pre: &Preprocessing) -> Value {
+/// `id2label` and `label2id` of `classes` classes (`LABEL_i` without names).
+pub(crate) fn label_maps(classes: usize, class_names: Option<&[String]>) -> (Value, Value) {
+    let names: Vec<String> = match class_names {
+        Some(n) => n.to_vec(),
+        None => (0..classes).map(|i| format!("LABEL_{i}")).collect(),
+    };
+    let id2label: Map<String, Value> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (i.to_string(), json!(n)))
+        .collect();
+    let label2id: Map<String, Value> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.clone(), json!(i)))
+        .collect();
+    (Value::Object(id2label), Value::Object(label2id))
+}
+
+pub(crate) fn preprocessor_json(pre: &Preprocessing) -> Value {
     json!({
         "image_processor_type": "ViTImageProcessor",
         "do_resize": true,
@@ -200,7 +206,10 @@ fn hf_tensors(model: &Vit) -> candle_core::Result<HashMap<String, Tensor>> {
 }
 
 /// The layer's bias, zeros when it has none (Hugging Face always stores one; qkv_bias is true).
-fn bias(lin: &Linear, out_dim: usize) -> candle_core::Result<std::borrow::Cow<'_, Tensor>> {
+pub(crate) fn bias(
+    lin: &Linear,
+    out_dim: usize,
+) -> candle_core::Result<std::borrow::Cow<'_, Tensor>> {
     Ok(match &lin.bias {
         Some(b) => std::borrow::Cow::Borrowed(b),
         None => std::borrow::Cow::Owned(Tensor::zeros(

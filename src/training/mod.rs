@@ -7,11 +7,14 @@
 //! `1 + e` shuffles and augments epoch `e`, so resuming from a checkpoint repeats exactly what an
 //! uninterrupted run does.
 mod adamw;
+mod atomic;
 mod augment;
 mod card;
 mod checkpoint;
 mod params;
+pub mod probe;
 
+pub use atomic::write as write_atomic;
 pub use augment::Augment;
 pub use card::model_card;
 pub use checkpoint::recipe as checkpoint_recipe;
@@ -47,6 +50,8 @@ pub enum TrainError {
     Checkpoint { path: PathBuf, msg: String },
     #[error("invalid recipe: {0}")]
     Recipe(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
 }
 
 /// The architecture of a trained model (input 28x28 RGB, 10 classes, CLS token, pre-LN, erf GELU).

@@ -1,5 +1,9 @@
-//! `neuronpath train`: a ViT trained on Fashion-MNIST, or its sample images exported.
+//! `neuronpath train`: a ViT trained on Fashion-MNIST, a linear probe on a frozen backbone, or
+//! the sample images exported.
+use super::common::Precision;
 use crate::io::fashion_mnist;
+use crate::io::preprocess::Normalization;
+use crate::training::probe::ProbeInput;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -60,4 +64,34 @@ pub struct TrainArgs {
     /// Sample images per class for --export-samples.
     #[arg(long, default_value_t = 10)]
     pub per_class: usize,
+    /// With --head-only: the frozen backbone (any checkpoint `--model` takes; DINOv2 and
+    /// ViT/DeiT checkpoints can be written back with the new head).
+    #[arg(long, value_name = "MODEL", requires = "head_only")]
+    pub backbone: Option<PathBuf>,
+    /// Train only a linear classifier on the backbone's frozen features (Fashion-MNIST upsampled
+    /// to its input size, grey to RGB; features cached in `<out>/features/`); writes the
+    /// backbone with that head to `<out>/model` and the numbers to `<out>/probe.json`
+    /// [defaults: --epochs 100 --batch 256 --lr 1e-3 --wd 1e-4].
+    #[arg(long, requires = "backbone", conflicts_with_all = [
+        "resume", "stop_after", "export_samples", "patch_size", "hidden", "layers", "heads",
+        "mlp_dim", "warmup_epochs"])]
+    pub head_only: bool,
+    /// With --head-only: what the head reads from the final tokens.
+    #[arg(long, value_enum, default_value = "cls", requires = "head_only")]
+    pub probe_input: ProbeInput,
+    /// With --head-only: measure the probe on the first N test images [default: all 10000].
+    #[arg(long, value_name = "N", requires = "head_only")]
+    pub test_limit: Option<usize>,
+    /// With --head-only: run the backbone at this image size (its position grid resized).
+    #[arg(long, requires = "head_only")]
+    pub image_size: Option<usize>,
+    /// With --head-only: element type of the backbone's forward passes.
+    #[arg(long, value_enum, default_value = "f32", requires = "head_only")]
+    pub dtype: Precision,
+    /// With --head-only: input normalisation [default: the backbone's, else ImageNet].
+    #[arg(long, requires = "head_only")]
+    pub normalize: Option<Normalization>,
+    /// With --head-only: replace an existing `<out>/model`.
+    #[arg(long, requires = "head_only")]
+    pub force: bool,
 }

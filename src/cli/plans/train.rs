@@ -2,6 +2,8 @@
 //! given on the command line, each checked.
 use super::positive;
 use crate::cli::args::TrainArgs;
+use crate::setup::ModelSpec;
+use crate::training::probe::ProbeRecipe;
 use crate::training::Recipe;
 use anyhow::{bail, Result};
 use std::path::PathBuf;
@@ -29,6 +31,17 @@ pub enum TrainWork {
         resume: bool,
         /// Stop after this many epochs (checkpointed).
         stop_after: Option<usize>,
+    },
+    /// A linear probe on a frozen backbone (`--backbone --head-only`).
+    Probe {
+        backbone: ModelSpec,
+        recipe: ProbeRecipe,
+        /// Train on the first N training images.
+        limit: Option<usize>,
+        /// Measure on the first N test images.
+        test_limit: Option<usize>,
+        /// Replace an existing `out/model`.
+        force: bool,
     },
 }
 
@@ -87,6 +100,38 @@ impl TrainPlan {
         let some_positive = |flag: &str, v: Option<usize>| -> Result<Option<usize>> {
             v.map(|n| positive(flag, n)).transpose()
         };
+        if a.head_only {
+            let defaults = ProbeRecipe::default();
+            let Some(path) = a.backbone else {
+                bail!("--head-only needs --backbone");
+            };
+            let recipe = ProbeRecipe {
+                input: a.probe_input,
+                epochs: some_positive("--epochs", a.epochs)?.unwrap_or(defaults.epochs),
+                batch: some_positive("--batch", a.batch)?.unwrap_or(defaults.batch),
+                lr: non_negative("--lr", a.lr, true)?.unwrap_or(defaults.lr),
+                weight_decay: non_negative("--wd", a.wd, false)?.unwrap_or(defaults.weight_decay),
+                seed: a.seed.unwrap_or(defaults.seed),
+            };
+            let backbone = ModelSpec {
+                path: Some(path),
+                normalize: a.normalize,
+                dtype: a.dtype,
+                image_size: some_positive("--image-size", a.image_size)?,
+                ..ModelSpec::default()
+            };
+            return Ok(TrainPlan {
+                data: a.data,
+                out: a.out,
+                work: TrainWork::Probe {
+                    backbone,
+                    recipe,
+                    limit: some_positive("--limit", a.limit)?,
+                    test_limit: some_positive("--test-limit", a.test_limit)?,
+                    force: a.force,
+                },
+            });
+        }
         let work = match a.export_samples {
             Some(dir) => TrainWork::ExportSamples {
                 dir,
