@@ -36,7 +36,7 @@ def test_bad_checkpoint_is_os_error(tmp_path):
         ({"gelu": "relu"}, 'gelu must be "erf" or "tanh"'),
         ({"ln_eps": -1.0}, "ln_eps must be a positive number"),
         ({"normalize": "zscore"}, "normalize: unknown normalization"),
-        ({"image_size": 20}, "image size 20 is not a multiple of the patch size 16"),
+        ({"image_size": 20}, "image size 20 is not a positive multiple of the patch size 16"),
     ],
 )
 def test_bad_load_options(kwargs, message):
