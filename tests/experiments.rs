@@ -603,6 +603,32 @@ fn ablate_atlas_prune_commands() {
             .unwrap();
     assert_eq!(man.settings.factors, vec![0.0, 0.5, 2.0]);
     assert!(ab.join("deviation.svg").exists() && ab.join("manipulation_summary.csv").exists());
+    // The per-image CSV names each image's source and class, matching the results records.
+    let sources: std::collections::BTreeMap<u64, String> = std::fs::read_to_string(r)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "image")
+        .map(|v| {
+            (
+                v["index"].as_u64().unwrap(),
+                v["source"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let csv = std::fs::read_to_string(ab.join("manipulation_images.csv")).unwrap();
+    let mut rows = csv.lines();
+    let head: Vec<&str> = rows.next().unwrap().split(',').collect();
+    assert_eq!(&head[..4], ["index", "source", "class", "class_name"]);
+    let mut n = 0;
+    for row in rows {
+        let f: Vec<&str> = row.split(',').collect();
+        assert_eq!(f.len(), head.len(), "{row}");
+        assert_eq!(f[1], sources[&f[0].parse::<u64>().unwrap()], "{row}");
+        assert!(!f[3].is_empty(), "{row}: no class name");
+        n += 1;
+    }
+    assert_eq!(n, sources.len() * man.methods.len() * 3);
     let at = dir.join("atlas");
     run_bin(&["atlas", "--results", r, "--out", at.to_str().unwrap()]);
     let a: atlas::Atlas =

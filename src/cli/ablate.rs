@@ -54,7 +54,10 @@ pub fn run(plan: &AblatePlan) -> Result<()> {
         "manipulation.json",
         mark_json("manipulation", &serde_json::to_value(&man)?),
     )?;
-    write("manipulation_images.csv", manipulation::images_csv(&man))?;
+    write(
+        "manipulation_images.csv",
+        manipulation::images_csv(&man, &run.class_names),
+    )?;
     write("manipulation_summary.csv", manipulation::summary_csv(&man))?;
     let rows: Vec<_> = man
         .overall

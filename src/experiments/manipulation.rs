@@ -54,6 +54,9 @@ pub struct Outcome {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ImageOutcome {
     pub index: u64,
+    /// Where the image came from (its record's `source`; empty in files written before it).
+    #[serde(default)]
+    pub source: String,
     /// Ground truth (the label; the attributed target for unlabelled runs).
     pub class: usize,
     /// The class whose probability F is.
@@ -163,6 +166,7 @@ pub fn run_manipulation(
             .zip(&clean)
             .map(|(r, p)| ImageOutcome {
                 index: r.index,
+                source: r.source.clone(),
                 class: r.class(),
                 target: r.result.target,
                 clean_prob: p[r.result.target],
@@ -290,18 +294,22 @@ fn confusion(images: &[ImageOutcome], clean: &[Vec<f64>], top: usize) -> Vec<Con
 }
 
 /// Per image and method: F clean and after each factor, top-1 before and after.
-pub fn images_csv(m: &Manipulation) -> String {
+pub fn images_csv(m: &Manipulation, class_names: &[String]) -> String {
+    let name = |c: usize| csv_field(class_names.get(c).map_or("", String::as_str));
     let mut out = String::from(
-        "index,class,target,method,factor,prob_clean,prob_edit,ratio,top1_clean,top1_edit\n",
+        "index,source,class,class_name,target,target_name,method,factor,prob_clean,prob_edit,ratio,top1_clean,top1_edit\n",
     );
     for o in &m.images {
         for (method, outs) in &o.methods {
             for e in outs {
                 out += &format!(
-                    "{},{},{},{},{},{},{},{},{},{}\n",
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
                     o.index,
+                    csv_field(&o.source),
                     o.class,
+                    name(o.class),
                     o.target,
+                    name(o.target),
                     method,
                     e.factor,
                     o.clean_prob,
@@ -314,6 +322,15 @@ pub fn images_csv(m: &Manipulation) -> String {
         }
     }
     out
+}
+
+/// A CSV field, quoted when it holds a separator, quote or line break (RFC 4180).
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
 
 /// One row per (method, factor, class or "all").
