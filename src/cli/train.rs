@@ -258,7 +258,7 @@ fn head_only(
         "command": command,
     });
     let summary_path = plan.out.join("probe.json");
-    crate::training::write_atomic(
+    crate::output::write_atomic(
         &summary_path,
         (serde_json::to_string_pretty(&summary)? + "\n").as_bytes(),
     )

@@ -56,23 +56,32 @@ pub fn save_hf(
     })?;
     let st = dir.join("model.safetensors");
     let tensors = hf_tensors(model).map_err(ModelError::tensor(&st))?;
-    // The `neuronpath` entry marks the file as ours (a later save may replace it without --force).
-    let metadata = HashMap::from([
-        ("format".to_string(), "pt".to_string()),
-        (
-            crate::output::MARK_KEY.to_string(),
-            "ViTForImageClassification".to_string(),
-        ),
-    ]);
-    // Serialised in memory: safetensors' own file writer creates owner-only (0600) files.
-    let bytes = safetensors::serialize(&tensors, Some(metadata))
-        .map_err(|e| ModelError::format(&st, format!("cannot serialise: {e}")))?;
-    write(&st, &bytes)?;
+    write_safetensors(&st, &tensors, "ViTForImageClassification")?;
     write_json(&dir.join("config.json"), &config_json(model, class_names))?;
     write_json(
         &dir.join("preprocessor_config.json"),
         &preprocessor_json(pre),
     )
+}
+
+/// `tensors` as a safetensors file at `st`, atomically, marked as ours with `architecture` (so a
+/// later save may replace it without --force).
+pub(crate) fn write_safetensors(
+    st: &Path,
+    tensors: &HashMap<String, Tensor>,
+    architecture: &str,
+) -> Result<(), ModelError> {
+    let metadata = HashMap::from([
+        ("format".to_string(), "pt".to_string()),
+        (
+            crate::output::MARK_KEY.to_string(),
+            architecture.to_string(),
+        ),
+    ]);
+    // Serialised in memory: safetensors' own file writer creates owner-only (0600) files.
+    let bytes = safetensors::serialize(tensors, Some(metadata))
+        .map_err(|e| ModelError::format(st, format!("cannot serialise: {e}")))?;
+    write(st, &bytes)
 }
 
 pub(crate) fn write_json(path: &Path, value: &Value) -> Result<(), ModelError> {

@@ -10,7 +10,9 @@
 use crate::model::config::{Gelu, Pool};
 use crate::model::load::ModelError;
 use crate::model::ops::{LayerNorm, Linear};
-use crate::model::save::{bias, label_maps, preprocessor_json, write_json, Preprocessing};
+use crate::model::save::{
+    bias, label_maps, preprocessor_json, write_json, write_safetensors, Preprocessing,
+};
 use crate::model::vit::Vit;
 use candle_core::{DType, Device, Tensor};
 use serde_json::{json, Value};
@@ -66,13 +68,7 @@ pub fn save_hf_dinov2(
     })?;
     let st = dir.join("model.safetensors");
     let tensors = tensors(model).map_err(ModelError::tensor(&st))?;
-    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    let bytes = safetensors::serialize(&tensors, Some(metadata))
-        .map_err(|e| ModelError::format(&st, format!("cannot serialise: {e}")))?;
-    std::fs::write(&st, bytes).map_err(|cause| ModelError::Io {
-        path: st.clone(),
-        cause,
-    })?;
+    write_safetensors(&st, &tensors, hf_names(model).1)?;
     write_json(&dir.join("config.json"), &config_json(model, class_names))?;
     write_json(
         &dir.join("preprocessor_config.json"),
@@ -80,10 +76,9 @@ pub fn save_hf_dinov2(
     )
 }
 
-fn config_json(model: &Vit, class_names: Option<&[String]>) -> Value {
-    let c = &model.cfg;
-    let registers = c.registers > 0;
-    let (model_type, arch) = match (registers, c.embedding) {
+/// The transformers `model_type` and architecture of `model`.
+fn hf_names(model: &Vit) -> (&'static str, &'static str) {
+    match (model.cfg.registers > 0, model.cfg.embedding) {
         (false, true) => ("dinov2", "Dinov2Model"),
         (false, false) => ("dinov2", "Dinov2ForImageClassification"),
         (true, true) => ("dinov2_with_registers", "Dinov2WithRegistersModel"),
@@ -91,7 +86,13 @@ fn config_json(model: &Vit, class_names: Option<&[String]>) -> Value {
             "dinov2_with_registers",
             "Dinov2WithRegistersForImageClassification",
         ),
-    };
+    }
+}
+
+fn config_json(model: &Vit, class_names: Option<&[String]>) -> Value {
+    let c = &model.cfg;
+    let registers = c.registers > 0;
+    let (model_type, arch) = hf_names(model);
     let mut cfg = json!({
         "architectures": [arch],
         "model_type": model_type,

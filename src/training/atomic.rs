@@ -1,5 +1,5 @@
-//! Outputs written so that a crash never leaves a half-written file or folder in place: a
-//! temporary sibling first, then a rename.
+//! Output folders written so that a crash never leaves a half-written folder in place: a
+//! temporary sibling first, then a rename (single files go through `crate::output::write_atomic`).
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -7,18 +7,6 @@ fn sibling(path: &Path, tag: &str) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
     let name = format!(".{}.{tag}-{}", name.unwrap_or_default(), std::process::id());
     path.with_file_name(name)
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder.
-pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = sibling(path, "tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
 }
 
 /// Fills a temporary sibling folder of `dest` with `fill`, then puts it at `dest`. An existing

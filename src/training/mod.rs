@@ -14,7 +14,6 @@ mod checkpoint;
 mod params;
 pub mod probe;
 
-pub use atomic::write as write_atomic;
 pub use augment::Augment;
 pub use card::model_card;
 pub use checkpoint::recipe as checkpoint_recipe;

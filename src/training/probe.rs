@@ -300,7 +300,7 @@ pub fn write_cache(path: &Path, key: &str, features: &Features) -> Result<(), Tr
     let meta = HashMap::from([("key".to_string(), key.to_string())]);
     let bytes = safetensors::serialize(&tensors, Some(meta))
         .map_err(|e| err(format!("cannot serialise: {e}")))?;
-    super::atomic::write(path, &bytes).map_err(|e| err(e.to_string()))
+    crate::output::write_atomic(path, &bytes).map_err(|e| err(e.to_string()))
 }
 
 /// Cached features of `data`, computed (and cached) when the cache is missing or stale.
