@@ -348,7 +348,10 @@ pub fn run_inputs(run: &Results) -> Result<BTreeMap<u64, Item>> {
         let p: Vec<PathBuf> = recorded.to_paths().map_err(SetupError::Header)?;
         gather_named(
             &p,
-            recorded.labels.as_deref(),
+            recorded
+                .labels_path()
+                .map_err(SetupError::Header)?
+                .as_deref(),
             run.header.class_names.as_deref(),
         )
         .map_err(SetupError::Regather)?

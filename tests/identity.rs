@@ -323,7 +323,7 @@ fn array_rows_are_identified_by_file_row_and_values() {
 
 #[cfg(unix)]
 #[test]
-fn a_model_path_that_is_not_utf8_is_found_again() {
+fn model_and_labels_paths_that_are_not_utf8_are_found_again() {
     use std::os::unix::ffi::OsStrExt;
     let dir = tempfile::tempdir().unwrap();
     let odd = dir.path().join(std::ffi::OsStr::from_bytes(b"mod\xffels"));
@@ -334,10 +334,23 @@ fn a_model_path_that_is_not_utf8_is_found_again() {
     let m = odd.join("tiny.npz");
     std::fs::copy(model(), &m).unwrap();
     let data = dataset(dir.path(), &["p.png"]);
+    // A labels file (no loose images: no labels) whose name is not UTF-8 either.
+    let labels = odd.join(std::ffi::OsStr::from_bytes(b"lab\xfeels.json"));
+    std::fs::write(&labels, "[]").unwrap();
     let out = dir.path().join("r.jsonl");
-    ok(discover(&m, &[&data], &out, &["--methods", "path"]));
+    let mut c = bin();
+    c.args(["discover", "--model"])
+        .arg(&m)
+        .arg(&data)
+        .arg("--labels")
+        .arg(&labels)
+        .args(["--dtype", "f64", "--target", "predicted", "--steps", "8"])
+        .args(["--methods", "path", "-o"])
+        .arg(&out);
+    ok(c.output().unwrap());
     let h = header(&out);
     assert!(h["model"]["path_hex"].is_string(), "{h}");
+    assert!(h["inputs"]["labels_hex"].is_string(), "{h}");
     // ablate reopens the recorded model without --model.
     ok(bin()
         .args(["ablate", "--results"])

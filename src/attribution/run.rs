@@ -197,9 +197,10 @@ fn as_recorded(job: &DiscoveryJob, mut header: Header) -> Result<Header> {
             header.inputs.paths_hex = old.inputs.paths_hex.clone();
         }
     }
-    if let (Some(a), Some(b)) = (&old.inputs.labels, &job.labels) {
-        if same_file(a, b) {
+    if let (Ok(Some(a)), Some(b)) = (old.inputs.labels_path(), &job.labels) {
+        if same_file(&a, b) {
             header.inputs.labels = old.inputs.labels.clone();
+            header.inputs.labels_hex = old.inputs.labels_hex.clone();
         }
     }
     Ok(header)
@@ -582,6 +583,7 @@ fn header(
             paths,
             paths_hex,
             labels: job.labels.clone(),
+            labels_hex: InputsInfo::labels_hex(job.labels.as_deref()),
             count: total,
             per_class: job.per_class,
         },

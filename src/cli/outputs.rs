@@ -34,6 +34,6 @@ pub fn over_run(force: bool, results: &Path, model: &ModelSpec, run: &Results) -
                 .filter(here),
         );
     }
-    g.inputs(&h.inputs.labels);
+    g.inputs(h.inputs.labels_path().ok().flatten());
     g
 }

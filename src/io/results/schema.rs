@@ -380,8 +380,8 @@ fn pil_bilinear() -> String {
 pub struct InputsInfo {
     /// The paths given to discover, or `[EMBEDDED]` for the embedded samples.
     pub paths: Vec<String>,
-    /// The `--labels` file, if any.
-    #[serde(default)]
+    /// The `--labels` file, if any (written lossily when not UTF-8: see `labels_hex`).
+    #[serde(default, serialize_with = "lossy_path")]
     pub labels: Option<PathBuf>,
     /// Images in the run (all shards together).
     #[serde(default)]
@@ -393,6 +393,16 @@ pub struct InputsInfo {
     /// that later commands find the same files (schema 1.1; absent otherwise).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub paths_hex: Option<Vec<String>>,
+    /// When the `--labels` path is not UTF-8: its bytes in hex (schema 1.2; absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub labels_hex: Option<String>,
+}
+
+/// A path as a JSON string, lossily when it is not UTF-8 (its exact bytes go beside it in hex).
+fn lossy_path<S: serde::Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+    p.as_ref()
+        .map(|p| p.to_string_lossy().into_owned())
+        .serialize(s)
 }
 
 impl InputsInfo {
@@ -412,6 +422,21 @@ impl InputsInfo {
         match &self.paths_hex {
             Some(hex) => hex.iter().map(|h| super::os_path::from_hex(h)).collect(),
             None => Ok(self.paths.iter().map(PathBuf::from).collect()),
+        }
+    }
+
+    /// `labels_hex` of a `--labels` path: its bytes when it is not UTF-8.
+    pub fn labels_hex(labels: Option<&std::path::Path>) -> Option<String> {
+        labels
+            .filter(|p| p.to_str().is_none())
+            .map(super::os_path::to_hex)
+    }
+
+    /// The `--labels` file, exactly (from `labels_hex` when present).
+    pub fn labels_path(&self) -> Result<Option<PathBuf>, String> {
+        match &self.labels_hex {
+            Some(h) => super::os_path::from_hex(h).map(Some),
+            None => Ok(self.labels.clone()),
         }
     }
 
