@@ -3,7 +3,7 @@
 use super::plans::{PrunePlan, SavePlan};
 use crate::experiments::full_report::progress;
 use crate::experiments::pruning::{
-    self, holdout_plans, run_pruning, ClassPlan, Pruning, PruningSettings,
+    self, eval_plans, holdout_plans, run_pruning, ClassPlan, Pruning, PruningSettings,
 };
 use crate::experiments::render::figures;
 use crate::experiments::render::svg::standalone;
@@ -73,40 +73,9 @@ fn class_plans(plan: &PrunePlan, run: &Results, m: &Reopened) -> Result<Vec<Clas
     if plan.eval.is_empty() {
         return Ok(holdout_plans(run, &m.items, plan.holdout)?);
     }
-    let eval = gather_named(
-        &plan.eval,
-        plan.eval_labels.as_deref(),
-        Some(&run.class_names),
-    )?;
-    let mut plans = Vec::new();
-    for c in run.classes_present() {
-        let items: Vec<_> = eval
-            .items
-            .iter()
-            .filter(|it| it.label == Some(c))
-            .cloned()
-            .collect();
-        if let Some(it) = eval.items.iter().find(|it| it.label.is_none()) {
-            bail!(
-                "{}: --eval images need labels (class folders or --eval-labels)",
-                it.source
-            );
-        }
-        if !items.is_empty() {
-            let build = run
-                .images
-                .iter()
-                .filter(|r| r.class() == c)
-                .map(|r| r.index)
-                .collect();
-            plans.push(ClassPlan {
-                class: c,
-                build,
-                eval: items,
-            });
-        }
-    }
-    Ok(plans)
+    let names = Some(run.class_names.as_slice());
+    let eval = gather_named(&plan.eval, plan.eval_labels.as_deref(), names)?;
+    Ok(eval_plans(run, &eval.items)?)
 }
 
 fn write_outputs(out: &std::path::Path, p: &Pruning) -> Result<()> {
