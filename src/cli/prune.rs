@@ -32,7 +32,7 @@ pub fn run(plan: &PrunePlan) -> Result<()> {
         ..plan.settings.clone()
     };
     if let Some(sp) = &plan.save {
-        check_save(sp, &run)?;
+        sp.check(&run)?;
     }
     let plans = class_plans(plan, &run, &m)?;
     if plans.is_empty() {
@@ -111,26 +111,6 @@ fn print_table(p: &Pruning) {
             ctl
         );
     }
-}
-
-/// `--save-k` and `--save-d` against the run, before the grid is computed.
-fn check_save(sp: &SavePlan, run: &Results) -> Result<()> {
-    if let Some(k) = sp.k.filter(|&k| k > run.top_k) {
-        bail!(
-            "--save-k {k}: the run kept {} neuron(s) per layer (discover --top-k)",
-            run.top_k
-        );
-    }
-    if let Some(d) = sp.d.filter(|&d| d > run.config.layers) {
-        bail!("--save-d {d}: the model has {} layers", run.config.layers);
-    }
-    if let Some(c) = sp.class.filter(|&c| c >= run.config.num_classes) {
-        bail!(
-            "--save-class {c}: the model has {} classes",
-            run.config.num_classes
-        );
-    }
-    Ok(())
 }
 
 fn save(
