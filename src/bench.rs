@@ -2,9 +2,9 @@
 //! GEMM throughput the tensor library reaches on the same machine in the same run. On a GPU
 //! every timed call ends with a device synchronisation, so the clock covers the work itself.
 use crate::attribution::{clean_pass, layer_progressive_search, AttributionSettings, SearchEngine};
-use crate::model::config::{Pool, VitConfig};
+use crate::model::config::VitConfig;
 use crate::model::gradients::{chunk_rows, clamp_gradients, ClampBatch};
-use crate::model::{Gelu, Mode, Rows, Vit};
+use crate::model::{Mode, Rows, Vit};
 use crate::training::Params;
 use candle_core::{Device, Result, Tensor};
 use rand::SeedableRng;
@@ -33,25 +33,7 @@ pub fn vit_config(
     heads: usize,
     layers: usize,
 ) -> VitConfig {
-    VitConfig {
-        image_size: image,
-        patch_size: patch,
-        channels: 3,
-        hidden,
-        mlp_dim: mlp,
-        heads,
-        layers,
-        num_classes: 1000,
-        prefix_tokens: 1,
-        ln_eps: 1e-6,
-        gelu: Gelu::Erf,
-        pool: Pool::Cls,
-        registers: 0,
-        embedding: false,
-        pre_norm: false,
-        layer_scale: false,
-        double_fc_norm: false,
-    }
+    VitConfig::vit((image, patch), (hidden, mlp, heads, layers), 1000)
 }
 
 /// Peak resident memory of this process so far (Linux), in MiB.

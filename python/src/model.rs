@@ -6,12 +6,12 @@ use neuronpath::attribution::discover::{discover_batch_checked, Method, Request,
 use neuronpath::attribution::jas::edited_probabilities;
 use neuronpath::attribution::spatial::{spatial_attribution, PathInput};
 use neuronpath::attribution::{
-    clean_pass, joint_attribution, top_k, AttributionError, NeuronSets, AttributionSettings,
+    clean_pass, joint_attribution, top_k, AttributionError, AttributionSettings, NeuronSets,
 };
 use neuronpath::io::preprocess::{decode_rgb_bytes, load_image, preprocess_rgb, Normalization};
 use neuronpath::io::results::{Outcome, Record};
 use neuronpath::model::load::Loaded;
-use neuronpath::model::{gradients, Pool, Rows, Vit};
+use neuronpath::model::{gradients, Rows, Vit};
 use numpy::{
     PyArray1, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray,
     PyUntypedArrayMethods,
@@ -200,10 +200,7 @@ impl Model {
 
     fn rows(&self) -> Rows {
         // As the CLI: the MAE variant's neurons are on the patch rows, everyone else's on CLS.
-        match self.vit().cfg.pool {
-            Pool::MeanPatch => Rows::Patches,
-            _ => Rows::Cls,
-        }
+        Rows::of_model(&self.vit().cfg)
     }
 
     /// The model as `compat` runs it (the authors' MAE `fc_norm` twice), as the CLI loads it.

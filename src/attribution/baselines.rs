@@ -1,11 +1,47 @@
 //! The baselines of SPEC section 8. Each returns one neuron set per layer per image, so that every
-//! method's path can be scored with the same JAS.
-use super::search::{clamp_values, run_clamped, Scaled};
-use super::{top_k, Activations, AttributionSettings, NeuronSets};
+//! method's path can be scored with the same JAS. A new baseline is its [`Method`] arm (name,
+//! colour, order) and its function here, dispatched by [`method_sets`].
+use super::clamped::{clamp_values, run_clamped, Scaled};
+use super::{layer_progressive_search, top_k, Activations, AttributionSettings, NeuronSets};
+use crate::io::results::Method;
 use crate::model::gradients::{clamp_gradients, ClampBatch};
 use crate::model::Vit;
 use candle_core::{Result, Tensor};
 use rand::{Rng, SeedableRng};
+
+/// A batch of images as every method sees it.
+pub struct Batch<'a> {
+    pub model: &'a Vit,
+    /// The images (B, C, S, S).
+    pub images: &'a Tensor,
+    /// The class F is the probability of, per image.
+    pub targets: &'a [usize],
+    /// The clean pass.
+    pub acts: &'a Activations,
+    pub settings: &'a AttributionSettings,
+    /// Per image, the key that seeds its random choices (its index in the inputs).
+    pub keys: &'a [u64],
+    /// The run's seed.
+    pub seed: u64,
+}
+
+/// The neuron sets of method `m` for every image of `b` (the path by the layer-progressive
+/// search, the baselines by their functions below).
+pub fn method_sets(m: Method, b: &Batch) -> Result<Vec<NeuronSets>> {
+    let (model, s) = (b.model, b.settings);
+    let (layers, mlp) = (model.cfg.layers, model.cfg.mlp_dim);
+    Ok(match m {
+        Method::Path => layer_progressive_search(model, b.images, b.targets, b.acts, s)?.sets,
+        Method::Activation => activation_sets(b.acts, s.top_k),
+        Method::Influence => influence_sets(model, b.images, b.targets, b.acts, s)?,
+        Method::Ig => layer_ig_sets(model, b.images, b.targets, b.acts, s)?,
+        Method::Random => b
+            .keys
+            .iter()
+            .map(|&k| random_set(layers, mlp, s.top_k, b.seed, k))
+            .collect(),
+    })
+}
 
 /// Activation: the units with the largest clean activation (summed over tokens for MAE).
 pub fn activation_sets(acts: &Activations, k: usize) -> Vec<NeuronSets> {

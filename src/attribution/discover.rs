@@ -1,6 +1,6 @@
 //! Everything `discover` computes for a batch of images: the clean pass, each requested method's
 //! neuron sets, their JAS in both forms and the probabilities with the sets removed or enhanced.
-use super::baselines::{activation_sets, influence_sets, layer_ig_sets, random_set};
+use super::baselines::{method_sets, Batch};
 use super::jas::set_probabilities;
 use super::{
     clean_pass, joint_attribution, layer_progressive_search_checked, AttributionError,
@@ -93,10 +93,18 @@ pub fn discover_batch_checked(
             .collect::<Result<_, _>>()?,
     };
     let clean: Vec<f64> = probs.iter().zip(&targets).map(|(p, &t)| p[t]).collect();
-    let (layers, mlp) = (model.cfg.layers, model.cfg.mlp_dim);
     // (method, sets per image, search margins per image and layer)
     type Found = (Method, Vec<NeuronSets>, Option<Vec<Vec<f64>>>);
     let mut per_method: Vec<Found> = Vec::new();
+    let batch = Batch {
+        model,
+        images,
+        targets: &targets,
+        acts: &acts,
+        settings: s,
+        keys,
+        seed: req.seed,
+    };
     for &m in &req.methods {
         check()?;
         let (sets, margins) = match m {
@@ -116,15 +124,7 @@ pub fn discover_batch_checked(
                     .collect();
                 (r.sets, Some(margins))
             }
-            Method::Activation => (activation_sets(&acts, s.top_k), None),
-            Method::Influence => (influence_sets(model, images, &targets, &acts, s)?, None),
-            Method::Ig => (layer_ig_sets(model, images, &targets, &acts, s)?, None),
-            Method::Random => (
-                keys.iter()
-                    .map(|&k| random_set(layers, mlp, s.top_k, req.seed, k))
-                    .collect(),
-                None,
-            ),
+            baseline => (method_sets(baseline, &batch)?, None),
         };
         per_method.push((m, sets, margins));
     }

@@ -1,6 +1,6 @@
 //! Everything `neuronpath explain` shows for one image: its path, each path neuron's share of
 //! the JAS, and where in the image each neuron (and the path as a whole) looks.
-use super::search::{clamp_values, run_clamped, Scaled};
+use super::clamped::{clamp_values, run_clamped, Scaled};
 use super::spatial::{spatial_attribution, PathInput, Spatial};
 use super::{
     clean_pass, joint_attribution, layer_progressive_search, Activations, AttributionSettings, Jas,

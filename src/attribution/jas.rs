@@ -1,5 +1,5 @@
 //! The Joint Attribution Score of a given neuron set per layer (SPEC section 5).
-use super::search::{clamp_values, entering, run_clamped, Scaled};
+use super::clamped::{clamp_values, entering, run_clamped, Scaled};
 use super::{Activations, AttributionSettings, NeuronSets};
 use crate::model::{Edit, LayerEdit, Rows, Vit};
 use candle_core::{DType, Result, Tensor};

@@ -6,6 +6,7 @@
 //! neuron is a unit on all patch tokens together and per-token products are summed over tokens.
 pub mod activations;
 pub mod baselines;
+mod clamped;
 pub mod discover;
 mod error;
 pub mod explain;
@@ -18,11 +19,18 @@ pub mod spatial;
 pub use activations::{clean_pass, Activations};
 pub use error::AttributionError;
 pub use jas::{joint_attribution, Jas};
-pub use search::{layer_progressive_search, layer_progressive_search_checked, SearchResult};
+pub use search::{layer_progressive_search, layer_progressive_search_checked};
 
 use crate::model::Rows;
 
 pub use crate::io::results::NeuronSets;
+
+/// What the layer-progressive search finds, per image: the chosen neurons `[layer][rank]` and the candidate scores `[layer][unit]`.
+#[derive(Clone, Debug)]
+pub struct SearchResult {
+    pub sets: Vec<NeuronSets>,
+    pub scores: Vec<Vec<Vec<f64>>>,
+}
 
 /// Called between the passes of long work; an error it returns stops the work and is returned
 /// unchanged. The generic hook for cancellation (Ctrl-C in the Python module) and progress.

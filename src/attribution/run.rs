@@ -152,9 +152,9 @@ fn model_objective(job: &DiscoveryJob, model: &mut crate::model::Vit) -> Result<
 
 /// The token rows whose neurons are searched.
 fn neuron_rows(job: &DiscoveryJob, model: &crate::model::Vit) -> Result<Rows> {
-    Ok(match (model.cfg.pool, job.neuron_token) {
-        (crate::model::Pool::MeanPatch, None) => Rows::Patches,
-        (_, Some(NeuronToken::Dist)) => {
+    Ok(match job.neuron_token {
+        None => Rows::of_model(&model.cfg),
+        Some(NeuronToken::Dist) => {
             if model.cfg.prefix_tokens < 2 || model.cfg.registers > 0 {
                 invalid!(
                     "--neuron-token dist: {} has no distillation token",

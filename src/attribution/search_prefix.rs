@@ -12,8 +12,8 @@
 //!
 //! The MAE variant's score is per patch token (a vector of lower-path gradients per row, which
 //! one tangent cannot carry): it runs the reference engine.
-use super::search::{clamp_values, entering, reference_search, Scaled, SearchResult};
-use super::{top_k, Activations, AttributionSettings, Check, NeuronSets};
+use super::clamped::{clamp_values, entering, Scaled};
+use super::{top_k, Activations, AttributionSettings, Check, NeuronSets, SearchResult};
 use crate::model::fused_prefix::{self, extend, row_dots, suffix_gradients};
 use crate::model::{Mode, Vit};
 use candle_core::{DType, Result, Tensor};
@@ -37,8 +37,9 @@ fn chunks(total: usize, size: usize) -> impl Iterator<Item = (usize, usize)> {
         .map(move |a| (a, size.max(1).min(total - a)))
 }
 
-/// The search by the prefix engine, where it applies ([`prefix_applies`]), else by the reference.
-pub fn prefix_search(
+/// The search by the prefix engine; only where it applies ([`prefix_applies`]): the dispatch in
+/// `search.rs` runs the reference engine otherwise.
+pub(crate) fn prefix_search(
     model: &Vit,
     images: &Tensor,
     targets: &[usize],
@@ -46,9 +47,6 @@ pub fn prefix_search(
     s: &AttributionSettings,
     check: Check,
 ) -> Result<SearchResult> {
-    if !prefix_applies(model, s) {
-        return reference_search(model, images, targets, acts, s, check);
-    }
     let (b, layers, m) = (targets.len(), model.cfg.layers, s.steps);
     let (mlp, at) = (acts.mlp, acts.clamp_layout(m));
     let mut sets: Vec<NeuronSets> = vec![Vec::with_capacity(layers); b];

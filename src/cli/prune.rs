@@ -3,7 +3,7 @@
 use super::plans::{PrunePlan, SavePlan};
 use crate::experiments::full_report::progress;
 use crate::experiments::pruning::{
-    self, holdout_plans, run_pruning, ClassPlan, Pruning, PruningSettings,
+    self, eval_plans, holdout_plans, run_pruning, ClassPlan, Pruning, PruningSettings,
 };
 use crate::experiments::render::figures;
 use crate::experiments::render::svg::standalone;
@@ -33,7 +33,7 @@ pub fn run(plan: &PrunePlan) -> Result<()> {
         ..plan.settings.clone()
     };
     if let Some(sp) = &plan.save {
-        check_save(sp, &run)?;
+        sp.check(&run)?;
     }
     let plans = class_plans(plan, &run, &m)?;
     if plans.is_empty() {
@@ -74,40 +74,9 @@ fn class_plans(plan: &PrunePlan, run: &Results, m: &Reopened) -> Result<Vec<Clas
     if plan.eval.is_empty() {
         return Ok(holdout_plans(run, &m.items, plan.holdout)?);
     }
-    let eval = gather_named(
-        &plan.eval,
-        plan.eval_labels.as_deref(),
-        Some(&run.class_names),
-    )?;
-    let mut plans = Vec::new();
-    for c in run.classes_present() {
-        let items: Vec<_> = eval
-            .items
-            .iter()
-            .filter(|it| it.label == Some(c))
-            .cloned()
-            .collect();
-        if let Some(it) = eval.items.iter().find(|it| it.label.is_none()) {
-            bail!(
-                "{}: --eval images need labels (class folders or --eval-labels)",
-                it.source
-            );
-        }
-        if !items.is_empty() {
-            let build = run
-                .images
-                .iter()
-                .filter(|r| r.class() == c)
-                .map(|r| r.index)
-                .collect();
-            plans.push(ClassPlan {
-                class: c,
-                build,
-                eval: items,
-            });
-        }
-    }
-    Ok(plans)
+    let names = Some(run.class_names.as_slice());
+    let eval = gather_named(&plan.eval, plan.eval_labels.as_deref(), names)?;
+    Ok(eval_plans(run, &eval.items)?)
 }
 
 fn write_outputs(out: &std::path::Path, p: &Pruning) -> Result<()> {
@@ -143,26 +112,6 @@ fn print_table(p: &Pruning) {
             ctl
         );
     }
-}
-
-/// `--save-k` and `--save-d` against the run, before the grid is computed.
-fn check_save(sp: &SavePlan, run: &Results) -> Result<()> {
-    if let Some(k) = sp.k.filter(|&k| k > run.top_k) {
-        bail!(
-            "--save-k {k}: the run kept {} neuron(s) per layer (discover --top-k)",
-            run.top_k
-        );
-    }
-    if let Some(d) = sp.d.filter(|&d| d > run.config.layers) {
-        bail!("--save-d {d}: the model has {} layers", run.config.layers);
-    }
-    if let Some(c) = sp.class.filter(|&c| c >= run.config.num_classes) {
-        bail!(
-            "--save-class {c}: the model has {} classes",
-            run.config.num_classes
-        );
-    }
-    Ok(())
 }
 
 fn save(

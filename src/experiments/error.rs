@@ -3,6 +3,7 @@
 // Every public item here is documented; the lint keeps it so (clippy -D warnings).
 #![warn(missing_docs)]
 use crate::attribution::AttributionError;
+use crate::io::file_error::FileError;
 use crate::io::inputs::InputError;
 use crate::io::results::ResultsError;
 use crate::setup::SetupError;
@@ -27,16 +28,8 @@ pub enum ExperimentError {
     /// A tensor operation failed.
     Tensor(#[from] candle_core::Error),
     /// A file that cannot be read, created or written.
-    #[error("{}: cannot {action}", path.display())]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// "read", "write", "create".
-        action: &'static str,
-        #[source]
-        /// What failed.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
     /// A file that is not the output it should be.
     #[error("{}: not the expected output", path.display())]
     Format {
@@ -75,11 +68,7 @@ pub enum ExperimentError {
 impl ExperimentError {
     /// An I/O failure on `path`.
     pub fn file(path: &Path, action: &'static str, source: std::io::Error) -> Self {
-        ExperimentError::File {
-            path: path.to_path_buf(),
-            action,
-            source,
-        }
+        FileError::new(path, action, source).into()
     }
 }
 

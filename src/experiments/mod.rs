@@ -5,6 +5,7 @@
 //! - [`manipulation`]: remove / enhance / scale path neurons, probability and accuracy deviation.
 //! - [`atlas`]: per-class neuron usage, class similarity, per-layer distributions.
 //! - [`pruning`]: class-wise pruning guided by top-K paths, pruned checkpoints ([`checkpoint`]).
+//! - [`explain`](mod@explain): one input image's path explained, drawn and serialised.
 //! - [`claims`]: the paper's claims checked on a run, with [`significance`] tests and [`stats`].
 //! - [`format`](mod@format): how numbers read.
 //!
@@ -15,6 +16,7 @@ pub mod checkpoint;
 pub mod claims;
 pub mod detail;
 pub mod error;
+pub mod explain;
 pub mod format;
 pub mod full_report;
 pub mod manipulation;

@@ -124,6 +124,39 @@ pub fn holdout_plans(
     Ok(plans)
 }
 
+/// Per class of the run that `eval` has labelled images of: the run's images of the class build
+/// the kept set, `eval`'s images of it are evaluated. Every `eval` image needs a label.
+pub fn eval_plans(run: &Results, eval: &[Item]) -> Result<Vec<ClassPlan>> {
+    if let Some(it) = eval.iter().find(|it| it.label.is_none()) {
+        invalid!(
+            "{}: --eval images need labels (class folders or --eval-labels)",
+            it.source
+        );
+    }
+    let mut plans = Vec::new();
+    for c in run.classes_present() {
+        let items: Vec<Item> = eval
+            .iter()
+            .filter(|it| it.label == Some(c))
+            .cloned()
+            .collect();
+        if !items.is_empty() {
+            let build = run
+                .images
+                .iter()
+                .filter(|r| r.class() == c)
+                .map(|r| r.index)
+                .collect();
+            plans.push(ClassPlan {
+                class: c,
+                build,
+                eval: items,
+            });
+        }
+    }
+    Ok(plans)
+}
+
 /// Per layer, the most frequent neuron at each rank < k over `records`' path sets (smallest index
 /// on a tie); a neuron most frequent at two ranks appears once.
 pub fn kept_set(records: &[&ImageRecord], k: usize, layers: usize) -> NeuronSets {

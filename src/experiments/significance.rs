@@ -38,29 +38,6 @@ pub struct Wilcoxon {
     pub method: PMethod,
 }
 
-/// Average ranks (1-based) of `v`, and the sizes of the groups of ties.
-fn ranks_with_ties(v: &[f64]) -> (Vec<f64>, Vec<usize>) {
-    let mut idx: Vec<usize> = (0..v.len()).collect();
-    idx.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
-    let mut r = vec![0.0; v.len()];
-    let mut ties = Vec::new();
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i;
-        while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
-            j += 1;
-        }
-        for &k in &idx[i..=j] {
-            r[k] = (i + j) as f64 / 2.0 + 1.0;
-        }
-        if j > i {
-            ties.push(j - i + 1);
-        }
-        i = j + 1;
-    }
-    (r, ties)
-}
-
 /// Standard normal upper tail P(Z > z).
 pub fn normal_sf(z: f64) -> f64 {
     0.5 * libm::erfc(z / std::f64::consts::SQRT_2)
@@ -87,7 +64,7 @@ pub fn wilcoxon(diffs: &[f64]) -> Wilcoxon {
         };
     }
     let abs: Vec<f64> = d.iter().map(|x| x.abs()).collect();
-    let (r, ties) = ranks_with_ties(&abs);
+    let (r, ties) = super::stats::ranks_with_ties(&abs);
     let w_plus: f64 = d
         .iter()
         .zip(&r)

@@ -141,7 +141,7 @@ pub fn spearman(a: &[f64], b: &[f64]) -> Option<f64> {
     if a.len() < 3 || a.len() != b.len() {
         return None;
     }
-    let (ra, rb) = (ranks(a), ranks(b));
+    let (ra, rb) = (ranks_with_ties(a).0, ranks_with_ties(b).0);
     let (ma, mb) = (mean(&ra), mean(&rb));
     let cov: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - ma) * (y - mb)).sum();
     let va: f64 = ra.iter().map(|x| (x - ma).powi(2)).sum();
@@ -149,10 +149,12 @@ pub fn spearman(a: &[f64], b: &[f64]) -> Option<f64> {
     (va > 0.0 && vb > 0.0).then(|| cov / (va * vb).sqrt())
 }
 
-fn ranks(v: &[f64]) -> Vec<f64> {
+/// Average ranks (1-based) of `v`, and the sizes of the groups of ties.
+pub fn ranks_with_ties(v: &[f64]) -> (Vec<f64>, Vec<usize>) {
     let mut idx: Vec<usize> = (0..v.len()).collect();
     idx.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
     let mut r = vec![0.0; v.len()];
+    let mut ties = Vec::new();
     let mut i = 0;
     while i < idx.len() {
         let mut j = i;
@@ -160,9 +162,12 @@ fn ranks(v: &[f64]) -> Vec<f64> {
             j += 1;
         }
         for &k in &idx[i..=j] {
-            r[k] = (i + j) as f64 / 2.0;
+            r[k] = (i + j) as f64 / 2.0 + 1.0;
+        }
+        if j > i {
+            ties.push(j - i + 1);
         }
         i = j + 1;
     }
-    r
+    (r, ties)
 }

@@ -3,6 +3,7 @@
 //! append, one line per batch: a JSON array with one object per image.
 // Every public item here is documented; the lint keeps it so (clippy -D warnings).
 #![warn(missing_docs)]
+use super::file_error::FileError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -37,16 +38,8 @@ impl ReferenceEntry {
 #[derive(Debug, thiserror::Error)]
 pub enum ReferenceError {
     /// A file or folder that cannot be created, written, listed or read.
-    #[error("{}: cannot {action}", path.display())]
-    File {
-        /// The file or folder.
-        path: PathBuf,
-        /// What failed: "create", "write", "list" or "read".
-        action: &'static str,
-        #[source]
-        /// The I/O error.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
     /// A line that is not a JSON array of entries.
     #[error("{}: not in the authors' layout", path.display())]
     Format {
@@ -68,11 +61,7 @@ type Result<T, E = ReferenceError> = std::result::Result<T, E>;
 
 fn file_error(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> ReferenceError {
     let path = path.to_path_buf();
-    move |source| ReferenceError::File {
-        path,
-        action,
-        source,
-    }
+    move |source| FileError::new(&path, action, source).into()
 }
 
 /// `{prefix}.args.json`, the file that marks the layout as ours.

@@ -78,6 +78,34 @@ pub struct VitConfig {
 }
 
 impl VitConfig {
+    /// The paper's ViT of these sizes: one CLS token, erf GELU, LayerNorm eps 1e-6, CLS
+    /// pooling, 3 channels, no registers, LayerScale or pre-encoder norm.
+    pub fn vit(
+        (image_size, patch_size): (usize, usize),
+        (hidden, mlp_dim, heads, layers): (usize, usize, usize, usize),
+        num_classes: usize,
+    ) -> VitConfig {
+        VitConfig {
+            image_size,
+            patch_size,
+            channels: 3,
+            hidden,
+            mlp_dim,
+            heads,
+            layers,
+            num_classes,
+            prefix_tokens: 1,
+            ln_eps: 1e-6,
+            gelu: Gelu::Erf,
+            pool: Pool::Cls,
+            registers: 0,
+            embedding: false,
+            pre_norm: false,
+            layer_scale: false,
+            double_fc_norm: false,
+        }
+    }
+
     /// Patches per side.
     pub fn grid(&self) -> usize {
         self.image_size / self.patch_size

@@ -1,4 +1,5 @@
 //! Interventions on the MLP hidden units `a = GELU(fc1(LN_ffn(h)))` of chosen tokens.
+use crate::model::config::{Pool, VitConfig};
 use candle_core::{Result, Tensor, Var};
 
 /// Which token rows of `a` an edit touches.
@@ -14,6 +15,15 @@ pub enum Rows {
 }
 
 impl Rows {
+    /// The rows a model's paths use unless asked otherwise: the patch rows of a model that
+    /// pools the patch tokens (the MAE variant), else CLS.
+    pub fn of_model(cfg: &VitConfig) -> Rows {
+        match cfg.pool {
+            Pool::MeanPatch => Rows::Patches,
+            _ => Rows::Cls,
+        }
+    }
+
     /// (first token, number of tokens) of the selection, for `tokens` tokens per image of which
     /// the first `prefix` are CLS-like.
     pub fn span(self, tokens: usize, prefix: usize) -> (usize, usize) {

@@ -9,7 +9,8 @@
 //! - `gelu_formulas`: GELU and its derivative element-wise; `real`: the float types the CPU
 //!   kernels run on; `rows`: their chunked, parallel row loop.
 //! - `ops/`: the differentiable building blocks as candle custom ops (GELU, softmax, LayerNorm,
-//!   Linear), one file each; `kernels`: the strided GEMMs and row loops of the fused CPU block.
+//!   Linear), one file each, over one CPU glue (`ops/cpu_op.rs`: a kernel written once for f32
+//!   and f64); `kernels`: the strided GEMMs and row loops of the fused CPU block.
 //! - `block`: one encoder block's weights and its op-by-op forward (Mode::Train, the oracle).
 //! - `fused` (CPU) and `fused_device` (GPU): an encoder block as one autograd node with a
 //!   hand-written backward, used for attribution (Mode::Frozen); `cuda_kernels` (feature `cuda`):
@@ -19,7 +20,8 @@
 //! - `gradients`: dF/d(clamp) of every clamped block from one backward, in memory-bounded chunks.
 //! - `fused_prefix`: the prefix search engine's passes on the CPU blocks (suffix forward +
 //!   backward from a saved residual stream, one-block extension with its tangent).
-//! - `load`, `save` (ViT), `save_dinov2`: checkpoint formats.
+//! - `load`, `save` (ViT, and what every Hugging Face writer shares), `save_dinov2`: checkpoint
+//!   formats.
 pub mod block;
 pub mod clamp_layout;
 pub mod config;

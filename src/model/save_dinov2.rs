@@ -7,11 +7,11 @@
 //! folded projections and `lambda1 = 1`. The position grid is written at the model's image size.
 //! A classifier on CLS alone (a probe) is written as DINOv2's `[CLS, mean of patches]` head with
 //! zero weights on the patch mean, which computes the same logits.
-use crate::model::config::{Gelu, Pool};
+use crate::model::config::Pool;
 use crate::model::load::ModelError;
-use crate::model::ops::{LayerNorm, Linear};
+use crate::model::ops::Linear;
 use crate::model::save::{
-    bias, label_maps, preprocessor_json, write_json, write_safetensors, Preprocessing,
+    base_config, bias, labels, prepare, BlockNames, Folder, HfTensors, Preprocessing,
 };
 use crate::model::vit::Vit;
 use candle_core::{DType, Device, Tensor};
@@ -48,32 +48,15 @@ pub fn save_hf_dinov2(
             ),
         ));
     }
-    if model.blocks.iter().any(|b| b.cls_mask.is_some()) {
-        return Err(ModelError::format(
-            dir,
-            "pruning masks (cls_mask) cannot be written as a Hugging Face DINOv2 model",
-        ));
-    }
-    if let (Some(names), false) = (class_names, c.embedding) {
-        if names.len() != c.num_classes {
-            return Err(ModelError::format(
-                dir,
-                format!("{} class names for {} classes", names.len(), c.num_classes),
-            ));
-        }
-    }
-    std::fs::create_dir_all(dir).map_err(|cause| ModelError::Io {
-        path: dir.to_path_buf(),
-        cause,
-    })?;
-    let st = dir.join("model.safetensors");
-    let tensors = tensors(model).map_err(ModelError::tensor(&st))?;
-    write_safetensors(&st, &tensors, hf_names(model).1)?;
-    write_json(&dir.join("config.json"), &config_json(model, class_names))?;
-    write_json(
-        &dir.join("preprocessor_config.json"),
-        &preprocessor_json(pre),
-    )
+    // A backbone has no classes: its names are not checked (nor written).
+    let names = class_names.filter(|_| !c.embedding);
+    prepare(model, dir, names, "a Hugging Face DINOv2 model")?;
+    let folder = Folder {
+        architecture: hf_names(model).1,
+        config: config_json(model, class_names),
+        preprocessing: pre,
+    };
+    folder.write(dir, tensors(model))
 }
 
 /// The transformers `model_type` and architecture of `model`.
@@ -91,45 +74,20 @@ fn hf_names(model: &Vit) -> (&'static str, &'static str) {
 
 fn config_json(model: &Vit, class_names: Option<&[String]>) -> Value {
     let c = &model.cfg;
-    let registers = c.registers > 0;
-    let (model_type, arch) = hf_names(model);
-    let mut cfg = json!({
-        "architectures": [arch],
-        "model_type": model_type,
-        "image_size": c.image_size,
-        "patch_size": c.patch_size,
-        "num_channels": c.channels,
-        "hidden_size": c.hidden,
-        "num_hidden_layers": c.layers,
-        "num_attention_heads": c.heads,
-        "mlp_ratio": c.mlp_dim / c.hidden,
-        "hidden_act": match c.gelu {
-            Gelu::Erf => "gelu",
-            Gelu::Tanh => "gelu_pytorch_tanh",
-            Gelu::Quick => "quick_gelu",
-        },
-        "layer_norm_eps": c.ln_eps,
-        "layerscale_value": 1.0,
-        "qkv_bias": true,
-        "use_swiglu_ffn": false,
-        "drop_path_rate": 0.0,
-        "hidden_dropout_prob": 0.0,
-        "attention_probs_dropout_prob": 0.0,
-        "initializer_range": 0.02,
-        "torch_dtype": match model.dtype() {
-            DType::F64 => "float64",
-            _ => "float32",
-        },
+    let mut cfg = base_config(model, hf_names(model));
+    cfg["mlp_ratio"] = json!(c.mlp_dim / c.hidden);
+    cfg["layerscale_value"] = json!(1.0);
+    cfg["use_swiglu_ffn"] = json!(false);
+    cfg["drop_path_rate"] = json!(0.0);
+    cfg["torch_dtype"] = json!(match model.dtype() {
+        DType::F64 => "float64",
+        _ => "float32",
     });
-    if registers {
+    if c.registers > 0 {
         cfg["num_register_tokens"] = json!(c.registers);
     }
     if !c.embedding {
-        let (id2label, label2id) = label_maps(c.num_classes, class_names);
-        cfg["num_labels"] = json!(c.num_classes);
-        cfg["id2label"] = id2label;
-        cfg["label2id"] = label2id;
-        cfg["problem_type"] = json!("single_label_classification");
+        labels(&mut cfg, c.num_classes, class_names);
     }
     cfg
 }
@@ -143,12 +101,7 @@ fn tensors(model: &Vit) -> candle_core::Result<HashMap<String, Tensor>> {
         DType::F64 => DType::F64,
         _ => DType::F32,
     };
-    let mut out = HashMap::new();
-    let mut put = |name: String, t: &Tensor| -> candle_core::Result<()> {
-        let t = t.to_device(&Device::Cpu)?.to_dtype(dt)?.contiguous()?;
-        out.insert(name, t);
-        Ok(())
-    };
+    let mut out = HfTensors::new(dt);
     // A classifier's backbone sits under `dinov2.` (`dinov2_with_registers.`), a bare model at
     // the top level.
     let p = match (c.embedding, r > 0) {
@@ -157,7 +110,7 @@ fn tensors(model: &Vit) -> candle_core::Result<HashMap<String, Tensor>> {
         (false, true) => "dinov2_with_registers.",
     };
     let e = format!("{p}embeddings");
-    put(
+    out.put(
         format!("{e}.cls_token"),
         &model.prefix.narrow(0, 0, 1)?.unsqueeze(0)?,
     )?;
@@ -170,57 +123,25 @@ fn tensors(model: &Vit) -> candle_core::Result<HashMap<String, Tensor>> {
         ],
         0,
     )?;
-    put(format!("{e}.position_embeddings"), &pos.unsqueeze(0)?)?;
+    out.put(format!("{e}.position_embeddings"), &pos.unsqueeze(0)?)?;
     if r > 0 {
-        put(
+        out.put(
             format!("{e}.register_tokens"),
             &model.prefix.narrow(0, 1, r)?.unsqueeze(0)?,
         )?;
     }
     // Used only for masked inputs (never here); transformers expects it.
-    put(
+    out.put(
         format!("{e}.mask_token"),
         &Tensor::zeros((1, d), dt, &Device::Cpu)?,
     )?;
-    let (ch, ps) = (c.channels, c.patch_size);
-    put(
-        format!("{e}.patch_embeddings.projection.weight"),
-        &model.patch.weight.reshape((d, ch, ps, ps))?,
-    )?;
-    put(
-        format!("{e}.patch_embeddings.projection.bias"),
-        bias(&model.patch, d)?.as_ref(),
-    )?;
-    let ones = Tensor::ones(d, dt, &Device::Cpu)?;
-    let mut norm = |name: &str, ln: &LayerNorm| -> candle_core::Result<()> {
-        put(format!("{name}.weight"), &ln.weight)?;
-        put(format!("{name}.bias"), &ln.bias)
+    out.patch_embeddings(&e, model)?;
+    let names = BlockNames {
+        norms: ["norm1", "norm2"],
+        mlp: ["mlp.fc1", "mlp.fc2"],
     };
-    for (i, b) in model.blocks.iter().enumerate() {
-        let l = format!("{p}encoder.layer.{i}");
-        norm(&format!("{l}.norm1"), &b.ln_att)?;
-        norm(&format!("{l}.norm2"), &b.ln_ffn)?;
-    }
-    norm(&format!("{p}layernorm"), &model.norm)?;
-    let mut linear = |name: &str, lin: &Linear, out_dim: usize| -> candle_core::Result<()> {
-        put(format!("{name}.weight"), &lin.weight)?;
-        put(format!("{name}.bias"), bias(lin, out_dim)?.as_ref())
-    };
-    for (i, b) in model.blocks.iter().enumerate() {
-        let l = format!("{p}encoder.layer.{i}");
-        for (j, part) in ["query", "key", "value"].into_iter().enumerate() {
-            let w = b.qkv.weight.narrow(0, j * d, d)?;
-            let bq = bias(&b.qkv, 3 * d)?.narrow(0, j * d, d)?;
-            linear(
-                &format!("{l}.attention.attention.{part}"),
-                &Linear::new(w, Some(bq)),
-                d,
-            )?;
-        }
-        linear(&format!("{l}.attention.output.dense"), &b.proj, d)?;
-        linear(&format!("{l}.mlp.fc1"), &b.fc1, c.mlp_dim)?;
-        linear(&format!("{l}.mlp.fc2"), &b.fc2, d)?;
-    }
+    out.blocks(model, &format!("{p}encoder.layer."), &names)?;
+    out.norm(&format!("{p}layernorm"), &model.norm)?;
     if !c.embedding {
         let w = match c.pool {
             // [CLS, mean of patches] with nothing read from the mean.
@@ -228,15 +149,16 @@ fn tensors(model: &Vit) -> candle_core::Result<HashMap<String, Tensor>> {
             _ => model.head.weight.clone(),
         };
         let b = bias(&model.head, c.num_classes)?.into_owned();
-        linear("classifier", &Linear::new(w, Some(b)), c.num_classes)?;
+        out.linear("classifier", &Linear::new(w, Some(b)), c.num_classes)?;
     }
+    let ones = Tensor::ones(d, dt, &Device::Cpu)?;
     for i in 0..c.layers {
         for k in [1, 2] {
-            put(
+            out.put(
                 format!("{p}encoder.layer.{i}.layer_scale{k}.lambda1"),
                 &ones,
             )?;
         }
     }
-    Ok(out)
+    Ok(out.tensors)
 }

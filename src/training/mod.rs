@@ -21,11 +21,11 @@ pub use checkpoint::FILES as CHECKPOINT_FILES;
 pub use params::Params;
 
 use crate::io::fashion_mnist::{DataError, FashionMnist, CLASS_NAMES, MEAN, SIDE, STD};
-use crate::model::config::{Pool, VitConfig};
+use crate::model::config::VitConfig;
 use crate::model::load::ModelError;
 use crate::model::save::{save_hf, Preprocessing};
 use crate::model::vit::Vit;
-use crate::model::{Gelu, Mode};
+use crate::model::Mode;
 use adamw::AdamW;
 use candle_core::{DType, Device, Tensor};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -75,25 +75,8 @@ impl Arch {
     };
 
     pub fn config(&self) -> VitConfig {
-        VitConfig {
-            image_size: SIDE,
-            patch_size: self.patch_size,
-            channels: 3,
-            hidden: self.hidden,
-            mlp_dim: self.mlp_dim,
-            heads: self.heads,
-            layers: self.layers,
-            num_classes: CLASS_NAMES.len(),
-            prefix_tokens: 1,
-            ln_eps: 1e-6,
-            gelu: Gelu::Erf,
-            pool: Pool::Cls,
-            registers: 0,
-            embedding: false,
-            pre_norm: false,
-            layer_scale: false,
-            double_fc_norm: false,
-        }
+        let sizes = (self.hidden, self.mlp_dim, self.heads, self.layers);
+        VitConfig::vit((SIDE, self.patch_size), sizes, CLASS_NAMES.len())
     }
 }
 

@@ -1,7 +1,7 @@
 //! `explain`'s flags resolved.
 use super::{memory_limit, model_spec, steps};
-use crate::attribution::SearchEngine;
 use crate::cli::args::ExplainArgs;
+use crate::experiments::explain::ExplainSettings;
 use crate::setup::ModelSpec;
 use anyhow::Result;
 use std::path::PathBuf;
@@ -17,18 +17,12 @@ pub struct ExplainPlan {
     /// An index or a class name (checked against the model once it is loaded).
     pub class: Option<String>,
     pub labels: Option<PathBuf>,
-    /// Riemann steps of the path search and JAS.
-    pub steps: usize,
-    /// Riemann steps of the patch heat maps.
-    pub map_steps: usize,
+    /// Steps, memory limit and engine.
+    pub settings: ExplainSettings,
     /// Output prefix (`None`: `neuronpath-out/explain-INDEX`, named by the input's index).
     pub out: Option<PathBuf>,
     /// Replace files that are not an earlier `explain` output.
     pub force: bool,
-    /// Peak memory of one clamped pass in bytes (`None`: the device's default).
-    pub memory_limit: Option<usize>,
-    /// The search engine (both give the same path).
-    pub engine: SearchEngine,
 }
 
 impl ExplainPlan {
@@ -40,12 +34,29 @@ impl ExplainPlan {
             index: a.index,
             class: a.class,
             labels: a.labels,
-            steps: steps("--steps", a.steps)?,
-            map_steps: steps("--map-steps", a.map_steps)?,
+            settings: ExplainSettings {
+                steps: steps("--steps", a.steps)?,
+                map_steps: steps("--map-steps", a.map_steps)?,
+                memory_limit: memory_limit(a.memory_limit_mb)?,
+                engine: a.engine,
+            },
             out: a.out,
             force: a.force,
-            memory_limit: memory_limit(a.memory_limit_mb)?,
-            engine: a.engine,
+        })
+    }
+
+    /// The four outputs for input `index`: the prefix (default `neuronpath-out/explain-INDEX`)
+    /// with `.svg`, `.png`, `.npy` and `.json`.
+    pub fn files(&self, index: impl std::fmt::Display) -> [PathBuf; 4] {
+        let prefix = self
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("neuronpath-out/explain-{index}")));
+        ["svg", "png", "npy", "json"].map(|ext| {
+            let mut s = prefix.as_os_str().to_owned();
+            s.push(".");
+            s.push(ext);
+            PathBuf::from(s)
         })
     }
 }

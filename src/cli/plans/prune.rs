@@ -2,6 +2,7 @@
 use super::{bootstrap, fraction, model_spec, positive};
 use crate::cli::args::PruneArgs;
 use crate::experiments::pruning::{self, Grid};
+use crate::io::results::Results;
 use crate::setup::ModelSpec;
 use anyhow::{bail, Result};
 use std::path::PathBuf;
@@ -15,6 +16,28 @@ pub struct SavePlan {
     pub k: Option<usize>,
     pub p: Option<f64>,
     pub d: Option<usize>,
+}
+
+impl SavePlan {
+    /// `--save-k`, `--save-d` and `--save-class` against the run, before the grid is computed.
+    pub fn check(&self, run: &Results) -> Result<()> {
+        if let Some(k) = self.k.filter(|&k| k > run.top_k) {
+            bail!(
+                "--save-k {k}: the run kept {} neuron(s) per layer (discover --top-k)",
+                run.top_k
+            );
+        }
+        if let Some(d) = self.d.filter(|&d| d > run.config.layers) {
+            bail!("--save-d {d}: the model has {} layers", run.config.layers);
+        }
+        if let Some(c) = self.class.filter(|&c| c >= run.config.num_classes) {
+            bail!(
+                "--save-class {c}: the model has {} classes",
+                run.config.num_classes
+            );
+        }
+        Ok(())
+    }
 }
 
 /// `neuronpath prune`, resolved.

@@ -1,7 +1,8 @@
 //! The report's per-image figures (every method's path as a diagram, the path's patch heat
 //! maps) and its atlas charts over neuron rank. Neuron indices have no order, so no chart here
 //! puts them on an axis: layers are columns, ranks are columns, indices are labels.
-use super::explain_figure::{colour_bar, BLUE, RED};
+use super::diverging::node;
+use super::explain_figure::colour_bar;
 use super::svg::{esc, viridis, Anchor, Svg};
 use super::thumbs;
 use crate::experiments::atlas::{Atlas, ClassEntry};
@@ -33,23 +34,11 @@ pub fn path_diagram(
     let height = top + row_h * methods.len() as f64 + 30.0;
     let mut s = Svg::new(WIDTH, height);
     let title = format!("image {}: path diagram", r.index);
-    s.text(
-        (8.0, 16.0),
-        &title,
-        Anchor::Start,
-        13.0,
-        r#"font-weight="bold""#,
-    );
+    s.heading((8.0, 16.0), &title, 13.0);
     let every = (24.0 / col).ceil().max(1.0) as usize;
     let cx = |l: usize| left + col * (l as f64 + 0.5);
     for l in (0..layers).step_by(every) {
-        s.text(
-            (cx(l), top - 8.0),
-            &format!("L{l}"),
-            Anchor::Middle,
-            10.0,
-            r##"fill="#555""##,
-        );
+        s.note((cx(l), top - 8.0), &format!("L{l}"), Anchor::Middle, 10.0);
     }
     let maxt = terms
         .map(|t| t.values().flatten().fold(0.0, |a: f64, v| a.max(v.abs())))
@@ -77,12 +66,7 @@ pub fn path_diagram(
         for (l, &n) in path.iter().enumerate() {
             let (tip, r_, fill, stroke) = match t.and_then(|t| t.get(l)) {
                 Some(&v) => {
-                    let r_ = if maxt > 0.0 {
-                        (rmax * (v.abs() / maxt).sqrt()).max(1.5)
-                    } else {
-                        1.5
-                    };
-                    let fill = if v >= 0.0 { RED } else { BLUE };
+                    let (r_, fill) = node(v, maxt, (1.5, rmax));
                     (
                         format!("{m}, layer {l}: neuron {n}, JAS term {}", num(v)),
                         r_,
@@ -120,13 +104,7 @@ pub fn path_diagram(
     } else {
         "Label: neuron index (node sizes need the model: run the report with it)."
     };
-    s.text(
-        (8.0, height - 8.0),
-        key,
-        Anchor::Start,
-        10.0,
-        r##"fill="#555""##,
-    );
+    s.note((8.0, height - 8.0), key, Anchor::Start, 10.0);
     s.finish(&title)
 }
 
@@ -142,13 +120,7 @@ pub fn heat_maps(index: u64, d: &ImageDetail, grey: Option<&str>) -> String {
     let height = top + rows as f64 * (side + label_h) + 6.0;
     let mut s = Svg::new(WIDTH, height);
     let title = format!("image {index}: patch heat maps");
-    s.text(
-        (8.0, 16.0),
-        &title,
-        Anchor::Start,
-        13.0,
-        r#"font-weight="bold""#,
-    );
+    s.heading((8.0, 16.0), &title, 13.0);
     let sym = format!("g{index}");
     if let Some(g) = grey {
         s.raw(&format!(
@@ -230,30 +202,26 @@ pub fn class_ranks(a: &Atlas, e: &ClassEntry) -> String {
     let height = top + rh * a.layers as f64 + 22.0;
     let mut s = Svg::new(width, height);
     let title = format!("{}: path neurons by rank", e.name);
-    s.text(
+    s.heading(
         (4.0, 14.0),
         &format!("{} ({} images)", e.name, e.images),
-        Anchor::Start,
         12.0,
-        r#"font-weight="bold""#,
     );
     for k in 0..RANKS {
-        s.text(
+        s.note(
             (left + cw * (k as f64 + 0.5), top - 5.0),
             &format!("{}", k + 1),
             Anchor::Middle,
             9.0,
-            r##"fill="#555""##,
         );
     }
     for l in 0..a.layers {
         let y = top + rh * l as f64;
-        s.text(
+        s.note(
             (left - 4.0, y + rh * 0.7),
             &format!("L{l}"),
             Anchor::End,
             9.0,
-            r##"fill="#555""##,
         );
         let mut v: Vec<(usize, u32)> = e.counts[l].iter().map(|(&n, &c)| (n, c)).collect();
         v.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
@@ -265,29 +233,14 @@ pub fn class_ranks(a: &Atlas, e: &ClassEntry) -> String {
                 k + 1,
                 e.images
             );
-            s.rect(
-                (x, y),
-                (cw - 1.0, rh - 1.0),
-                &viridis(share),
-                "",
-                Some(&tip),
-            );
-            let ink = if share > 0.6 { "#222" } else { "#fff" };
-            s.text(
-                (x + cw / 2.0 - 0.5, y + rh * 0.72),
-                &n.to_string(),
-                Anchor::Middle,
-                9.0,
-                &format!(r#"fill="{ink}""#),
-            );
+            share_cell(&mut s, (x, y), (cw, rh), share, &tip, Some((-0.5, n)));
         }
     }
-    s.text(
+    s.note(
         (4.0, height - 6.0),
         "rank → (colour: share of the class's paths)",
         Anchor::Start,
         9.0,
-        r##"fill="#555""##,
     );
     s.finish(&title)
 }
@@ -303,20 +256,13 @@ pub fn concentration(a: &Atlas, max_classes: usize) -> String {
     let mut s = Svg::new(WIDTH, height);
     let title =
         "Path concentration: share of each class's paths through its rank-1 neuron, per layer";
-    s.text(
-        (8.0, 16.0),
-        title,
-        Anchor::Start,
-        13.0,
-        r#"font-weight="bold""#,
-    );
+    s.heading((8.0, 16.0), title, 13.0);
     for l in 0..a.layers {
-        s.text(
+        s.note(
             (left + cw * (l as f64 + 0.5), top - 6.0),
             &format!("L{l}"),
             Anchor::Middle,
             9.0,
-            r##"fill="#555""##,
         );
     }
     for (i, e) in shown.iter().enumerate() {
@@ -330,23 +276,8 @@ pub fn concentration(a: &Atlas, max_classes: usize) -> String {
                 "{}, layer {l}: neuron {n} on {c} of {} paths",
                 e.name, e.images
             );
-            s.rect(
-                (x, y),
-                (cw - 1.0, rh - 1.0),
-                &viridis(share),
-                "",
-                Some(&tip),
-            );
-            if cw >= 26.0 {
-                let ink = if share > 0.6 { "#222" } else { "#fff" };
-                s.text(
-                    (x + cw / 2.0, y + rh * 0.72),
-                    &n.to_string(),
-                    Anchor::Middle,
-                    9.0,
-                    &format!(r#"fill="{ink}""#),
-                );
-            }
+            let label = (cw >= 26.0).then_some((0.0, n));
+            share_cell(&mut s, (x, y), (cw, rh), share, &tip, label);
         }
     }
     // Colour key: share 0 .. 1.
@@ -363,8 +294,31 @@ pub fn concentration(a: &Atlas, max_classes: usize) -> String {
     }
     s.text((kx + 14.0, top + 6.0), "1", Anchor::Start, 9.0, "");
     s.text((kx + 14.0, top + 80.0), "0", Anchor::Start, 9.0, "");
-    s.text((8.0, height - 8.0), "Colour: share of the class's images whose path uses the neuron; label: the neuron's index.", Anchor::Start, 10.0, r##"fill="#555""##);
+    s.note((8.0, height - 8.0), "Colour: share of the class's images whose path uses the neuron; label: the neuron's index.", Anchor::Start, 10.0);
     s.finish(title)
+}
+
+/// A `(w, h)` cell at `(x, y)` coloured by `share` (viridis, one pixel of gap), with `label`'s
+/// neuron index written in it (shifted by its `dx`) in an ink that reads on that colour.
+fn share_cell(
+    s: &mut Svg,
+    (x, y): (f64, f64),
+    (w, h): (f64, f64),
+    share: f64,
+    tip: &str,
+    label: Option<(f64, usize)>,
+) {
+    s.rect((x, y), (w - 1.0, h - 1.0), &viridis(share), "", Some(tip));
+    if let Some((dx, n)) = label {
+        let ink = if share > 0.6 { "#222" } else { "#fff" };
+        s.text(
+            (x + w / 2.0 + dx, y + h * 0.72),
+            &n.to_string(),
+            Anchor::Middle,
+            9.0,
+            &format!(r#"fill="{ink}""#),
+        );
+    }
 }
 
 /// A thumbnail with a caption, as the dataset view lays them out.

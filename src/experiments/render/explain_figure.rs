@@ -2,17 +2,14 @@
 //! per path neuron, area = its share of the JAS, colour = sign) and the patch heat maps of every
 //! path neuron and of the path as a whole over the image, with diverging colour bars. Drawn as
 //! SVG; [`png`] rasterises it for slides.
+use super::diverging::{diverging, node};
 use super::svg::{Anchor, Svg};
+use super::thumbs::png_data_uri;
 use crate::attribution::explain::Explanation;
 use crate::attribution::spatial::PatchMap;
 use crate::experiments::error::{ExperimentError, Result};
 use crate::experiments::format::num;
-use image::{ImageEncoder, RgbImage};
-
-/// Positive values.
-pub const RED: &str = "#b2182b";
-/// Negative values.
-pub const BLUE: &str = "#2166ac";
+use image::{ExtendedColorType, RgbImage};
 
 /// What the picture is titled with.
 pub struct Labels<'a> {
@@ -31,43 +28,20 @@ pub fn grey_data_uri(img: &RgbImage) -> Result<String> {
     for p in grey.pixels_mut() {
         p.0[0] = 110 + (f64::from(p.0[0]) * 145.0 / 255.0).round() as u8;
     }
-    let mut bytes = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut bytes).write_image(
+    png_data_uri(
         grey.as_raw(),
-        grey.width(),
-        grey.height(),
-        image::ExtendedColorType::L8,
-    )?;
-    Ok(format!(
-        "data:image/png;base64,{}",
-        super::thumbs::base64(&bytes)
-    ))
+        (grey.width(), grey.height()),
+        ExtendedColorType::L8,
+    )
 }
 
 /// The image in colour as a PNG `data:` URI.
 pub fn rgb_data_uri(img: &RgbImage) -> Result<String> {
-    let mut bytes = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut bytes).write_image(
+    png_data_uri(
         img.as_raw(),
-        img.width(),
-        img.height(),
-        image::ExtendedColorType::Rgb8,
-    )?;
-    Ok(format!(
-        "data:image/png;base64,{}",
-        super::thumbs::base64(&bytes)
-    ))
-}
-
-/// Fill and opacity of a value on a symmetric scale [-max, max]: the sign's colour, opacity
-/// growing with |v| (0 shows the image through).
-pub fn diverging(v: f64, max: f64) -> (&'static str, f64) {
-    let t = if max > 0.0 && v.is_finite() {
-        (v / max).clamp(-1.0, 1.0)
-    } else {
-        0.0
-    };
-    (if t >= 0.0 { RED } else { BLUE }, 0.85 * t.abs())
+        (img.width(), img.height()),
+        ExtendedColorType::Rgb8,
+    )
 }
 
 fn max_abs<'a>(maps: impl Iterator<Item = &'a PatchMap>) -> f64 {
@@ -154,12 +128,7 @@ pub fn path_diagram(svg: &mut Svg, (x, y, w, h): (f64, f64, f64, f64), e: &Expla
     }
     for l in 0..layers {
         let c = e.contributions[l];
-        let r = if maxc > 0.0 {
-            (rmax * (c.abs() / maxc).sqrt()).max(2.0)
-        } else {
-            2.0
-        };
-        let fill = if c >= 0.0 { RED } else { BLUE };
+        let (r, fill) = node(c, maxc, (2.0, rmax));
         let tip = format!(
             "layer {l}, neuron {}: activation {}, JAS term {}",
             e.path[l],
@@ -187,13 +156,7 @@ pub fn path_diagram(svg: &mut Svg, (x, y, w, h): (f64, f64, f64, f64), e: &Expla
             11.0,
             "",
         );
-        svg.text(
-            (cx(l), y + h - 3.0),
-            &num(c),
-            Anchor::Middle,
-            9.0,
-            r##"fill="#555""##,
-        );
+        svg.note((cx(l), y + h - 3.0), &num(c), Anchor::Middle, 9.0);
     }
 }
 

@@ -3,6 +3,7 @@
 //! the report ([`report`]). Nothing here computes an experiment; it draws what `experiments`
 //! computed.
 pub mod detail;
+pub mod diverging;
 pub mod explain_figure;
 pub mod figures;
 pub mod html;

@@ -30,13 +30,7 @@ pub fn box_plot(title: &str, y_title: &str, groups: &[BoxGroup]) -> String {
         x: Scale::new((0.0, groups.len() as f64), (70.0, w - 20.0)),
         y: Scale::new((lo, hi), (h - 50.0, 34.0)).nice(5),
     };
-    s.text(
-        (w / 2.0, 20.0),
-        title,
-        Anchor::Middle,
-        14.0,
-        r#"font-weight="bold""#,
-    );
+    s.title(title);
     f.y_axis(&mut s, y_title);
     if lo < 0.0 {
         s.line(
@@ -170,13 +164,7 @@ pub fn grouped_bars(
         x: Scale::new((0.0, groups.len() as f64), (70.0, w - 20.0)),
         y: Scale::new((lo, hi * 1.05), (h - 62.0, 34.0)).nice(5),
     };
-    s.text(
-        (w / 2.0, 20.0),
-        title,
-        Anchor::Middle,
-        14.0,
-        r#"font-weight="bold""#,
-    );
+    s.title(title);
     f.y_axis(&mut s, y_title);
     let zero = f.y.map(0.0);
     let slot = (f.x.map(1.0) - f.x.map(0.0)) * 0.8 / per;
@@ -273,13 +261,7 @@ pub fn heatmap(
     let (x0, y0) = (label_w + 10.0, 40.0 + if n <= 60 { label_w } else { 10.0 });
     let (w, h) = (x0 + cell * n as f64 + 90.0, y0 + cell * n as f64 + 20.0);
     let mut s = Svg::new(w, h);
-    s.text(
-        (w / 2.0, 20.0),
-        title,
-        Anchor::Middle,
-        14.0,
-        r#"font-weight="bold""#,
-    );
+    s.title(title);
     let t = |v: f64| (v - lo) / (hi - lo).max(1e-12);
     for (i, row) in matrix.iter().enumerate() {
         for (j, &v) in row.iter().enumerate() {
@@ -361,13 +343,7 @@ pub fn line_panels(
         }
     }
     let mut s = Svg::new(width, ph + 64.0 + svg::legend_height(&keys, width - 80.0));
-    s.text(
-        (s.width / 2.0, 20.0),
-        title,
-        Anchor::Middle,
-        14.0,
-        r#"font-weight="bold""#,
-    );
+    s.title(title);
     let xs: Vec<f64> = panels
         .iter()
         .flat_map(|p| p.1.iter().flat_map(|l| l.points.iter().map(|q| q.0)))

@@ -134,6 +134,22 @@ impl Svg {
         );
     }
 
+    /// A chart's title: bold, centred at the top.
+    pub fn title(&mut self, title: &str) {
+        let at = (self.width / 2.0, 20.0);
+        self.text(at, title, Anchor::Middle, 14.0, r#"font-weight="bold""#);
+    }
+
+    /// Bold text starting at its position (a figure's heading).
+    pub fn heading(&mut self, at: (f64, f64), s: &str, size: f64) {
+        self.text(at, s, Anchor::Start, size, r#"font-weight="bold""#);
+    }
+
+    /// Grey secondary text: axis ticks, keys and notes.
+    pub fn note(&mut self, at: (f64, f64), s: &str, anchor: Anchor, size: f64) {
+        self.text(at, s, anchor, size, r##"fill="#555""##);
+    }
+
     /// Text rotated 90 degrees counter-clockwise about its position (vertical axis titles).
     pub fn vtext(&mut self, (x, y): (f64, f64), s: &str, size: f64) {
         let extra = format!(r#"transform="rotate(-90 {x:.1} {y:.1})""#);

@@ -1,7 +1,7 @@
 //! Input images as small inline PNG `data:` URIs, so the report stays one self-contained file.
 use crate::experiments::error::Result;
 use crate::io::inputs::{Item, Preprocess};
-use image::{ImageEncoder, RgbImage};
+use image::{ExtendedColorType, ImageEncoder, RgbImage};
 
 /// Thumbnails are at most this many pixels wide (small inputs stay as they are).
 const MAX_SIDE: u32 = 112;
@@ -51,24 +51,23 @@ fn small(img: RgbImage) -> RgbImage {
 fn encode(img: &RgbImage) -> Result<String> {
     let (w, h, raw) = (img.width(), img.height(), img.as_raw());
     let mut bytes = Vec::new();
-    let mime = if w > 64 {
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 85).write_image(
-            raw,
-            w,
-            h,
-            image::ExtendedColorType::Rgb8,
-        )?;
-        "jpeg"
-    } else {
-        image::codecs::png::PngEncoder::new(&mut bytes).write_image(
-            raw,
-            w,
-            h,
-            image::ExtendedColorType::Rgb8,
-        )?;
-        "png"
-    };
-    Ok(format!("data:image/{mime};base64,{}", base64(&bytes)))
+    if w <= 64 {
+        return png_data_uri(raw, (w, h), ExtendedColorType::Rgb8);
+    }
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 85).write_image(
+        raw,
+        w,
+        h,
+        ExtendedColorType::Rgb8,
+    )?;
+    Ok(format!("data:image/jpeg;base64,{}", base64(&bytes)))
+}
+
+/// Raw pixels of `color` type as a lossless PNG `data:` URI.
+pub fn png_data_uri(raw: &[u8], (w, h): (u32, u32), color: ExtendedColorType) -> Result<String> {
+    let mut bytes = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut bytes).write_image(raw, w, h, color)?;
+    Ok(format!("data:image/png;base64,{}", base64(&bytes)))
 }
 
 /// Signed values on a `grid` x `grid` patch grid as a transparent PNG `data:` URI, one pixel
@@ -78,7 +77,7 @@ pub fn heat_data_uri(values: &[f64], grid: usize, max: f64) -> Result<String> {
     let g = grid as u32;
     let mut rgba = Vec::with_capacity(values.len() * 4);
     for &v in values.iter().take(grid * grid) {
-        let (fill, alpha) = super::explain_figure::diverging(v, max);
+        let (fill, alpha) = super::diverging::diverging(v, max);
         let c = u32::from_str_radix(&fill[1..], 16).unwrap_or(0);
         rgba.extend([
             (c >> 16) as u8,
@@ -88,14 +87,7 @@ pub fn heat_data_uri(values: &[f64], grid: usize, max: f64) -> Result<String> {
         ]);
     }
     rgba.resize((g * g * 4) as usize, 0);
-    let mut bytes = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut bytes).write_image(
-        &rgba,
-        g,
-        g,
-        image::ExtendedColorType::Rgba8,
-    )?;
-    Ok(format!("data:image/png;base64,{}", base64(&bytes)))
+    png_data_uri(&rgba, (g, g), ExtendedColorType::Rgba8)
 }
 
 /// Standard base64 with padding.

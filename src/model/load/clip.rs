@@ -4,7 +4,8 @@
 //! CLIP's blocks are the ViT's with quick-GELU by default; a LayerNorm (`pre_layrnorm`) runs on
 //! the embeddings before the first block, the pooled output is the post-LayerNorm CLS and, with a
 //! projection, `visual_projection` (no bias) of it. The patch embedding has no bias.
-use super::hf::{activation, layer_count, Source};
+use super::hf_config::{self, layer_count};
+use super::hf_source::Source;
 use super::{Family, ModelError, PosResize, Raw};
 use crate::model::config::Pool;
 use candle_core::Tensor;
@@ -68,40 +69,28 @@ pub(crate) fn raw(cfg_path: &Path, cfg: &Value, src: &Source) -> Result<Raw, Mod
         src.has(&format!("{p}encoder.layers.{i}.layer_norm1.weight"))
     })?;
     for i in 0..layers {
-        let l = format!("{p}encoder.layers.{i}");
-        let c = format!("blocks.{i}");
-        src.qkv(
+        src.block(
             &mut out,
-            &format!("{l}.self_attn"),
-            ["q_proj", "k_proj", "v_proj"],
-            &c,
+            (&format!("{p}encoder.layers.{i}"), i),
+            ("self_attn", ["q_proj", "k_proj", "v_proj"]),
+            &[
+                ("self_attn.out_proj", "attn.proj"),
+                ("layer_norm1", "norm1"),
+                ("layer_norm2", "norm2"),
+                ("mlp.fc1", "mlp.fc1"),
+                ("mlp.fc2", "mlp.fc2"),
+            ],
         )?;
-        for (from, to) in [
-            ("self_attn.out_proj", "attn.proj"),
-            ("layer_norm1", "norm1"),
-            ("layer_norm2", "norm2"),
-            ("mlp.fc1", "mlp.fc1"),
-            ("mlp.fc2", "mlp.fc2"),
-        ] {
-            src.copy(&mut out, &format!("{l}.{from}"), &format!("{c}.{to}"))?;
-        }
     }
     if src.has("visual_projection.weight") {
         out.insert("head.weight".into(), src.take("visual_projection.weight")?);
         src.note("head.weight", "visual_projection.weight");
     }
     Ok(Raw {
-        family: Family::Clip,
         pos_resize: PosResize::Bicubic,
-        registers: 0,
         embedding: true,
-        tensors: out,
-        heads: cfg["num_attention_heads"].as_u64().map(|v| v as usize),
-        ln_eps: cfg["layer_norm_eps"].as_f64().unwrap_or(1e-5),
-        gelu: activation(cfg_path, cfg, "quick_gelu")?,
         pool: Some(Pool::Cls),
-        class_names: None,
         normalization: Some(CLIP_NORMALIZATION),
-        origin: None,
+        ..hf_config::raw((cfg_path, cfg), Family::Clip, out, (1e-5, "quick_gelu"))?
     })
 }

@@ -6,7 +6,8 @@
 //! `[CLS, mean of the patch tokens]` after the final LayerNorm (registers not in the mean); the
 //! headless model's output is the final-LayerNorm CLS (`pooler_output`). Position embeddings are
 //! resized as transformers does for other image sizes (bicubic; antialiased with registers).
-use super::hf::{activation, layer_count, Source};
+use super::hf_config::{self, layer_count};
+use super::hf_source::Source;
 use super::{Family, ModelError, PosResize, Raw};
 use crate::model::config::Pool;
 use candle_core::Tensor;
@@ -74,35 +75,26 @@ pub(crate) fn raw(cfg_path: &Path, cfg: &Value, src: &Source) -> Result<Raw, Mod
         out.insert("pos_embed".to_string(), pos);
         0
     };
-    src.note("cls_token", &format!("{e}.cls_token"));
-    src.note("pos_embed", &format!("{e}.position_embeddings"));
-    src.copy(
-        &mut out,
-        &format!("{e}.patch_embeddings.projection"),
-        "patch_embed.proj",
-    )?;
+    src.embeddings(&mut out, &e)?;
     src.copy(&mut out, &format!("{p}layernorm"), "norm")?;
     let layers = layer_count(cfg_path, cfg, |i| {
         src.has(&format!("{p}encoder.layer.{i}.norm1.weight"))
     })?;
     for i in 0..layers {
         let l = format!("{p}encoder.layer.{i}");
-        let c = format!("blocks.{i}");
-        src.qkv(
+        src.block(
             &mut out,
-            &format!("{l}.attention.attention"),
-            ["query", "key", "value"],
-            &c,
+            (&l, i),
+            ("attention.attention", ["query", "key", "value"]),
+            &[
+                ("attention.output.dense", "attn.proj"),
+                ("norm1", "norm1"),
+                ("norm2", "norm2"),
+                ("mlp.fc1", "mlp.fc1"),
+                ("mlp.fc2", "mlp.fc2"),
+            ],
         )?;
-        for (from, to) in [
-            ("attention.output.dense", "attn.proj"),
-            ("norm1", "norm1"),
-            ("norm2", "norm2"),
-            ("mlp.fc1", "mlp.fc1"),
-            ("mlp.fc2", "mlp.fc2"),
-        ] {
-            src.copy(&mut out, &format!("{l}.{from}"), &format!("{c}.{to}"))?;
-        }
+        let c = format!("blocks.{i}");
         for (k, to) in [(1, "ls1"), (2, "ls2")] {
             let name = format!("{l}.layer_scale{k}.lambda1");
             out.insert(format!("{c}.{to}.gamma"), src.take(&name)?);
@@ -113,27 +105,21 @@ pub(crate) fn raw(cfg_path: &Path, cfg: &Value, src: &Source) -> Result<Raw, Mod
     if classifier {
         src.copy(&mut out, "classifier", "head")?;
     }
+    let family = match registers {
+        0 => Family::Dinov2,
+        _ => Family::Dinov2Registers,
+    };
     Ok(Raw {
-        family: match registers {
-            0 => Family::Dinov2,
-            _ => Family::Dinov2Registers,
-        },
         pos_resize: match cfg["model_type"].as_str() {
             Some("dinov2_with_registers") => PosResize::BicubicAntialias,
             _ => PosResize::Bicubic,
         },
         registers,
         embedding: !classifier,
-        tensors: out,
-        heads: cfg["num_attention_heads"].as_u64().map(|v| v as usize),
-        ln_eps: cfg["layer_norm_eps"].as_f64().unwrap_or(1e-6),
-        gelu: activation(cfg_path, cfg, "gelu")?,
         pool: Some(match classifier {
             true => Pool::ClsMeanPatch,
             false => Pool::Cls,
         }),
-        class_names: None,
-        normalization: None,
-        origin: None,
+        ..hf_config::raw((cfg_path, cfg), family, out, (1e-6, "gelu"))?
     })
 }

@@ -3,7 +3,6 @@ use super::archive::Archive;
 use super::npy::parse_header;
 use super::{ModelError, Raw};
 use crate::limits::Limits;
-use crate::model::config::Gelu;
 use candle_core::{DType, Device, Tensor, D};
 use std::collections::HashMap;
 use std::path::Path;
@@ -182,19 +181,9 @@ pub(crate) fn read(path: &Path, limits: &Limits) -> Result<Raw, ModelError> {
             );
         }
     }
+    // LayerNorm eps 1e-6 and exact erf GELU, as the paper's PyTorch port of these checkpoints.
     Ok(Raw {
-        family: super::Family::Vit,
-        pos_resize: super::PosResize::Linear,
-        registers: 0,
-        embedding: false,
-        tensors: out,
         heads,
-        ln_eps: 1e-6,
-        // The paper's PyTorch port of these checkpoints uses exact erf GELU.
-        gelu: Gelu::Erf,
-        pool: None,
-        class_names: None,
-        normalization: None,
-        origin: None,
+        ..Raw::new(super::Family::Vit, out)
     })
 }

@@ -1,9 +1,10 @@
 //! Hugging Face folders: config.json + model.safetensors (or pytorch_model.bin). This file reads
 //! `ViTForImageClassification` and DeiT (plain and distilled) and sends DINOv2 and CLIP configs to
 //! their own readers (`dinov2.rs`, `clip.rs`).
-use super::{Family, ModelError, PosResize, Raw};
+use super::hf_config::{self, layer_count};
+use super::hf_source::Source;
+use super::{Family, ModelError, Raw};
 use crate::limits::Limits;
-use crate::model::config::Gelu;
 use crate::model::config::Pool;
 use candle_core::Tensor;
 use serde_json::Value;
@@ -148,122 +149,6 @@ fn weights_path(label: &Path) -> PathBuf {
         .unwrap_or_else(|| label.join("model.safetensors"))
 }
 
-/// Tensors of a weights file, by name, with errors naming the file and the tensor; remembers
-/// which file tensor each canonical one came from, so that later checks name the file's tensor.
-pub(crate) struct Source<'a> {
-    pub tensors: &'a HashMap<String, Tensor>,
-    pub path: &'a Path,
-    pub origin: std::cell::RefCell<HashMap<String, String>>,
-}
-
-impl<'a> Source<'a> {
-    pub fn new(tensors: &'a HashMap<String, Tensor>, path: &'a Path) -> Self {
-        Source {
-            tensors,
-            path,
-            origin: Default::default(),
-        }
-    }
-    /// Records that canonical `canon` is the file's `name`.
-    pub fn note(&self, canon: &str, name: &str) {
-        self.origin
-            .borrow_mut()
-            .insert(canon.to_string(), name.to_string());
-    }
-    pub fn take(&self, name: &str) -> Result<Tensor, ModelError> {
-        self.tensors
-            .get(name)
-            .cloned()
-            .ok_or_else(|| ModelError::Missing {
-                path: self.path.to_path_buf(),
-                name: name.to_string(),
-            })
-    }
-    pub fn has(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
-    }
-    /// The first of `prefixes` (each ending in `.` or empty) under which `name` exists.
-    pub fn prefix<'p>(&self, prefixes: &[&'p str], name: &str) -> Result<&'p str, ModelError> {
-        prefixes
-            .iter()
-            .find(|p| self.has(&format!("{p}{name}")))
-            .copied()
-            .ok_or_else(|| ModelError::Missing {
-                path: self.path.to_path_buf(),
-                name: format!("{}{name}", prefixes[0]),
-            })
-    }
-    /// Concatenates the query, key and value projections (`{l}.{q}.{p}` for each name in `qkv`)
-    /// into `out`'s `{c}.attn.qkv.{p}`.
-    pub fn qkv(
-        &self,
-        out: &mut HashMap<String, Tensor>,
-        l: &str,
-        qkv: [&str; 3],
-        c: &str,
-    ) -> Result<(), ModelError> {
-        for p in ["weight", "bias"] {
-            let parts = qkv
-                .iter()
-                .map(|q| self.take(&format!("{l}.{q}.{p}")))
-                .collect::<Result<Vec<_>, _>>()?;
-            let cat = Tensor::cat(&parts, 0).map_err(ModelError::tensor(self.path))?;
-            let names: Vec<String> = qkv.iter().map(|q| format!("{l}.{q}.{p}")).collect();
-            self.note(&format!("{c}.attn.qkv.{p}"), &names.join(" + "));
-            out.insert(format!("{c}.attn.qkv.{p}"), cat);
-        }
-        Ok(())
-    }
-    /// Copies `{src}.weight` / `.bias` to `{dst}.weight` / `.bias`.
-    pub fn copy(
-        &self,
-        out: &mut HashMap<String, Tensor>,
-        src: &str,
-        dst: &str,
-    ) -> Result<(), ModelError> {
-        for p in ["weight", "bias"] {
-            out.insert(format!("{dst}.{p}"), self.take(&format!("{src}.{p}"))?);
-            self.note(&format!("{dst}.{p}"), &format!("{src}.{p}"));
-        }
-        Ok(())
-    }
-}
-
-/// The number of layers: config.json's `num_hidden_layers`, else counted from `exists(i)`.
-/// A config that states fewer layers than the weights hold is an error, not a silent truncation.
-pub(crate) fn layer_count(
-    cfg_path: &Path,
-    cfg: &Value,
-    exists: impl Fn(usize) -> bool,
-) -> Result<usize, ModelError> {
-    let found = (0..).take_while(|&i| exists(i)).count();
-    match cfg.get("num_hidden_layers") {
-        None | Some(Value::Null) => Ok(found),
-        Some(v) => match v.as_u64() {
-            Some(n) if n as usize == found => Ok(found),
-            // Fewer found: the missing layer's first tensor is reported by name later.
-            Some(n) if (n as usize) > found && n <= 4096 => Ok(n as usize),
-            _ => Err(ModelError::format(
-                cfg_path,
-                format!("num_hidden_layers is {v} but the weights hold {found} layers"),
-            )),
-        },
-    }
-}
-
-/// config.json's `hidden_act` (`default` when absent).
-pub(crate) fn activation(cfg_path: &Path, cfg: &Value, default: &str) -> Result<Gelu, ModelError> {
-    match cfg["hidden_act"].as_str().unwrap_or(default) {
-        "gelu" => Ok(Gelu::Erf),
-        "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Gelu::Tanh),
-        "quick_gelu" => Ok(Gelu::Quick),
-        other => Err(ModelError::format(
-            cfg_path,
-            format!("unsupported hidden_act `{other}`"),
-        )),
-    }
-}
-
 /// Builds the canonical tensors from a config text and the weights' tensors; `label` names
 /// the checkpoint in errors (a folder, or the embedded model).
 pub(crate) fn from_parts(
@@ -328,13 +213,7 @@ fn vit_raw(cfg_path: &Path, cfg: &Value, src: &Source) -> Result<Raw, ModelError
         "pos_embed".into(),
         src.take(&format!("{e}.position_embeddings"))?,
     );
-    src.note("cls_token", &format!("{e}.cls_token"));
-    src.note("pos_embed", &format!("{e}.position_embeddings"));
-    src.copy(
-        &mut out,
-        &format!("{e}.patch_embeddings.projection"),
-        "patch_embed.proj",
-    )?;
+    src.embeddings(&mut out, &e)?;
     src.copy(&mut out, &format!("{prefix}.layernorm"), "norm")?;
     // The distilled DeiT has two heads and averages them; the others one classifier on CLS.
     let distilled = src.has("cls_classifier.weight");
@@ -356,36 +235,21 @@ fn vit_raw(cfg_path: &Path, cfg: &Value, src: &Source) -> Result<Raw, ModelError
         ))
     })?;
     for i in 0..layers {
-        let l = format!("{prefix}.encoder.layer.{i}");
-        let c = format!("blocks.{i}");
-        src.qkv(
+        src.block(
             &mut out,
-            &format!("{l}.attention.attention"),
-            ["query", "key", "value"],
-            &c,
+            (&format!("{prefix}.encoder.layer.{i}"), i),
+            ("attention.attention", ["query", "key", "value"]),
+            &[
+                ("attention.output.dense", "attn.proj"),
+                ("layernorm_before", "norm1"),
+                ("layernorm_after", "norm2"),
+                ("intermediate.dense", "mlp.fc1"),
+                ("output.dense", "mlp.fc2"),
+            ],
         )?;
-        for (src_name, dst) in [
-            ("attention.output.dense", "attn.proj"),
-            ("layernorm_before", "norm1"),
-            ("layernorm_after", "norm2"),
-            ("intermediate.dense", "mlp.fc1"),
-            ("output.dense", "mlp.fc2"),
-        ] {
-            src.copy(&mut out, &format!("{l}.{src_name}"), &format!("{c}.{dst}"))?;
-        }
     }
     Ok(Raw {
-        family,
-        pos_resize: PosResize::Linear,
-        registers: 0,
-        embedding: false,
-        tensors: out,
-        heads: cfg["num_attention_heads"].as_u64().map(|v| v as usize),
-        ln_eps: cfg["layer_norm_eps"].as_f64().unwrap_or(1e-12),
-        gelu: activation(cfg_path, cfg, "gelu")?,
         pool: Some(pool),
-        class_names: None,
-        normalization: None,
-        origin: None,
+        ..hf_config::raw((cfg_path, cfg), family, out, (1e-12, "gelu"))?
     })
 }

@@ -1,9 +1,13 @@
 //! config.json against the weights: every size the config states must be a positive integer and
 //! agree with the tensors, so that a config that was edited, truncated or belongs to another
 //! checkpoint is an error naming the key, never a silently different model (a readers' default
-//! used in place of a value of the wrong type, a layer count ignored).
-use super::{ModelError, Raw};
+//! used in place of a value of the wrong type, a layer count ignored). Also the two settings every
+//! reader takes from the config: the layer count and the activation.
+use super::{Family, ModelError, Raw};
+use crate::model::config::Gelu;
+use candle_core::Tensor;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::path::Path;
 
 /// Keys whose value, when present and not null, must be a positive integer.
@@ -100,4 +104,55 @@ pub(crate) fn check(cfg_path: &Path, cfg: &Value, raw: &Raw) -> Result<(), Model
         }
     }
     Ok(())
+}
+
+/// The number of layers: config.json's `num_hidden_layers`, else counted from `exists(i)`.
+/// A config that states fewer layers than the weights hold is an error, not a silent truncation.
+pub(crate) fn layer_count(
+    cfg_path: &Path,
+    cfg: &Value,
+    exists: impl Fn(usize) -> bool,
+) -> Result<usize, ModelError> {
+    let found = (0..).take_while(|&i| exists(i)).count();
+    match cfg.get("num_hidden_layers") {
+        None | Some(Value::Null) => Ok(found),
+        Some(v) => match v.as_u64() {
+            Some(n) if n as usize == found => Ok(found),
+            // Fewer found: the missing layer's first tensor is reported by name later.
+            Some(n) if (n as usize) > found && n <= 4096 => Ok(n as usize),
+            _ => Err(ModelError::format(
+                cfg_path,
+                format!("num_hidden_layers is {v} but the weights hold {found} layers"),
+            )),
+        },
+    }
+}
+
+/// `tensors` of `family` with the settings config.json states: the heads, the LayerNorm eps and the
+/// activation (`ln_eps` and `act` are the family's defaults when the config has none).
+pub(crate) fn raw(
+    (cfg_path, cfg): (&Path, &Value),
+    family: Family,
+    tensors: HashMap<String, Tensor>,
+    (ln_eps, act): (f64, &str),
+) -> Result<Raw, ModelError> {
+    Ok(Raw {
+        heads: cfg["num_attention_heads"].as_u64().map(|v| v as usize),
+        ln_eps: cfg["layer_norm_eps"].as_f64().unwrap_or(ln_eps),
+        gelu: activation(cfg_path, cfg, act)?,
+        ..Raw::new(family, tensors)
+    })
+}
+
+/// config.json's `hidden_act` (`default` when absent).
+pub(crate) fn activation(cfg_path: &Path, cfg: &Value, default: &str) -> Result<Gelu, ModelError> {
+    match cfg["hidden_act"].as_str().unwrap_or(default) {
+        "gelu" => Ok(Gelu::Erf),
+        "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Gelu::Tanh),
+        "quick_gelu" => Ok(Gelu::Quick),
+        other => Err(ModelError::format(
+            cfg_path,
+            format!("unsupported hidden_act `{other}`"),
+        )),
+    }
 }

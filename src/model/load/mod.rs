@@ -7,6 +7,7 @@ mod dinov2;
 mod google_npz;
 mod hf;
 mod hf_config;
+mod hf_source;
 pub mod npy;
 pub mod pickle;
 mod posemb;
@@ -192,6 +193,28 @@ pub(crate) struct Raw {
     /// The weights file and, per canonical tensor, the file's name for it (when they differ
     /// from the checkpoint path and the canonical name), for error messages.
     pub origin: Option<(PathBuf, HashMap<String, String>)>,
+}
+
+impl Raw {
+    /// `tensors` of `family` with the plain ViT's settings (linear position resize, no registers,
+    /// logits, LayerNorm eps 1e-6, erf GELU, heads and pooling left to the caller or the options);
+    /// readers override what their file says otherwise.
+    pub(crate) fn new(family: Family, tensors: HashMap<String, Tensor>) -> Raw {
+        Raw {
+            family,
+            pos_resize: PosResize::Linear,
+            registers: 0,
+            embedding: false,
+            tensors,
+            heads: None,
+            ln_eps: 1e-6,
+            gelu: Gelu::Erf,
+            pool: None,
+            class_names: None,
+            normalization: None,
+            origin: None,
+        }
+    }
 }
 
 /// A loaded model and where it came from.

@@ -4,9 +4,8 @@
 //! executed, and anything but tensors and plain containers is refused.
 use super::archive::Archive;
 use super::pickle::{unpickle, PickleError, StorageKind, TensorRef, Value};
-use super::{Family, ModelError, PosResize, Raw};
+use super::{Family, ModelError, Raw};
 use crate::limits::Limits;
-use crate::model::config::Gelu;
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
@@ -80,18 +79,8 @@ pub(crate) fn timm_raw(
         }
     }
     Ok(Raw {
-        family,
-        pos_resize: PosResize::Linear,
         registers,
-        embedding: false,
-        tensors,
-        heads: None,
-        ln_eps: 1e-6,
-        gelu: Gelu::Erf,
-        pool: None,
-        class_names: None,
-        normalization: None,
-        origin: None,
+        ..Raw::new(family, tensors)
     })
 }
 

@@ -1,16 +1,14 @@
 //! GELU as a custom op with its exact derivative, and the in-place slice kernel the fused block
 //! shares with it.
-use candle_core::backend::BackendStorage;
-use candle_core::{
-    CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType,
-};
+use candle_core::{Layout, Result, Tensor};
 use rayon::prelude::*;
 
+use super::cpu_op::{Kernel1, Kernel2, Op1, Op2};
 use crate::model::config::Gelu;
 use crate::model::dispatch::{kernels, Kernels};
 use crate::model::gelu_formulas as gelu;
 use crate::model::mode::Mode;
-use crate::model::real::{contiguous, gelu_chunk_exact, Real};
+use crate::model::real::{gelu_chunk_exact, Real};
 use crate::model::rows::{for_rows, PAR_MIN};
 
 /// GELU with `exact` = the libm formulas in every dtype (training, so that a documented
@@ -25,23 +23,14 @@ impl GeluOp {
     }
 }
 
-impl CustomOp1 for GeluOp {
-    fn name(&self) -> &'static str {
-        "np-gelu"
+impl Kernel1 for GeluOp {
+    const NAME: &'static str = "np-gelu";
+    fn apply<T: Real>(&self, x: &[T], _: &Layout) -> Vec<T> {
+        self.run(x)
     }
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let out = match s.dtype() {
-            DType::F32 => f32::to_cpu_storage_owned(self.run(contiguous::<f32>(s, l)?)),
-            DType::F64 => f64::to_cpu_storage_owned(self.run(contiguous::<f64>(s, l)?)),
-            d => candle_core::bail!("gelu: unsupported dtype {d:?}"),
-        };
-        Ok((out, l.shape().clone()))
-    }
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(arg.apply_op2_no_bwd(
-            &grad.contiguous()?,
-            &GeluGradOp(self.0, self.1),
-        )?))
+    fn backward(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let grad_op = Op2(GeluGradOp(self.0, self.1));
+        Ok(Some(arg.apply_op2_no_bwd(&grad.contiguous()?, &grad_op)?))
     }
 }
 
@@ -72,27 +61,10 @@ impl GeluGradOp {
     }
 }
 
-impl CustomOp2 for GeluGradOp {
-    fn name(&self) -> &'static str {
-        "np-gelu-grad"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let out = match s1.dtype() {
-            DType::F32 => f32::to_cpu_storage_owned(
-                self.run(contiguous::<f32>(s1, l1)?, contiguous::<f32>(s2, l2)?),
-            ),
-            DType::F64 => f64::to_cpu_storage_owned(
-                self.run(contiguous::<f64>(s1, l1)?, contiguous::<f64>(s2, l2)?),
-            ),
-            d => candle_core::bail!("gelu grad: unsupported dtype {d:?}"),
-        };
-        Ok((out, l1.shape().clone()))
+impl Kernel2 for GeluGradOp {
+    const NAME: &'static str = "np-gelu-grad";
+    fn apply<T: Real>(&self, z: &[T], g: &[T], _: &Layout) -> Vec<T> {
+        self.run(z, g)
     }
 }
 
@@ -101,7 +73,8 @@ impl CustomOp2 for GeluGradOp {
 /// the candle-ops version (other devices, tests).
 pub fn gelu(x: &Tensor, kind: Gelu, mode: Mode) -> Result<Tensor> {
     if kernels(x) == Kernels::CpuSlices {
-        x.contiguous()?.apply_op1(GeluOp(kind, mode == Mode::Train))
+        x.contiguous()?
+            .apply_op1(Op1(GeluOp(kind, mode == Mode::Train)))
     } else {
         gelu_plain(x, kind)
     }

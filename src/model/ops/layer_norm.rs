@@ -1,13 +1,11 @@
 //! LayerNorm over the last dimension: its parameters, the frozen custom op with its input
 //! gradient, and the slice kernel the fused block runs.
-use candle_core::backend::BackendStorage;
-use candle_core::{
-    CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType, D,
-};
+use candle_core::{DType, Layout, Result, Tensor, D};
 
+use super::cpu_op::{Kernel1, Kernel2, Op1, Op2};
 use crate::model::dispatch::{kernels, Kernels};
 use crate::model::mode::Mode;
-use crate::model::real::{contiguous, Real};
+use crate::model::real::Real;
 use crate::model::rows::for_rows;
 
 /// LayerNorm parameters over the last dimension.
@@ -93,56 +91,30 @@ impl LayerNormOp {
     }
 }
 
-impl CustomOp1 for LayerNormOp {
-    fn name(&self) -> &'static str {
-        "np-layernorm"
+impl Kernel1 for LayerNormOp {
+    const NAME: &'static str = "np-layernorm";
+    fn apply<T: Real>(&self, x: &[T], _: &Layout) -> Vec<T> {
+        self.run(x)
     }
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let out = match s.dtype() {
-            DType::F32 => f32::to_cpu_storage_owned(self.run(contiguous::<f32>(s, l)?)),
-            DType::F64 => f64::to_cpu_storage_owned(self.run(contiguous::<f64>(s, l)?)),
-            d => candle_core::bail!("layernorm: unsupported dtype {d:?}"),
-        };
-        Ok((out, l.shape().clone()))
-    }
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let grad_op = LayerNormGradOp(self);
+    fn backward(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let grad_op = Op2(LayerNormGradOp(self));
         Ok(Some(arg.apply_op2_no_bwd(&grad.contiguous()?, &grad_op)?))
     }
 }
 
 struct LayerNormGradOp<'a>(&'a LayerNormOp);
 
-impl CustomOp2 for LayerNormGradOp<'_> {
-    fn name(&self) -> &'static str {
-        "np-layernorm-grad"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let out = match s1.dtype() {
-            DType::F32 => f32::to_cpu_storage_owned(
-                self.0
-                    .grad(contiguous::<f32>(s1, l1)?, contiguous::<f32>(s2, l2)?),
-            ),
-            DType::F64 => f64::to_cpu_storage_owned(
-                self.0
-                    .grad(contiguous::<f64>(s1, l1)?, contiguous::<f64>(s2, l2)?),
-            ),
-            d => candle_core::bail!("layernorm grad: unsupported dtype {d:?}"),
-        };
-        Ok((out, l1.shape().clone()))
+impl Kernel2 for LayerNormGradOp<'_> {
+    const NAME: &'static str = "np-layernorm-grad";
+    fn apply<T: Real>(&self, x: &[T], g: &[T], _: &Layout) -> Vec<T> {
+        self.0.grad(x, g)
     }
 }
 
 impl LayerNorm {
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         match (mode, kernels(x)) {
-            (Mode::Frozen, Kernels::CpuSlices) => x.contiguous()?.apply_op1(self.op()?),
+            (Mode::Frozen, Kernels::CpuSlices) => x.contiguous()?.apply_op1(Op1(self.op()?)),
             // Hand-written: candle_nn's fused layer_norm silently stops gradients.
             _ => {
                 let mean = x.mean_keepdim(D::Minus1)?;

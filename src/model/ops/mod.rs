@@ -2,6 +2,7 @@
 //! (`mode.rs`): GELU, softmax, LayerNorm and Linear, one file each.
 //!
 //! [`Mode`]: crate::model::Mode
+mod cpu_op;
 mod gelu;
 mod layer_norm;
 mod linear;

@@ -1,13 +1,11 @@
 //! Softmax over the last dimension as a custom op with its backward.
-use candle_core::backend::BackendStorage;
-use candle_core::{
-    CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType, D,
-};
+use candle_core::{Layout, Result, Tensor, D};
 use num_traits::Float;
 
+use super::cpu_op::{Kernel1, Kernel2, Op1, Op2};
 use crate::model::dispatch::{kernels, Kernels};
 use crate::model::mode::Mode;
-use crate::model::real::{contiguous, Real};
+use crate::model::real::Real;
 use crate::model::rows::for_rows;
 
 struct SoftmaxOp;
@@ -29,23 +27,21 @@ impl SoftmaxOp {
     }
 }
 
-impl CustomOp1 for SoftmaxOp {
-    fn name(&self) -> &'static str {
-        "np-softmax"
+/// The length of the last dimension (the softmax's rows).
+fn row_len(l: &Layout) -> usize {
+    l.dims()[l.dims().len() - 1]
+}
+
+impl Kernel1 for SoftmaxOp {
+    const NAME: &'static str = "np-softmax";
+    fn apply<T: Real>(&self, x: &[T], l: &Layout) -> Vec<T> {
+        Self::run(x, row_len(l))
     }
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let n = l.dims()[l.dims().len() - 1];
-        let out = match s.dtype() {
-            DType::F32 => f32::to_cpu_storage_owned(Self::run(contiguous::<f32>(s, l)?, n)),
-            DType::F64 => f64::to_cpu_storage_owned(Self::run(contiguous::<f64>(s, l)?, n)),
-            d => candle_core::bail!("softmax: unsupported dtype {d:?}"),
-        };
-        Ok((out, l.shape().clone()))
-    }
-    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(
-            res.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxGradOp)?,
-        ))
+    fn backward(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(res.apply_op2_no_bwd(
+            &grad.contiguous()?,
+            &Op2(SoftmaxGradOp),
+        )?))
     }
 }
 
@@ -66,32 +62,10 @@ impl SoftmaxGradOp {
     }
 }
 
-impl CustomOp2 for SoftmaxGradOp {
-    fn name(&self) -> &'static str {
-        "np-softmax-grad"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let n = l1.dims()[l1.dims().len() - 1];
-        let out = match s1.dtype() {
-            DType::F32 => f32::to_cpu_storage_owned(Self::run(
-                contiguous::<f32>(s1, l1)?,
-                contiguous::<f32>(s2, l2)?,
-                n,
-            )),
-            DType::F64 => f64::to_cpu_storage_owned(Self::run(
-                contiguous::<f64>(s1, l1)?,
-                contiguous::<f64>(s2, l2)?,
-                n,
-            )),
-            d => candle_core::bail!("softmax grad: unsupported dtype {d:?}"),
-        };
-        Ok((out, l1.shape().clone()))
+impl Kernel2 for SoftmaxGradOp {
+    const NAME: &'static str = "np-softmax-grad";
+    fn apply<T: Real>(&self, y: &[T], g: &[T], l: &Layout) -> Vec<T> {
+        Self::run(y, g, row_len(l))
     }
 }
 
@@ -99,7 +73,7 @@ impl CustomOp2 for SoftmaxGradOp {
 /// parallel kernel on the CPU.
 pub fn softmax(x: &Tensor, _mode: Mode) -> Result<Tensor> {
     if kernels(x) == Kernels::CpuSlices {
-        x.contiguous()?.apply_op1(SoftmaxOp)
+        x.contiguous()?.apply_op1(Op1(SoftmaxOp))
     } else {
         softmax_plain(x)
     }
