@@ -13,8 +13,11 @@ use crate::model::rows::for_rows;
 /// LayerNorm parameters over the last dimension.
 #[derive(Clone, Debug)]
 pub struct LayerNorm {
+    /// Scale (D).
     pub weight: Tensor,
+    /// Shift (D).
     pub bias: Tensor,
+    /// Added to the variance before the square root.
     pub eps: f64,
 }
 
@@ -140,6 +143,7 @@ impl CustomOp2 for LayerNormGradOp<'_> {
 }
 
 impl LayerNorm {
+    /// Normalises `x` over its last dimension, then scales and shifts; `mode` picks the implementation.
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         match (mode, kernels(x)) {
             (Mode::Frozen, Kernels::CpuSlices) => x.contiguous()?.apply_op1(self.op()?),
