@@ -7,7 +7,8 @@
 //! - [`experiments`]: manipulation, class analysis, pruning, plots and report.
 //! - [`training`]: how the embedded Fashion-MNIST model was trained (model + io).
 //! - [`embedded`], [`bench`](mod@bench): the shipped default model and samples; the speed benchmark.
-//! - [`cli`]: the thin `neuronpath` commands over all of the above.
+//! - the `neuronpath` binary (`src/main.rs` and `src/cli/`, not part of the library): thin
+//!   commands over all of the above.
 //!
 //! # Example
 //!
@@ -61,7 +62,6 @@
 //! `neuronpath` binary does (its `runtime` module: mimalloc, SIGPIPE, candle's thread pool).
 pub mod attribution;
 pub mod bench;
-pub mod cli;
 pub mod embedded;
 pub mod error_line;
 pub mod experiments;
