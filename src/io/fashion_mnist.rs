@@ -123,7 +123,7 @@ pub struct FashionMnist {
 }
 
 /// Reads a gzipped IDX file: its dimensions and its data, checked against each other.
-pub fn read_idx(path: &Path, magic: u32) -> Result<(Vec<usize>, Vec<u8>), DataError> {
+fn read_idx(path: &Path, magic: u32) -> Result<(Vec<usize>, Vec<u8>), DataError> {
     let file = std::fs::File::open(path).map_err(|cause| DataError::Missing {
         path: path.to_path_buf(),
         cause,

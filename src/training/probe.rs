@@ -294,7 +294,7 @@ pub fn read_cache(path: &Path, key: &str, n: usize, dim: usize) -> Option<Featur
 }
 
 /// Writes `features` under `key` to `path` (a temporary file in the same folder, renamed).
-pub fn write_cache(path: &Path, key: &str, features: &Features) -> Result<(), TrainError> {
+fn write_cache(path: &Path, key: &str, features: &Features) -> Result<(), TrainError> {
     let err = |msg: String| TrainError::Checkpoint {
         path: path.to_path_buf(),
         msg,
