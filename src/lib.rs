@@ -3,11 +3,11 @@
 //! An implementation of "Discovering Influential Neuron Path in Vision Transformers" (Wang et
 //! al., ICLR 2025, arXiv 2503.09046). A neuron is one hidden unit of a block's MLP (after the
 //! GELU, on the CLS token); a path is one neuron per block. For an image and a class, the
-//! layer-progressive search picks, block by block, the neuron that most raises the Joint
-//! Attribution Score (JAS) of the path so far: integrated gradients of the class probability
-//! with the path's activations scaled together from zero. The library also holds the baselines
-//! the paper compares against, the experiments over many images (manipulation, class atlas,
-//! pruning, the paper's claims with significance tests) and their HTML report.
+//! layer-progressive search picks, block by block, the neuron whose addition to the path so far
+//! gives the highest Joint Attribution Score (JAS): an integrated-gradients score of the class
+//! probability, the path's activations scaled together from zero. The library also holds the
+//! baselines the paper compares against, the experiments over many images (manipulation, class
+//! atlas, pruning, the paper's claims with significance tests) and their HTML report.
 //!
 //! Layers, each depending only on those above it in this list:
 //! - [`model`]: ViT architecture, checkpoint loading, interventions on MLP hidden units, gradients.
@@ -19,9 +19,9 @@
 //! - the `neuronpath` binary (`src/main.rs` and `src/cli/`, not part of the library): thin
 //!   commands over all of the above.
 //!
-//! Beside them, used by every layer: [`limits`] (allocation and file-size caps for hostile
-//! input), [`output`] (atomic writes that never replace a file that is not ours), [`setup`]
-//! (resolving the model and inputs a command names) and [`error_line`] (errors as one line).
+//! Beside the layers: [`limits`] (allocation and file-size caps for hostile input), [`output`]
+//! (atomic writes that never replace a file that is not ours), [`setup`] (resolving the model
+//! and inputs a command names) and [`error_line`] (an error and its causes as one line).
 //!
 //! # Example
 //!

@@ -401,7 +401,7 @@ fn argmax(v: &[f64]) -> usize {
 pub struct ProbeEpoch {
     /// 1-based epoch number.
     pub epoch: usize,
-    /// Mean cross-entropy over the epoch's batches.
+    /// Mean cross-entropy over the epoch's training features (weights changing during it).
     pub loss: f64,
     /// Training accuracy in [0, 1] over the epoch.
     pub accuracy: f64,
