@@ -21,7 +21,7 @@ pub struct Spread {
     /// First quartile (numpy's linear interpolation).
     #[serde(deserialize_with = "de_f64")]
     pub q1: f64,
-    /// Median.
+    /// Median (the 0.5 quantile, interpolated).
     #[serde(deserialize_with = "de_f64")]
     pub median: f64,
     /// Third quartile.

@@ -175,21 +175,21 @@ pub struct Node {
 pub enum Value {
     /// Python `None`.
     None,
-    /// A boolean.
+    /// `True` or `False`.
     Bool(bool),
     /// An integer that fits 64 bits.
     Int(i64),
-    /// A float.
+    /// A Python float (double precision).
     Float(f64),
-    /// A string.
+    /// A text string (UTF-8).
     Str(Rc<str>),
-    /// A byte string.
+    /// A byte string (`bytes`).
     Bytes(Rc<[u8]>),
-    /// A tuple.
+    /// A tuple, items in [`Node::items`] (a call's arguments come as one).
     Tuple(Rc<Node>),
-    /// A list.
+    /// A list, items in [`Node::items`].
     List(Rc<Node>),
-    /// A dict or `OrderedDict`.
+    /// A dict or `OrderedDict`: keys and values alternate in [`Node::items`].
     Dict(Rc<Node>),
     /// A set or frozenset.
     Set(Rc<Node>),
