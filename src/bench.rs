@@ -13,11 +13,15 @@ use std::time::Instant;
 /// One line of the table.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct BenchRow {
+    /// What was timed (operation and shape).
     pub name: String,
     /// Work items per second (rows, images or GEMMs, see `unit`).
     pub per_second: f64,
+    /// What one work item is: "rows", "images" or "GEMM".
     pub unit: String,
+    /// Matmul throughput in GFLOP/s (2 x multiply-adds per second).
     pub gflops: f64,
+    /// Wall-clock seconds of one timed call.
     pub seconds: f64,
     /// Peak resident memory of the process so far, on the CPU only (None on a GPU, where host
     /// memory says nothing about the computation's).

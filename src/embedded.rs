@@ -5,7 +5,12 @@ use crate::model::load::{load_hf_parts, Loaded};
 use crate::model::{LoadOptions, ModelError};
 use std::path::Path;
 
-include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
+/// The files build.rs found: `MODEL` (config.json, model.safetensors, preprocessor_config.json)
+/// and `SAMPLES` (class folder, file name, PNG bytes). Private: the API is the functions below.
+mod files {
+    include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
+}
+use files::{MODEL, SAMPLES};
 
 /// How the embedded model is named in outputs and errors.
 pub const MODEL_NAME: &str = "embedded:fashion-mnist-vit";

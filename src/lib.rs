@@ -1,5 +1,14 @@
 //! neuronpath: influential neuron paths of Vision Transformers.
 //!
+//! An implementation of "Discovering Influential Neuron Path in Vision Transformers" (Wang et
+//! al., ICLR 2025, arXiv 2503.09046). A neuron is one hidden unit of a block's MLP (after the
+//! GELU, on the CLS token); a path is one neuron per block. For an image and a class, the
+//! layer-progressive search picks, block by block, the neuron whose addition to the path so far
+//! gives the highest Joint Attribution Score (JAS): an integrated-gradients score of the class
+//! probability, the path's activations scaled together from zero. The library also holds the
+//! baselines the paper compares against, the experiments over many images (manipulation, class
+//! atlas, pruning, the paper's claims with significance tests) and their HTML report.
+//!
 //! Layers, each depending only on those above it in this list:
 //! - [`model`]: ViT architecture, checkpoint loading, interventions on MLP hidden units, gradients.
 //! - [`io`]: images, data sets, preprocessing, result files.
@@ -7,7 +16,12 @@
 //! - [`experiments`]: manipulation, class analysis, pruning, plots and report.
 //! - [`training`]: how the embedded Fashion-MNIST model was trained (model + io).
 //! - [`embedded`], [`bench`](mod@bench): the shipped default model and samples; the speed benchmark.
-//! - [`cli`]: the thin `neuronpath` commands over all of the above.
+//! - the `neuronpath` binary (`src/main.rs` and `src/cli/`, not part of the library): thin
+//!   commands over all of the above.
+//!
+//! Beside the layers: [`limits`] (allocation and file-size caps for hostile input), [`output`]
+//! (atomic writes that never replace a file that is not ours), [`setup`] (resolving the model
+//! and inputs a command names) and [`error_line`] (an error and its causes as one line).
 //!
 //! # Example
 //!
@@ -59,9 +73,9 @@
 //!
 //! The library sets no global allocator, signal handler or environment variable; the
 //! `neuronpath` binary does (its `runtime` module: mimalloc, SIGPIPE, candle's thread pool).
+#![warn(missing_docs)]
 pub mod attribution;
 pub mod bench;
-pub mod cli;
 pub mod embedded;
 pub mod error_line;
 pub mod experiments;

@@ -124,6 +124,7 @@ pub struct Budget {
 }
 
 impl Budget {
+    /// A budget of `bytes` bytes, none spent.
     pub fn new(bytes: u64) -> Budget {
         Budget {
             left: bytes,

@@ -1,14 +1,19 @@
 use clap::Parser;
+// The commands are written against the library's modules as `crate::model`, `crate::io`, ...:
+// this import makes those paths resolve here, where `cli` lives (it is the binary's, not part of
+// the library's API).
+use neuronpath::*;
 
+mod cli;
 mod runtime;
 
 fn main() {
     runtime::tune();
-    let cli = neuronpath::cli::Cli::parse();
+    let args = cli::Cli::parse();
     let limits = neuronpath::limits::Limits::from_env().map_err(anyhow::Error::msg);
     let result = limits.and_then(|l| {
         neuronpath::limits::set_process_limits(&l);
-        neuronpath::cli::run(cli)
+        cli::run(args)
     });
     if let Err(e) = result {
         // One line, no backtrace: errors here are about the user's input. Causes whose text the

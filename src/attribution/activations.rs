@@ -5,8 +5,11 @@ use candle_core::{DType, Result, Tensor};
 /// Clean MLP hidden units: `layers[image][layer][t * mlp + j]`, `tokens` rows per image.
 #[derive(Clone, Debug)]
 pub struct Activations {
+    /// Token rows per image (1 for the CLS row, the patch count for the MAE variant).
     pub tokens: usize,
+    /// Hidden units per block.
     pub mlp: usize,
+    /// `[image][layer][t * mlp + j]`: unit `j` of token row `t`.
     pub layers: Vec<Vec<Vec<f64>>>,
 }
 

@@ -14,9 +14,13 @@ use std::collections::BTreeMap;
 /// What to compute.
 #[derive(Clone, Debug)]
 pub struct Request {
+    /// Steps, top-K, rows and engine of every method.
     pub settings: AttributionSettings,
+    /// The methods to run, each giving a neuron set and its JAS per image.
     pub methods: Vec<Method>,
+    /// Whether F scores the label or the predicted class.
     pub target: TargetKind,
+    /// Seed of the random baseline (combined with each image's key).
     pub seed: u64,
 }
 

@@ -16,8 +16,9 @@ pub struct Explanation {
     pub target: usize,
     /// F on the clean image.
     pub prob_target: f64,
-    /// The model's top-1 class and its probability.
+    /// The model's top-1 class.
     pub prediction: usize,
+    /// The probability of `prediction` on the clean image.
     pub prob_prediction: f64,
     /// `path[l]`: the chosen unit of layer l.
     pub path: Vec<usize>,
@@ -26,6 +27,7 @@ pub struct Explanation {
     /// Each path neuron's term of the additive JAS, `A_l[p_l] (1/m) sum_k g_lk[p_l]`: they sum
     /// to `jas.additive`.
     pub contributions: Vec<f64>,
+    /// The path's JAS (both forms) and its completeness delta.
     pub jas: Jas,
     /// Patch maps of every path neuron and of the path as a whole.
     pub spatial: Spatial,

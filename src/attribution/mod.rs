@@ -92,6 +92,7 @@ impl std::str::FromStr for SearchEngine {
 }
 
 impl AttributionSettings {
+    /// The scaling alpha_k = k / m of Riemann step `k` (0 at k = 0; 1 is never reached).
     pub fn alpha(&self, k: usize) -> f64 {
         k as f64 / self.steps as f64
     }

@@ -5,9 +5,9 @@
 //! - Every clamp below step T is the same at all later steps, so the residual stream x_T
 //!   entering block T under the path clamps (the *prefix*) is kept per row and extended by one
 //!   block once p_T is chosen.
-//! - The score needs, besides the whole-row gradient at T, only S_k = sum_{l<T} dF/dc_l[p_l] per
+//! - The score needs, besides the whole-row gradient at T, only `S_k = sum_{l<T} dF/dc_l[p_l]` per
 //!   row. With r_T = dF/dx_T (a backward that stops at block T's input) and the tangent
-//!   t_T = sum_{l<T} dx_T/dc_l[p_l] (forward mode along the path neurons, every clamp a
+//!   `t_T = sum_{l<T} dx_T/dc_l[p_l]` (forward mode along the path neurons, every clamp a
 //!   constant), S_k = <r_T, t_T>; t_{T+1} = J_T t_T + fc2's column p_T on the neuron row.
 //!
 //! The MAE variant's score is per patch token (a vector of lower-path gradients per row, which

@@ -46,6 +46,7 @@ pub struct PatchMap {
 pub struct Spatial {
     /// Patches per side.
     pub grid: usize,
+    /// Riemann steps m of the integrated gradients.
     pub steps: usize,
     /// One map per layer's path neuron.
     pub neurons: Vec<PatchMap>,

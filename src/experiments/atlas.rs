@@ -10,21 +10,28 @@ use std::collections::BTreeMap;
 /// Another class and its similarity.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Neighbour {
+    /// Class index.
     pub class: usize,
+    /// Cosine similarity of the two classes' neuron-usage vectors.
     pub similarity: f64,
 }
 
 /// One class of the atlas.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ClassEntry {
+    /// Class index.
     pub class: usize,
+    /// Class name.
     pub name: String,
+    /// Images of this class in the run.
     pub images: usize,
     /// Per layer, neuron -> number of this class's paths through it.
     pub counts: Vec<BTreeMap<usize, u32>>,
     /// Per layer, the most used neuron (smallest index on a tie) and its count.
     pub modal_path: Vec<(usize, u32)>,
+    /// The other class whose paths are most alike (`None` with one class).
     pub most_similar: Option<Neighbour>,
+    /// The other class whose paths are least alike.
     pub least_similar: Option<Neighbour>,
 }
 
@@ -50,8 +57,11 @@ impl ClassEntry {
 /// The atlas of one method's paths.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Atlas {
+    /// The method whose paths were counted.
     pub method: Method,
+    /// Blocks of the model (path length).
     pub layers: usize,
+    /// Hidden units per block.
     pub mlp_dim: usize,
     /// Classes with at least one image, ascending.
     pub classes: Vec<ClassEntry>,

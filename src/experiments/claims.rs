@@ -19,15 +19,20 @@ pub const ALPHA: f64 = 0.05;
 /// Seed of the permutation tests (Monte Carlo only beyond exact enumeration).
 pub const PERMUTATION_SEED: u64 = 2025;
 
+/// What the data say about a claim.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
+    /// Significant at [`ALPHA`] in the claimed direction.
     Holds,
+    /// Not significant, or significant in the other direction.
     DoesNotHold,
+    /// Too few images or classes, or the run lacks what the claim compares.
     NotEnoughData,
 }
 
 impl Verdict {
+    /// The verdict as the report prints it.
     pub fn words(self) -> &'static str {
         match self {
             Verdict::Holds => "holds",
@@ -45,6 +50,7 @@ pub struct Comparison {
     pub what: String,
     /// Units compared: images (paired) or pairs of classes (two samples).
     pub unit: String,
+    /// How many units were compared.
     pub n: usize,
     /// The claim says the effect is positive (else negative).
     pub claimed_positive: bool,
@@ -55,7 +61,9 @@ pub struct Comparison {
     pub rank_biserial: Option<f64>,
     /// Name of the test.
     pub test: String,
+    /// Two-sided p-value.
     pub p: f64,
+    /// How `p` was computed.
     pub p_method: PMethod,
 }
 
@@ -96,12 +104,16 @@ pub fn p_words(p: f64) -> String {
 /// One claim with its verdict and the numbers behind it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Claim {
+    /// The claim, as the report states it.
     pub claim: String,
     /// What F is in this claim: "ground-truth label" or "predicted class" (or "none" for claims
     /// that do not involve F).
     pub target: String,
+    /// Whether it holds on this run.
     pub verdict: Verdict,
+    /// The numbers behind the verdict, as one sentence.
     pub evidence: String,
+    /// The tests behind the verdict.
     pub comparisons: Vec<Comparison>,
 }
 

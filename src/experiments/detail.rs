@@ -23,6 +23,7 @@ pub const TOP_IMAGES: usize = 6;
 /// One sampled image, explained.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ImageDetail {
+    /// The image's index in the run's inputs.
     pub index: u64,
     /// Patch maps of the paper's path (each layer's neuron, then F through the path).
     pub spatial: Spatial,
@@ -33,11 +34,15 @@ pub struct ImageDetail {
 /// A neuron that recurs on one class's paths and the run's images that activate it most.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NeuronView {
+    /// The class whose paths it recurs on.
     pub class: usize,
+    /// Its block (0-based).
     pub layer: usize,
+    /// Its MLP hidden unit.
     pub unit: usize,
     /// How many of the class's paths pass through it, of `images`.
     pub count: u32,
+    /// Paths of the class in the run.
     pub images: usize,
     /// (image index, clean activation) of the top images, highest first.
     pub top: Vec<(u64, f64)>,

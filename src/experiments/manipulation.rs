@@ -43,16 +43,19 @@ impl Default for ManipulationSettings {
 /// One edit of one image.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Outcome {
+    /// What the path neurons' activations were multiplied by (0 removes, 2 enhances).
     pub factor: f64,
     /// F (probability of the attributed class) after the edit.
     #[serde(deserialize_with = "de_f64")]
     pub prob: f64,
+    /// The predicted class after the edit.
     pub top1: usize,
 }
 
 /// All edits of one image.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ImageOutcome {
+    /// The image's index in the run's inputs.
     pub index: u64,
     /// Where the image came from (its record's `source`; empty in files written before it).
     #[serde(default)]
@@ -61,8 +64,10 @@ pub struct ImageOutcome {
     pub class: usize,
     /// The class whose probability F is.
     pub target: usize,
+    /// F without any edit.
     #[serde(deserialize_with = "de_f64")]
     pub clean_prob: f64,
+    /// The predicted class without any edit.
     pub clean_top1: usize,
     /// Per method, one outcome per factor.
     pub methods: BTreeMap<Method, Vec<Outcome>>,
@@ -71,14 +76,18 @@ pub struct ImageOutcome {
 /// Probability and accuracy deviation of one (method, factor) over a class or all images.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Deviation {
+    /// Whose neuron sets were edited.
     pub method: Method,
+    /// The activation factor of the edit.
     pub factor: f64,
     /// `None`: all images.
     pub class: Option<usize>,
     /// Per image F_edit / F_clean.
     pub ratio: Spread,
+    /// Top-1 accuracy in [0, 1] without edits.
     #[serde(deserialize_with = "de_f64")]
     pub acc_clean: f64,
+    /// Top-1 accuracy in [0, 1] after the edit.
     #[serde(deserialize_with = "de_f64")]
     pub acc_edit: f64,
     /// Top-1 accuracy after the edit minus clean top-1 accuracy.
@@ -89,7 +98,9 @@ pub struct Deviation {
 /// Which classes the model confuses a class with: mean clean probability over its images.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Confusion {
+    /// The class whose images are averaged.
     pub class: usize,
+    /// Its images in the run.
     pub images: usize,
     /// The most probable other classes, descending: (class, mean probability).
     pub others: Vec<(usize, f64)>,
@@ -98,13 +109,19 @@ pub struct Confusion {
 /// Everything `ablate` computes.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Manipulation {
+    /// What was run.
     pub settings: ManipulationSettings,
+    /// Methods edited, in report order.
     pub methods: Vec<Method>,
     /// The random control was generated here (the run had no `random` method).
     pub random_generated: bool,
+    /// Per image, every edit's outcome.
     pub images: Vec<ImageOutcome>,
+    /// One deviation per (method, factor) over all images.
     pub overall: Vec<Deviation>,
+    /// One deviation per (method, factor, class).
     pub per_class: Vec<Deviation>,
+    /// Per class, the classes its images are confused with.
     pub confusion: Vec<Confusion>,
 }
 

@@ -17,9 +17,11 @@ use std::collections::BTreeMap;
 /// The grid of (K, p, d).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Grid {
+    /// Top-K ranks the kept sets are built from.
     pub ks: Vec<usize>,
     /// Fractions in [0, 1].
     pub ps: Vec<f64>,
+    /// Numbers of leading layers pruned.
     pub ds: Vec<usize>,
 }
 
@@ -54,6 +56,7 @@ impl Grid {
 /// How pruning runs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PruningSettings {
+    /// The (K, p, d) points evaluated.
     pub grid: Grid,
     /// Seed of the masks (and of the control's kept sets).
     pub seed: u64,
@@ -61,6 +64,7 @@ pub struct PruningSettings {
     pub batch: usize,
     /// Also prune keeping a random set of the same size per layer.
     pub control: bool,
+    /// Bootstrap draws of each ratio's interval.
     pub bootstrap: usize,
 }
 
@@ -80,6 +84,7 @@ impl Default for PruningSettings {
 /// One class: the images its kept sets come from and those it is evaluated on.
 #[derive(Clone, Debug)]
 pub struct ClassPlan {
+    /// Class index.
     pub class: usize,
     /// Indices of the run's images that build the kept sets.
     pub build: Vec<u64>,
@@ -282,22 +287,30 @@ pub fn pruned_model(model: &Vit, masks: &[Option<Vec<f64>>]) -> candle_core::Res
 /// Outcome of one grid point over a class or all classes.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Point {
+    /// Top-K ranks of the kept set.
     pub k: usize,
+    /// Fraction in [0, 1] of the other CLS neurons zeroed.
     pub p: f64,
+    /// Leading layers pruned.
     pub d: usize,
     /// `None`: all evaluated images.
     pub class: Option<usize>,
+    /// Images evaluated.
     pub images: usize,
     /// Mean number of CLS neurons zeroed per class.
     pub zeroed: f64,
+    /// Mean F of the unpruned model.
     #[serde(deserialize_with = "de_f64")]
     pub prob_unpruned: f64,
+    /// Mean F of the pruned model.
     #[serde(deserialize_with = "de_f64")]
     pub prob_pruned: f64,
     /// Per image F_pruned / F_unpruned.
     pub ratio: Spread,
+    /// Top-1 accuracy in [0, 1] of the unpruned model.
     #[serde(deserialize_with = "de_f64")]
     pub acc_unpruned: f64,
+    /// Top-1 accuracy in [0, 1] of the pruned model.
     #[serde(deserialize_with = "de_f64")]
     pub acc_pruned: f64,
     /// Fraction of images whose top-1 prediction is unchanged by the pruning.
@@ -310,8 +323,11 @@ pub struct Point {
 /// One class's sets and images.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ClassSets {
+    /// Class index.
     pub class: usize,
+    /// Indices of the images whose paths built the kept sets.
     pub build: Vec<u64>,
+    /// Sources of the held-out images evaluated.
     pub eval: Vec<String>,
     /// Kept set per K of the grid.
     pub kept: BTreeMap<usize, NeuronSets>,
@@ -320,9 +336,13 @@ pub struct ClassSets {
 /// Everything `prune` computes.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Pruning {
+    /// What was run.
     pub settings: PruningSettings,
+    /// Per class, its kept sets and images.
     pub classes: Vec<ClassSets>,
+    /// One point per grid point over all evaluated images.
     pub overall: Vec<Point>,
+    /// One point per grid point and class.
     pub per_class: Vec<Point>,
 }
 

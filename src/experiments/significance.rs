@@ -35,6 +35,7 @@ pub struct Wilcoxon {
     pub p: f64,
     /// Matched-pairs rank-biserial correlation (W+ - W-) / (W+ + W-), in [-1, 1]; 0 when n = 0.
     pub rank_biserial: f64,
+    /// How `p` was computed.
     pub method: PMethod,
 }
 
@@ -111,11 +112,13 @@ pub fn wilcoxon(diffs: &[f64]) -> Wilcoxon {
 /// Result of a permutation test.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Permutation {
+    /// Values in the test (paired differences, or both samples together).
     pub n: usize,
     /// The observed statistic (a mean, or a difference of means).
     pub statistic: f64,
     /// Two-sided p-value: the share of rearrangements with |statistic| at least the observed one.
     pub p: f64,
+    /// How `p` was computed.
     pub method: PMethod,
 }
 

@@ -10,26 +10,35 @@ pub fn de_f64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
 /// Location and spread of a sample: quartiles and a 95% bootstrap interval of the mean.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Spread {
+    /// Finite values summarised.
     pub n: usize,
+    /// Arithmetic mean (NaN when `n` is 0, like every field below).
     #[serde(deserialize_with = "de_f64")]
     pub mean: f64,
+    /// Smallest value.
     #[serde(deserialize_with = "de_f64")]
     pub min: f64,
+    /// First quartile (numpy's linear interpolation).
     #[serde(deserialize_with = "de_f64")]
     pub q1: f64,
+    /// Median (the 0.5 quantile, interpolated).
     #[serde(deserialize_with = "de_f64")]
     pub median: f64,
+    /// Third quartile.
     #[serde(deserialize_with = "de_f64")]
     pub q3: f64,
+    /// Largest value.
     #[serde(deserialize_with = "de_f64")]
     pub max: f64,
-    /// Percentile bootstrap interval of the mean (equal to the mean for n < 2).
+    /// Lower end of the 95% percentile bootstrap interval of the mean (the mean for n < 2).
     #[serde(deserialize_with = "de_f64")]
     pub ci_low: f64,
+    /// Upper end of that interval.
     #[serde(deserialize_with = "de_f64")]
     pub ci_high: f64,
 }
 
+/// Arithmetic mean; NaN for no values.
 pub fn mean(v: &[f64]) -> f64 {
     if v.is_empty() {
         return f64::NAN;

@@ -7,21 +7,50 @@ use std::path::{Path, PathBuf};
 /// Errors from listing or reading a data set.
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
+    /// A file or folder could not be read.
     #[error("cannot read {}: {source}", path.display())]
     Io {
+        /// The file or folder.
         path: PathBuf,
+        /// Why it failed.
         source: std::io::Error,
     },
+    /// The data set root is a file.
     #[error("data set root {} is not a directory", path.display())]
-    NotADirectory { path: PathBuf },
+    NotADirectory {
+        /// The root given.
+        path: PathBuf,
+    },
+    /// The data set root holds no class folders.
     #[error("data set root {} has no class sub-folders", path.display())]
-    NoClasses { path: PathBuf },
+    NoClasses {
+        /// The root given.
+        path: PathBuf,
+    },
+    /// Class folders without a single image (torchvision refuses them too).
     #[error("data set root {}: no .jpg/.jpeg/.png files in class folder(s) {classes:?}", path.display())]
-    EmptyClasses { path: PathBuf, classes: Vec<String> },
+    EmptyClasses {
+        /// The root given.
+        path: PathBuf,
+        /// The class folders without images.
+        classes: Vec<String>,
+    },
+    /// An input array that is not a little-endian float C-order `.npy` of the expected shape.
     #[error("invalid .npy file {}: {reason}", path.display())]
-    Npy { path: PathBuf, reason: String },
+    Npy {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A labels file that is not a JSON array of class indices or known names.
     #[error("invalid labels file {}: {reason}", path.display())]
-    Labels { path: PathBuf, reason: String },
+    Labels {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// An ImageNet-style folder, listed like torchvision's `ImageFolder`.
@@ -82,10 +111,12 @@ impl ImageFolder {
         Ok(ImageFolder { classes, items })
     }
 
+    /// Number of images.
     pub fn len(&self) -> usize {
         self.items.len()
     }
 
+    /// Whether the folder lists no image.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }

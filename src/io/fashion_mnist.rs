@@ -28,8 +28,9 @@ pub const CLASS_NAMES: [&str; 10] = [
     "Ankle boot",
 ];
 
-/// Per-channel mean and standard deviation of the embedded model's normalisation.
+/// Per-channel mean of the embedded model's normalisation (pixels scaled to [0, 1]).
 pub const MEAN: f32 = 0.5;
+/// Per-channel standard deviation of the embedded model's normalisation.
 pub const STD: f32 = 0.5;
 
 const IMAGES_MAGIC: u32 = 0x0000_0803;
@@ -39,32 +40,58 @@ const LABELS_MAGIC: u32 = 0x0000_0801;
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     // The io errors are in the message, not `source`s: `{:#}` chains would print them twice.
+    /// A data file is missing or unreadable.
     #[error("{path}: {cause} (install the Debian package `dataset-fashion-mnist` or pass --data)")]
     Missing {
+        /// The file.
         path: PathBuf,
+        /// Why it failed.
         cause: std::io::Error,
     },
+    /// A data file could not be decompressed.
     #[error("{path}: cannot read (corrupt gzip?): {cause}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// Why it failed.
         cause: std::io::Error,
     },
+    /// The file is not an IDX file of the expected element type and rank.
     #[error("{path}: bad IDX magic number {got:#010x}, expected {expected:#010x}")]
     BadMagic {
+        /// The file.
         path: PathBuf,
+        /// The magic number read.
         got: u32,
+        /// The magic number of the expected element type and rank.
         expected: u32,
     },
+    /// The file ends before the data its header announces.
     #[error("{path}: truncated: {got} bytes after decompression, the header announces {expected}")]
     Truncated {
+        /// The file.
         path: PathBuf,
+        /// Bytes after decompression.
         got: usize,
+        /// Bytes the header announces.
         expected: usize,
     },
+    /// Images and labels disagree (counts, sizes, label range).
     #[error("{path}: {msg}")]
-    Inconsistent { path: PathBuf, msg: String },
+    Inconsistent {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+    /// Exporting PNGs or the class list failed.
     #[error("{path}: {msg}")]
-    Write { path: PathBuf, msg: String },
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why it failed.
+        msg: String,
+    },
 }
 
 /// Which half of the data set.
@@ -89,12 +116,14 @@ impl Split {
 /// One split: `images` is (len, 28, 28) row-major u8, `labels` in 0..10.
 #[derive(Clone, Debug)]
 pub struct FashionMnist {
+    /// `len() * 784` pixel values, image by image.
     pub images: Vec<u8>,
+    /// Class of each image, in 0..10.
     pub labels: Vec<u8>,
 }
 
 /// Reads a gzipped IDX file: its dimensions and its data, checked against each other.
-pub fn read_idx(path: &Path, magic: u32) -> Result<(Vec<usize>, Vec<u8>), DataError> {
+fn read_idx(path: &Path, magic: u32) -> Result<(Vec<usize>, Vec<u8>), DataError> {
     let file = std::fs::File::open(path).map_err(|cause| DataError::Missing {
         path: path.to_path_buf(),
         cause,
@@ -186,10 +215,12 @@ impl FashionMnist {
         Ok(FashionMnist { images, labels })
     }
 
+    /// Number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
     }
 
+    /// Whether the split holds no image.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }

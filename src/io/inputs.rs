@@ -95,13 +95,18 @@ type Result<T, E = InputError> = std::result::Result<T, E>;
 /// Where one image's pixels come from.
 #[derive(Clone, Debug)]
 pub enum Pixels {
+    /// A PNG or JPEG file.
     File(PathBuf),
     /// Row `row` of a preprocessed (N, 3, H, W) array.
     Array {
+        /// The whole array, shared by its rows.
         data: Arc<Vec<f32>>,
+        /// Which image of the array.
         row: usize,
+        /// (3, H, W) of one image.
         shape: [usize; 3],
     },
+    /// PNG bytes compiled into the binary (the embedded samples).
     Embedded(&'static [u8]),
 }
 
@@ -113,7 +118,9 @@ pub struct Item {
     pub index: u64,
     /// Human-readable origin (file path, `array.npy[3]`, `embedded:...`).
     pub source: String,
+    /// Ground-truth class, when known.
     pub label: Option<usize>,
+    /// Where its pixels come from.
     pub pixels: Pixels,
     /// The path below the input given, starting with that input's own name (`data/Coat/a.png`
     /// for `data/`; `a.png` for the file `x/a.png`), or the embedded sample's name.
@@ -141,7 +148,9 @@ fn hex(digest: impl AsRef<[u8]>) -> String {
 
 /// Inputs with their class names (from class folders), if any.
 pub struct Inputs {
+    /// The images, in input order.
     pub items: Vec<Item>,
+    /// Class names in label order, when the inputs name them.
     pub class_names: Option<Vec<String>>,
 }
 
@@ -248,7 +257,9 @@ pub fn gather_named(
 /// Preprocessing of one model's inputs.
 #[derive(Clone, Copy, Debug)]
 pub struct Preprocess {
+    /// Side in pixels the images are resized to.
     pub size: usize,
+    /// Per-channel normalisation after scaling to [0, 1].
     pub norm: Normalization,
 }
 

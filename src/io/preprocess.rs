@@ -16,27 +16,47 @@ use serde::{Deserialize, Serialize};
 /// Errors from decoding an image file. `image` is the file path or the caller's label.
 #[derive(Debug, thiserror::Error)]
 pub enum PreprocessError {
+    /// The file could not be read.
     #[error("cannot read image {}: {source}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// Why it failed.
         source: std::io::Error,
     },
+    /// The bytes are not a decodable PNG or JPEG.
     #[error("cannot decode image {image} (corrupt, truncated or not a PNG/JPEG?): {source}")]
     Decode {
+        /// The file path or the caller's label.
         image: String,
+        /// Why it failed.
         source: image::ImageError,
     },
+    /// A JPEG without its end-of-image marker (PIL refuses these by default).
     #[error("truncated JPEG {image} (no end-of-image marker)")]
-    TruncatedJpeg { image: String },
+    TruncatedJpeg {
+        /// The file path or the caller's label.
+        image: String,
+    },
+    /// An image whose header announces more pixels than the cap, refused before decoding.
     #[error("image {image} is {width}x{height} = {} pixels, over the cap of {cap} (PIL's MAX_IMAGE_PIXELS; raise NEURONPATH_MAX_IMAGE_PIXELS if it is genuine)", *width as u64 * *height as u64)]
     TooManyPixels {
+        /// The file path or the caller's label.
         image: String,
+        /// Width in pixels, from the header.
         width: u32,
+        /// Height in pixels, from the header.
         height: u32,
+        /// The largest pixel count accepted.
         cap: u64,
     },
+    /// The image decoder panicked; caught so one bad file is one error.
     #[error("image decoder crashed on {image} (corrupt file?)")]
-    DecoderPanic { image: String },
+    DecoderPanic {
+        /// The file path or the caller's label.
+        image: String,
+    },
+    /// A normalisation name that is not `imagenet`, `half` or `clip`.
     #[error("unknown normalization {0:?} (expected \"imagenet\", \"half\" or \"clip\")")]
     UnknownNormalization(String),
 }

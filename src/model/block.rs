@@ -9,12 +9,17 @@ use candle_core::{Result, Tensor};
 /// One encoder block: `h = x + Attn(LN_att(x))`, `a = GELU(fc1(LN_ffn(h)))`, `x' = h + fc2(a)`.
 #[derive(Clone, Debug)]
 pub struct Block {
+    /// LayerNorm before the attention (`norm1`).
     pub ln_att: LayerNorm,
     /// Fused query/key/value projection, weight (3D, D) in q, k, v order.
     pub qkv: Linear,
+    /// Attention output projection (D, D).
     pub proj: Linear,
+    /// LayerNorm before the MLP (`norm2`).
     pub ln_ffn: LayerNorm,
+    /// MLP input layer (M, D): its GELU outputs `a` are the block's neurons.
     pub fc1: Linear,
+    /// MLP output layer (D, M).
     pub fc2: Linear,
     /// A pruning mask (M) multiplying the CLS row of `a` (stored as `blocks.{i}.mlp.cls_mask` in
     /// pruned checkpoints); applied before any edit.

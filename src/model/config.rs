@@ -6,8 +6,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Gelu {
+    /// Exact `0.5 x (1 + erf(x / sqrt 2))`.
     Erf,
+    /// The tanh approximation.
     Tanh,
+    /// `x sigmoid(1.702 x)`.
     Quick,
 }
 
@@ -44,13 +47,21 @@ fn one() -> usize {
 /// Detected configuration of a ViT checkpoint.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VitConfig {
+    /// Input side in pixels (square images).
     pub image_size: usize,
+    /// Patch side in pixels; divides `image_size`.
     pub patch_size: usize,
+    /// Input channels (3, RGB).
     pub channels: usize,
+    /// Token width `d`.
     pub hidden: usize,
+    /// Hidden units per MLP (`L * mlp_dim` neurons in all): the units a path picks from.
     pub mlp_dim: usize,
+    /// Attention heads; divides `hidden`.
     pub heads: usize,
+    /// Encoder blocks `L`, also the length of a neuron path.
     pub layers: usize,
+    /// Classes of the head (or the embedding width when `embedding`).
     pub num_classes: usize,
     /// Tokens before the patches: CLS, then DeiT's distillation token or DINOv2's registers.
     #[serde(default = "one")]
@@ -69,8 +80,11 @@ pub struct VitConfig {
     /// The checkpoint had LayerScale (DINOv2); it is folded into each branch's output projection.
     #[serde(default)]
     pub layer_scale: bool,
+    /// Epsilon of every LayerNorm.
     pub ln_eps: f64,
+    /// Activation of the MLPs.
     pub gelu: Gelu,
+    /// How the head reads the final tokens.
     pub pool: Pool,
     /// Apply `fc_norm` twice before the head, as the authors' MAE code does (compatibility only).
     #[serde(default)]
@@ -118,6 +132,7 @@ impl VitConfig {
     pub fn patches(&self) -> usize {
         self.grid() * self.grid()
     }
+    /// Width of one attention head.
     pub fn head_dim(&self) -> usize {
         self.hidden / self.heads
     }

@@ -63,6 +63,7 @@ fn normalize(x: &Tensor, eps: f64) -> Result<(Tensor, Tensor)> {
     Ok((xc.broadcast_mul(&inv)?, inv))
 }
 
+/// LayerNorm of `x` over its last dimension (a fused kernel on a CUDA device, candle ops elsewhere).
 pub fn layer_norm(ln: &LayerNorm, x: &Tensor) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
     if kernels(x) == Kernels::Cuda {

@@ -25,11 +25,15 @@ pub fn default_memory_limit(device: &candle_core::Device) -> usize {
 /// A batch of clamped rows: row `r` is image `image_of_row[r]` with clamp values `clamps[i].1[r]`
 /// at block `clamps[i].0`, scored on class `targets[r]`.
 pub struct ClampBatch<'a> {
+    /// Input images (I, C, S, S).
     pub images: &'a Tensor,
+    /// For each row, the index of its image in `images`.
     pub image_of_row: &'a [usize],
+    /// Which token rows the clamps replace.
     pub rows: Rows,
     /// (block, values (R, M) for CLS or (R, N-1, M) for patches), blocks in increasing order.
     pub clamps: &'a [(usize, Tensor)],
+    /// The score column F reads, per row.
     pub targets: &'a [usize],
     /// Add the values as zero-valued probes instead of clamping: the gradients are then the
     /// total derivatives dF/da of the rows (influence pattern), not those of a clamped leaf.
@@ -40,7 +44,9 @@ pub struct ClampBatch<'a> {
 /// by [`ClampLayout`](crate::model::ClampLayout) when the rows are images times steps).
 #[derive(Clone, Debug, Default)]
 pub struct ClampGrads {
+    /// F of each row (the objective's score of its target).
     pub probs: Vec<f64>,
+    /// Per clamp, in `ClampBatch::clamps` order, dF/d(clamp) flattened like the clamp.
     pub grads: Vec<Vec<f64>>,
 }
 

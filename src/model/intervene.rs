@@ -55,7 +55,9 @@ pub enum Edit {
 /// An edit of one block.
 #[derive(Clone, Debug)]
 pub struct LayerEdit {
+    /// Which token rows of `a` the edit touches.
     pub rows: Rows,
+    /// What happens to them.
     pub edit: Edit,
 }
 

@@ -13,17 +13,21 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Objective {
-    /// softmax(output)[target] (the paper).
+    /// `softmax(output)[target]` (the paper).
     #[default]
     Prob,
-    /// output[target].
+    /// `output[target]`.
     Logit,
-    /// output[target] - output[against].
-    LogitDiff { against: usize },
+    /// `output[target] - output[against]`.
+    LogitDiff {
+        /// The class whose logit is subtracted.
+        against: usize,
+    },
     /// output . direction (a CLIP text embedding, a probe's weight row); one score column.
     Direction {
         /// Where the vector came from, for the record.
         source: String,
+        /// The direction, one value per output column.
         vector: Vec<f64>,
     },
 }
@@ -70,7 +74,7 @@ impl Objective {
         }
     }
 
-    /// A short description for summaries and reports ("probability", "logit - logit[3]", ...).
+    /// A short description for summaries and reports ("probability", "logit - logit\[3\]", ...).
     pub fn describe(&self) -> String {
         match self {
             Objective::Prob => "probability".into(),

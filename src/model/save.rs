@@ -14,7 +14,9 @@ use std::path::Path;
 /// The input pipeline the model expects, recorded in `preprocessor_config.json`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Preprocessing {
+    /// Per-channel mean subtracted from pixels scaled to [0, 1] (RGB).
     pub image_mean: [f64; 3],
+    /// Per-channel standard deviation the centred pixels are divided by (RGB).
     pub image_std: [f64; 3],
     /// Square input side in pixels.
     pub size: usize,

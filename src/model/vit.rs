@@ -12,6 +12,7 @@ use candle_core::{DType, Device, Result, Tensor};
 /// A Vision Transformer with its weights.
 #[derive(Clone, Debug)]
 pub struct Vit {
+    /// The architecture.
     pub cfg: VitConfig,
     /// Patch embedding as a linear map of flattened (C, P, P) patches: weight (D, C*P*P).
     pub patch: Linear,
@@ -21,6 +22,7 @@ pub struct Vit {
     pub pos: Tensor,
     /// LayerNorm of the token embeddings before the first block (CLIP), when `cfg.pre_norm`.
     pub pre_norm: Option<LayerNorm>,
+    /// The encoder blocks, first to last.
     pub blocks: Vec<Block>,
     /// Final LayerNorm (`norm`) for CLS pooling, `fc_norm` for MAE mean pooling.
     pub norm: LayerNorm,
@@ -42,9 +44,11 @@ pub struct Output {
 }
 
 impl Vit {
+    /// The device holding the weights.
     pub fn device(&self) -> &Device {
         self.prefix.device()
     }
+    /// The element type of the weights (f32, or f64 for the golden tests).
     pub fn dtype(&self) -> DType {
         self.prefix.dtype()
     }

@@ -6,11 +6,17 @@ use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor};
 use std::collections::HashMap;
 
+/// AdamW (decoupled weight decay) over a model's [`Params`].
 pub struct AdamW {
+    /// Learning rate of the next step (set by the schedule every step).
     pub lr: f64,
+    /// Decay of the first-moment estimate.
     pub beta1: f64,
+    /// Decay of the second-moment estimate.
     pub beta2: f64,
+    /// Added to the root of the second moment to avoid division by zero.
     pub eps: f64,
+    /// Decoupled decay, applied only to parameters marked `decay`.
     pub weight_decay: f64,
     /// Steps taken (for the bias correction).
     pub t: usize,
@@ -20,6 +26,7 @@ pub struct AdamW {
 }
 
 impl AdamW {
+    /// An optimizer with zero moments for every parameter of `params`.
     pub fn new(params: &Params, lr: f64, weight_decay: f64) -> Result<Self> {
         let zeros = || {
             params
@@ -40,6 +47,7 @@ impl AdamW {
         })
     }
 
+    /// Updates every parameter from its gradient in `grads` (parameters without one are left as they are).
     pub fn step(&mut self, params: &Params, grads: &GradStore) -> Result<()> {
         self.t += 1;
         let (b1, b2, lr) = (self.beta1, self.beta2, self.lr);

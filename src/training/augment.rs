@@ -5,6 +5,7 @@ use candle_core::{Device, Result, Tensor};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+/// Random translation and mirroring of training images.
 #[derive(Clone, Copy, Debug)]
 pub struct Augment {
     /// Largest shift in pixels, each axis independently uniform in `-max_shift..=max_shift`.

@@ -40,16 +40,27 @@ use std::time::Instant;
 /// A training problem.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
+    /// The Fashion-MNIST files could not be read.
     #[error(transparent)]
     Data(#[from] DataError),
+    /// Saving the trained model failed.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// A tensor operation failed.
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),
+    /// A checkpoint or feature cache that is unreadable, belongs to another recipe, or cannot be written.
     #[error("{path}: {msg}")]
-    Checkpoint { path: PathBuf, msg: String },
+    Checkpoint {
+        /// The checkpoint folder or feature cache.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+    /// The recipe is inconsistent (sizes that do not divide) or the loss diverged.
     #[error("invalid recipe: {0}")]
     Recipe(String),
+    /// Writing the model card or a checkpoint failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -57,10 +68,15 @@ pub enum TrainError {
 /// The architecture of a trained model (input 28x28 RGB, 10 classes, CLS token, pre-LN, erf GELU).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Arch {
+    /// Side of the square patches in pixels; divides 28.
     pub patch_size: usize,
+    /// Token width (embedding dimension); a multiple of `heads`.
     pub hidden: usize,
+    /// Number of transformer blocks.
     pub layers: usize,
+    /// Attention heads per block.
     pub heads: usize,
+    /// Hidden units of each block's MLP: the neurons a path picks from.
     pub mlp_dim: usize,
 }
 
@@ -74,6 +90,7 @@ impl Arch {
         mlp_dim: 256,
     };
 
+    /// The model configuration this architecture trains and saves as.
     pub fn config(&self) -> VitConfig {
         let sizes = (self.hidden, self.mlp_dim, self.heads, self.layers);
         VitConfig::vit((SIDE, self.patch_size), sizes, CLASS_NAMES.len())
@@ -83,16 +100,23 @@ impl Arch {
 /// Everything that determines a training run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Recipe {
+    /// The model being trained.
     pub arch: Arch,
+    /// Epochs of the whole schedule (warm-up and cosine decay span them all).
     pub epochs: usize,
+    /// Images per optimizer step.
     pub batch: usize,
     /// Peak learning rate, reached at the end of the warm-up.
     pub lr: f64,
     /// Learning rate at the end of the cosine decay.
     pub min_lr: f64,
+    /// AdamW decoupled weight decay, applied to weight matrices only.
     pub weight_decay: f64,
+    /// Length of the linear warm-up, in epochs (fractions allowed).
     pub warmup_epochs: f64,
+    /// Random shifts and flips applied to training batches.
     pub augment: AugmentRecipe,
+    /// Seed of every random draw (initialisation, shuffling, augmentation).
     pub seed: u64,
     /// Train on the first `limit` training images only (tests, timing).
     pub limit: Option<usize>,
@@ -101,7 +125,9 @@ pub struct Recipe {
 /// Serialisable form of [`Augment`].
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AugmentRecipe {
+    /// Largest random translation in pixels, each axis.
     pub max_shift: usize,
+    /// Whether images are flipped left-right at random.
     pub flip: bool,
 }
 
@@ -171,16 +197,21 @@ impl Recipe {
 /// Statistics of one finished epoch.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EpochStats {
+    /// 1-based number of the epoch.
     pub epoch: usize,
-    /// Mean training loss and accuracy over the epoch (augmented images, weights changing).
+    /// Mean training cross-entropy over the epoch (augmented images, weights changing).
     pub loss: f64,
+    /// Training accuracy in [0, 1] over the epoch, measured the same way as `loss`.
     pub accuracy: f64,
+    /// Wall-clock time of the epoch in seconds.
     pub seconds: f64,
 }
 
 /// A trained (or partly trained) model.
 pub struct Trained {
+    /// The trainable weights.
     pub params: Params,
+    /// One entry per finished epoch, oldest first.
     pub history: Vec<EpochStats>,
 }
 
@@ -339,14 +370,18 @@ pub fn train(
 /// Per-class results of an evaluation.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Evaluation {
+    /// Correctly classified test images, per class.
     pub correct: Vec<usize>,
+    /// Test images, per class.
     pub total: Vec<usize>,
 }
 
 impl Evaluation {
+    /// Overall accuracy in [0, 1].
     pub fn accuracy(&self) -> f64 {
         self.correct.iter().sum::<usize>() as f64 / self.total.iter().sum::<usize>().max(1) as f64
     }
+    /// Accuracy in [0, 1] on the images of class `class`.
     pub fn class_accuracy(&self, class: usize) -> f64 {
         self.correct[class] as f64 / self.total[class].max(1) as f64
     }

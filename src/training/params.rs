@@ -10,7 +10,9 @@ use rand_chacha::ChaCha8Rng;
 
 /// A named trainable tensor.
 pub struct Param {
+    /// Tensor name (timm-style), the key in checkpoints.
     pub name: String,
+    /// The trainable values.
     pub var: Var,
     /// Weight decay applies to matrices only (timm's convention: not to biases, LayerNorm
     /// parameters, the CLS token or the position embedding).
@@ -19,7 +21,9 @@ pub struct Param {
 
 /// All parameters of a ViT, in a fixed order.
 pub struct Params {
+    /// The architecture the parameters belong to.
     pub cfg: VitConfig,
+    /// Every parameter, in the fixed initialisation order.
     pub list: Vec<Param>,
 }
 

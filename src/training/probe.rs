@@ -57,13 +57,17 @@ impl ProbeInput {
 /// How the head is trained.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ProbeRecipe {
+    /// Which backbone tokens the head reads.
     pub input: ProbeInput,
+    /// Passes over the training features.
     pub epochs: usize,
+    /// Feature rows per optimizer step.
     pub batch: usize,
     /// Peak AdamW learning rate (cosine decay to zero over the run).
     pub lr: f64,
     /// Decoupled weight decay of the weight matrix.
     pub weight_decay: f64,
+    /// Seed of the ChaCha8 shuffles.
     pub seed: u64,
 }
 
@@ -81,6 +85,7 @@ impl Default for ProbeRecipe {
 }
 
 impl ProbeRecipe {
+    /// Rejects settings that cannot train (zero epochs or batch, a rate that is not positive, negative decay), naming the flag.
     pub fn check(&self) -> Result<(), TrainError> {
         let bad = |m: String| Err(TrainError::Recipe(m));
         if self.epochs == 0 {
@@ -105,15 +110,20 @@ impl ProbeRecipe {
 /// Features (n, dim) row-major with their labels.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Features {
+    /// Width of one feature row.
     pub dim: usize,
+    /// `len() * dim` values, row-major.
     pub values: Vec<f32>,
+    /// Class of each row.
     pub labels: Vec<u8>,
 }
 
 impl Features {
+    /// Number of rows.
     pub fn len(&self) -> usize {
         self.labels.len()
     }
+    /// Whether there are no rows.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
@@ -284,7 +294,7 @@ pub fn read_cache(path: &Path, key: &str, n: usize, dim: usize) -> Option<Featur
 }
 
 /// Writes `features` under `key` to `path` (a temporary file in the same folder, renamed).
-pub fn write_cache(path: &Path, key: &str, features: &Features) -> Result<(), TrainError> {
+fn write_cache(path: &Path, key: &str, features: &Features) -> Result<(), TrainError> {
     let err = |msg: String| TrainError::Checkpoint {
         path: path.to_path_buf(),
         msg,
@@ -347,14 +357,18 @@ pub fn cached_features(
 /// A trained linear head on raw features: logits = weight . x + bias.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Probe {
+    /// Number of output classes.
     pub classes: usize,
+    /// Width of the raw features it reads.
     pub dim: usize,
     /// (classes, dim) row-major.
     pub weight: Vec<f64>,
+    /// One bias per class.
     pub bias: Vec<f64>,
 }
 
 impl Probe {
+    /// The `classes` logits of one raw feature row `x` (length `dim`).
     pub fn logits(&self, x: &[f32]) -> Vec<f64> {
         (0..self.classes)
             .map(|c| {
@@ -363,6 +377,7 @@ impl Probe {
             })
             .collect()
     }
+    /// The class with the largest logit (the first on ties).
     pub fn predict(&self, x: &[f32]) -> usize {
         argmax(&self.logits(x))
     }
@@ -388,8 +403,11 @@ fn argmax(v: &[f64]) -> usize {
 /// One epoch's training loss and accuracy.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProbeEpoch {
+    /// 1-based epoch number.
     pub epoch: usize,
+    /// Mean cross-entropy over the epoch's training features (weights changing during it).
     pub loss: f64,
+    /// Training accuracy in [0, 1] over the epoch.
     pub accuracy: f64,
 }
 

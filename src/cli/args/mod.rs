@@ -19,7 +19,7 @@ pub use ablate::AblateArgs;
 pub use atlas::AtlasArgs;
 pub use bench::{BenchArgs, Size};
 pub use common::{GeluArg, InputArgs, ModelArgs, Precision, Shard, DEFAULT_RESULTS};
-pub use discover::{DiscoverArgs, NeuronToken, ObjectiveArg};
+pub use discover::{DiscoverArgs, ObjectiveArg};
 pub use eval::EvalArgs;
 pub use explain::ExplainArgs;
 pub use inspect::InspectArgs;

@@ -6,8 +6,11 @@ use crate::experiments::stats::{spread, Spread};
 
 /// Values of one box.
 pub struct BoxGroup {
+    /// Name under the box.
     pub label: String,
+    /// Fill colour (any SVG colour).
     pub color: String,
+    /// The sample; non-finite values are dropped.
     pub values: Vec<f64>,
 }
 
@@ -128,8 +131,11 @@ pub fn box_plot(title: &str, y_title: &str, groups: &[BoxGroup]) -> String {
 
 /// One series of a grouped bar chart: a value with its interval per group.
 pub struct BarSeries {
+    /// Name in the legend.
     pub label: String,
+    /// Bar colour (any SVG colour).
     pub color: String,
+    /// One mean with its interval per group; `None` leaves the slot empty.
     pub values: Vec<Option<Spread>>,
 }
 
@@ -319,9 +325,13 @@ pub fn heatmap(
 
 /// One line of a line panel.
 pub struct Line {
+    /// Name in the legend.
     pub label: String,
+    /// Stroke colour (any SVG colour).
     pub color: String,
+    /// Whether the line is dashed.
     pub dashed: bool,
+    /// (x, y) points, in drawing order.
     pub points: Vec<(f64, f64)>,
 }
 

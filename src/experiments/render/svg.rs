@@ -14,8 +14,11 @@ pub fn esc(s: &str) -> String {
 /// Horizontal text anchoring.
 #[derive(Clone, Copy)]
 pub enum Anchor {
+    /// The text starts at the position.
     Start,
+    /// The text is centred on the position.
     Middle,
+    /// The text ends at the position.
     End,
 }
 
@@ -31,12 +34,15 @@ impl Anchor {
 
 /// An SVG document being drawn.
 pub struct Svg {
+    /// Width in SVG user units (pixels).
     pub width: f64,
+    /// Height in SVG user units (pixels).
     pub height: f64,
     body: String,
 }
 
 impl Svg {
+    /// An empty drawing of `width` x `height` pixels.
     pub fn new(width: f64, height: f64) -> Svg {
         Svg {
             width,
@@ -68,6 +74,7 @@ impl Svg {
         self.close("rect", tip);
     }
 
+    /// A straight line segment.
     pub fn line(
         &mut self,
         (x1, y1): (f64, f64),
@@ -82,6 +89,7 @@ impl Svg {
         );
     }
 
+    /// An open line through `pts`.
     pub fn polyline(
         &mut self,
         pts: &[(f64, f64)],
@@ -110,6 +118,7 @@ impl Svg {
         self.close("polygon", tip);
     }
 
+    /// A circle of radius `r` around the centre; `tip` becomes a hover tooltip.
     pub fn circle(
         &mut self,
         (cx, cy): (f64, f64),
@@ -125,6 +134,7 @@ impl Svg {
         self.close("circle", tip);
     }
 
+    /// Text at a position (its baseline), `size` in pixels; `extra` holds further attributes.
     pub fn text(&mut self, (x, y): (f64, f64), s: &str, anchor: Anchor, size: f64, extra: &str) {
         let _ = write!(
             self.body,
@@ -187,17 +197,23 @@ pub fn standalone(svg: &str) -> String {
 /// A linear map from data to pixels.
 #[derive(Clone, Copy, Debug)]
 pub struct Scale {
+    /// Start of the data domain.
     pub d0: f64,
+    /// End of the data domain.
     pub d1: f64,
+    /// Pixel position of `d0`.
     pub r0: f64,
+    /// Pixel position of `d1`.
     pub r1: f64,
 }
 
 impl Scale {
+    /// The linear map from the domain (d0, d1) to the pixel range (r0, r1).
     pub fn new((d0, d1): (f64, f64), (r0, r1): (f64, f64)) -> Scale {
         let d1 = if d1 > d0 { d1 } else { d0 + 1.0 };
         Scale { d0, d1, r0, r1 }
     }
+    /// Pixel position of the data value `v` (linear, not clamped).
     pub fn map(&self, v: f64) -> f64 {
         self.r0 + (v - self.d0) / (self.d1 - self.d0) * (self.r1 - self.r0)
     }
@@ -247,20 +263,26 @@ pub fn tick_labels(ticks: &[f64]) -> Vec<String> {
 
 /// A plot area with its two scales.
 pub struct Frame {
+    /// Horizontal scale; its range is the plot area's left and right edges.
     pub x: Scale,
+    /// Vertical scale; its range is the plot area's bottom and top edges.
     pub y: Scale,
 }
 
 impl Frame {
+    /// Left edge of the plot area, in pixels.
     pub fn left(&self) -> f64 {
         self.x.r0.min(self.x.r1)
     }
+    /// Right edge of the plot area, in pixels.
     pub fn right(&self) -> f64 {
         self.x.r0.max(self.x.r1)
     }
+    /// Top edge of the plot area, in pixels.
     pub fn top(&self) -> f64 {
         self.y.r0.min(self.y.r1)
     }
+    /// Bottom edge of the plot area, in pixels.
     pub fn bottom(&self) -> f64 {
         self.y.r0.max(self.y.r1)
     }
@@ -317,6 +339,7 @@ pub const PALETTE: [&str; 10] = [
     "#9c755f", "#bab0ac",
 ];
 
+/// The `i`-th categorical colour, cycling through [`PALETTE`].
 pub fn palette(i: usize) -> &'static str {
     PALETTE[i % PALETTE.len()]
 }
@@ -353,12 +376,16 @@ pub fn viridis(t: f64) -> String {
 
 /// One legend entry: a swatch, or a line sample when `dashed`.
 pub struct Key {
+    /// Text beside the swatch.
     pub label: String,
+    /// Swatch or line colour (any SVG colour).
     pub color: String,
+    /// Draw a dashed line sample instead of a swatch.
     pub dashed: bool,
 }
 
 impl Key {
+    /// An entry showing `label` in `color`.
     pub fn new(label: &str, color: &str, dashed: bool) -> Key {
         Key {
             label: label.to_string(),

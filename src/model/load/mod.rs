@@ -31,29 +31,64 @@ pub use state_dict::from_state_dict;
 pub enum ModelError {
     // Fields are not named `source`: the message already includes the cause, and a `source`
     // would print it twice in an error chain.
+    /// The file could not be read.
     #[error("{path}: {cause}")]
     Io {
+        /// The checkpoint file.
         path: PathBuf,
+        /// Why it failed.
         cause: std::io::Error,
     },
+    /// The file is not a checkpoint of a known layout, or is inconsistent.
     #[error("{path}: {msg}")]
-    Format { path: PathBuf, msg: String },
+    Format {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A tensor the architecture needs is absent.
     #[error("{path}: missing tensor `{name}`")]
-    Missing { path: PathBuf, name: String },
+    Missing {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The tensor's name.
+        name: String,
+    },
+    /// A tensor has the wrong shape for the detected architecture.
     #[error("{path}: tensor `{name}` has shape {got:?}, expected {expected:?}")]
     Shape {
+        /// The checkpoint file.
         path: PathBuf,
+        /// The tensor's name.
         name: String,
+        /// The shape in the file.
         got: Vec<usize>,
+        /// The shape the architecture needs.
         expected: Vec<usize>,
     },
+    /// A tensor holds NaN or infinite values.
     #[error("{path}: tensor `{name}` contains NaN or infinite values")]
-    NonFinite { path: PathBuf, name: String },
+    NonFinite {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The tensor's name.
+        name: String,
+    },
+    /// A pickle names something outside the allow-list; nothing of it was run.
     #[error("{path}: refusing unsafe pickle: {msg}")]
-    UnsafePickle { path: PathBuf, msg: String },
+    UnsafePickle {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+    /// Building a tensor from the file's data failed.
     #[error("{path}: {cause}")]
     Tensor {
+        /// The checkpoint file.
         path: PathBuf,
+        /// Why it failed.
         cause: candle_core::Error,
     },
 }
@@ -76,13 +111,17 @@ impl ModelError {
 /// Choices the file cannot (or need not) decide.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
+    /// Element type of the weights and every pass (F32; F64 for the golden tests).
     pub dtype: DType,
+    /// Where the weights live and the passes run.
     pub device: Device,
     /// Run at this image size; the position-embedding grid is resized when it differs.
     pub image_size: Option<usize>,
     /// Attention heads, for layouts that do not record them (timm, MAE); default hidden / 64.
     pub heads: Option<usize>,
+    /// GELU flavour, overriding what the checkpoint implies.
     pub gelu: Option<Gelu>,
+    /// LayerNorm epsilon, overriding the checkpoint's (or its layout's default).
     pub ln_eps: Option<f64>,
     /// The authors' MAE quirk: `fc_norm` applied twice.
     pub double_fc_norm: bool,
@@ -109,11 +148,15 @@ impl Default for LoadOptions {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckpointLayout {
+    /// Google's JAX ViT `.npz` (the paper's checkpoints).
     GoogleNpz,
     /// A timm state dict saved with `numpy.savez` (timm names in an `.npz`).
     TimmNpz,
+    /// A Hugging Face folder (`config.json` + `model.safetensors` or `pytorch_model.bin`).
     HuggingFace,
+    /// A timm state dict in `.safetensors`.
     Timm,
+    /// A PyTorch zip pickle (`.pth`) holding a timm state dict, e.g. the MAE checkpoint.
     TorchPickle,
 }
 
@@ -219,10 +262,15 @@ impl Raw {
 
 /// A loaded model and where it came from.
 pub struct Loaded {
+    /// The model, ready to run.
     pub model: Vit,
+    /// The file layout it was read from.
     pub layout: CheckpointLayout,
+    /// The model family it holds.
     pub family: Family,
+    /// Class names in label order, when the checkpoint records them.
     pub class_names: Option<Vec<String>>,
+    /// [mean, std] per RGB channel, when the checkpoint records its preprocessing.
     pub normalization: Option<[[f64; 3]; 2]>,
     /// Per layer, the checkpoint's name of the module whose output holds the MLP neurons
     /// ([`CheckpointLayout::neuron_module`], or the in-memory names of a state dict).

@@ -6,7 +6,9 @@
 pub struct NpyHeader {
     /// numpy's type string, e.g. `<f4`.
     pub descr: String,
+    /// Column-major (Fortran) element order (the `.npy` input reader refuses it).
     pub fortran_order: bool,
+    /// Size of each dimension.
     pub shape: Vec<usize>,
     /// Byte offset of the data after the header.
     pub data_offset: usize,

@@ -30,19 +30,30 @@ pub enum PickleError {
 /// Element types of PyTorch storages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StorageKind {
+    /// `DoubleStorage`.
     F64,
+    /// `FloatStorage`.
     F32,
+    /// `HalfStorage`.
     F16,
+    /// `BFloat16Storage`.
     BF16,
+    /// `LongStorage`.
     I64,
+    /// `IntStorage`.
     I32,
+    /// `ShortStorage`.
     I16,
+    /// `CharStorage`.
     I8,
+    /// `ByteStorage`.
     U8,
+    /// `BoolStorage`.
     Bool,
 }
 
 impl StorageKind {
+    /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
             StorageKind::F64 | StorageKind::I64 => 8,
@@ -56,15 +67,22 @@ impl StorageKind {
 /// The only globals a checkpoint may name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Global {
+    /// `collections.OrderedDict`.
     OrderedDict,
+    /// `torch._utils._rebuild_tensor_v2`.
     RebuildTensorV2,
+    /// `torch._utils._rebuild_tensor`.
     RebuildTensor,
+    /// `torch._utils._rebuild_parameter`.
     RebuildParameter,
+    /// `torch._utils._rebuild_parameter_with_state`.
     RebuildParameterWithState,
+    /// `torch._tensor._rebuild_from_type_v2`.
     RebuildFromTypeV2,
     /// `torch.Tensor` / `torch.nn.parameter.Parameter`: only as the type argument of
     /// `_rebuild_from_type_v2`.
     TensorType,
+    /// A `torch.*Storage` type.
     Storage(StorageKind),
 }
 
@@ -115,21 +133,29 @@ fn printable(s: &str) -> String {
 /// A storage a tensor views: its zip entry key, element type and length in elements.
 #[derive(Debug, PartialEq)]
 pub struct StorageRef {
+    /// Name of the storage's file in the checkpoint zip's `data/` folder.
     pub key: String,
+    /// Element type.
     pub kind: StorageKind,
+    /// Length in elements.
     pub numel: u64,
 }
 
 /// A tensor: a strided view into a storage, checked to lie inside it.
 #[derive(Debug, PartialEq)]
 pub struct TensorRef {
+    /// The storage viewed.
     pub storage: Rc<StorageRef>,
+    /// First element, in elements from the storage's start.
     pub offset: u64,
+    /// Size of each dimension.
     pub shape: Vec<usize>,
+    /// Step in elements along each dimension.
     pub stride: Vec<usize>,
 }
 
 impl TensorRef {
+    /// Elements in the view (the product of `shape`).
     pub fn numel(&self) -> u64 {
         self.shape.iter().map(|&d| d as u64).product()
     }
@@ -138,6 +164,7 @@ impl TensorRef {
 /// A container's items (dicts store keys and values alternately), with its logical size and depth.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Node {
+    /// The items (dicts: key, value, key, value, ...).
     pub items: Vec<Value>,
     weight: u64,
     depth: u32,
@@ -146,18 +173,31 @@ pub struct Node {
 /// What a vetted pickle can hold.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
+    /// Python `None`.
     None,
+    /// `True` or `False`.
     Bool(bool),
+    /// An integer that fits 64 bits.
     Int(i64),
+    /// A Python float (double precision).
     Float(f64),
+    /// A text string (UTF-8).
     Str(Rc<str>),
+    /// A byte string (`bytes`).
     Bytes(Rc<[u8]>),
+    /// A tuple, items in [`Node::items`] (a call's arguments come as one).
     Tuple(Rc<Node>),
+    /// A list, items in [`Node::items`].
     List(Rc<Node>),
+    /// A dict or `OrderedDict`: keys and values alternate in [`Node::items`].
     Dict(Rc<Node>),
+    /// A set or frozenset.
     Set(Rc<Node>),
+    /// An allowed global, not yet called.
     Global(Global),
+    /// A storage named by a persistent id.
     Storage(Rc<StorageRef>),
+    /// A rebuilt tensor.
     Tensor(Rc<TensorRef>),
 }
 

@@ -11,8 +11,11 @@ use crate::model::rows::for_rows;
 /// LayerNorm parameters over the last dimension.
 #[derive(Clone, Debug)]
 pub struct LayerNorm {
+    /// Scale (D).
     pub weight: Tensor,
+    /// Shift (D).
     pub bias: Tensor,
+    /// Added to the variance before the square root.
     pub eps: f64,
 }
 
@@ -112,6 +115,7 @@ impl Kernel2 for LayerNormGradOp<'_> {
 }
 
 impl LayerNorm {
+    /// Normalises `x` over its last dimension, then scales and shifts; `mode` picks the implementation.
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         match (mode, kernels(x)) {
             (Mode::Frozen, Kernels::CpuSlices) => x.contiguous()?.apply_op1(Op1(self.op()?)),

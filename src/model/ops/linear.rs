@@ -11,7 +11,9 @@ use crate::model::real::contiguous;
 /// A dense layer `y = x W^T + b`, `weight` of shape (out, in).
 #[derive(Clone, Debug)]
 pub struct Linear {
+    /// (out, in).
     pub weight: Tensor,
+    /// (out), when the layer has one.
     pub bias: Option<Tensor>,
     /// `W^T` made contiguous on first use by a frozen forward: gemm multiplies a transposed view
     /// about half as fast (ViT-B fc1: 3.7 s vs 1.3 s for the same-size backward GEMM).
@@ -54,6 +56,7 @@ impl CustomOp1 for FrozenLinearOp {
 }
 
 impl Linear {
+    /// A layer from its weight (out, in) and optional bias (out).
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
         Linear {
             weight,
@@ -90,6 +93,7 @@ impl Linear {
         y.reshape(out_dims)
     }
 
+    /// `x W^T + b` over the last dimension of `x`; `mode` picks the implementation.
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         if mode == Mode::Train || kernels(x) != Kernels::CpuSlices || !x.track_op() {
             return self.plain(x);

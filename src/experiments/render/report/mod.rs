@@ -27,10 +27,13 @@ pub use sections::SECTIONS;
 /// deviations come from the records' own removed/enhanced probabilities (no accuracy deviation);
 /// without pruning that section says how to add it.
 pub struct Report<'a> {
+    /// The `discover` results the report is about.
     pub run: &'a Results,
     /// How the results file is named in the page.
     pub results_name: String,
+    /// The `ablate` results, when computed.
     pub manipulation: Option<&'a Manipulation>,
+    /// The `prune` results, when computed.
     pub pruning: Option<&'a Pruning>,
     /// Groups of look-alike classes; empty: built-in groups for known class names (Fashion-MNIST),
     /// else the model's confusions from the manipulation.
@@ -58,6 +61,8 @@ impl<'a> Report<'a> {
     /// Rows of the image table at most (the results file and CSVs hold every image).
     pub const MAX_TABLE_ROWS: usize = 20_000;
 
+    /// A report of `run` alone (no manipulation, pruning, thumbnails or details; defaults for
+    /// the limits), the results file shown as `results_name`.
     pub fn new(run: &'a Results, results_name: &str) -> Self {
         Report {
             run,
