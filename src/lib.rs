@@ -65,6 +65,7 @@ pub mod cli;
 pub mod embedded;
 pub mod error_line;
 pub mod experiments;
+pub mod format;
 pub mod io;
 pub mod limits;
 pub mod model;

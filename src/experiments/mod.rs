@@ -6,7 +6,7 @@
 //! - [`atlas`]: per-class neuron usage, class similarity, per-layer distributions.
 //! - [`pruning`]: class-wise pruning guided by top-K paths, pruned checkpoints ([`checkpoint`]).
 //! - [`claims`]: the paper's claims checked on a run, with [`significance`] tests and [`stats`].
-//! - [`format`](mod@format): how numbers read.
+//! - [`format`](mod@format): how numbers read (the crate's [`crate::format`], re-exported).
 //!
 //! Rendering ([`render`]): SVG figures and the self-contained HTML report, built from sections;
 //! [`full_report`] runs what a report needs and renders it.
@@ -15,7 +15,7 @@ pub mod checkpoint;
 pub mod claims;
 pub mod detail;
 pub mod error;
-pub mod format;
+pub use crate::format;
 pub mod full_report;
 pub mod manipulation;
 pub mod pruning;

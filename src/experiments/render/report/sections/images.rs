@@ -2,12 +2,11 @@
 //! any column), then a sample in detail: picture, facts, every method's path diagram, the
 //! path's patch heat maps and the numbers per method.
 use crate::experiments::claims::f_of;
-use crate::experiments::detail::MAP_STEPS;
-use crate::experiments::format::num;
 use crate::experiments::manipulation::ImageOutcome;
 use crate::experiments::render::detail;
 use crate::experiments::render::html::{esc, figure, table_aligned, TOP};
 use crate::experiments::render::report::{Report, Section, Shared};
+use crate::format::num;
 use crate::io::results::{ImageRecord, Method};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -127,7 +126,7 @@ fn body(r: &Report, shared: &Shared) -> String {
             run.images.len()
         );
     }
-    if !r.details.is_empty() {
+    if let Some(steps) = r.details.values().next().map(|d| d.spatial.steps) {
         let worst = r
             .details
             .values()
@@ -140,7 +139,7 @@ fn body(r: &Report, shared: &Shared) -> String {
             .map(|m| (m.delta / (m.value - m.baseline).abs().max(1e-12)).abs())
             .fold(0.0, f64::max);
         out += &format!(
-            "<p class=\"note\">Heat maps: {MAP_STEPS} integration steps; the largest completeness delta of any map is {} of its target's change (hover a map for its own).</p>",
+            "<p class=\"note\">Heat maps: {steps} integration steps (<code>--map-steps</code>); the largest completeness delta of any map is {} of its target's change (hover a map for its own).</p>",
             num(worst)
         );
     } else {

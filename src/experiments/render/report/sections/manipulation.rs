@@ -1,9 +1,9 @@
 //! Manipulation: the probability and accuracy deviation of removing / enhancing path neurons.
-use crate::experiments::format::num;
 use crate::experiments::render::figures;
 use crate::experiments::render::html::{esc, figure, table};
 use crate::experiments::render::report::{Report, Section, Shared};
 use crate::experiments::stats;
+use crate::format::{num, pp};
 use crate::io::results::Method;
 
 pub(super) fn section(r: &Report, _: &Shared) -> Option<Section> {
@@ -56,16 +56,13 @@ fn body(r: &Report) -> String {
                     ];
                     for me in &m.methods {
                         for &f in &m.settings.factors {
-                            row.push(ds.iter().find(|d| d.method == *me && d.factor == f).map_or(
-                                "—".into(),
-                                |d| {
-                                    format!(
-                                        "{} / {:+.0}pp",
-                                        num(d.ratio.mean),
-                                        100.0 * d.acc_deviation
-                                    )
-                                },
-                            ));
+                            row.push(
+                                ds.iter()
+                                    .find(|d| d.method == *me && d.factor == f)
+                                    .map_or("—".into(), |d| {
+                                        format!("{} / {}", num(d.ratio.mean), pp(d.acc_deviation))
+                                    }),
+                            );
                         }
                     }
                     row
