@@ -7,7 +7,7 @@ use super::manipulation::Manipulation;
 use super::pruning::Pruning;
 use super::significance::{two_sample, wilcoxon, PMethod};
 use super::stats::{mean, summarize, Spread};
-use crate::format::{num, p_value};
+use crate::format::{interval, num, p_value};
 use crate::io::results::{ImageRecord, Method, Results, TargetKind};
 use crate::model::Objective;
 use serde::{Deserialize, Serialize};
@@ -74,12 +74,10 @@ impl Comparison {
         let rb = self
             .rank_biserial
             .map_or(String::new(), |r| format!(", rank-biserial r = {}", num(r)));
+        let [mean, low, high] = interval(self.effect.mean, self.effect.ci_low, self.effect.ci_high);
         format!(
-            "{}: {} [95% CI {}, {}] over {} {}{rb}, {} {}",
+            "{}: {mean} [95% CI {low}, {high}] over {} {}{rb}, {} {}",
             self.what,
-            num(self.effect.mean),
-            num(self.effect.ci_low),
-            num(self.effect.ci_high),
             self.n,
             self.unit,
             self.test,

@@ -47,12 +47,7 @@ fn claims_html(r: &Report, cl: &[Claim]) -> String {
                             }
                         ),
                         format!("{} {}", x.n, esc(&x.unit)),
-                        format!(
-                            "{} <small>[{}, {}]</small>",
-                            num(x.effect.mean),
-                            num(x.effect.ci_low),
-                            num(x.effect.ci_high)
-                        ),
+                        crate::experiments::render::report::ci_str(&x.effect),
                         x.rank_biserial.map_or("—".into(), num),
                         num(x.p),
                     ]
