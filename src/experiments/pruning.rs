@@ -314,8 +314,9 @@ pub struct Pruning {
     pub classes: Vec<ClassSets>,
     pub overall: Vec<Point>,
     pub per_class: Vec<Point>,
-    /// Every evaluated image (empty in files written before it).
-    #[serde(default)]
+    /// Every evaluated image at every grid point: written to prune_images.csv only, not to
+    /// prune.json, which stays the size of the grid times the classes (empty when read back).
+    #[serde(default, skip_serializing)]
     pub images: Vec<PrunedImage>,
 }
 

@@ -37,7 +37,7 @@ fn body(r: &Report) -> String {
             let mut heads = vec!["class".to_string(), "images".into()];
             for me in &m.methods {
                 for &f in &m.settings.factors {
-                    heads.push(format!("{me} {}", figures::factor_label(f)));
+                    heads.push(format!("{me} ×{}", num(f)));
                 }
             }
             let heads: Vec<&str> = heads.iter().map(String::as_str).collect();
@@ -68,7 +68,7 @@ fn body(r: &Report) -> String {
                     })
                     .collect()
             };
-            out += "<h3>Per class: F(edited) / F(clean), mean over the class's images</h3>";
+            out += "<h3>Per class: F(edited) / F(clean), mean over the class's images</h3><p class=\"note\">Columns: method and factor (×0 removes the path's neurons, ×2 enhances them).</p>";
             out += &table(&heads, &per_class(&|d| num(d.ratio.mean)));
             out += "<h3>Per class: top-1 accuracy change</h3>";
             out += &table(&heads, &per_class(&|d| pp(d.acc_deviation)));
