@@ -79,6 +79,7 @@ pub mod bench;
 pub mod embedded;
 pub mod error_line;
 pub mod experiments;
+pub mod format;
 pub mod io;
 pub mod limits;
 pub mod model;

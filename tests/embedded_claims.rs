@@ -35,6 +35,9 @@ fn main_command_reports_the_papers_claims_where_they_hold() {
     // Look-alike classes are more similar on average (0.23 vs 0.17), but over 45 class pairs the
     // permutation test gives p = 0.09: reported as not holding at the 5% level.
     assert_eq!(verdict("Classes that look alike"), "does_not_hold");
+    // Every claim carries its test, effect with interval, effect size where paired, and p, in the
+    // JSON and on the page.
+    let claims_html = &html[html.find("id=\"claims\"").expect("claims section")..];
     for c in claims {
         let comparisons = c["comparisons"].as_array().unwrap();
         assert!(!comparisons.is_empty(), "{c}");
@@ -44,6 +47,19 @@ fn main_command_reports_the_papers_claims_where_they_hold() {
                 (0.0..=1.0).contains(&p) && x["effect"]["mean"].is_number(),
                 "{x}"
             );
+            let e = &x["effect"];
+            let (lo, hi) = (
+                e["ci_low"].as_f64().unwrap(),
+                e["ci_high"].as_f64().unwrap(),
+            );
+            assert!(lo <= hi, "{x}");
+            assert!(!x["test"].as_str().unwrap().is_empty(), "{x}");
+            assert!(x["n"].as_u64().unwrap() >= 10, "{x}");
+            if x["unit"] == "images" {
+                assert!(x["rank_biserial"].is_number(), "{x}");
+            }
+            let test = x["test"].as_str().unwrap();
+            assert!(claims_html.contains(test), "the page omits the test {test}");
         }
         assert_eq!(
             c["target"].as_str().unwrap() != "none",
@@ -66,6 +82,23 @@ fn main_command_reports_the_papers_claims_where_they_hold() {
             / records.len() as f64
     };
     assert_eq!(records.len(), 100);
+    // Every sample image in detail: picture, path diagram and heat maps, the maps also as .npy
+    // with the steps they were integrated over recorded.
+    for r in &records {
+        let i = r["index"].as_u64().unwrap();
+        for want in [
+            format!("id=\"img-{i}\""),
+            format!("image {i}: path diagram"),
+            format!("image {i}: patch heat maps"),
+        ] {
+            assert!(html.contains(&want), "`{want}` missing from the report");
+        }
+    }
+    let maps = &report["maps"];
+    assert_eq!(maps["steps"], 32, "--map-steps default");
+    assert_eq!(maps["images"].as_array().unwrap().len(), 100);
+    assert_eq!(maps["shape"][0], 100);
+    assert!(html.contains("32 integration steps"));
     assert!(mean("path") > mean("influence") && mean("path") > mean("activation"));
     assert!(mean("path") > 0.0);
 }
@@ -115,6 +148,43 @@ fn one_image_gives_not_enough_data_and_p_values_are_reproducible() {
     for c in &claims {
         assert_eq!(c["verdict"], "not_enough_data", "{c}");
     }
+    // The page says so for every claim, and gives no verdict.
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(!page.contains(">holds</span>") && !page.contains(">does not hold</span>"));
+    assert_eq!(
+        page.matches(">not enough data</span>").count(),
+        claims.len(),
+        "one badge per claim"
+    );
+    // The maps' steps are a flag, recorded in the outputs and checked.
+    let four = d.join("four.html");
+    run_bin(&[
+        "report",
+        "--results",
+        one.to_str().unwrap(),
+        "--map-steps",
+        "4",
+        "--out",
+        four.to_str().unwrap(),
+    ]);
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("four.json")).unwrap()).unwrap();
+    assert_eq!(v["maps"]["steps"], 4);
+    assert!(std::fs::read_to_string(&four)
+        .unwrap()
+        .contains("4 integration steps"));
+    let o = Command::new(env!("CARGO_BIN_EXE_neuronpath"))
+        .args([
+            "report",
+            "--results",
+            one.to_str().unwrap(),
+            "--map-steps",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--map-steps: 0 steps"));
     // Ten images, one per class: tested, and the same run reported twice gives the same p-values.
     let mut ps = Vec::new();
     for name in ["a.html", "b.html"] {

@@ -374,7 +374,17 @@ fn atlas_counts_and_similarity() {
     assert_eq!(c0.images, 2);
     assert_eq!(c0.counts[0], BTreeMap::from([(1, 2)]));
     assert_eq!(c0.counts[1], BTreeMap::from([(2, 1), (5, 1)]));
-    assert_eq!(c0.values(1), vec![2, 5]);
+    assert_eq!(
+        c0.ranked(1),
+        vec![(2, 1), (5, 1)],
+        "a tie: the smaller index first"
+    );
+    let csv = atlas::layers_csv(&a);
+    let mut lines = csv.lines();
+    assert_eq!(lines.next().unwrap(), "class,class_name,layer,images,distinct_neurons,top_neuron,top_count,top_share,second_neuron,second_count,second_share,top3_share,effective_neurons");
+    // Class 0: layer 0 all through neuron 1; layer 1 split between 2 and 5 (two effective).
+    assert_eq!(lines.next().unwrap(), "0,c0,0,2,1,1,2,1,,,,1,1");
+    assert_eq!(lines.next().unwrap(), "0,c0,1,2,2,2,1,0.5,5,1,0.5,1,2");
     assert_eq!(c0.modal_path, vec![(1, 2), (2, 1), (3, 2)]);
     assert!(
         (a.sim(0, 1).unwrap() - 1.0).abs() < 1e-12,
@@ -398,12 +408,47 @@ fn statistics() {
         (4, 1.0, 4.0, 2.5, 1.75, 3.25)
     );
     assert!(s.ci_low >= 1.0 && s.ci_high <= 4.0 && s.ci_low < s.ci_high);
-    assert_eq!(stats::cosine(&[1.0, 0.0], &[0.0, 2.0]), Some(0.0));
-    assert_eq!(stats::cosine(&[0.0, 0.0], &[1.0, 2.0]), None);
-    assert!(
-        (stats::spearman(&[1.0, 2.0, 3.0, 4.0], &[10.0, 20.0, 25.0, 40.0]).unwrap() - 1.0).abs()
-            < 1e-12
-    );
+}
+
+/// A CSV file as its header and rows of fields (RFC 4180 quotes; no line breaks in fields).
+fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let split = |line: &str| {
+        let (mut fields, mut cur, mut quoted) = (Vec::new(), String::new(), false);
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match (c, quoted) {
+                ('"', true) if chars.peek() == Some(&'"') => {
+                    cur.push('"');
+                    chars.next();
+                }
+                ('"', _) => quoted = !quoted,
+                (',', false) => fields.push(std::mem::take(&mut cur)),
+                _ => cur.push(c),
+            }
+        }
+        fields.push(cur);
+        fields
+    };
+    let mut lines = text.lines();
+    let head = split(lines.next().unwrap());
+    let rows: Vec<Vec<String>> = lines.map(split).collect();
+    for r in &rows {
+        assert_eq!(r.len(), head.len(), "{}: {r:?}", path.display());
+    }
+    (head, rows)
+}
+
+/// Every `X` column that holds a class index is followed by `X_name` holding its name.
+fn named(head: &[String], row: &[String], names: &[String]) {
+    for (i, h) in head.iter().enumerate() {
+        if let Some(j) = head.iter().position(|x| *x == format!("{h}_name")) {
+            match row[i].parse::<usize>() {
+                Ok(c) => assert_eq!(row[j], names[c], "{h} in {row:?}"),
+                Err(_) => assert!(row[i] == "all" || row[i].is_empty(), "{h} in {row:?}"),
+            }
+        }
+    }
 }
 
 fn html_attrs_pointing_outside(html: &str) -> Vec<String> {
@@ -617,24 +662,58 @@ fn ablate_atlas_prune_commands() {
             )
         })
         .collect();
-    let csv = std::fs::read_to_string(ab.join("manipulation_images.csv")).unwrap();
-    let mut rows = csv.lines();
-    let head: Vec<&str> = rows.next().unwrap().split(',').collect();
+    let names = Results::open(Path::new(r)).unwrap().class_names;
+    let (head, rows) = read_csv(&ab.join("manipulation_images.csv"));
     assert_eq!(&head[..4], ["index", "source", "class", "class_name"]);
-    let mut n = 0;
-    for row in rows {
-        let f: Vec<&str> = row.split(',').collect();
-        assert_eq!(f.len(), head.len(), "{row}");
-        assert_eq!(f[1], sources[&f[0].parse::<u64>().unwrap()], "{row}");
-        assert!(!f[3].is_empty(), "{row}: no class name");
-        n += 1;
+    for f in &rows {
+        assert_eq!(f[1], sources[&f[0].parse::<u64>().unwrap()], "{f:?}");
+        named(&head, f, &names);
     }
-    assert_eq!(n, sources.len() * man.methods.len() * 3);
+    assert_eq!(rows.len(), sources.len() * man.methods.len() * 3);
+    let (head, rows) = read_csv(&ab.join("manipulation_summary.csv"));
+    assert_eq!(&head[..4], ["method", "factor", "class", "class_name"]);
+    rows.iter().for_each(|f| named(&head, f, &names));
     let at = dir.join("atlas");
     run_bin(&["atlas", "--results", r, "--out", at.to_str().unwrap()]);
     let a: atlas::Atlas =
         serde_json::from_str(&std::fs::read_to_string(at.join("atlas.json")).unwrap()).unwrap();
     assert_eq!(a.classes.iter().map(|e| e.images).sum::<usize>(), IMAGES);
+    // layers.csv summarises neuron indices by rank, never by their (meaningless) order.
+    let (head, rows) = read_csv(&at.join("layers.csv"));
+    for banned in ["min", "q1", "median", "q3", "max", "mean"] {
+        assert!(!head.iter().any(|h| h == banned), "{head:?}");
+    }
+    assert_eq!(rows.len(), a.classes.len() * a.layers);
+    let col = |f: &[String], c: &str| f[head.iter().position(|h| h == c).unwrap()].clone();
+    for f in &rows {
+        named(&head, f, &names);
+        let e = a
+            .classes
+            .iter()
+            .find(|e| e.class.to_string() == f[0])
+            .unwrap();
+        let l: usize = col(f, "layer").parse().unwrap();
+        let counts = &e.counts[l];
+        let n = e.images as f64;
+        let (top, top_count) = e.modal_path[l];
+        assert_eq!(col(f, "top_neuron"), top.to_string());
+        assert_eq!(col(f, "top_count"), top_count.to_string());
+        assert_eq!(col(f, "distinct_neurons"), counts.len().to_string());
+        let share = |c: &str| col(f, c).parse::<f64>().unwrap();
+        assert!((share("top_share") - f64::from(top_count) / n).abs() < 1e-12);
+        let simpson: f64 = counts.values().map(|&c| (f64::from(c) / n).powi(2)).sum();
+        assert!((share("effective_neurons") - 1.0 / simpson).abs() < 1e-9);
+        assert!(share("top3_share") >= share("top_share") && share("top3_share") <= 1.0);
+        if counts.len() < 2 {
+            assert_eq!(col(f, "second_neuron"), "");
+        } else {
+            assert!(col(f, "second_count").parse::<u32>().unwrap() <= top_count);
+        }
+    }
+    let (head, rows) = read_csv(&at.join("similarity.csv"));
+    assert_eq!(&head[..2], ["class", "class_name"]);
+    assert_eq!(rows.len(), a.classes.len());
+    rows.iter().for_each(|f| named(&head, f, &names));
     let pr = dir.join("prune");
     let saved = pr.join("pruned.safetensors");
     run_bin(&[
@@ -683,6 +762,45 @@ fn ablate_atlas_prune_commands() {
     ]);
     let v: serde_json::Value = serde_json::from_slice(&pred.stdout).unwrap();
     assert_eq!(v["images"].as_array().unwrap().len(), IMAGES);
+    // prune.csv names classes; prune_images.csv lists every evaluated image with its source at
+    // every grid point, and its values average to prune.json's per-point means.
+    let (head, rows) = read_csv(&pr.join("prune.csv"));
+    assert_eq!(&head[3..5], ["class", "class_name"]);
+    rows.iter().for_each(|f| named(&head, f, &names));
+    let (head, rows) = read_csv(&pr.join("prune_images.csv"));
+    assert_eq!(&head[..4], ["index", "source", "class", "class_name"]);
+    let evaluated: usize = p.classes.iter().map(|c| c.eval.len()).sum();
+    assert!(evaluated > 0);
+    assert_eq!(rows.len(), evaluated * p.overall.len());
+    let cell = |f: &[String], c: &str| f[head.iter().position(|h| h == c).unwrap()].clone();
+    for f in &rows {
+        named(&head, f, &names);
+        assert_eq!(f[1], sources[&f[0].parse::<u64>().unwrap()], "{f:?}");
+    }
+    for q in &p.overall {
+        let at_q: Vec<&Vec<String>> = rows
+            .iter()
+            .filter(|f| {
+                cell(f, "k") == q.k.to_string()
+                    && cell(f, "p").parse::<f64>().unwrap() == q.p
+                    && cell(f, "d") == q.d.to_string()
+            })
+            .collect();
+        assert_eq!(at_q.len(), evaluated);
+        let mean = |c: &str| {
+            at_q.iter()
+                .map(|f| cell(f, c).parse::<f64>().unwrap())
+                .sum::<f64>()
+                / evaluated as f64
+        };
+        for (c, want) in [
+            ("prob_pruned", q.prob_pruned),
+            ("prob_unpruned", q.prob_unpruned),
+            ("control_prob", q.control.unwrap().0),
+        ] {
+            assert!((mean(c) - want).abs() < 1e-12, "{c}: {} vs {want}", mean(c));
+        }
+    }
     // Another model than the run's is refused.
     let other = fixture("golden/tiny_vit_posemb3x3.npz");
     let out = Command::new(BIN)

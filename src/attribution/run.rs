@@ -8,6 +8,7 @@ use crate::attribution::discover::{discover_batch, ImageResult, Method, Request,
 use crate::attribution::AttributionError;
 use crate::attribution::{AttributionSettings, SearchEngine};
 use crate::error_line::one_line;
+use crate::format::{num, pct};
 use crate::io::inputs::InputError;
 use crate::io::inputs::{Item, Preprocess};
 use crate::io::reference::ReferenceError;
@@ -659,7 +660,7 @@ impl Summary {
     fn jas_line(&self) -> Option<String> {
         self.jas
             .get(&Method::Path)
-            .map(|(s, _, n)| format!("mean JAS(path) {:.4}", s / *n as f64))
+            .map(|(s, _, n)| format!("mean JAS(path) {}", num(s / *n as f64)))
     }
     /// The closing table, on stdout: accuracy, then per method the mean JAS and how F changes
     /// when the path is removed.
@@ -667,18 +668,19 @@ impl Summary {
         let secs = self.seconds;
         let time = if secs.is_finite() {
             format!(
-                " in {secs:.1}s ({:.2} s/image)",
-                secs / self.images.max(1) as f64
+                " in {} s ({} s/image)",
+                num(secs),
+                num(secs / self.images.max(1) as f64)
             )
         } else {
             String::new()
         };
         println!();
         println!(
-            "{} images{time}, {} errors, clean top-1 accuracy {:.1}%",
+            "{} images{time}, {} errors, clean top-1 accuracy {}",
             self.images,
             self.errors,
-            100.0 * self.correct as f64 / self.images.max(1) as f64
+            pct(self.correct as f64 / self.images.max(1) as f64)
         );
         println!(
             "{:<12} {:>12} {:>22}",
@@ -691,10 +693,10 @@ impl Summary {
         );
         for (m, (s, r, n)) in &self.jas {
             println!(
-                "{:<12} {:>12.5} {:>22.4}",
+                "{:<12} {:>12} {:>22}",
                 m.name(),
-                s / *n as f64,
-                r / *n as f64
+                num(s / *n as f64),
+                num(r / *n as f64)
             );
         }
         println!("results: {}", out.display());

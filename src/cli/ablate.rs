@@ -4,6 +4,7 @@ use crate::experiments::full_report::progress;
 use crate::experiments::manipulation::{self, run_manipulation, ManipulationSettings};
 use crate::experiments::render::figures;
 use crate::experiments::render::svg::standalone;
+use crate::format::{num, pct, with_ci};
 use crate::io::results::Results;
 use crate::output::{mark_json, write_atomic};
 use crate::setup::reopen;
@@ -59,7 +60,10 @@ pub fn run(plan: &AblatePlan) -> Result<()> {
         "manipulation_images.csv",
         manipulation::images_csv(&man, &run.class_names),
     )?;
-    write("manipulation_summary.csv", manipulation::summary_csv(&man))?;
+    write(
+        "manipulation_summary.csv",
+        manipulation::summary_csv(&man, &run.class_names),
+    )?;
     let rows: Vec<_> = man
         .overall
         .iter()
@@ -68,19 +72,16 @@ pub fn run(plan: &AblatePlan) -> Result<()> {
     write("deviation.svg", standalone(&figures::deviation(&rows)))?;
     write("accuracy.svg", standalone(&figures::accuracy(&man)))?;
     println!(
-        "{:<12} {:>8} {:>28} {:>22}",
+        "{:<12} {:>8} {:>28} {:>24}",
         "method", "factor", "F edit / F clean [95% CI]", "top-1 acc clean -> edit"
     );
     for d in &man.overall {
         println!(
-            "{:<12} {:>8} {:>10.4} [{:.4}, {:.4}] {:>11.1}% -> {:.1}%",
+            "{:<12} {:>8} {:>28} {:>24}",
             d.method,
-            d.factor,
-            d.ratio.mean,
-            d.ratio.ci_low,
-            d.ratio.ci_high,
-            100.0 * d.acc_clean,
-            100.0 * d.acc_edit
+            num(d.factor),
+            with_ci(d.ratio.mean, d.ratio.ci_low, d.ratio.ci_high),
+            format!("{} -> {}", pct(d.acc_clean), pct(d.acc_edit))
         );
     }
     println!("outputs: {}", plan.out.display());
@@ -110,5 +111,8 @@ fn check_against_records(run: &Results, man: &manipulation::Manipulation, all_k:
             }
         }
     }
-    eprintln!("agreement with discover's recorded removed/enhanced probabilities: max |difference| {worst:.2e}");
+    eprintln!(
+        "agreement with discover's recorded removed/enhanced probabilities: max |difference| {}",
+        num(worst)
+    );
 }

@@ -4,6 +4,7 @@ use super::plans::AtlasPlan;
 use crate::experiments::atlas::{self, Neighbour};
 use crate::experiments::render::svg::standalone;
 use crate::experiments::render::{detail, figures};
+use crate::format::num;
 use crate::io::results::Results;
 use crate::output::{mark_json, write_atomic, Outputs};
 use anyhow::Result;
@@ -40,7 +41,7 @@ pub fn run(plan: &AtlasPlan) -> Result<()> {
     )?;
     let name = |n: Option<Neighbour>| {
         n.map_or("-".to_string(), |n| {
-            format!("{} ({:.3})", run.class_names[n.class], n.similarity)
+            format!("{} ({})", run.class_names[n.class], num(n.similarity))
         })
     };
     println!(

@@ -74,12 +74,11 @@ pub fn run(plan: &DiscoverPlan) -> Result<()> {
         eprintln!("(no report for a shard: merge the shards, then run `neuronpath report`)");
         return Ok(());
     }
-    let claims = build_report(
-        &plan.job.out,
-        &plan.job.model,
-        &ReportOptions::default(),
-        path,
-    )?;
+    let options = ReportOptions {
+        map_steps: plan.map_steps,
+        ..ReportOptions::default()
+    };
+    let claims = build_report(&plan.job.out, &plan.job.model, &options, path)?;
     println!(
         "report: {} ({} claims checked)",
         path.display(),

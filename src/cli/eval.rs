@@ -1,6 +1,7 @@
 //! `neuronpath eval`: accuracy of a model on the Fashion-MNIST test split, the model loaded the
 //! way every command loads it.
 use super::plans::EvalPlan;
+use crate::format::pct;
 use crate::io::fashion_mnist::{self, FashionMnist, Split, CLASS_NAMES, MEAN, STD};
 use crate::model::{load_model, LoadOptions};
 use crate::training;
@@ -35,16 +36,16 @@ pub fn run(plan: &EvalPlan) -> anyhow::Result<()> {
     let test = FashionMnist::load(&plan.data, Split::Test)?;
     let ev = training::evaluate(&loaded.model, &test, plan.batch)?;
     println!(
-        "{}: test accuracy {:.2}% ({} / {})",
+        "{}: test accuracy {} ({} / {})",
         plan.model.display(),
-        100.0 * ev.accuracy(),
+        pct(ev.accuracy()),
         ev.correct.iter().sum::<usize>(),
         test.len()
     );
     for (i, name) in CLASS_NAMES.iter().enumerate() {
         println!(
-            "  {i} {name:<12} {:>6.2}% ({} / {})",
-            100.0 * ev.class_accuracy(i),
+            "  {i} {name:<12} {:>6} ({} / {})",
+            pct(ev.class_accuracy(i)),
             ev.correct[i],
             ev.total[i]
         );

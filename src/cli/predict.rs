@@ -1,5 +1,6 @@
 //! `neuronpath predict`: top-5 classes of images, or the embedding of a headless backbone.
 use super::plans::PredictPlan;
+use crate::format::{num, pct};
 use crate::io::inputs::load_batch;
 use serde_json::json;
 
@@ -33,11 +34,12 @@ pub fn run(plan: &PredictPlan) -> anyhow::Result<()> {
                     out.push(json!({"source": it.source, "label": it.label, "embedding": e}));
                 } else {
                     let norm = e.iter().map(|v| v * v).sum::<f64>().sqrt();
-                    let head: Vec<String> = e.iter().take(6).map(|v| format!("{v:.4}")).collect();
+                    let head: Vec<String> = e.iter().take(6).map(|v| num(*v)).collect();
                     println!(
-                        "{}  embedding of {} (norm {norm:.4}): [{}{}]",
+                        "{}  embedding of {} (norm {}): [{}{}]",
                         it.source,
                         e.len(),
+                        num(norm),
                         head.join(", "),
                         if e.len() > 6 { ", ..." } else { "" }
                     );
@@ -64,7 +66,7 @@ pub fn run(plan: &PredictPlan) -> anyhow::Result<()> {
                     .unwrap_or_default();
                 println!("{}{label}", it.source);
                 for &c in &top {
-                    println!("  {:>8.4}  {}", p[c], name(c));
+                    println!("  {:>8}  {}", num(p[c]), name(c));
                 }
             }
         }
@@ -78,8 +80,8 @@ pub fn run(plan: &PredictPlan) -> anyhow::Result<()> {
         );
     } else if labelled > 0 {
         println!(
-            "top-1 accuracy {correct}/{labelled} = {:.1}%",
-            100.0 * correct as f64 / labelled as f64
+            "top-1 accuracy {correct}/{labelled} = {}",
+            pct(correct as f64 / labelled as f64)
         );
     }
     Ok(())

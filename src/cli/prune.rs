@@ -7,6 +7,7 @@ use crate::experiments::pruning::{
 };
 use crate::experiments::render::figures;
 use crate::experiments::render::svg::standalone;
+use crate::format::{num, pct};
 use crate::io::inputs::gather_named;
 use crate::io::results::Results;
 use crate::output::{mark_json, write_atomic, Kind};
@@ -20,7 +21,12 @@ pub fn run(plan: &PrunePlan) -> Result<()> {
     guard.check_set(
         &plan.out,
         "prune.json",
-        &["prune.csv", "prune_ratio.svg", "prune_accuracy.svg"],
+        &[
+            "prune.csv",
+            "prune_images.csv",
+            "prune_ratio.svg",
+            "prune_accuracy.svg",
+        ],
     )?;
     if let Some(s) = &plan.save {
         guard.check(&s.path, Kind::Model)?;
@@ -60,7 +66,7 @@ pub fn run(plan: &PrunePlan) -> Result<()> {
         bar.set_position(n as u64)
     })?;
     bar.finish_and_clear();
-    write_outputs(&plan.out, &result)?;
+    write_outputs(&plan.out, &result, &run.class_names)?;
     print_table(&result);
     if let Some(save_plan) = &plan.save {
         save(save_plan, &run, &m, &plans, &settings)?;
@@ -79,12 +85,13 @@ fn class_plans(plan: &PrunePlan, run: &Results, m: &Reopened) -> Result<Vec<Clas
     Ok(eval_plans(run, &eval.items)?)
 }
 
-fn write_outputs(out: &std::path::Path, p: &Pruning) -> Result<()> {
+fn write_outputs(out: &std::path::Path, p: &Pruning, names: &[String]) -> Result<()> {
     let write = |name: &str, text: String| -> Result<()> {
         Ok(write_atomic(&out.join(name), text.as_bytes())?)
     };
     write("prune.json", mark_json("prune", &serde_json::to_value(p)?))?;
-    write("prune.csv", pruning::csv(p))?;
+    write("prune.csv", pruning::csv(p, names))?;
+    write("prune_images.csv", pruning::images_csv(p, names))?;
     let (ratio, acc) = figures::pruning(p);
     write("prune_ratio.svg", standalone(&ratio))?;
     write("prune_accuracy.svg", standalone(&acc))
@@ -92,23 +99,22 @@ fn write_outputs(out: &std::path::Path, p: &Pruning) -> Result<()> {
 
 fn print_table(p: &Pruning) {
     println!(
-        "{:>4} {:>6} {:>4} {:>7} {:>10} {:>10} {:>18} {:>16}",
+        "{:>4} {:>6} {:>4} {:>7} {:>10} {:>10} {:>16} {:>16}",
         "K", "p", "d", "images", "F unpruned", "F pruned", "top-1 acc", "control F / acc"
     );
     for q in &p.overall {
         let ctl = q
             .control
-            .map_or("-".into(), |c| format!("{:.4} / {:.1}%", c.0, 100.0 * c.1));
+            .map_or("-".into(), |c| format!("{} / {}", num(c.0), pct(c.1)));
         println!(
-            "{:>4} {:>5.0}% {:>4} {:>7} {:>10.4} {:>10.4} {:>7.1}% -> {:>5.1}% {:>16}",
+            "{:>4} {:>6} {:>4} {:>7} {:>10} {:>10} {:>16} {:>16}",
             q.k,
-            100.0 * q.p,
+            pct(q.p),
             q.d,
             q.images,
-            q.prob_unpruned,
-            q.prob_pruned,
-            100.0 * q.acc_unpruned,
-            100.0 * q.acc_pruned,
+            num(q.prob_unpruned),
+            num(q.prob_pruned),
+            format!("{} -> {}", pct(q.acc_unpruned), pct(q.acc_pruned)),
             ctl
         );
     }
@@ -150,10 +156,10 @@ fn save(
         flags.push(format!("--normalize {}", m.pre.norm));
     }
     println!(
-        "pruned model for class {} ({}), K={k} p={:.0}% d={d}: {}\nload it with: neuronpath predict --model {} {}",
+        "pruned model for class {} ({}), K={k} p={} d={d}: {}\nload it with: neuronpath predict --model {} {}",
         class,
         run.class_names[class],
-        100.0 * p,
+        pct(p),
         path.display(),
         path.display(),
         flags.join(" ")

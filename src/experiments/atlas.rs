@@ -3,6 +3,7 @@
 //! distribution of path neurons per class. Counts are kept sparse: a class touches at most
 //! (images x layers) of the layers x mlp_dim cells.
 use super::error::{invalid, Result};
+use crate::format::{csv_field, csv_num};
 use crate::io::results::{Method, Results};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -36,12 +37,12 @@ pub struct ClassEntry {
 }
 
 impl ClassEntry {
-    /// Path neurons of layer `l`, one entry per image (sorted), for distribution plots.
-    pub fn values(&self, l: usize) -> Vec<usize> {
-        self.counts[l]
-            .iter()
-            .flat_map(|(&n, &c)| std::iter::repeat_n(n, c as usize))
-            .collect()
+    /// Layer `l`'s path neurons by rank: (neuron, count), most frequent first, the smaller
+    /// index first on a tie. Neuron indices have no order, so ranks are what can be summarised.
+    pub fn ranked(&self, l: usize) -> Vec<(usize, u32)> {
+        let mut v: Vec<(usize, u32)> = self.counts[l].iter().map(|(&n, &c)| (n, c)).collect();
+        v.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
+        v
     }
 
     /// Flattened F as sorted (layer * mlp_dim + neuron, count).
@@ -221,43 +222,53 @@ fn sparse_dot(a: &[(usize, f64)], b: &[(usize, f64)]) -> f64 {
     s
 }
 
-/// The similarity matrix with class names, as CSV.
+/// The similarity matrix as CSV: a row per class (index and name), a column per class name.
 pub fn similarity_csv(a: &Atlas) -> String {
-    let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-    let mut out = String::from("class");
+    let mut out = String::from("class,class_name");
     for e in &a.classes {
-        out += &format!(",{}", q(&e.name));
+        out += &format!(",{}", csv_field(&e.name));
     }
     out.push('\n');
     for (e, row) in a.classes.iter().zip(&a.similarity) {
-        out += &q(&e.name);
-        for v in row {
-            out += &format!(",{v:.6}");
+        out += &format!("{},{}", e.class, csv_field(&e.name));
+        for &v in row {
+            out += &format!(",{}", csv_num(v));
         }
         out.push('\n');
     }
     out
 }
 
-/// Per class and layer: the five-number summary of the path neuron indices, as CSV.
+/// Per class and layer, how concentrated the class's path neurons are, by rank (indices have no
+/// order, so no mean or quantile of them): the most and second most frequent neuron with their
+/// counts and shares of the class's images, the share of the three most frequent, the number of
+/// distinct neurons, and the effective number of neurons 1 / sum(share^2) (1: every path passes
+/// through one neuron; the image count: no two paths share one). As CSV.
 pub fn layers_csv(a: &Atlas) -> String {
-    let mut out =
-        String::from("class,layer,images,min,q1,median,q3,max,modal_neuron,modal_count\n");
+    let mut out = String::from(
+        "class,class_name,layer,images,distinct_neurons,top_neuron,top_count,top_share,second_neuron,second_count,second_share,top3_share,effective_neurons\n",
+    );
     for e in &a.classes {
+        let n = e.images.max(1) as f64;
         for l in 0..a.layers {
-            let v: Vec<f64> = e.values(l).into_iter().map(|x| x as f64).collect();
-            let q = |p| super::stats::quantile(&v, p);
+            let r = e.ranked(l);
+            let share = |c: u32| csv_num(f64::from(c) / n);
+            let at = |k: usize| match r.get(k) {
+                Some(&(neuron, c)) => format!("{neuron},{c},{}", share(c)),
+                None => ",,".into(),
+            };
+            let top3: u32 = r.iter().take(3).map(|x| x.1).sum();
+            let simpson: f64 = r.iter().map(|x| (f64::from(x.1) / n).powi(2)).sum();
             out += &format!(
-                "{},{l},{},{},{},{},{},{},{},{}\n",
+                "{},{},{l},{},{},{},{},{},{}\n",
                 e.class,
+                csv_field(&e.name),
                 e.images,
-                q(0.0),
-                q(0.25),
-                q(0.5),
-                q(0.75),
-                q(1.0),
-                e.modal_path[l].0,
-                e.modal_path[l].1
+                r.len(),
+                at(0),
+                at(1),
+                share(top3),
+                csv_num(1.0 / simpson)
             );
         }
     }

@@ -3,11 +3,11 @@
 //! [`MIN_IMAGES`] images, or a single class for a class-level claim, or the run lacks what the
 //! claim compares).
 use super::atlas::Atlas;
-use super::format::num;
 use super::manipulation::Manipulation;
 use super::pruning::Pruning;
 use super::significance::{two_sample, wilcoxon, PMethod};
 use super::stats::{mean, summarize, Spread};
+use crate::format::{interval, num, p_value};
 use crate::io::results::{ImageRecord, Method, Results, TargetKind};
 use crate::model::Objective;
 use serde::{Deserialize, Serialize};
@@ -82,23 +82,16 @@ impl Comparison {
         let rb = self
             .rank_biserial
             .map_or(String::new(), |r| format!(", rank-biserial r = {}", num(r)));
+        let [mean, low, high] = interval(self.effect.mean, self.effect.ci_low, self.effect.ci_high);
         format!(
-            "{}: {} [95% CI {}, {}] over {} {}{rb}, {} {}",
+            "{}: {mean} [95% CI {low}, {high}] over {} {}{rb}, {} {}",
             self.what,
-            num(self.effect.mean),
-            num(self.effect.ci_low),
-            num(self.effect.ci_high),
             self.n,
             self.unit,
             self.test,
-            p_words(self.p)
+            p_value(self.p)
         )
     }
-}
-
-/// A p-value in the report's number format ("p = 0.012", "p = 3.1e-5").
-pub fn p_words(p: f64) -> String {
-    format!("p = {}", num(p))
 }
 
 /// One claim with its verdict and the numbers behind it.

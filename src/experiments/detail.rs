@@ -13,8 +13,9 @@ use crate::model::{gradients, Rows, Vit};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Riemann steps of the report's patch heat maps (as `explain --map-steps` would use).
-pub const MAP_STEPS: usize = 32;
+/// Riemann steps of the patch heat maps unless `--map-steps` says otherwise (`explain` uses the
+/// same default, so its maps equal the report's).
+pub const DEFAULT_MAP_STEPS: usize = 32;
 /// Recurring neurons shown per class in the dataset view.
 pub const NEURONS_PER_CLASS: usize = 3;
 /// Top-activating images shown per neuron.
@@ -94,13 +95,15 @@ fn item<'a>(items: &'a BTreeMap<u64, Item>, r: &ImageRecord) -> Result<&'a Item>
     })
 }
 
-/// Explains the images `indices` of the run with its model.
+/// Explains the images `indices` of the run with its model, the heat maps integrated over
+/// `map_steps` Riemann steps.
 pub fn image_details(
     model: &Vit,
     run: &Results,
     items: &BTreeMap<u64, Item>,
     pre: &Preprocess,
     indices: &[u64],
+    map_steps: usize,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<ImageDetail>> {
     let s = run_settings(run, model);
@@ -133,7 +136,7 @@ pub fn image_details(
                 clean_prob: probs[0][target],
                 rows: s.rows,
             };
-            let spatial = spatial_attribution(model, &input, MAP_STEPS, s.chunk_rows)?;
+            let spatial = spatial_attribution(model, &input, map_steps, s.chunk_rows)?;
             out.push(ImageDetail {
                 index: *i,
                 spatial,

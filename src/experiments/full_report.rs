@@ -30,6 +30,8 @@ pub struct ReportOptions {
     pub look_alike: Vec<Vec<usize>>,
     /// At most this many per-image sections.
     pub max_images: usize,
+    /// Riemann steps of the per-image patch heat maps.
+    pub map_steps: usize,
     /// How the manipulation runs (its seed is the run's).
     pub manipulation: manipulation::ManipulationSettings,
     /// How the pruning runs (its grid is clamped to the run's K and the model's layers).
@@ -47,6 +49,7 @@ impl Default for ReportOptions {
             compute_pruning: true,
             look_alike: Vec::new(),
             max_images: Report::DEFAULT_MAX_IMAGES,
+            map_steps: detail::DEFAULT_MAP_STEPS,
             manipulation: manipulation::ManipulationSettings::default(),
             pruning: pruning::PruningSettings::default(),
             holdout: 0.5,
@@ -147,10 +150,15 @@ pub fn build_report(
     let sample = detail::sample(&run, o.max_images);
     if let Some(m) = &matched {
         let bar = progress(sample.len(), "images (heat maps)");
-        let details =
-            detail::image_details(&m.loaded.model, &run, &m.items, &m.pre, &sample, &mut |n| {
-                bar.set_position(n as u64)
-            })?;
+        let details = detail::image_details(
+            &m.loaded.model,
+            &run,
+            &m.items,
+            &m.pre,
+            &sample,
+            o.map_steps,
+            &mut |n| bar.set_position(n as u64),
+        )?;
         bar.finish_and_clear();
         report.details = details.into_iter().map(|d| (d.index, d)).collect();
         if let Ok(a) = atlas_of(&run) {

@@ -5,6 +5,7 @@ use super::error::{ExperimentError, Result};
 use super::stats::{de_f64, spread, Spread};
 use crate::attribution::baselines::random_set;
 use crate::attribution::{top_k, NeuronSets};
+use crate::format::{csv_field, csv_num};
 use crate::io::inputs::{load_batch, Item, Preprocess};
 use crate::io::results::{ImageRecord, Method, Results};
 use crate::model::Vit;
@@ -310,17 +311,18 @@ fn confusion(images: &[ImageOutcome], clean: &[Vec<f64>], top: usize) -> Vec<Con
         .collect()
 }
 
-/// Per image and method: F clean and after each factor, top-1 before and after.
+/// Per image and method: F clean and after each factor, top-1 before and after, each class
+/// with its name.
 pub fn images_csv(m: &Manipulation, class_names: &[String]) -> String {
     let name = |c: usize| csv_field(class_names.get(c).map_or("", String::as_str));
     let mut out = String::from(
-        "index,source,class,class_name,target,target_name,method,factor,prob_clean,prob_edit,ratio,top1_clean,top1_edit\n",
+        "index,source,class,class_name,target,target_name,method,factor,prob_clean,prob_edit,ratio,top1_clean,top1_clean_name,top1_edit,top1_edit_name\n",
     );
     for o in &m.images {
         for (method, outs) in &o.methods {
             for e in outs {
                 out += &format!(
-                    "{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
                     o.index,
                     csv_field(&o.source),
                     o.class,
@@ -328,12 +330,14 @@ pub fn images_csv(m: &Manipulation, class_names: &[String]) -> String {
                     o.target,
                     name(o.target),
                     method,
-                    e.factor,
-                    o.clean_prob,
-                    e.prob,
-                    e.prob / o.clean_prob,
+                    csv_num(e.factor),
+                    csv_num(o.clean_prob),
+                    csv_num(e.prob),
+                    csv_num(e.prob / o.clean_prob),
                     o.clean_top1,
-                    e.top1
+                    name(o.clean_top1),
+                    e.top1,
+                    name(e.top1)
                 );
             }
         }
@@ -341,37 +345,32 @@ pub fn images_csv(m: &Manipulation, class_names: &[String]) -> String {
     out
 }
 
-/// A CSV field, quoted when it holds a separator, quote or line break (RFC 4180).
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
-/// One row per (method, factor, class or "all").
-pub fn summary_csv(m: &Manipulation) -> String {
+/// One row per (method, factor, class or "all"), the class with its name.
+pub fn summary_csv(m: &Manipulation, class_names: &[String]) -> String {
     let mut out = String::from(
-        "method,factor,class,n,ratio_mean,ratio_ci_low,ratio_ci_high,ratio_q1,ratio_median,ratio_q3,acc_clean,acc_edit,acc_deviation\n",
+        "method,factor,class,class_name,n,ratio_mean,ratio_ci_low,ratio_ci_high,ratio_q1,ratio_median,ratio_q3,acc_clean,acc_edit,acc_deviation\n",
     );
     for d in m.overall.iter().chain(&m.per_class) {
         let r = &d.ratio;
+        let (class, name) = match d.class {
+            Some(c) => (c.to_string(), class_names.get(c).map_or("", String::as_str)),
+            None => ("all".into(), "all"),
+        };
         out += &format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{class},{},{},{},{},{},{},{},{},{},{},{}\n",
             d.method,
-            d.factor,
-            d.class.map_or("all".into(), |c| c.to_string()),
+            csv_num(d.factor),
+            csv_field(name),
             r.n,
-            r.mean,
-            r.ci_low,
-            r.ci_high,
-            r.q1,
-            r.median,
-            r.q3,
-            d.acc_clean,
-            d.acc_edit,
-            d.acc_deviation
+            csv_num(r.mean),
+            csv_num(r.ci_low),
+            csv_num(r.ci_high),
+            csv_num(r.q1),
+            csv_num(r.median),
+            csv_num(r.q3),
+            csv_num(d.acc_clean),
+            csv_num(d.acc_edit),
+            csv_num(d.acc_deviation)
         );
     }
     out

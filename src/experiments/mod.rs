@@ -7,7 +7,7 @@
 //! - [`pruning`]: class-wise pruning guided by top-K paths, pruned checkpoints ([`checkpoint`]).
 //! - [`explain`](mod@explain): one input image's path explained, drawn and serialised.
 //! - [`claims`]: the paper's claims checked on a run, with [`significance`] tests and [`stats`].
-//! - [`format`](mod@format): how numbers read.
+//! - [`format`](mod@format): how numbers read (the crate's [`crate::format`], re-exported).
 //!
 //! Rendering ([`render`]): SVG figures and the self-contained HTML report, built from sections;
 //! [`full_report`] runs what a report needs and renders it.
@@ -17,7 +17,7 @@ pub mod claims;
 pub mod detail;
 pub mod error;
 pub mod explain;
-pub mod format;
+pub use crate::format;
 pub mod full_report;
 pub mod manipulation;
 pub mod pruning;

@@ -5,6 +5,7 @@
 use super::error::{invalid, ExperimentError, Result};
 use super::stats::{de_f64, spread, Spread};
 use crate::attribution::{top_k, NeuronSets};
+use crate::format::{csv_field, csv_num};
 use crate::io::inputs::{load_batch, Item, Preprocess};
 use crate::io::results::{ImageRecord, Method, Results};
 use crate::model::{Edit, Edits, LayerEdit, Rows, Vit};
@@ -333,6 +334,28 @@ pub struct ClassSets {
     pub kept: BTreeMap<usize, NeuronSets>,
 }
 
+/// F of the attributed class and the top-1 prediction of one image under one model.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Outcome {
+    #[serde(deserialize_with = "de_f64")]
+    pub prob: f64,
+    pub top1: usize,
+}
+
+/// One evaluated image at every grid point.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PrunedImage {
+    /// The run's image index for held-out images; the position among the `--eval` inputs else.
+    pub index: u64,
+    pub source: String,
+    pub class: usize,
+    pub unpruned: Outcome,
+    /// Per grid point, in the order of [`Pruning::overall`].
+    pub pruned: Vec<Outcome>,
+    /// Per grid point, pruned around the random kept set (empty without the control).
+    pub control: Vec<Outcome>,
+}
+
 /// Everything `prune` computes.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Pruning {
@@ -344,6 +367,10 @@ pub struct Pruning {
     pub overall: Vec<Point>,
     /// One point per grid point and class.
     pub per_class: Vec<Point>,
+    /// Every evaluated image at every grid point: written to prune_images.csv only, not to
+    /// prune.json, which stays the size of the grid times the classes (empty when read back).
+    #[serde(default, skip_serializing)]
+    pub images: Vec<PrunedImage>,
 }
 
 /// Per image: (F, top-1) unpruned, pruned, control.
@@ -387,7 +414,7 @@ pub fn run_pruning(
         .collect();
     let mut all: Vec<Vec<Obs>> = vec![Vec::new(); points.len()];
     let mut zeroed_all = vec![0.0; points.len()];
-    let (mut classes, mut per_class) = (Vec::new(), Vec::new());
+    let (mut classes, mut per_class, mut images) = (Vec::new(), Vec::new(), Vec::new());
     for (ci, plan) in plans.iter().enumerate() {
         let build: Vec<&ImageRecord> = run
             .images
@@ -450,6 +477,41 @@ pub fn run_pruning(
                 }
             }
         }
+        for (j, it) in plan.eval.iter().enumerate() {
+            let at = |pi: usize, f: fn(&Obs) -> Outcome| f(&obs[pi][j]);
+            let Some(first) = obs.first().and_then(|o| o.get(j)) else {
+                break;
+            };
+            images.push(PrunedImage {
+                index: it.index,
+                source: it.source.clone(),
+                class: plan.class,
+                unpruned: Outcome {
+                    prob: first.f0,
+                    top1: first.t0,
+                },
+                pruned: (0..points.len())
+                    .map(|pi| {
+                        at(pi, |o| Outcome {
+                            prob: o.f,
+                            top1: o.t,
+                        })
+                    })
+                    .collect(),
+                control: if s.control {
+                    (0..points.len())
+                        .map(|pi| {
+                            at(pi, |o| Outcome {
+                                prob: o.fc,
+                                top1: o.tc,
+                            })
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+            });
+        }
         for (pi, &(k, p, d)) in points.iter().enumerate() {
             per_class.push(point(k, p, d, Some(plan.class), &obs[pi], zeroed[pi], s));
             all[pi].extend(obs[pi].iter().copied());
@@ -473,6 +535,7 @@ pub fn run_pruning(
         classes,
         overall,
         per_class,
+        images,
     })
 }
 
@@ -511,32 +574,71 @@ fn point(
     }
 }
 
-/// One row per grid point and class (or "all").
-pub fn csv(p: &Pruning) -> String {
+/// One row per grid point and class (or "all"), the class with its name.
+pub fn csv(p: &Pruning, class_names: &[String]) -> String {
     let mut out = String::from(
-        "k,p,d,class,images,zeroed,prob_unpruned,prob_pruned,ratio_mean,ratio_ci_low,ratio_ci_high,acc_unpruned,acc_pruned,agreement,control_prob,control_acc\n",
+        "k,p,d,class,class_name,images,zeroed,prob_unpruned,prob_pruned,ratio_mean,ratio_ci_low,ratio_ci_high,acc_unpruned,acc_pruned,agreement,control_prob,control_acc\n",
     );
     for q in p.overall.iter().chain(&p.per_class) {
         let (cp, ca) = q.control.unwrap_or((f64::NAN, f64::NAN));
+        let (class, name) = match q.class {
+            Some(c) => (c.to_string(), class_names.get(c).map_or("", String::as_str)),
+            None => ("all".into(), "all"),
+        };
         out += &format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{class},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             q.k,
-            q.p,
+            csv_num(q.p),
             q.d,
-            q.class.map_or("all".into(), |c| c.to_string()),
+            csv_field(name),
             q.images,
-            q.zeroed,
-            q.prob_unpruned,
-            q.prob_pruned,
-            q.ratio.mean,
-            q.ratio.ci_low,
-            q.ratio.ci_high,
-            q.acc_unpruned,
-            q.acc_pruned,
-            q.agreement,
-            cp,
-            ca
+            csv_num(q.zeroed),
+            csv_num(q.prob_unpruned),
+            csv_num(q.prob_pruned),
+            csv_num(q.ratio.mean),
+            csv_num(q.ratio.ci_low),
+            csv_num(q.ratio.ci_high),
+            csv_num(q.acc_unpruned),
+            csv_num(q.acc_pruned),
+            csv_num(q.agreement),
+            csv_num(cp),
+            csv_num(ca)
         );
+    }
+    out
+}
+
+/// One row per evaluated image and grid point: its source and class, F and top-1 unpruned,
+/// pruned and (with the control) pruned around the random kept set, classes with their names.
+pub fn images_csv(p: &Pruning, class_names: &[String]) -> String {
+    let name = |c: usize| csv_field(class_names.get(c).map_or("", String::as_str));
+    let mut out = String::from(
+        "index,source,class,class_name,k,p,d,prob_unpruned,prob_pruned,ratio,top1_unpruned,top1_unpruned_name,top1_pruned,top1_pruned_name,control_prob,control_top1,control_top1_name\n",
+    );
+    for im in &p.images {
+        for (pi, (q, o)) in p.overall.iter().zip(&im.pruned).enumerate() {
+            let control = match im.control.get(pi) {
+                Some(c) => format!("{},{},{}", csv_num(c.prob), c.top1, name(c.top1)),
+                None => ",,".into(),
+            };
+            out += &format!(
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{control}\n",
+                im.index,
+                csv_field(&im.source),
+                im.class,
+                name(im.class),
+                q.k,
+                csv_num(q.p),
+                q.d,
+                csv_num(im.unpruned.prob),
+                csv_num(o.prob),
+                csv_num(o.prob / im.unpruned.prob),
+                im.unpruned.top1,
+                name(im.unpruned.top1),
+                o.top1,
+                name(o.top1)
+            );
+        }
     }
     out
 }

@@ -1,4 +1,4 @@
-//! Small statistics: quartiles, seeded bootstrap intervals, cosine similarity, kernel densities.
+//! Small statistics: means, quartiles, seeded bootstrap intervals.
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
@@ -107,55 +107,6 @@ pub fn spread(values: &[f64], resamples: usize, seed: u64) -> Spread {
         ci_low,
         ci_high,
     }
-}
-
-/// Cosine similarity; `None` when either vector is zero.
-pub fn cosine(a: &[f64], b: &[f64]) -> Option<f64> {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let na = a.iter().map(|x| x * x).sum::<f64>().sqrt();
-    let nb = b.iter().map(|x| x * x).sum::<f64>().sqrt();
-    (na > 0.0 && nb > 0.0).then(|| dot / (na * nb))
-}
-
-/// Gaussian kernel density of `values` at `at`, bandwidth by Silverman's rule (with a floor of
-/// `min_bw`, so that a sample of identical values still draws a visible bump).
-pub fn kde(values: &[f64], at: &[f64], min_bw: f64) -> Vec<f64> {
-    let n = values.len();
-    if n == 0 {
-        return vec![0.0; at.len()];
-    }
-    let m = mean(values);
-    let sd = (values.iter().map(|v| (v - m).powi(2)).sum::<f64>()
-        / n.max(2).saturating_sub(1) as f64)
-        .sqrt();
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let iqr = quantile(&sorted, 0.75) - quantile(&sorted, 0.25);
-    let spread = if iqr > 0.0 { sd.min(iqr / 1.34) } else { sd };
-    let bw = (0.9 * spread * (n as f64).powf(-0.2)).max(min_bw);
-    let norm = 1.0 / (n as f64 * bw * (2.0 * std::f64::consts::PI).sqrt());
-    at.iter()
-        .map(|&x| {
-            values
-                .iter()
-                .map(|&v| (-0.5 * ((x - v) / bw).powi(2)).exp())
-                .sum::<f64>()
-                * norm
-        })
-        .collect()
-}
-
-/// Spearman rank correlation (average ranks for ties); `None` for fewer than 3 pairs or no spread.
-pub fn spearman(a: &[f64], b: &[f64]) -> Option<f64> {
-    if a.len() < 3 || a.len() != b.len() {
-        return None;
-    }
-    let (ra, rb) = (ranks_with_ties(a).0, ranks_with_ties(b).0);
-    let (ma, mb) = (mean(&ra), mean(&rb));
-    let cov: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - ma) * (y - mb)).sum();
-    let va: f64 = ra.iter().map(|x| (x - ma).powi(2)).sum();
-    let vb: f64 = rb.iter().map(|y| (y - mb).powi(2)).sum();
-    (va > 0.0 && vb > 0.0).then(|| cov / (va * vb).sqrt())
 }
 
 /// Average ranks (1-based) of `v`, and the sizes of the groups of ties.

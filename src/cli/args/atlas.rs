@@ -14,7 +14,8 @@ pub struct AtlasArgs {
     /// Output folder: atlas.json, similarity.csv, layers.csv, SVG figures.
     #[arg(long, short, default_value = "neuronpath-out/atlas")]
     pub out: PathBuf,
-    /// At most this many classes in the figures (the CSV and JSON files have all).
+    /// At most this many classes in the figures (the CSV and JSON files have all) [range: at
+    /// least 1].
     #[arg(long, default_value_t = 30)]
     pub max_classes: usize,
     /// Replace existing files at the outputs that are not earlier neuronpath outputs (never an

@@ -2,31 +2,35 @@
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
+    /// Model dimensions (random weights).
     #[arg(long, value_enum, default_value = "b16")]
     pub size: Size,
-    /// Images of the clean-forward row.
+    /// Images of the clean-forward row [range: at least 1].
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
-    /// Riemann steps m (rows of one attribution pass).
+    /// Riemann steps m (rows of one attribution pass) [range: 1 to 1024].
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
-    /// Minimum seconds per timed row.
+    /// Minimum seconds per timed row (0: each row once) [range: 0 or more].
     #[arg(long, default_value_t = 3.0)]
     pub min_secs: f64,
     /// Skip the (long) full path-search row.
     #[arg(long)]
     pub no_search: bool,
     /// Images searched together in the path-search row (each layer step is one pass of
-    /// images x m rows: what `discover --batch` does; a GPU needs this to fill up).
+    /// images x m rows: what `discover --batch` does; a GPU needs this to fill up) [range: at
+    /// least 1].
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub search_images: u64,
-    /// Python interpreter with torch for the comparison column [default: $NEURONPATH_PYTHON or python3].
+    /// Python interpreter with torch for the comparison column [values: a command or path]
+    /// [default: $NEURONPATH_PYTHON, else python3].
     #[arg(long)]
     pub python: Option<String>,
+    /// Machine-readable output: the table as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Peak memory of one clamped pass, in MiB (as `discover --memory-limit-mb`) [default: 2048
-    /// on the CPU, half the free GPU memory with --cuda].
+    /// Peak memory of one clamped pass, in MiB (as `discover --memory-limit-mb`) [range: at
+    /// least 1] [default: 2048 on the CPU, half the free GPU memory with --cuda].
     #[arg(long)]
     pub memory_limit_mb: Option<usize>,
     /// Run on the first CUDA GPU (needs a build with `--features cuda`); PyTorch then runs on

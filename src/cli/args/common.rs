@@ -8,7 +8,7 @@ use std::path::PathBuf;
 #[derive(clap::Args, Clone, Debug)]
 pub struct InputArgs {
     /// Images: files, ImageNet-style class folders, or .npy arrays (N,3,H,W) of preprocessed
-    /// inputs. None: the embedded Fashion-MNIST samples.
+    /// inputs [default: the embedded Fashion-MNIST samples].
     pub inputs: Vec<PathBuf>,
     /// Labels of .npy rows and loose image files, in order: a JSON array of class indices or
     /// class names (the model's, else the class folders'), e.g. [3, "Coat"] [default: none;
@@ -22,7 +22,9 @@ pub const DEFAULT_RESULTS: &str = "neuronpath-out/discover.jsonl";
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq, Eq)]
 pub enum GeluArg {
+    /// The exact GELU, x Phi(x)
     Erf,
+    /// The tanh approximation
     Tanh,
     /// CLIP's x sigmoid(1.702 x)
     Quick,
@@ -35,22 +37,28 @@ pub struct ModelArgs {
     /// [default: the embedded Fashion-MNIST ViT].
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Input normalisation [default: what the checkpoint records, else ImageNet mean/std].
+    /// Input normalisation [values: imagenet, half (mean = std = 0.5), clip] [default: what
+    /// the checkpoint records, else imagenet].
     #[arg(long)]
     pub normalize: Option<Normalization>,
     /// Element type (f64 is what the golden tests use).
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: Precision,
-    /// Run at this image size (the position-embedding grid is resized when it differs).
+    /// Run at this image size in pixels (the position-embedding grid is resized when it
+    /// differs) [range: a multiple of the patch size, at most 256 patches a side] [default: the
+    /// checkpoint's].
     #[arg(long)]
     pub image_size: Option<usize>,
-    /// Attention heads, for layouts that do not record them (timm, MAE); default hidden/64.
+    /// Attention heads, for layouts that do not record them (timm, MAE) [range: at least 1,
+    /// dividing the hidden size] [default: what the checkpoint records, else hidden / 64].
     #[arg(long)]
     pub heads: Option<usize>,
-    /// GELU flavour (default: what the checkpoint's layout implies, erf for all but HF tanh configs).
+    /// GELU flavour [default: what the checkpoint's layout implies: erf for all but Hugging Face
+    /// tanh configs].
     #[arg(long, value_enum)]
     pub gelu: Option<GeluArg>,
-    /// LayerNorm epsilon (default: from the checkpoint's config, else 1e-6).
+    /// LayerNorm epsilon [range: a positive finite number] [default: the checkpoint's config,
+    /// else 1e-6].
     #[arg(long)]
     pub ln_eps: Option<f64>,
     /// Run on the first CUDA GPU (needs a build with `--features cuda`).

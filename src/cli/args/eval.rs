@@ -10,7 +10,7 @@ pub struct EvalArgs {
     /// Folder with the Fashion-MNIST IDX .gz files.
     #[arg(long, default_value = fashion_mnist::DEFAULT_DIR)]
     pub data: PathBuf,
-    /// Images per forward pass.
+    /// Images per forward pass [range: at least 1].
     #[arg(long, default_value_t = 500)]
     pub batch: usize,
 }

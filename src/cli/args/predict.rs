@@ -11,7 +11,7 @@ pub struct PredictArgs {
     /// backbone without classifier).
     #[arg(long)]
     pub json: bool,
-    /// Images per forward pass.
+    /// Images per forward pass [range: at least 1].
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
 }

@@ -35,6 +35,8 @@ pub struct DiscoverPlan {
     pub job: DiscoveryJob,
     /// Where the report goes when done (`None`: no report).
     pub report: Option<PathBuf>,
+    /// Riemann steps of the report's patch heat maps.
+    pub map_steps: usize,
     /// `--force`: replace existing files of other kinds (never inputs).
     pub force: bool,
 }
@@ -43,6 +45,7 @@ impl DiscoverPlan {
     /// Checks `discover`'s flags and fills in what they leave open.
     pub fn resolve(a: DiscoverArgs) -> Result<Self> {
         steps("--steps", a.steps)?;
+        steps("--map-steps", a.map_steps)?;
         positive("--top-k", a.top_k)?;
         positive("--batch", a.batch)?;
         if let Some(n) = a.per_class {
@@ -118,6 +121,7 @@ impl DiscoverPlan {
                 },
             },
             report,
+            map_steps: a.map_steps,
             force: a.force,
         })
     }

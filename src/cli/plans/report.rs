@@ -1,5 +1,5 @@
 //! `report`'s flags resolved.
-use super::model_spec;
+use super::{model_spec, steps};
 use crate::cli::args::ReportArgs;
 use crate::experiments::full_report::ReportOptions;
 use crate::setup::ModelSpec;
@@ -36,6 +36,7 @@ impl ReportPlan {
                 compute_pruning: !a.no_prune,
                 look_alike,
                 max_images: a.max_images.unwrap_or(defaults.max_images),
+                map_steps: steps("--map-steps", a.map_steps)?,
                 ..defaults
             },
             force: a.force,

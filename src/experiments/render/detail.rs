@@ -7,7 +7,7 @@ use super::svg::{esc, viridis, Anchor, Svg};
 use super::thumbs;
 use crate::experiments::atlas::{Atlas, ClassEntry};
 use crate::experiments::detail::ImageDetail;
-use crate::experiments::format::num;
+use crate::format::num;
 use crate::io::results::{ImageRecord, Method, Results};
 use std::collections::BTreeMap;
 
@@ -223,9 +223,7 @@ pub fn class_ranks(a: &Atlas, e: &ClassEntry) -> String {
             Anchor::End,
             9.0,
         );
-        let mut v: Vec<(usize, u32)> = e.counts[l].iter().map(|(&n, &c)| (n, c)).collect();
-        v.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
-        for (k, &(n, c)) in v.iter().take(RANKS).enumerate() {
+        for (k, &(n, c)) in e.ranked(l).iter().take(RANKS).enumerate() {
             let share = f64::from(c) / e.images.max(1) as f64;
             let x = left + cw * k as f64;
             let tip = format!(

@@ -3,10 +3,10 @@
 use super::plots::{self, BarSeries, BoxGroup, Line};
 use super::svg::palette;
 use crate::experiments::atlas::Atlas;
-use crate::experiments::format::num;
 use crate::experiments::manipulation::Manipulation;
 use crate::experiments::pruning::{self, Pruning};
 use crate::experiments::stats::{summarize, Spread};
+use crate::format::num;
 use crate::io::results::{Method, Results};
 
 /// "removed (x0)", "enhanced (x2)", or "x0.5".

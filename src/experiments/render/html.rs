@@ -95,9 +95,9 @@ dl.defs dt{font-weight:bold;margin-top:6px} dl.defs dd{margin:0 0 0 18px}
 section{background:#fff;border:1px solid #e3e3e3;border-radius:6px;padding:6px 22px 16px;margin:18px 0}
 h2{font-size:20px;border-bottom:2px solid #243447;padding-bottom:4px} h3{font-size:16px;margin:18px 0 6px}
 table{border-collapse:collapse;margin:8px 0;font-size:13px} th,td{border:1px solid #ddd;padding:3px 8px;vertical-align:top}
-th{background:#f0f3f6;text-align:left} td:first-child{white-space:nowrap} td.n{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f0f3f6;text-align:left} td:first-child{white-space:nowrap} td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap} td.n small{white-space:normal}
 figure{margin:10px 0;overflow-x:auto} figcaption{font-size:13px;color:#555;max-width:900px}
-.claims{list-style:none;padding:0} .claims td{white-space:normal} .claims li{margin:8px 0;padding:8px 12px;border-radius:4px;background:#f6f6f6}
+.claims{list-style:none;padding:0} .claims td{white-space:normal} .claims td:last-child{white-space:nowrap} .claims li{margin:8px 0;padding:8px 12px;border-radius:4px;background:#f6f6f6}
 .badge{display:inline-block;min-width:112px;text-align:center;font-weight:bold;font-size:12px;padding:2px 8px;border-radius:10px;margin-right:10px;color:#fff}
 .holds{background:#2e7d32} .does_not_hold{background:#c62828} .not_enough_data{background:#757575}
 .ev{display:block;font-size:13px;color:#444;margin:4px 0 0 124px}

@@ -1,8 +1,8 @@
 //! Generic charts: box plots, grouped bars with intervals, heatmaps and line panels.
 //! Each returns an inline `<svg>` element (see [`svg::standalone`] for files).
 use super::svg::{self, viridis, Anchor, Frame, Scale, Svg};
-use crate::experiments::format::num;
 use crate::experiments::stats::{spread, Spread};
+use crate::format::num;
 
 /// Values of one box.
 pub struct BoxGroup {
@@ -284,7 +284,7 @@ pub fn heatmap(
                 let ink = if t(v) > 0.6 { "#222" } else { "#fff" };
                 s.text(
                     (x + cell / 2.0, y + cell / 2.0 + 4.0),
-                    &format!("{v:.2}"),
+                    &num(v),
                     Anchor::Middle,
                     10.0,
                     &format!(r#"fill="{ink}""#),

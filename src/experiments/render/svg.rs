@@ -1,6 +1,6 @@
 //! A minimal SVG writer (text as `<text>` elements, no fonts or external resources): shapes,
 //! linear scales with round ticks, axes, colours.
-use crate::experiments::format::num;
+use crate::format::num;
 use std::fmt::Write;
 
 /// Escapes text for XML content and attribute values.

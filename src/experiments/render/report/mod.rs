@@ -8,11 +8,11 @@ use crate::experiments::atlas::{self, Atlas};
 use crate::experiments::claims::{self, Claim};
 use crate::experiments::detail::{ImageDetail, NeuronView};
 use crate::experiments::error::Result;
-use crate::experiments::format::num;
 use crate::experiments::manipulation::Manipulation;
 use crate::experiments::pruning::Pruning;
 use crate::experiments::render::html::{page, section};
 use crate::experiments::stats::Spread;
+use crate::format::interval;
 use crate::io::results::{Method, Results};
 use crate::output::{mark_html, mark_json, write_atomic};
 use serde_json::json;
@@ -222,10 +222,6 @@ pub fn render(r: &Report) -> Result<(String, Vec<Claim>)> {
 
 /// A mean with its 95% interval, as table cells show it.
 pub(crate) fn ci_str(s: &Spread) -> String {
-    format!(
-        "{} <small>[{}, {}]</small>",
-        num(s.mean),
-        num(s.ci_low),
-        num(s.ci_high)
-    )
+    let [m, l, h] = interval(s.mean, s.ci_low, s.ci_high);
+    format!("{m} <small>[{l}, {h}]</small>")
 }

@@ -1,9 +1,9 @@
 //! The class atlas: class similarity, per-layer distributions, each class's paths.
 use crate::experiments::atlas::{self, Atlas};
-use crate::experiments::format::num;
 use crate::experiments::render::html::{esc, figure, table};
 use crate::experiments::render::report::{Report, Section, Shared};
 use crate::experiments::render::{detail, figures};
+use crate::format::num;
 
 pub(super) fn section(r: &Report, shared: &Shared) -> Option<Section> {
     Some(Section {

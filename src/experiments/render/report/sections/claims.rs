@@ -1,10 +1,10 @@
 //! The paper's claims checked on this run: verdict, what F measures, and per comparison the
 //! test, the effect with its interval, the rank effect size and the p-value.
 use crate::experiments::claims::{self, f_words, Claim, Verdict};
-use crate::experiments::format::num;
 use crate::experiments::render::html::{esc, table_aligned};
 use crate::experiments::render::report::{Report, Section, Shared};
 use crate::experiments::{significance, stats};
+use crate::format::num;
 
 pub(super) fn section(r: &Report, shared: &Shared) -> Option<Section> {
     Some(Section {
@@ -47,12 +47,7 @@ fn claims_html(r: &Report, cl: &[Claim]) -> String {
                             }
                         ),
                         format!("{} {}", x.n, esc(&x.unit)),
-                        format!(
-                            "{} <small>[{}, {}]</small>",
-                            num(x.effect.mean),
-                            num(x.effect.ci_low),
-                            num(x.effect.ci_high)
-                        ),
+                        crate::experiments::render::report::ci_str(&x.effect),
                         x.rank_biserial.map_or("—".into(), num),
                         num(x.p),
                     ]

@@ -1,10 +1,10 @@
 //! The dataset view: for the neurons that recur on a class's paths, the run's images that
 //! activate them most, so a reader sees what each neuron responds to.
 use crate::experiments::detail::TOP_IMAGES;
-use crate::experiments::format::num;
 use crate::experiments::render::detail::thumb;
 use crate::experiments::render::html::esc;
 use crate::experiments::render::report::{Report, Section, Shared};
+use crate::format::num;
 
 pub(super) fn section(r: &Report, shared: &Shared) -> Option<Section> {
     shared.atlas.as_ref()?;

@@ -39,7 +39,7 @@ fn body(run: &Results) -> String {
     for (t, d) in defs {
         out += &format!("<dt>{t}</dt><dd>{d}</dd>");
     }
-    out += "</dl><p>Claims are verdicts with statistics: a paired test on the per-image values, its effect size with a 95% bootstrap interval and its p-value; fewer than 10 images give \"not enough data\". Numbers are shown with three significant digits; tables and CSVs name each image's source file and class.</p>";
+    out += "</dl><p>Claims are verdicts with statistics: a paired test on the per-image values, its effect size with a 95% bootstrap interval and its p-value; fewer than 10 images give \"not enough data\". Numbers read alike everywhere: about three significant digits (scientific notation below 0.001), percentages with one decimal, accuracy changes in percentage points (pp); the CSV files keep every digit. Tables and CSVs name each image's source file and each class by name.</p>";
     out += &format!("<p><b>Cite:</b> {}</p>", esc(CITATION));
     out
 }

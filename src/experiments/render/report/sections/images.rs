@@ -1,13 +1,14 @@
 //! The images: one table of every image (filter by class, misclassified only, text; sort by
 //! any column), then a sample in detail: picture, facts, every method's path diagram, the
 //! path's patch heat maps and the numbers per method.
+use crate::attribution::spatial::PatchMap;
 use crate::experiments::claims::f_of;
-use crate::experiments::detail::MAP_STEPS;
-use crate::experiments::format::num;
 use crate::experiments::manipulation::ImageOutcome;
 use crate::experiments::render::detail;
 use crate::experiments::render::html::{esc, figure, table_aligned, TOP};
 use crate::experiments::render::report::{Report, Section, Shared};
+use crate::experiments::stats;
+use crate::format::{num, pct};
 use crate::io::results::{ImageRecord, Method};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -127,22 +128,8 @@ fn body(r: &Report, shared: &Shared) -> String {
             run.images.len()
         );
     }
-    if !r.details.is_empty() {
-        let worst = r
-            .details
-            .values()
-            .flat_map(|d| {
-                d.spatial
-                    .neurons
-                    .iter()
-                    .chain(std::iter::once(&d.spatial.path))
-            })
-            .map(|m| (m.delta / (m.value - m.baseline).abs().max(1e-12)).abs())
-            .fold(0.0, f64::max);
-        out += &format!(
-            "<p class=\"note\">Heat maps: {MAP_STEPS} integration steps; the largest completeness delta of any map is {} of its target's change (hover a map for its own).</p>",
-            num(worst)
-        );
+    if let Some(steps) = r.details.values().next().map(|d| d.spatial.steps) {
+        out += &completeness_note(r, steps);
     } else {
         out += "<p class=\"note\">Patch heat maps and node sizes need the model: run the report with it (<code>neuronpath report --model ...</code>).</p>";
     }
@@ -154,6 +141,29 @@ fn body(r: &Report, shared: &Shared) -> String {
         out += &image_section(r, x, manip.get(&x.index).copied());
     }
     out
+}
+
+/// How complete the maps are. A ratio to the target's change is only meaningful where the
+/// target changes, so: the median relative delta, and the largest absolute delta in the units of
+/// the neuron maps and of the F maps.
+fn completeness_note(r: &Report, steps: usize) -> String {
+    let neurons = r.details.values().flat_map(|d| &d.spatial.neurons);
+    let paths = r.details.values().map(|d| &d.spatial.path);
+    let mut rel: Vec<f64> = neurons
+        .clone()
+        .chain(paths.clone())
+        .map(|m| (m.delta / (m.value - m.baseline).abs().max(1e-12)).abs())
+        .collect();
+    rel.sort_by(f64::total_cmp);
+    let largest =
+        |it: &mut dyn Iterator<Item = &PatchMap>| it.map(|m| m.delta.abs()).fold(0.0, f64::max);
+    format!(
+        "<p class=\"note\">Heat maps: {steps} integration steps (<code>--map-steps</code>). Completeness delta, what the patches' sum misses of the target's change: median {} of the change over the {} maps; the largest is {} in activation units on the neuron maps and {} on the maps of F. More steps shrink it; hover a map for its own.</p>",
+        pct(stats::quantile(&rel, 0.5)),
+        rel.len(),
+        num(largest(&mut neurons.clone())),
+        num(largest(&mut paths.clone()))
+    )
 }
 
 fn image_section(r: &Report, x: &ImageRecord, m: Option<&ImageOutcome>) -> String {

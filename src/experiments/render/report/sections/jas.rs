@@ -1,9 +1,9 @@
 //! JAS per method: the box plot and the per-class means.
-use crate::experiments::format::num;
 use crate::experiments::render::figures;
 use crate::experiments::render::html::{esc, figure, table};
 use crate::experiments::render::report::{Report, Section, Shared};
 use crate::experiments::stats;
+use crate::format::num;
 use crate::io::results::{ImageRecord, Results};
 
 pub(super) fn section(r: &Report, _: &Shared) -> Option<Section> {

@@ -1,9 +1,9 @@
 //! Class-wise pruning: F ratio and accuracy over the (K, p, d) grid against a random control.
-use crate::experiments::format::num;
 use crate::experiments::pruning::Pruning;
 use crate::experiments::render::figures;
 use crate::experiments::render::html::{figure, table};
 use crate::experiments::render::report::{Report, Section, Shared};
+use crate::format::{num, pct};
 
 pub(super) fn section(r: &Report, _: &Shared) -> Option<Section> {
     Some(Section {
@@ -27,7 +27,7 @@ fn body(p: Option<&Pruning>) -> String {
         "<p>Per class, the kept set is, per (layer, rank), the most frequent of the top-{} path neurons over the class's path-building images; on its held-out images a seeded fraction p of the other CLS neurons of the first d layers is zeroed. Grid: K ∈ {{{}}}, p ∈ {{{}}}, d ∈ {{{}}}; {} classes.</p>",
         g.ks.iter().max().unwrap_or(&1),
         join(&g.ks, |k| k.to_string()),
-        join(&g.ps, |x| format!("{:.0}%", 100.0 * x)),
+        join(&g.ps, |x| pct(*x)),
         join(&g.ds, |d| d.to_string()),
         p.classes.len()
     );
@@ -43,21 +43,16 @@ fn body(p: Option<&Pruning>) -> String {
         .map(|q| {
             vec![
                 q.k.to_string(),
-                format!("{:.0}%", 100.0 * q.p),
+                pct(q.p),
                 q.d.to_string(),
                 q.images.to_string(),
-                format!("{:.1}", q.zeroed),
+                num(q.zeroed),
                 num(q.prob_unpruned),
                 num(q.prob_pruned),
                 crate::experiments::render::report::ci_str(&q.ratio),
-                format!(
-                    "{:.1}% → {:.1}%",
-                    100.0 * q.acc_unpruned,
-                    100.0 * q.acc_pruned
-                ),
-                q.control.map_or("—".into(), |c| {
-                    format!("{} / {:.1}%", num(c.0), 100.0 * c.1)
-                }),
+                format!("{} → {}", pct(q.acc_unpruned), pct(q.acc_pruned)),
+                q.control
+                    .map_or("—".into(), |c| format!("{} / {}", num(c.0), pct(c.1))),
             ]
         })
         .collect();

@@ -1,9 +1,9 @@
 //! The run's configuration (from the results header) and the per-method summary table.
-use crate::experiments::format::num;
 use crate::experiments::render::figures;
 use crate::experiments::render::html::{esc, table};
 use crate::experiments::render::report::{ci_str, Report, Section, Shared};
 use crate::experiments::stats::{spread, summarize};
+use crate::format::{num, pct, pp};
 use serde_json::json;
 
 pub(super) fn section(r: &Report, _: &Shared) -> Option<Section> {
@@ -68,11 +68,11 @@ fn summary(r: &Report) -> String {
         esc(&serde_json::to_string_pretty(h).unwrap_or_default())
     );
     out += &format!(
-        "<h3>Summary</h3><p>{} images ({} failed), {} classes with images, clean top-1 accuracy {:.1}%.</p>",
+        "<h3>Summary</h3><p>{} images ({} failed), {} classes with images, clean top-1 accuracy {}.</p>",
         run.images.len(),
         run.errors.len(),
         run.classes_present().len(),
-        100.0 * run.clean_accuracy()
+        pct(run.clean_accuracy())
     );
     let dev = figures::record_deviations(run);
     let mut srows = Vec::new();
@@ -104,7 +104,7 @@ fn summary(r: &Report) -> String {
             for fac in [0.0, 2.0] {
                 row.push(
                     mm.overall_for(*m, fac)
-                        .map_or("—".into(), |d| format!("{:+.1}", 100.0 * d.acc_deviation)),
+                        .map_or("—".into(), |d| pp(d.acc_deviation)),
                 );
             }
         }
@@ -118,7 +118,7 @@ fn summary(r: &Report) -> String {
         "F enhanced / F clean",
     ];
     if r.manipulation.is_some() {
-        heads.extend(["acc. dev. removed (pp)", "acc. dev. enhanced (pp)"]);
+        heads.extend(["acc. change removed", "acc. change enhanced"]);
     }
     out += &table(&heads, &srows);
     out += "<p class=\"note\">Means with 95% bootstrap confidence intervals. Ratios are per image, then averaged; the removed/enhanced probabilities are those discover recorded.</p>";
