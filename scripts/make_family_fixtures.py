@@ -297,13 +297,17 @@ def main() -> None:
     # ---- timm: LayerScale + registers (the *_reg4_dinov2 layout) ---------------------------
     from timm.models.vision_transformer import VisionTransformer
 
+    tiny = dict(
+        img_size=IMAGE, patch_size=PATCH, embed_dim=HIDDEN, depth=LAYERS, num_heads=HEADS, mlp_ratio=MLP / HIDDEN
+    )
+
+    def timm_fixture(name, m, hooks):
+        res, hid = run(m, x, {"output": lambda o: o}, hooks)
+        save_file({k: v.float().contiguous() for k, v in m.state_dict().items()}, OUT / f"{name}.safetensors")
+        record(name, "logits", res, hid)
+
     m = VisionTransformer(
-        img_size=IMAGE,
-        patch_size=PATCH,
-        embed_dim=HIDDEN,
-        depth=LAYERS,
-        num_heads=HEADS,
-        mlp_ratio=MLP / HIDDEN,
+        **tiny,
         init_values=1e-5,
         reg_tokens=2,
         no_embed_class=True,
@@ -313,25 +317,13 @@ def main() -> None:
     for mod in m.modules():
         if isinstance(mod, nn.LayerNorm):
             mod.eps = 1e-6
-    res, hid = run(
-        m,
-        x,
-        {"output": lambda o: o},
-        {"hidden_cls": ([b.mlp.act for b in m.blocks], 0)},
-    )
-    save_file({k: v.float().contiguous() for k, v in m.state_dict().items()}, OUT / "timm_dinov2_reg.safetensors")
-    record("timm_dinov2_reg", "logits", res, hid)
+    timm_fixture("timm_dinov2_reg", m, {"hidden_cls": ([b.mlp.act for b in m.blocks], 0)})
 
     # ---- timm CLIP image tower (vit_*_clip_quickgelu_* layout) --------------------------
     from functools import partial
 
     m = VisionTransformer(
-        img_size=IMAGE,
-        patch_size=PATCH,
-        embed_dim=HIDDEN,
-        depth=LAYERS,
-        num_heads=HEADS,
-        mlp_ratio=MLP / HIDDEN,
+        **tiny,
         pre_norm=True,
         norm_layer=partial(nn.LayerNorm, eps=1e-5),
         act_layer="quick_gelu",
@@ -339,31 +331,15 @@ def main() -> None:
     )
     randomize(m, 42)
     check("patch_embed.proj.bias" not in m.state_dict(), "timm CLIP: no patch bias")
-    res, hid = run(m, x, {"output": lambda o: o}, {"hidden_cls": ([b.mlp.act for b in m.blocks], 0)})
-    save_file({k: v.float().contiguous() for k, v in m.state_dict().items()}, OUT / "timm_clip.safetensors")
-    record("timm_clip", "logits", res, hid)
+    timm_fixture("timm_clip", m, {"hidden_cls": ([b.mlp.act for b in m.blocks], 0)})
 
     # ---- timm DeiT distilled ---------------------------------------------------------------
     from timm.models.deit import VisionTransformerDistilled
 
-    m = VisionTransformerDistilled(
-        img_size=IMAGE, patch_size=PATCH, embed_dim=HIDDEN, depth=LAYERS, num_heads=HEADS,
-        mlp_ratio=MLP / HIDDEN, num_classes=6,
-    )
+    m = VisionTransformerDistilled(**tiny, num_classes=6)
     randomize(m, 43)
-    res, hid = run(
-        m,
-        x,
-        {"output": lambda o: o},
-        {
-            "hidden_cls": ([b.mlp.act for b in m.blocks], 0),
-            "hidden_dist": ([b.mlp.act for b in m.blocks], 1),
-        },
-    )
-    save_file(
-        {k: v.float().contiguous() for k, v in m.state_dict().items()}, OUT / "timm_deit_distilled.safetensors"
-    )
-    record("timm_deit_distilled", "logits", res, hid)
+    acts = [b.mlp.act for b in m.blocks]
+    timm_fixture("timm_deit_distilled", m, {"hidden_cls": (acts, 0), "hidden_dist": (acts, 1)})
 
     # ---- open_clip: a full CLIP saved the hub way, and a bare LayerScale tower --------------
     import types

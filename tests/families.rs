@@ -262,31 +262,25 @@ fn inspect_names_the_family_and_every_detected_option() {
         ),
     ];
     for (rel, flags, layout, family, want) in cases {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_neuronpath"))
-            .args(["inspect", "--json", "--model"])
-            .arg(fixture(rel))
-            .args(flags)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{rel}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let model = fixture(rel);
+        let model = model.to_str().unwrap();
+        let inspect = |json: &[&str]| {
+            run_bin(
+                ["inspect", "--model", model]
+                    .iter()
+                    .chain(json)
+                    .chain(flags),
+            )
+        };
+        let v: serde_json::Value = serde_json::from_slice(&inspect(&["--json"])).unwrap();
         assert_eq!(v["layout"], layout, "{rel}");
         assert_eq!(v["family"], family, "{rel}");
         for (k, w) in want.as_object().unwrap() {
             assert_eq!(&v["config"][k], w, "{rel}: config.{k}");
         }
         // The text form names the family and the options too.
-        let text = std::process::Command::new(env!("CARGO_BIN_EXE_neuronpath"))
-            .args(["inspect", "--model"])
-            .arg(fixture(rel))
-            .args(flags)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&text.stdout);
+        let text = inspect(&[]);
+        let text = String::from_utf8_lossy(&text);
         assert!(text.contains("family"), "{rel}: {text}");
         assert!(text.contains("layer_scale"), "{rel}: {text}");
     }
@@ -479,20 +473,34 @@ fn partial_or_wrong_timm_and_open_clip_files_name_the_file_and_the_tensor() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn predict_json_prints_a_headless_models_embedding() {
+/// `neuronpath ARGS`, which must succeed: its stdout.
+fn run_bin(args: impl IntoIterator<Item = impl AsRef<std::ffi::OsStr>>) -> Vec<u8> {
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().into()).collect();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_neuronpath"))
-        .args(["predict", "--json", "--dtype", "f64", "--model"])
-        .arg(fixture("families/clip_proj_bin"))
-        .arg(fixture("families/input.npy"))
+        .args(&args)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    out.stdout
+}
+
+#[test]
+fn predict_json_prints_a_headless_models_embedding() {
+    let (model, x) = (
+        fixture("families/clip_proj_bin"),
+        fixture("families/input.npy"),
+    );
+    let args = ["predict", "--json", "--dtype", "f64", "--model"];
+    let out = run_bin(
+        args.map(std::ffi::OsStr::new)
+            .iter()
+            .chain([model.as_os_str(), x.as_os_str()].iter()),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let want = vec2(&json("families/expected.json")["clip_proj"]["output"]);
     for (img, w) in v["images"].as_array().unwrap().iter().zip(&want) {
         assert_close(
