@@ -10,7 +10,8 @@
 # Knobs (environment): OUT (out/real-dinov2), PY (a Python with onnx, onnxruntime, torch,
 # transformers, safetensors, pillow, scikit-image; default python3), DATA (Fashion-MNIST IDX
 # folder), TRAIN/TEST (probe images, 2000/500), PER_CLASS (held-out test images per class to
-# discover on, 1), EPOCHS (probe epochs, 100), SHARDS (discover processes, 2), DETAIL (images
+# discover on, 1), EPOCHS (probe epochs, 100), STEPS (discover's Riemann steps m, 20), SHARDS
+# (discover processes, 2), DETAIL (images
 # the report explains in detail, 1: each costs about what discover does), NICE (10). Every
 # step resumes: the features are cached, discover continues its results files, so an interrupted
 # run is simply run again. Each step's time goes to OUT/timings.txt.
@@ -24,6 +25,7 @@ TRAIN=${TRAIN:-2000}
 TEST=${TEST:-500}
 PER_CLASS=${PER_CLASS:-1}
 EPOCHS=${EPOCHS:-100}
+STEPS=${STEPS:-20}
 SHARDS=${SHARDS:-2}
 DETAIL=${DETAIL:-1}
 NICE=${NICE:-10}
@@ -36,7 +38,7 @@ step() {
   echo "== [$(($(date +%s) - T0)) s] $*" >&2
   echo "$(($(date +%s) - T0)) s  $*" >>"$OUT/timings.txt"
 }
-echo "---- $(date -u +%FT%TZ) TRAIN=$TRAIN TEST=$TEST PER_CLASS=$PER_CLASS SHARDS=$SHARDS" >>"$OUT/timings.txt"
+echo "---- $(date -u +%FT%TZ) TRAIN=$TRAIN TEST=$TEST PER_CLASS=$PER_CLASS STEPS=$STEPS SHARDS=$SHARDS DETAIL=$DETAIL NICE=$NICE" >>"$OUT/timings.txt"
 
 step "build"
 cargo build --release
@@ -124,7 +126,7 @@ step "held-out images: the first $PER_CLASS test image(s) of each class"
 "$BIN" train --export-samples "$OUT/samples" --per-class "$PER_CLASS" --data "$DATA"
 HELD=$OUT/samples/samples
 
-step "discover (path, activation, influence, random; m = 20) in $SHARDS process(es)"
+step "discover (path, activation, influence, random; m = $STEPS) in $SHARDS process(es)"
 mkdir -p "$OUT/discover"
 PIDS=()
 SHARD_FILES=()
@@ -133,24 +135,25 @@ for ((s = 0; s < SHARDS; s++)); do
   SHARD_FILES+=("$f")
   # One image per batch: each is in the results file as soon as it is done.
   "${RUN[@]}" "$BIN" discover --model "$PROBE/model" "$HELD" --shard "$s/$SHARDS" --batch 1 \
-    -o "$f" >"${f%.jsonl}.log" 2>&1 &
+    --steps "$STEPS" -o "$f" >"${f%.jsonl}.log" 2>&1 &
   PIDS+=($!)
 done
-# Progress: each process's last line every minute until all are done.
+# Progress every minute: the images each process has recorded (a line each after the header).
 while true; do
   alive=0
   for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
   ((alive)) || break
   sleep 60
+  done_now=()
   for f in "${SHARD_FILES[@]}"; do
-    log=${f%.jsonl}.log
-    [[ -s $log ]] && echo "   [$(($(date +%s) - T0)) s] $(basename "$log"): $(tail -c 300 "$log" | tr '\r' '\n' | grep -v '^\s*$' | tail -1)" >&2
+    done_now+=("$(($(wc -l <"$f" 2>/dev/null || echo 1) - 1))")
   done
+  echo "   [$(($(date +%s) - T0)) s] images done per process: ${done_now[*]}" >&2
 done
 for p in "${PIDS[@]}"; do
   wait "$p" || { echo "discover failed; see $OUT/discover/*.log" >&2; exit 1; }
 done
-cat "$OUT"/discover/shard-*-of-"$SHARDS".log | grep -v '^\s*$' | tail -n 40
+cat "$OUT"/discover/shard-*-of-"$SHARDS".log
 "$BIN" merge "${SHARD_FILES[@]}" -o "$OUT/discover/discover.jsonl"
 
 step "ablate (removal / enhancement of each method's path)"
@@ -162,4 +165,4 @@ step "report"
   --ablate "$OUT/ablate/manipulation.json" --no-prune --max-images "$DETAIL" -o "$OUT/report.html"
 
 step "done in $(($(date +%s) - T0)) s"
-cat "$EVAL/probe.json"
+"$PY" scripts/real_dinov2_summary.py "$OUT"
