@@ -11,10 +11,10 @@
 # transformers, safetensors, pillow, scikit-image; default python3), DATA (Fashion-MNIST IDX
 # folder), TRAIN/TEST (probe images, 2000/500), PER_CLASS (held-out test images per class to
 # discover on, 1), EPOCHS (probe epochs, 100), STEPS (discover's Riemann steps m, 20), SHARDS
-# (discover processes, 2), DETAIL (images
-# the report explains in detail, 1: each costs about what discover does), NICE (10). Every
-# step resumes: the features are cached, discover continues its results files, so an interrupted
-# run is simply run again. Each step's time goes to OUT/timings.txt.
+# (discover processes, 2), DETAIL (images the report explains in detail, 1: each costs about
+# what discover does), NICE (10). Every step resumes: the features are cached, discover
+# continues its results files, so an interrupted run is simply run again. Each step's time goes
+# to OUT/timings.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
