@@ -208,6 +208,38 @@ fn open_clip_bare_tower_layerscale_no_ln_pre_antialiased_positions() {
 }
 
 #[test]
+fn open_clip_state_dict_in_memory_with_and_without_its_config() {
+    let want = &json("families/expected.json")["open_clip_ls"];
+    let x = npy("families/input.npy");
+    let tensors = candle_core::safetensors::load(
+        fixture("families/open_clip_ls.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let label = Path::new("in-memory");
+    // Without a config: the head count from the options.
+    let bare = LoadOptions {
+        heads: Some(4),
+        ..f64_opts()
+    };
+    // With open_clip_config.json's contents: the head count from width / head_width.
+    let cfg = serde_json::json!({"model_cfg": {"vision_cfg": {"width": 24, "head_width": 6,
+        "layers": 3, "no_ln_pre": true}}});
+    for (config, opts) in [(serde_json::json!({}), bare), (cfg, f64_opts())] {
+        let l = neuronpath::model::load::from_state_dict(label, tensors.clone(), &config, &opts)
+            .unwrap();
+        assert_eq!(
+            (l.layout, l.model.cfg.heads),
+            (CheckpointLayout::OpenClip, 4)
+        );
+        let out = l.model.forward(&x, &[], None, Mode::Frozen).unwrap();
+        for (g, w) in rows2(&out.logits).iter().zip(&vec2(&want["output"])) {
+            assert_close(g, w, 1e-10, "open_clip state dict");
+        }
+    }
+}
+
+#[test]
 fn inspect_names_the_family_and_every_detected_option() {
     // (fixture, extra flags, layout, family, expected config entries)
     let cases: [(&str, &[&str], &str, &str, serde_json::Value); 7] = [
