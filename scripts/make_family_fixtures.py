@@ -16,6 +16,17 @@ Writes tests/fixtures/families/ (a few hundred KB in all):
   deit_distilled/      DeiTForImageClassificationWithTeacher (logits = mean of the two heads)
   timm_dinov2_reg.safetensors  timm VisionTransformer with LayerScale and 2 register tokens
                        (no_embed_class, as timm's *_reg4_dinov2), run at its own size
+  timm_clip.safetensors  timm's CLIP image tower layout (pre-norm, no patch bias, LayerNorm eps
+                       1e-5, quick-GELU as timm's *_clip_quickgelu_*), a 16-class head
+  timm_deit_distilled.safetensors  timm VisionTransformerDistilled (cls + dist tokens, head and
+                       head_dist averaged in eval)
+  open_clip/           an open_clip CLIP (vision + a tiny text tower) saved as open_clip saves to
+                       the Hugging Face hub: open_clip_pytorch_model.bin (torch.save of the state
+                       dict) + open_clip_config.json (quick_gelu, head_width 6, mean/std 0.5);
+                       output = encode_image (ln_post CLS @ proj)
+  open_clip_ls.safetensors  a bare open_clip VisionTransformer state dict (no `visual.` prefix):
+                       LayerScale (ls_init_value), no ln_pre, erf GELU, a 5x5 grid run at 4x4 with
+                       open_clip's resize_pos_embed (bicubic, antialiased) giving the reference
   input.npy            (2, 3, 28, 28) float32 inputs
   expected.json        per fixture: output kind, float64 outputs (logits or embedding) and the MLP
                        hidden units of the CLS row (and the distillation row) per layer
@@ -37,6 +48,7 @@ Never run by CI (the outputs are committed). To regenerate:
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -49,7 +61,8 @@ import timm
 from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "tests" / "fixtures" / "families"
+# FAMILY_FIXTURES_OUT writes elsewhere (to compare a regeneration with the committed files).
+OUT = Path(os.environ.get("FAMILY_FIXTURES_OUT", ROOT / "tests" / "fixtures" / "families"))
 
 IMAGE = 28
 PATCH = 7
@@ -80,7 +93,7 @@ def randomize(model: nn.Module, seed: int) -> None:
                 v = 0.5 + 0.3 * z  # LayerScale: far from 1 and from the tiny init
             else:
                 v = 0.2 * z
-            p.copy_(torch.from_numpy(v.astype(np.float32)))
+            p.copy_(torch.from_numpy(np.asarray(v, dtype=np.float32)))
 
 
 _interpolate = F.interpolate
@@ -147,6 +160,7 @@ def main() -> None:
             "torch": torch.__version__,
             "transformers": transformers.__version__,
             "timm": timm.__version__,
+            "open_clip": __import__("open_clip").__version__,
         },
     }
 
@@ -283,13 +297,17 @@ def main() -> None:
     # ---- timm: LayerScale + registers (the *_reg4_dinov2 layout) ---------------------------
     from timm.models.vision_transformer import VisionTransformer
 
+    tiny = dict(
+        img_size=IMAGE, patch_size=PATCH, embed_dim=HIDDEN, depth=LAYERS, num_heads=HEADS, mlp_ratio=MLP / HIDDEN
+    )
+
+    def timm_fixture(name, m, hooks):
+        res, hid = run(m, x, {"output": lambda o: o}, hooks)
+        save_file({k: v.float().contiguous() for k, v in m.state_dict().items()}, OUT / f"{name}.safetensors")
+        record(name, "logits", res, hid)
+
     m = VisionTransformer(
-        img_size=IMAGE,
-        patch_size=PATCH,
-        embed_dim=HIDDEN,
-        depth=LAYERS,
-        num_heads=HEADS,
-        mlp_ratio=MLP / HIDDEN,
+        **tiny,
         init_values=1e-5,
         reg_tokens=2,
         no_embed_class=True,
@@ -299,14 +317,98 @@ def main() -> None:
     for mod in m.modules():
         if isinstance(mod, nn.LayerNorm):
             mod.eps = 1e-6
+    timm_fixture("timm_dinov2_reg", m, {"hidden_cls": ([b.mlp.act for b in m.blocks], 0)})
+
+    # ---- timm CLIP image tower (vit_*_clip_quickgelu_* layout) --------------------------
+    from functools import partial
+
+    m = VisionTransformer(
+        **tiny,
+        pre_norm=True,
+        norm_layer=partial(nn.LayerNorm, eps=1e-5),
+        act_layer="quick_gelu",
+        num_classes=16,
+    )
+    randomize(m, 42)
+    check("patch_embed.proj.bias" not in m.state_dict(), "timm CLIP: no patch bias")
+    timm_fixture("timm_clip", m, {"hidden_cls": ([b.mlp.act for b in m.blocks], 0)})
+
+    # ---- timm DeiT distilled ---------------------------------------------------------------
+    from timm.models.deit import VisionTransformerDistilled
+
+    m = VisionTransformerDistilled(**tiny, num_classes=6)
+    randomize(m, 43)
+    acts = [b.mlp.act for b in m.blocks]
+    timm_fixture("timm_deit_distilled", m, {"hidden_cls": (acts, 0), "hidden_dist": (acts, 1)})
+
+    # ---- open_clip: a full CLIP saved the hub way, and a bare LayerScale tower --------------
+    import types
+
+    import open_clip
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg, resize_pos_embed
+    from open_clip.transformer import VisionTransformer as OpenClipTower
+
+    model_cfg = {
+        "embed_dim": 16,
+        "quick_gelu": True,
+        "vision_cfg": {
+            "image_size": IMAGE, "layers": LAYERS, "width": HIDDEN, "head_width": HIDDEN // HEADS,
+            "mlp_ratio": MLP / HIDDEN, "patch_size": PATCH,
+        },
+        "text_cfg": {"context_length": 4, "vocab_size": 10, "width": 8, "heads": 2, "layers": 1},
+    }
+    m = CLIP(
+        embed_dim=16,
+        vision_cfg=CLIPVisionCfg(**model_cfg["vision_cfg"]),
+        text_cfg=CLIPTextCfg(**model_cfg["text_cfg"]),
+        quick_gelu=True,
+    )
+    randomize(m, 51)
+    blocks = m.visual.transformer.resblocks
     res, hid = run(
-        m,
+        m.visual,
         x,
         {"output": lambda o: o},
-        {"hidden_cls": ([b.mlp.act for b in m.blocks], 0)},
+        {"hidden_cls": ([b.mlp.gelu for b in blocks], 0)},
     )
-    save_file({k: v.float().contiguous() for k, v in m.state_dict().items()}, OUT / "timm_dinov2_reg.safetensors")
-    record("timm_dinov2_reg", "logits", res, hid)
+    with torch.no_grad():
+        enc = m.double().encode_image(torch.from_numpy(x).double()).numpy()
+    check(np.abs(enc - np.array(res["output"])).max() == 0, "open_clip: encode_image is the tower's output")
+    folder = OUT / "open_clip"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir()
+    sd = {k: v.float().contiguous() for k, v in m.state_dict().items()}
+    check(any(k.startswith("transformer.") for k in sd), "open_clip: the text tower is in the file")
+    torch.save(sd, folder / "open_clip_pytorch_model.bin")
+    pre = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}  # not the default (OpenAI) ones
+    (folder / "open_clip_config.json").write_text(
+        json.dumps({"model_cfg": model_cfg, "preprocess_cfg": pre}, indent=2) + "\n"
+    )
+    record("open_clip", "embedding", res, hid, open_clip=open_clip.__version__)
+
+    def tower(size):
+        return OpenClipTower(
+            image_size=size, patch_size=PATCH, width=HIDDEN, layers=LAYERS, heads=HEADS,
+            mlp_ratio=MLP / HIDDEN, ls_init_value=0.1, output_dim=12, no_ln_pre=True,
+        )
+
+    big = tower(35)
+    randomize(big, 52)
+    small = tower(IMAGE).double()
+    sd = {"visual." + k: v.double() for k, v in big.state_dict().items()}
+    resize_pos_embed(sd, types.SimpleNamespace(visual=small), interpolation="bicubic", antialias=True)
+    check(sd["visual.positional_embedding"].shape[0] == 17, "open_clip: resized to 4x4 + CLS")
+    small.load_state_dict({k[len("visual."):]: v for k, v in sd.items()})
+    check(not any("ln_pre" in k for k in small.state_dict()), "open_clip: no ln_pre")
+    res, hid = run(
+        small,
+        x,
+        {"output": lambda o: o},
+        {"hidden_cls": ([b.mlp.gelu for b in small.transformer.resblocks], 0)},
+    )
+    save_file({k: v.float().contiguous() for k, v in big.state_dict().items()}, OUT / "open_clip_ls.safetensors")
+    record("open_clip_ls", "embedding", res, hid)
 
     (OUT / "expected.json").write_text(json.dumps(expected, indent=0) + "\n")
     total = sum(f.stat().st_size for f in OUT.rglob("*") if f.is_file())

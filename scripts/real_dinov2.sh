@@ -10,8 +10,11 @@
 # Knobs (environment): OUT (out/real-dinov2), PY (a Python with onnx, onnxruntime, torch,
 # transformers, safetensors, pillow, scikit-image; default python3), DATA (Fashion-MNIST IDX
 # folder), TRAIN/TEST (probe images, 2000/500), PER_CLASS (held-out test images per class to
-# discover on, 1), EPOCHS (probe epochs, 100), NICE (10). Every step resumes: the features are
-# cached, discover continues its results file, so an interrupted run is simply run again.
+# discover on, 1), EPOCHS (probe epochs, 100), STEPS (discover's Riemann steps m, 20), SHARDS
+# (discover processes, 2), DETAIL (images the report explains in detail, 1: each costs about
+# what discover does), NICE (10). Every step resumes: the features are cached, discover
+# continues its results files, so an interrupted run is simply run again. Each step's time goes
+# to OUT/timings.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,13 +25,20 @@ TRAIN=${TRAIN:-2000}
 TEST=${TEST:-500}
 PER_CLASS=${PER_CLASS:-1}
 EPOCHS=${EPOCHS:-100}
+STEPS=${STEPS:-20}
+SHARDS=${SHARDS:-2}
+DETAIL=${DETAIL:-1}
 NICE=${NICE:-10}
 export CANDLE_NUM_THREADS=${CANDLE_NUM_THREADS:-1}
 export MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296
 
 T0=$(date +%s)
-step() { echo "== [$(($(date +%s) - T0)) s] $*" >&2; }
 mkdir -p "$OUT"
+step() {
+  echo "== [$(($(date +%s) - T0)) s] $*" >&2
+  echo "$(($(date +%s) - T0)) s  $*" >>"$OUT/timings.txt"
+}
+echo "---- $(date -u +%FT%TZ) TRAIN=$TRAIN TEST=$TEST PER_CLASS=$PER_CLASS STEPS=$STEPS SHARDS=$SHARDS DETAIL=$DETAIL NICE=$NICE" >>"$OUT/timings.txt"
 
 step "build"
 cargo build --release
@@ -65,8 +75,14 @@ PHOTOS=()
 for f in astronaut.png chelsea.png coffee.png rocket.jpg motorcycle_left.png hubble_deep_field.jpg; do
   [[ -f $SK/$f ]] && PHOTOS+=("$SK/$f")
 done
-"${RUN[@]}" "$PY" scripts/onnx_to_hf_dinov2.py check "$ONNX" "$HF" --images "${PHOTOS[@]}" \
-  --npy "$OUT/photos.npy" --json "$OUT/photos_ort.json" --size 224 2>&1 | grep -v -i warn
+# The Python check is the slow part: done once (its numbers are kept in OUT/check_ort.txt).
+if [[ ! -s $OUT/check_ort.txt ]]; then
+  "${RUN[@]}" "$PY" scripts/onnx_to_hf_dinov2.py check "$ONNX" "$HF" --images "${PHOTOS[@]}" \
+    --npy "$OUT/photos.npy" --json "$OUT/photos_ort.json" --size 224 2>&1 |
+    grep -v -i -e warn -e "loading weights" >"$OUT/check_ort.txt.part"
+  mv "$OUT/check_ort.txt.part" "$OUT/check_ort.txt"
+fi
+cat "$OUT/check_ort.txt"
 for dtype in f32 f64; do
   "${RUN[@]}" "$BIN" predict --model "$HF" --image-size 224 --dtype $dtype --json \
     "$OUT/photos.npy" >"$OUT/photos_neuronpath_$dtype.json"
@@ -74,18 +90,71 @@ for dtype in f32 f64; do
     "$OUT/photos_neuronpath_$dtype.json" | sed "s/^/[$dtype] /"
 done
 
-step "linear probe on the frozen CLS features (train --backbone --head-only)"
+step "linear probe on the frozen CLS features: $TRAIN training and $TEST test images"
+# Two processes extract the training and the test features at once (each cached). The head
+# depends only on the training features: it is fitted as soon as they are done (scored on one
+# test image), and refitted from both caches for the test accuracy (the two heads are compared
+# byte for byte below).
 PROBE=$OUT/probe
-"${RUN[@]}" "$BIN" train --backbone "$HF" --head-only --probe-input cls --image-size 224 \
-  --data "$DATA" --out "$PROBE" --limit "$TRAIN" --test-limit "$TEST" --epochs "$EPOCHS" --force
-cat "$PROBE/probe.json"
+EVAL=$OUT/probe-eval
+TESTFEAT=$OUT/probe-testfeat
+PROBE_ARGS=(train --backbone "$HF" --head-only --probe-input cls --image-size 224 --data "$DATA"
+  --epochs "$EPOCHS" --force)
+"${RUN[@]}" "$BIN" "${PROBE_ARGS[@]}" --out "$TESTFEAT" --limit 1 --test-limit "$TEST" \
+  >"$TESTFEAT.log" 2>&1 &
+TESTFEAT_PID=$!
+"${RUN[@]}" "$BIN" "${PROBE_ARGS[@]}" --out "$PROBE" --limit "$TRAIN" --test-limit 1
+wait "$TESTFEAT_PID" || { cat "$TESTFEAT.log" >&2; exit 1; }
+mkdir -p "$EVAL/features"
+cp "$PROBE/features/train.safetensors" "$TESTFEAT/features/test.safetensors" "$EVAL/features/"
+"$BIN" "${PROBE_ARGS[@]}" --out "$EVAL" --limit "$TRAIN" --test-limit "$TEST"
+# The same tensors (the metadata's key order may differ between two writes).
+"$PY" - "$EVAL/model/model.safetensors" "$PROBE/model/model.safetensors" <<'EOF'
+import json, struct, sys
+def tensors(path):
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    header = json.loads(b[8 : 8 + n])
+    header.pop("__metadata__", None)
+    return header, b[8 + n :]
+if tensors(sys.argv[1]) != tensors(sys.argv[2]):
+    sys.exit("the evaluated head differs from the one discover explains")
+print("the evaluated head is the one discover explains (identical tensors)")
+EOF
 
 step "held-out images: the first $PER_CLASS test image(s) of each class"
 "$BIN" train --export-samples "$OUT/samples" --per-class "$PER_CLASS" --data "$DATA"
 HELD=$OUT/samples/samples
 
-step "discover (path, activation, influence, random; m = 20)"
-"${RUN[@]}" "$BIN" discover --model "$PROBE/model" "$HELD" -o "$OUT/discover/discover.jsonl"
+step "discover (path, activation, influence, random; m = $STEPS) in $SHARDS process(es)"
+mkdir -p "$OUT/discover"
+PIDS=()
+SHARD_FILES=()
+for ((s = 0; s < SHARDS; s++)); do
+  f=$OUT/discover/shard-$s-of-$SHARDS.jsonl
+  SHARD_FILES+=("$f")
+  # One image per batch: each is in the results file as soon as it is done.
+  "${RUN[@]}" "$BIN" discover --model "$PROBE/model" "$HELD" --shard "$s/$SHARDS" --batch 1 \
+    --steps "$STEPS" -o "$f" >"${f%.jsonl}.log" 2>&1 &
+  PIDS+=($!)
+done
+# Progress every minute: the images each process has recorded (a line each after the header).
+while true; do
+  alive=0
+  for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+  ((alive)) || break
+  sleep 60
+  done_now=()
+  for f in "${SHARD_FILES[@]}"; do
+    done_now+=("$(($(wc -l <"$f" 2>/dev/null || echo 1) - 1))")
+  done
+  echo "   [$(($(date +%s) - T0)) s] images done per process: ${done_now[*]}" >&2
+done
+for p in "${PIDS[@]}"; do
+  wait "$p" || { echo "discover failed; see $OUT/discover/*.log" >&2; exit 1; }
+done
+cat "$OUT"/discover/shard-*-of-"$SHARDS".log
+"$BIN" merge "${SHARD_FILES[@]}" -o "$OUT/discover/discover.jsonl"
 
 step "ablate (removal / enhancement of each method's path)"
 "${RUN[@]}" "$BIN" ablate --results "$OUT/discover/discover.jsonl" --model "$PROBE/model" \
@@ -93,6 +162,7 @@ step "ablate (removal / enhancement of each method's path)"
 
 step "report"
 "${RUN[@]}" "$BIN" report --results "$OUT/discover/discover.jsonl" --model "$PROBE/model" \
-  --ablate "$OUT/ablate/manipulation.json" --no-prune -o "$OUT/report.html"
+  --ablate "$OUT/ablate/manipulation.json" --no-prune --max-images "$DETAIL" -o "$OUT/report.html"
 
 step "done in $(($(date +%s) - T0)) s"
+"$PY" scripts/real_dinov2_summary.py "$OUT"

@@ -17,6 +17,8 @@ pub mod predict;
 pub mod prune;
 pub mod report;
 pub mod train;
+#[cfg(test)]
+mod help_texts;
 
 pub use args::{Cli, Command};
 use plans::*;

@@ -2,8 +2,13 @@
 //! the canonical names the loader reads, so `neuronpath predict --model FILE` runs it.
 //!
 //! timm files do not record the head count, LayerNorm epsilon or GELU flavour: the loader
-//! assumes hidden/64 heads, eps 1e-6 and erf GELU. [`load_flags`] lists the options that
-//! reproduce the model when it differs; they are also stored in the file's metadata.
+//! assumes hidden/64 heads, eps 1e-6 (1e-5 with a pre-norm, timm's CLIP towers) and erf GELU.
+//! [`load_flags`] lists the options that reproduce the model when it differs; they are also
+//! stored in the file's metadata.
+//!
+//! The other heads are written so that their shapes say them: registers as timm's `reg_token`,
+//! DINOv2's [CLS, mean of patches] classifier as a `head` twice the token width, a projection or
+//! backbone (an embedding) as a `head` without bias.
 use super::error::{invalid, ExperimentError, Result};
 use crate::model::ops::{LayerNorm, Linear};
 use crate::model::{Gelu, Pool, Vit, VitConfig};
@@ -13,6 +18,7 @@ use std::path::Path;
 
 /// The timm loader's assumptions about what a timm file does not say.
 const TIMM_LN_EPS: f64 = 1e-6;
+const TIMM_CLIP_LN_EPS: f64 = 1e-5;
 const TIMM_HEAD_DIM: usize = 64;
 
 /// Command-line options `predict`/`discover` need to load the written file as this model.
@@ -21,7 +27,11 @@ pub fn load_flags(cfg: &VitConfig) -> Vec<String> {
     if cfg.hidden / TIMM_HEAD_DIM != cfg.heads {
         f.push(format!("--heads {}", cfg.heads));
     }
-    if cfg.ln_eps != TIMM_LN_EPS {
+    let assumed = match cfg.pre_norm {
+        true => TIMM_CLIP_LN_EPS,
+        false => TIMM_LN_EPS,
+    };
+    if cfg.ln_eps != assumed {
         f.push(format!("--ln-eps {:e}", cfg.ln_eps));
     }
     match cfg.gelu {
@@ -61,7 +71,19 @@ impl Tensors {
 fn gather(model: &Vit) -> candle_core::Result<HashMap<String, Tensor>> {
     let c = &model.cfg;
     let mut t = Tensors(HashMap::new());
-    t.put("cls_token".into(), &model.prefix.unsqueeze(0)?)?;
+    // Registers (after CLS) go to timm's reg_token, so that the loader knows them as registers.
+    let r = c.registers;
+    let lead = c.prefix_tokens - r;
+    t.put(
+        "cls_token".into(),
+        &model.prefix.narrow(0, 0, lead)?.unsqueeze(0)?,
+    )?;
+    if r > 0 {
+        t.put(
+            "reg_token".into(),
+            &model.prefix.narrow(0, lead, r)?.unsqueeze(0)?,
+        )?;
+    }
     t.put("pos_embed".into(), &model.pos.unsqueeze(0)?)?;
     // The Vit holds the patch conv as a (D, C*P*P) linear map; timm stores the conv kernel.
     t.linear("patch_embed.proj", &model.patch)?;
@@ -87,7 +109,11 @@ fn gather(model: &Vit) -> candle_core::Result<HashMap<String, Tensor>> {
         _ => "norm",
     };
     t.norm(final_norm, &model.norm)?;
-    t.linear("head", &model.head)?;
+    match c.embedding {
+        // No bias: the loader reads the head as a projection (or identity) to an embedding.
+        true => t.put("head.weight".into(), &model.head.weight)?,
+        false => t.linear("head", &model.head)?,
+    }
     if let Some(h) = &model.head_dist {
         t.linear("head_dist", h)?;
     }
@@ -105,9 +131,8 @@ pub fn save_timm(model: &Vit, path: &Path, note: &serde_json::Value) -> Result<(
     if c.double_fc_norm {
         invalid!("a model with the doubled fc_norm (compatibility mode) has no timm equivalent");
     }
-    // timm has no [CLS, mean patches] head, and an embedding is not a classifier to prune.
-    if c.pool == Pool::ClsMeanPatch || c.embedding {
-        invalid!("only classifiers with a CLS, distilled or mean-patch head can be saved as timm checkpoints");
+    if c.embedding && model.head.bias.is_some() {
+        invalid!("an embedding head with a bias has no timm equivalent");
     }
     let tensors = gather(model)
         .map_err(|e| ExperimentError::Invalid(format!("cannot gather the model's tensors: {e}")))?;

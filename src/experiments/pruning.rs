@@ -462,13 +462,15 @@ pub fn run_pruning(
                 };
                 for i in 0..b {
                     let c = plan.class;
+                    // One score column (F a direction): that column is F for every class.
+                    let col = if clean[i].len() == 1 { 0 } else { c };
                     let (fc, tc) = control
                         .as_ref()
-                        .map_or((f64::NAN, usize::MAX), |v| (v[i][c], top_k(&v[i], 1)[0]));
+                        .map_or((f64::NAN, usize::MAX), |v| (v[i][col], top_k(&v[i], 1)[0]));
                     obs[pi].push(Obs {
-                        f0: clean[i][c],
+                        f0: clean[i][col],
                         t0: top_k(&clean[i], 1)[0],
-                        f: pruned[i][c],
+                        f: pruned[i][col],
                         t: top_k(&pruned[i], 1)[0],
                         fc,
                         tc,

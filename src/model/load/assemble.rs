@@ -205,12 +205,20 @@ pub(crate) fn build(path: &Path, raw: Raw, opts: &LoadOptions) -> Result<Vit, Mo
             ),
         ));
     }
-    let layers = (0..)
-        .take_while(|i| {
-            raw.tensors
-                .contains_key(&format!("blocks.{i}.norm1.weight"))
+    // Every block index any tensor names: a block missing some tensors (even its first) is
+    // reported by name below, not read as a shorter model.
+    let layers = raw
+        .tensors
+        .keys()
+        .filter_map(|k| {
+            k.strip_prefix("blocks.")?
+                .split('.')
+                .next()?
+                .parse::<usize>()
+                .ok()
         })
-        .count();
+        .max()
+        .map_or(0, |last| last + 1);
     if layers == 0 {
         return Err(ModelError::Missing {
             path: path.to_path_buf(),
@@ -255,6 +263,9 @@ pub(crate) fn build(path: &Path, raw: Raw, opts: &LoadOptions) -> Result<Vit, Mo
             Pool::MeanPatch
         } else if raw.tensors.contains_key("head_dist.weight") {
             Pool::ClsDist
+        } else if !headless && raw.tensors["head.weight"].dims().get(1) == Some(&(2 * hidden)) {
+            // DINOv2's [CLS, mean of patches] head, as `prune --save-model` writes it.
+            Pool::ClsMeanPatch
         } else {
             Pool::Cls
         });
@@ -287,7 +298,8 @@ pub(crate) fn build(path: &Path, raw: Raw, opts: &LoadOptions) -> Result<Vit, Mo
         pool,
         double_fc_norm: opts.double_fc_norm,
         registers: raw.registers,
-        embedding: headless || raw.embedding,
+        // A head without bias is a projection (CLIP's), its output an embedding.
+        embedding: headless || raw.embedding || !raw.tensors.contains_key("head.bias"),
         pre_norm: raw.tensors.contains_key("norm_pre.weight"),
         layer_scale,
     };

@@ -9,6 +9,7 @@ mod hf;
 mod hf_config;
 mod hf_source;
 pub mod npy;
+mod open_clip;
 pub mod pickle;
 mod posemb;
 pub mod safetensors_header;
@@ -158,6 +159,9 @@ pub enum CheckpointLayout {
     Timm,
     /// A PyTorch zip pickle (`.pth`) holding a timm state dict, e.g. the MAE checkpoint.
     TorchPickle,
+    /// open_clip's names: a hub folder (`open_clip_config.json`), a `.safetensors` file or a
+    /// PyTorch zip holding a CLIP (`visual.*`) or its image tower alone.
+    OpenClip,
 }
 
 /// The model family a checkpoint holds.
@@ -205,6 +209,9 @@ impl CheckpointLayout {
             (CheckpointLayout::HuggingFace, _) => format!("vit.encoder.layer.{layer}.intermediate"),
             (CheckpointLayout::GoogleNpz, _) => {
                 format!("Transformer/encoderblock_{layer}/MlpBlock_3/Dense_0")
+            }
+            (CheckpointLayout::OpenClip, _) => {
+                format!("visual.transformer.resblocks.{layer}.mlp.gelu")
             }
         }
     }
@@ -287,9 +294,12 @@ pub fn detect_layout(path: &Path) -> Result<CheckpointLayout, ModelError> {
         if path.join("config.json").is_file() && hf::weights_file(path).is_some() {
             return Ok(CheckpointLayout::HuggingFace);
         }
+        if open_clip::folder_files(path).is_some() {
+            return Ok(CheckpointLayout::OpenClip);
+        }
         return Err(ModelError::format(
             path,
-            "folder without config.json + model.safetensors or pytorch_model.bin (not a Hugging Face checkpoint)",
+            "folder without config.json + model.safetensors or pytorch_model.bin (Hugging Face), or open_clip_config.json + open_clip_model.safetensors or open_clip_pytorch_model.bin (open_clip)",
         ));
     }
     archive::open_regular(path)?;
@@ -320,9 +330,12 @@ pub fn detect_layout(path: &Path) -> Result<CheckpointLayout, ModelError> {
         if tensors.keys().any(|k| k.starts_with("blocks.")) {
             return Ok(CheckpointLayout::Timm);
         }
+        if open_clip::has_tower(tensors.keys()) {
+            return Ok(CheckpointLayout::OpenClip);
+        }
         return Err(ModelError::format(
             path,
-            "safetensors file without timm `blocks.*` tensors (for Hugging Face, pass the folder)",
+            "safetensors file without timm `blocks.*` or open_clip `visual.*` tensors (for Hugging Face, pass the folder)",
         ));
     }
     Err(ModelError::format(
@@ -348,14 +361,24 @@ pub fn load_model(path: &Path, opts: &LoadOptions) -> Result<Loaded, ModelError>
             cause: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
         });
     }
-    let layout = detect_layout(path)?;
+    let mut layout = detect_layout(path)?;
     let raw = match layout {
         CheckpointLayout::GoogleNpz | CheckpointLayout::TimmNpz => {
             google_npz::read(path, &opts.limits)?
         }
         CheckpointLayout::HuggingFace => hf::read(path, &opts.limits)?,
         CheckpointLayout::Timm => torch_pickle::timm_raw(path, safetensors_header::read(path)?)?,
-        CheckpointLayout::TorchPickle => torch_pickle::read(path, &opts.limits)?,
+        CheckpointLayout::OpenClip => open_clip::read(path, &opts.limits)?,
+        // A PyTorch zip says its layout by its names: open_clip's, else timm's.
+        CheckpointLayout::TorchPickle => {
+            let tensors = torch_pickle::read_state_dict(path, &opts.limits)?;
+            if open_clip::prefix(&tensors).is_some() {
+                layout = CheckpointLayout::OpenClip;
+                open_clip::raw(path, tensors, None)?
+            } else {
+                torch_pickle::timm_raw(path, tensors)?
+            }
+        }
     };
     finish(path, raw, layout, opts)
 }
@@ -380,15 +403,19 @@ fn finish(
     let neuron_modules = (0..model.cfg.layers)
         .map(|l| {
             let file = fc1_names.get(&format!("blocks.{l}.mlp.fc1.weight"));
-            match file
-                .map(String::as_str)
-                .filter(|_| layout == CheckpointLayout::HuggingFace)
-            {
+            let named = matches!(
+                layout,
+                CheckpointLayout::HuggingFace | CheckpointLayout::OpenClip
+            );
+            match file.map(String::as_str).filter(|_| named) {
                 Some(f) if f.ends_with(".intermediate.dense.weight") => {
                     f.trim_end_matches(".dense.weight").to_string()
                 }
                 Some(f) if f.ends_with(".mlp.fc1.weight") => {
                     format!("{}.activation_fn", f.trim_end_matches(".fc1.weight"))
+                }
+                Some(f) if f.ends_with(".mlp.c_fc.weight") => {
+                    format!("{}.gelu", f.trim_end_matches(".c_fc.weight"))
                 }
                 _ => layout.neuron_module(family, l),
             }

@@ -15,7 +15,9 @@ use std::path::Path;
 /// `config` (timm's `pretrained_cfg` works as is, other keys are ignored):
 /// `num_heads` (or `num_attention_heads`), `layer_norm_eps`, `hidden_act` (`gelu` / `gelu_tanh`),
 /// `global_pool` (`token` / `avg`), `mean` + `std` (or `image_mean` + `image_std`),
-/// `class_names` (or `label_names`, or `id2label`). `label` names the model in errors.
+/// `class_names` (or `label_names`, or `id2label`). open_clip names (`visual.*`, or the image
+/// tower's own) take `config` as `open_clip_config.json` (`model_cfg`, `preprocess_cfg`), or
+/// open_clip's defaults when it has no `model_cfg`. `label` names the model in errors.
 pub fn from_state_dict(
     label: &Path,
     tensors: HashMap<String, Tensor>,
@@ -40,6 +42,11 @@ pub fn from_state_dict(
                 .collect();
         }
         return Ok(loaded);
+    }
+    if super::open_clip::prefix(&tensors).is_some() {
+        let cfg = config.get("model_cfg").map(|_| (label, config));
+        let raw = super::open_clip::raw(label, tensors, cfg)?;
+        return finish(label, raw, CheckpointLayout::OpenClip, opts);
     }
     if !tensors.keys().any(|k| k.starts_with("blocks.")) {
         let mut some: Vec<&String> = tensors.keys().collect();

@@ -18,10 +18,22 @@ pub(crate) fn timm_raw(
     mut tensors: HashMap<String, Tensor>,
 ) -> Result<Raw, ModelError> {
     let t = ModelError::tensor(path);
+    // timm's CLIP towers (pre-norm) have no patch-embedding bias.
+    if tensors.contains_key("norm_pre.weight") && !tensors.contains_key("patch_embed.proj.bias") {
+        if let Some(w) = tensors.get("patch_embed.proj.weight") {
+            let width = w.dims().first().copied().unwrap_or(0);
+            let zeros = Tensor::zeros(width, w.dtype(), w.device()).map_err(&t)?;
+            tensors.insert("patch_embed.proj.bias".into(), zeros);
+        }
+    }
     let has = |k: &str| tensors.contains_key(k);
+    // DINOv2's [CLS, mean of patches] head (a saved pruned DINOv2): twice the token width.
+    let width = |k: &str, axis: usize| tensors.get(k).and_then(|x| x.dims().get(axis).copied());
+    let cls_mean_head =
+        width("head.weight", 1).is_some_and(|w| Some(w) == width("cls_token", 2).map(|d| 2 * d));
     let family = if has("reg_token") {
         Family::Dinov2Registers
-    } else if has("blocks.0.ls1.gamma") {
+    } else if has("blocks.0.ls1.gamma") || cls_mean_head {
         Family::Dinov2
     } else if has("norm_pre.weight") {
         Family::Clip
@@ -80,6 +92,8 @@ pub(crate) fn timm_raw(
     }
     Ok(Raw {
         registers,
+        // timm builds its CLIP towers with LayerNorm eps 1e-5, every other ViT with 1e-6.
+        ln_eps: if family == Family::Clip { 1e-5 } else { 1e-6 },
         ..Raw::new(family, tensors)
     })
 }
@@ -246,8 +260,4 @@ fn materialize(
         }
         StorageKind::U8 | StorageKind::Bool => tensor(DType::U8, &data),
     }
-}
-
-pub(crate) fn read(path: &Path, limits: &Limits) -> Result<Raw, ModelError> {
-    timm_raw(path, read_state_dict(path, limits)?)
 }

@@ -3,7 +3,7 @@
 //! "[possible values: ...]", else the help's "[default: ...]", "[range: ...]" or
 //! "[values: ...]"), and neither `--help` nor the README points to a file that does not ship.
 use clap::CommandFactory;
-use neuronpath::cli::Cli;
+use super::Cli;
 use std::any::TypeId;
 use std::path::{Path, PathBuf};
 
