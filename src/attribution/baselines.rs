@@ -11,6 +11,7 @@ use rand::{Rng, SeedableRng};
 
 /// A batch of images as every method sees it.
 pub struct Batch<'a> {
+    /// The model every method runs.
     pub model: &'a Vit,
     /// The images (B, C, S, S).
     pub images: &'a Tensor,
@@ -18,6 +19,7 @@ pub struct Batch<'a> {
     pub targets: &'a [usize],
     /// The clean pass.
     pub acts: &'a Activations,
+    /// Steps, top-K, rows and chunking of every method.
     pub settings: &'a AttributionSettings,
     /// Per image, the key that seeds its random choices (its index in the inputs).
     pub keys: &'a [u64],

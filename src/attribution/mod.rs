@@ -28,7 +28,9 @@ pub use crate::io::results::NeuronSets;
 /// What the layer-progressive search finds, per image: the chosen neurons `[layer][rank]` and the candidate scores `[layer][unit]`.
 #[derive(Clone, Debug)]
 pub struct SearchResult {
+    /// Per image, the chosen neurons `[layer][rank]`.
     pub sets: Vec<NeuronSets>,
+    /// Per image, every unit's selection score `[layer][unit]`.
     pub scores: Vec<Vec<Vec<f64>>>,
 }
 

@@ -337,8 +337,10 @@ pub struct ClassSets {
 /// F of the attributed class and the top-1 prediction of one image under one model.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct Outcome {
+    /// F of the attributed class (NaN reads back from null).
     #[serde(deserialize_with = "de_f64")]
     pub prob: f64,
+    /// The predicted class.
     pub top1: usize,
 }
 
@@ -347,8 +349,11 @@ pub struct Outcome {
 pub struct PrunedImage {
     /// The run's image index for held-out images; the position among the `--eval` inputs else.
     pub index: u64,
+    /// Where the image came from (its record's or input's `source`).
     pub source: String,
+    /// Its class (the label).
     pub class: usize,
+    /// F and top-1 of the unpruned model.
     pub unpruned: Outcome,
     /// Per grid point, in the order of [`Pruning::overall`].
     pub pruned: Vec<Outcome>,
