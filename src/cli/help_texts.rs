@@ -2,8 +2,8 @@
 //! a value says what it defaults to and which values it accepts (clap's own "[default: ...]" and
 //! "[possible values: ...]", else the help's "[default: ...]", "[range: ...]" or
 //! "[values: ...]"), and neither `--help` nor the README points to a file that does not ship.
-use clap::CommandFactory;
 use super::Cli;
+use clap::CommandFactory;
 use std::any::TypeId;
 use std::path::{Path, PathBuf};
 

@@ -10,6 +10,8 @@ pub mod bench;
 pub mod discover;
 pub mod eval;
 pub mod explain;
+#[cfg(test)]
+mod help_texts;
 pub mod inspect;
 pub mod merge;
 pub mod outputs;
@@ -17,8 +19,6 @@ pub mod predict;
 pub mod prune;
 pub mod report;
 pub mod train;
-#[cfg(test)]
-mod help_texts;
 
 pub use args::{Cli, Command};
 use plans::*;
