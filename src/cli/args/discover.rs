@@ -60,7 +60,8 @@ pub struct DiscoverArgs {
     /// ViT-B/16) or reference (one full forward + backward per layer step); same paths.
     #[arg(long, default_value = "prefix")]
     pub engine: SearchEngine,
-    /// Process the slice i/n of the inputs (default from SLURM_ARRAY_TASK_ID/COUNT when set).
+    /// Process the slice i/n of the inputs, chosen by a hash of each image's path (default from
+    /// SLURM_ARRAY_TASK_ID/COUNT when set).
     #[arg(long)]
     pub shard: Option<Shard>,
     /// Only the first N images of each class (class folders) or of the inputs.
