@@ -261,7 +261,8 @@ pub struct Reopened {
     pub pre: Preprocess,
     /// The run's inputs by record index.
     pub items: BTreeMap<u64, Item>,
-    /// What the caller should tell the user (a dtype other than the run's).
+    /// What the caller should tell the user (a dtype other than the run's, records whose
+    /// image is gone).
     pub notes: Vec<String>,
 }
 
@@ -287,8 +288,9 @@ fn resolve(run: &Results, spec: &ModelSpec) -> Result<ModelSpec> {
 }
 
 /// Loads the run's model (refusing another one) and gathers its inputs again; what `spec`
-/// leaves open comes from the header.
-pub fn reopen(run: &Results, spec: &ModelSpec) -> Result<Reopened> {
+/// leaves open comes from the header. Records whose image is gone are dropped from `run`
+/// (with a note), so every experiment after this sees the same images.
+pub fn reopen(run: &mut Results, spec: &ModelSpec) -> Result<Reopened> {
     let a = resolve(run, spec)?;
     let compat = run.header.compat;
     let mut loaded = a.load(compat)?;
@@ -327,7 +329,11 @@ pub fn reopen(run: &Results, spec: &ModelSpec) -> Result<Reopened> {
         notes.push(format!("the results were computed in {recorded_dtype}, this run uses {dtype} (pass --dtype {recorded_dtype} to reproduce them exactly)"));
     }
     let pre = a.preprocess(&loaded)?;
-    let items = run_inputs(run)?;
+    let found = run_inputs(run)?;
+    notes.extend(found.gone_note());
+    let gone: std::collections::BTreeSet<u64> = found.gone.iter().map(|(i, _)| *i).collect();
+    run.images.retain(|r| !gone.contains(&r.index));
+    let items = found.items;
     Ok(Reopened {
         loaded,
         pre,
@@ -336,11 +342,34 @@ pub fn reopen(run: &Results, spec: &ModelSpec) -> Result<Reopened> {
     })
 }
 
+/// The run's inputs found again: the images by record index, and the records whose image is
+/// no longer among the inputs.
+pub struct RunInputs {
+    /// The run's inputs by record index.
+    pub items: BTreeMap<u64, Item>,
+    /// (index, source) of the successful records whose image is gone (deleted or moved away).
+    pub gone: Vec<(u64, String)>,
+}
+
+impl RunInputs {
+    /// One line for the user when some records' images are gone.
+    pub fn gone_note(&self) -> Option<String> {
+        let (index, source) = self.gone.first()?;
+        Some(format!(
+            "{} recorded image(s) are no longer among the inputs (first: image {index}, {source}): \
+             left out of the experiments; restore them to include them",
+            self.gone.len()
+        ))
+    }
+}
+
 /// The run's inputs by record index, gathered again from the header and matched to the records
 /// by identity (path below the input and row; by source for records written before identities).
 /// Each matched image carries its recorded content hash, checked when it is loaded, so a file
-/// changed since discover is an error naming it rather than a silently different image.
-pub fn run_inputs(run: &Results) -> Result<BTreeMap<u64, Item>> {
+/// changed since discover is an error naming it rather than a silently different image. A
+/// record whose image is gone is listed in `gone` (a dataset pruned after discover); an error
+/// when no record's image is found (the inputs moved or were replaced).
+pub fn run_inputs(run: &Results) -> Result<RunInputs> {
     let recorded = &run.header.inputs;
     let inputs: Inputs = if recorded.is_embedded() {
         embedded::samples()
@@ -366,25 +395,35 @@ pub fn run_inputs(run: &Results) -> Result<BTreeMap<u64, Item>> {
         by_source.entry(it.source.as_str()).or_default().push(i);
     }
     let mut taken = vec![false; inputs.items.len()];
-    let mut items = BTreeMap::new();
+    let mut found = RunInputs {
+        items: BTreeMap::new(),
+        gone: Vec::new(),
+    };
     for r in &run.images {
         let list = match &r.image {
             Some(id) => by_place.get(&id.place()),
             None => by_source.get(r.source.as_str()),
         };
         let Some(i) = list.and_then(|l| l.iter().copied().find(|&i| !taken[i])) else {
-            return Err(SetupError::InputsChanged(format!(
-                "image {} ({}) is missing",
-                r.index, r.source
-            )));
+            found.gone.push((r.index, r.source.clone()));
+            continue;
         };
         taken[i] = true;
         let mut it = inputs.items[i].clone();
         it.index = r.index;
         it.sha256 = r.image.as_ref().and_then(|id| id.sha256.clone());
-        items.insert(r.index, it);
+        found.items.insert(r.index, it);
     }
-    Ok(items)
+    if found.items.is_empty() {
+        if let Some((index, source)) = found.gone.first() {
+            return Err(SetupError::InputsChanged(format!(
+                "none of the {} recorded images is among the inputs (first: image {index}, {source} is missing); \
+                 restore the inputs discover read",
+                found.gone.len()
+            )));
+        }
+    }
+    Ok(found)
 }
 
 /// The preprocessing recorded in the header (for thumbnails without a model).

@@ -491,3 +491,184 @@ fn another_spelling_of_the_same_model_and_inputs_resumes_and_a_readme_is_not_has
     }
     assert_eq!(h["model"]["sha256"], format!("{:x}", sha.finalize()));
 }
+
+fn merge(inputs: &[&Path], out: &Path) -> Output {
+    let mut c = bin();
+    c.arg("merge");
+    for i in inputs {
+        c.arg(i);
+    }
+    c.arg("-o").arg(out).output().unwrap()
+}
+
+#[test]
+fn shards_follow_the_images_so_added_files_move_nothing() {
+    use neuronpath::io::shard::Shard;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path(), &["p.png", "q.png", "r.png", "s.png"]);
+    let shard = |i: u64| Shard { index: i, count: 2 };
+    let outs: Vec<PathBuf> = (0..2)
+        .map(|i| dir.path().join(format!("s{i}.jsonl")))
+        .collect();
+    for (i, out) in outs.iter().enumerate() {
+        let s = shard(i as u64).to_string();
+        ok(discover(&model(), &[&data], out, &["--shard", &s]));
+    }
+    let before: Vec<usize> = outs.iter().map(|o| records(o).len()).collect();
+    assert_eq!(before.iter().sum::<usize>(), 8);
+    // Two new files that sort first in their class: every later image's position moves by one.
+    let added = ["a/a.png", "b/a.png"];
+    for (k, a) in added.iter().enumerate() {
+        png(&data.join(a), 90 + k as u32);
+    }
+    for (i, out) in outs.iter().enumerate() {
+        let s = shard(i as u64);
+        let o = ok(discover(
+            &model(),
+            &[&data],
+            out,
+            &["--shard", &s.to_string()],
+        ));
+        let new = added
+            .iter()
+            .filter(|a| s.holds(&Path::new("data").join(a), None))
+            .count();
+        // Only the new files of this shard are computed; nothing done before is redone.
+        let want = format!("{new} images ({} done before)", before[i]);
+        assert!(stderr(&o).contains(&want), "{want}: {}", stderr(&o));
+        assert_eq!(records(out).len(), before[i] + new);
+    }
+    let merged = dir.path().join("merged.jsonl");
+    ok(merge(&[&outs[0], &outs[1]], &merged));
+    let fresh = dir.path().join("fresh.jsonl");
+    ok(discover(&model(), &[&data], &fresh, &[]));
+    assert_same_records(&records(&fresh), &records(&merged));
+}
+
+#[test]
+fn records_of_deleted_images_are_left_out_with_a_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path(), &["p.png", "q.png"]);
+    let out = dir.path().join("r.jsonl");
+    ok(discover(&model(), &[&data], &out, &[]));
+    std::fs::remove_file(data.join("a/q.png")).unwrap();
+    let ablate = |to: &str| {
+        bin()
+            .args(["ablate", "--results"])
+            .arg(&out)
+            .arg("-o")
+            .arg(dir.path().join(to))
+            .output()
+            .unwrap()
+    };
+    let o = ok(ablate("abl"));
+    let e = stderr(&o);
+    assert!(
+        e.contains("1 recorded image(s) are no longer among the inputs (first: image 1"),
+        "{e}"
+    );
+    let csv = std::fs::read_to_string(dir.path().join("abl/manipulation_images.csv")).unwrap();
+    assert!(csv.contains("b/q.png") && csv.contains("a/p.png"), "{csv}");
+    assert!(!csv.contains("a/q.png"), "{csv}");
+    // With every image gone the inputs were moved or replaced: an error, not an empty ablation.
+    for f in ["a/p.png", "b/p.png", "b/q.png"] {
+        std::fs::remove_file(data.join(f)).unwrap();
+    }
+    png(&data.join("a/x.png"), 60);
+    png(&data.join("b/x.png"), 61);
+    refused(
+        ablate("abl2"),
+        "none of the 4 recorded images is among the inputs",
+    );
+}
+
+#[test]
+fn export_samples_replaces_only_its_own_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let fm = fixture("fashion-mnist");
+    let to = dir.path().join("ex");
+    let export = |force: bool| {
+        let mut c = bin();
+        c.args(["train", "--data"])
+            .arg(&fm)
+            .arg("--export-samples")
+            .arg(&to)
+            .args(["--per-class", "1"]);
+        if force {
+            c.arg("--force");
+        }
+        c.output().unwrap()
+    };
+    ok(export(false));
+    // Its own earlier export is replaced (same bytes).
+    ok(export(false));
+    let classes = to.join("classes.json");
+    let sample = std::fs::read_dir(to.join("samples/00-t-shirt-top"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for victim in [&classes, &sample] {
+        std::fs::write(victim, b"my notes").unwrap();
+        refused(export(false), "--force");
+        assert_eq!(std::fs::read(victim).unwrap(), b"my notes");
+    }
+    ok(export(true));
+    assert!(std::fs::read_to_string(&classes)
+        .unwrap()
+        .contains("Ankle boot"));
+    // Never into the data folder.
+    let inside = bin()
+        .args(["train", "--data"])
+        .arg(&fm)
+        .arg("--export-samples")
+        .arg(fm.join("ex"))
+        .output()
+        .unwrap();
+    refused(inside, "inside");
+    assert!(!fm.join("ex").exists());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_direction_path_that_is_not_utf8_is_kept_exactly_and_never_written_onto() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path(), &["p.png"]);
+    let first = dir.path().join("first.jsonl");
+    ok(discover(&model(), &[&data], &first, &[]));
+    let classes = header(&first)["model"]["config"]["num_classes"]
+        .as_u64()
+        .unwrap() as usize;
+    let name = std::ffi::OsStr::from_bytes(b"dir\xe9ction.npy");
+    let path = dir.path().join(name);
+    assert!(path.to_str().is_none());
+    let v: Vec<f32> = (0..classes).map(|c| c as f32 - 0.5).collect();
+    candle_core::Tensor::new(v, &candle_core::Device::Cpu)
+        .unwrap()
+        .write_npy(&path)
+        .unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let out = dir.path().join("d.jsonl");
+    let with = |out: &Path, force: bool| {
+        let mut c = bin();
+        c.args(["discover", "--model"]).arg(model()).arg(&data);
+        c.args(["--dtype", "f64", "--steps", "8"]);
+        c.arg("--direction").arg(&path).arg("-o").arg(out);
+        if force {
+            c.arg("--force");
+        }
+        c.output().unwrap()
+    };
+    ok(with(&out, false));
+    let hex: String = name.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let got = header(&out)["objective"]["source_hex"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(got.ends_with(&hex), "{got}");
+    // `-o` onto the direction file itself is refused even with --force, the bytes intact.
+    refused(with(&path, true), "input");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}

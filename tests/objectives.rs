@@ -24,6 +24,7 @@ fn direction(d: usize) -> Objective {
     let v = Tensor::randn(0f64, 1.0, d, &Device::Cpu).unwrap();
     Objective::Direction {
         source: "random".into(),
+        source_hex: None,
         vector: v.to_vec1().unwrap(),
     }
 }

@@ -149,6 +149,7 @@ fn family(rel: &str) -> Vit {
         let v = Tensor::randn(0f64, 1.0, width, &Device::Cpu).unwrap();
         m.objective = Objective::Direction {
             source: "random".into(),
+            source_hex: None,
             vector: v.to_vec1().unwrap(),
         };
     }

@@ -331,14 +331,14 @@ pub fn discover_all(job: &DiscoveryJob, note: &mut dyn FnMut(&str)) -> Result<Su
     let mut pending: Vec<&Item> = inputs
         .items
         .iter()
-        .filter(|it| shard.is_none_or(|s| s.contains(it.index)))
+        .filter(|it| shard.is_none_or(|s| s.holds(&it.id_path, it.row)))
         .filter(|it| !done.contains(&it.index))
         .collect();
     let twice = repeated(
         inputs
             .items
             .iter()
-            .filter(|it| shard.is_none_or(|s| s.contains(it.index))),
+            .filter(|it| shard.is_none_or(|s| s.holds(&it.id_path, it.row))),
     );
     pending.retain(|it| !twice.contains(&it.index));
     if !twice.is_empty() {
@@ -350,7 +350,7 @@ pub fn discover_all(job: &DiscoveryJob, note: &mut dyn FnMut(&str)) -> Result<Su
     let skipped = inputs
         .items
         .iter()
-        .filter(|it| shard.is_none_or(|s| s.contains(it.index)))
+        .filter(|it| shard.is_none_or(|s| s.holds(&it.id_path, it.row)))
         .count()
         - pending.len();
     eprintln!(

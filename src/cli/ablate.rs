@@ -11,7 +11,7 @@ use crate::setup::reopen;
 use anyhow::Result;
 
 pub fn run(plan: &AblatePlan) -> Result<()> {
-    let run = Results::open(&plan.results)?;
+    let mut run = Results::open(&plan.results)?;
     super::outputs::over_run(plan.force, &plan.results, &plan.model, &run).check_set(
         &plan.out,
         "manipulation.json",
@@ -22,7 +22,7 @@ pub fn run(plan: &AblatePlan) -> Result<()> {
             "accuracy.svg",
         ],
     )?;
-    let m = reopen(&run, &plan.model)?;
+    let m = reopen(&mut run, &plan.model)?;
     super::outputs::show(&run.warnings, &m.notes);
     let settings = ManipulationSettings {
         seed: plan.seed.unwrap_or(run.header.seed),

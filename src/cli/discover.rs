@@ -5,6 +5,7 @@ use crate::attribution::run::{discover_all, Summary};
 use crate::experiments::full_report::{build_report, ReportOptions};
 use crate::experiments::render::report::{json_path, maps_path};
 use crate::io::reference;
+use crate::io::results::os_path;
 use crate::model::Objective;
 use crate::output::{Kind, Outputs};
 use anyhow::Result;
@@ -18,8 +19,15 @@ fn check_outputs(plan: &DiscoverPlan) -> Result<()> {
         .inputs(&job.model.path)
         .inputs(&job.inputs)
         .inputs(&job.labels);
-    if let Objective::Direction { source, .. } = &job.objective {
-        guard.input(std::path::Path::new(source));
+    if let Objective::Direction {
+        source, source_hex, ..
+    } = &job.objective
+    {
+        let exact = match source_hex {
+            Some(h) => os_path::from_hex(h).map_err(anyhow::Error::msg)?,
+            None => source.into(),
+        };
+        guard.input(&exact);
     }
     guard.check(&job.out, Kind::Results)?;
     if let Some(report) = &plan.report {
@@ -78,7 +86,13 @@ pub fn run(plan: &DiscoverPlan) -> Result<()> {
         map_steps: plan.map_steps,
         ..ReportOptions::default()
     };
-    let claims = build_report(&plan.job.out, &plan.job.model, &options, path)?;
+    let claims = build_report(
+        &plan.job.out,
+        &plan.job.model,
+        &options,
+        path,
+        &mut |n| eprintln!("note: {n}"),
+    )?;
     println!(
         "report: {} ({} claims checked)",
         path.display(),

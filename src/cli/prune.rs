@@ -15,7 +15,7 @@ use crate::setup::{reopen, Reopened};
 use anyhow::{bail, Context, Result};
 
 pub fn run(plan: &PrunePlan) -> Result<()> {
-    let run = Results::open(&plan.results)?;
+    let mut run = Results::open(&plan.results)?;
     let mut guard = super::outputs::over_run(plan.force, &plan.results, &plan.model, &run);
     guard.inputs(&plan.eval).inputs(&plan.eval_labels);
     guard.check_set(
@@ -31,7 +31,7 @@ pub fn run(plan: &PrunePlan) -> Result<()> {
     if let Some(s) = &plan.save {
         guard.check(&s.path, Kind::Model)?;
     }
-    let m = reopen(&run, &plan.model)?;
+    let m = reopen(&mut run, &plan.model)?;
     super::outputs::show(&run.warnings, &m.notes);
     let cfg = &m.loaded.model.cfg;
     let settings = PruningSettings {

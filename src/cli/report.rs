@@ -18,7 +18,13 @@ pub fn run(plan: &ReportPlan) -> Result<()> {
     let json = json_path(&plan.out);
     guard.check(&json, Kind::Json)?;
     guard.check(&maps_path(&plan.out), Kind::Beside(json))?;
-    let claims = build_report(&plan.results, &plan.model, &plan.options, &plan.out)?;
+    let claims = build_report(
+        &plan.results,
+        &plan.model,
+        &plan.options,
+        &plan.out,
+        &mut |n| eprintln!("note: {n}"),
+    )?;
     for c in &claims {
         println!("{:<14} {}", c.verdict.words(), c.claim);
     }

@@ -78,16 +78,44 @@ pub fn run(plan: &TrainPlan) -> anyhow::Result<()> {
     }
 }
 
+/// The sample PNGs and `classes.json`, all checked before any is written: an existing file is
+/// replaced only when it holds exactly what would be written (an earlier export) or with
+/// `--force`; never one inside `--data`.
 fn export(plan: &TrainPlan, dir: &Path, per_class: usize) -> anyhow::Result<()> {
     let test = FashionMnist::load(&plan.data, Split::Test)?;
-    let written = fashion_mnist::export_samples(&test, &dir.join("samples"), per_class)?;
-    fashion_mnist::write_class_names(&dir.join("classes.json"))?;
+    let mut files = fashion_mnist::sample_pngs(&test, &dir.join("samples"), per_class)?;
+    let classes = dir.join("classes.json");
+    files.push((
+        classes.clone(),
+        fashion_mnist::class_names_json().into_bytes(),
+    ));
+    let mut g = Outputs::new(plan.force);
+    g.input(&plan.data);
+    for (path, bytes) in &files {
+        match g.check(path, Kind::Beside(classes.clone())) {
+            Err(OutputError::Foreign { .. }) if holds(path, bytes) => {}
+            r => r?,
+        }
+    }
+    fashion_mnist::write_files(&files)?;
     println!(
         "wrote {} sample images and classes.json into {}",
-        written.len(),
+        files.len() - 1,
         dir.display()
     );
     Ok(())
+}
+
+/// Whether the regular file at `path` holds exactly `bytes` (reads at most one byte more).
+fn holds(path: &Path, bytes: &[u8]) -> bool {
+    use std::io::Read;
+    let Ok(f) = crate::limits::open_regular(path) else {
+        return false;
+    };
+    let mut have = Vec::with_capacity(bytes.len());
+    f.take(bytes.len() as u64 + 1)
+        .read_to_end(&mut have)
+        .is_ok_and(|_| have == bytes)
 }
 
 fn train(

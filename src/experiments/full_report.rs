@@ -76,28 +76,31 @@ fn read_json<T: serde::de::DeserializeOwned>(p: &Path) -> Result<T> {
 }
 
 /// Computes what the run's model allows (unless `o` says otherwise) and writes the report to
-/// `out` (.html, with a .json of the claims beside it); returns the claims.
+/// `out` (.html, with a .json of the claims beside it); returns the claims. What the user should
+/// know now (the model left out, images gone) also goes to `note`, besides the report's notes.
 pub fn build_report(
     results: &Path,
     spec: &ModelSpec,
     o: &ReportOptions,
     out: &Path,
+    note: &mut dyn FnMut(&str),
 ) -> Result<Vec<Claim>> {
-    let run = Results::open(results)?;
+    let mut run = Results::open(results)?;
     // What the reader noticed (repeated records) is shown in the report.
     let mut notes = run.warnings.clone();
     let matched: Option<Reopened> = if !o.use_model {
         None
     } else {
-        match reopen(&run, spec) {
+        match reopen(&mut run, spec) {
             Ok(m) => {
+                m.notes.iter().for_each(|n| note(n));
                 notes.extend(m.notes.iter().cloned());
                 Some(m)
             }
             Err(e) if spec.path.is_some() => return Err(e.into()),
             Err(e) => {
                 let e = one_line(&e);
-                eprintln!("note: continuing without the model: {e}");
+                note(&format!("continuing without the model: {e}"));
                 notes.push(format!(
                     "Model not available ({e}): manipulation from the records only, no pruning."
                 ));
@@ -234,7 +237,9 @@ fn thumbnails(
 ) -> (BTreeMap<u64, String>, BTreeMap<u64, String>) {
     let items = match m {
         Some(m) => Some((m.items.clone(), m.pre)),
-        None => run_inputs(run).ok().map(|i| (i, recorded_preprocess(run))),
+        None => run_inputs(run)
+            .ok()
+            .map(|i| (i.items, recorded_preprocess(run))),
     };
     let Some((items, pre)) = items else {
         return Default::default();

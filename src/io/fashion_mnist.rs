@@ -267,22 +267,16 @@ pub fn class_slug(class: usize) -> String {
     parts.join("-")
 }
 
-/// Writes the first `per_class` images of each class as 8-bit grayscale PNGs into
-/// `out/<two-digit class>-<slug>/test-<5-digit index>.png` (the index into `data`). Returns the
-/// paths written.
-pub fn export_samples(
+/// The first `per_class` images of each class as 8-bit grayscale PNGs, with the paths they go
+/// to: `out/<two-digit class>-<slug>/test-<5-digit index>.png` (the index into `data`).
+pub fn sample_pngs(
     data: &FashionMnist,
     out: &Path,
     per_class: usize,
-) -> Result<Vec<PathBuf>, DataError> {
-    let write_err = |path: &Path, e: &dyn std::fmt::Display| DataError::Write {
-        path: path.to_path_buf(),
-        msg: e.to_string(),
-    };
-    let mut written = Vec::new();
+) -> Result<Vec<(PathBuf, Vec<u8>)>, DataError> {
+    let mut pngs = Vec::new();
     for class in 0..CLASS_NAMES.len() {
         let dir = out.join(format!("{class:02}-{}", class_slug(class)));
-        std::fs::create_dir_all(&dir).map_err(|e| write_err(&dir, &e))?;
         let indices = (0..data.len())
             .filter(|&i| data.labels[i] as usize == class)
             .take(per_class);
@@ -292,19 +286,43 @@ pub fn export_samples(
                 .expect("784 pixels");
             let mut png = std::io::Cursor::new(Vec::new());
             img.write_to(&mut png, image::ImageFormat::Png)
-                .map_err(|e| write_err(&path, &e))?;
-            crate::output::write_atomic(&path, png.get_ref()).map_err(|e| write_err(&path, &e))?;
-            written.push(path);
+                .map_err(|e| DataError::Write {
+                    path: path.clone(),
+                    msg: e.to_string(),
+                })?;
+            pngs.push((path, png.into_inner()));
         }
     }
-    Ok(written)
+    Ok(pngs)
 }
 
-/// The class names as a JSON array, in label order.
-pub fn write_class_names(path: &Path) -> Result<(), DataError> {
-    let text = serde_json::to_string_pretty(&CLASS_NAMES).expect("strings serialise");
-    crate::output::write_atomic(path, (text + "\n").as_bytes()).map_err(|e| DataError::Write {
+/// Writes each file (atomically), making its folder first.
+pub fn write_files(files: &[(PathBuf, Vec<u8>)]) -> Result<(), DataError> {
+    let write_err = |path: &Path, e: &dyn std::fmt::Display| DataError::Write {
         path: path.to_path_buf(),
         msg: e.to_string(),
-    })
+    };
+    for (path, bytes) in files {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| write_err(dir, &e))?;
+        }
+        crate::output::write_atomic(path, bytes).map_err(|e| write_err(path, &e))?;
+    }
+    Ok(())
+}
+
+/// Writes [`sample_pngs`] into `out`. Returns the paths written.
+pub fn export_samples(
+    data: &FashionMnist,
+    out: &Path,
+    per_class: usize,
+) -> Result<Vec<PathBuf>, DataError> {
+    let pngs = sample_pngs(data, out, per_class)?;
+    write_files(&pngs)?;
+    Ok(pngs.into_iter().map(|(p, _)| p).collect())
+}
+
+/// The class names as a JSON array, in label order (the text of `classes.json`).
+pub fn class_names_json() -> String {
+    serde_json::to_string_pretty(&CLASS_NAMES).expect("strings serialise") + "\n"
 }

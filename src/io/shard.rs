@@ -1,7 +1,9 @@
 //! Deterministic slices of the inputs, for running one job as many (e.g. a Slurm job array).
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 
-/// The slice i/n of the inputs: the images whose index is i modulo n. Written as `"i/n"`.
+/// The slice i/n of the inputs: the images whose place (path below the input, row of an array
+/// file) hashes to i modulo n. Written as `"i/n"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Shard {
@@ -12,9 +14,22 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// Whether the image with this index belongs to the slice.
-    pub fn contains(&self, image_index: u64) -> bool {
-        image_index % self.count == self.index
+    /// Whether the image at this place (its path below the input, its row in an array file)
+    /// belongs to the slice. Chosen by a hash of the place rather than the image's position, so
+    /// files added or removed between runs of a sharded job move no other image to another
+    /// slice; the place rather than the content, so a task reads only its own images.
+    pub fn holds(&self, path: &Path, row: Option<u64>) -> bool {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(path.as_os_str().as_encoded_bytes());
+        if let Some(r) = row {
+            // A separator no path holds, then the row: `x.npy` row 1 is not the path `x.npy1`.
+            h.update([0u8]);
+            h.update(r.to_le_bytes());
+        }
+        let d = h.finalize();
+        let first = u64::from_be_bytes(d[..8].try_into().expect("8 bytes of a 32-byte digest"));
+        first % self.count == self.index
     }
 
     /// From a Slurm job array, when running in one: `None` outside an array (no
@@ -113,6 +128,7 @@ impl std::fmt::Display for Shard {
 #[cfg(test)]
 mod tests {
     use super::Shard;
+    use std::path::Path;
 
     #[test]
     fn parses_and_prints_i_over_n() {
@@ -190,10 +206,28 @@ mod tests {
     }
 
     #[test]
-    fn slices_partition_the_indices() {
+    fn slices_partition_the_places_and_spread_them() {
         let shards: Vec<Shard> = (0..3).map(|i| Shard { index: i, count: 3 }).collect();
-        for idx in 0..30u64 {
-            assert_eq!(shards.iter().filter(|s| s.contains(idx)).count(), 1);
+        let mut sizes = [0usize; 3];
+        for n in 0..300u64 {
+            let name = std::path::PathBuf::from(format!("val/c{}/img{n}.png", n % 7));
+            let owners: Vec<usize> = (0..3).filter(|&i| shards[i].holds(&name, None)).collect();
+            assert_eq!(owners.len(), 1, "{}", name.display());
+            sizes[owners[0]] += 1;
+            let rows = (0..3).filter(|&i| shards[i].holds(Path::new("x.npy"), Some(n)));
+            assert_eq!(rows.count(), 1);
         }
+        // Roughly even (binomial 300 x 1/3: mean 100, sd 8).
+        assert!(sizes.iter().all(|&s| (60..=140).contains(&s)), "{sizes:?}");
+        // The row is part of the place, and the same place is always in the same slice.
+        let a = Shard { index: 0, count: 2 };
+        let holders: Vec<bool> = (0..16)
+            .map(|r| a.holds(Path::new("x.npy"), Some(r)))
+            .collect();
+        assert!(holders.contains(&true) && holders.contains(&false));
+        assert_eq!(
+            a.holds(Path::new("d/p.png"), None),
+            a.holds(Path::new("d/p.png"), None)
+        );
     }
 }

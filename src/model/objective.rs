@@ -25,8 +25,11 @@ pub enum Objective {
     },
     /// output . direction (a CLIP text embedding, a probe's weight row); one score column.
     Direction {
-        /// Where the vector came from, for the record.
+        /// Where the vector came from, for the record (lossy when the path is not UTF-8).
         source: String,
+        /// The path's exact bytes in hex when it is not UTF-8 (absent otherwise).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        source_hex: Option<String>,
         /// The direction, one value per output column.
         vector: Vec<f64>,
     },
@@ -47,11 +50,13 @@ impl Objective {
             Objective::LogitDiff { against } if *against >= outputs => Err(format!(
                 "--objective logit-diff:{against}: the model has {outputs} outputs"
             )),
-            Objective::Direction { source, vector } if vector.len() != outputs => Err(format!(
+            Objective::Direction { source, vector, .. } if vector.len() != outputs => Err(format!(
                 "--direction {source}: {} values, the model's output has {outputs}",
                 vector.len()
             )),
-            Objective::Direction { source, vector } if vector.iter().any(|v| !v.is_finite()) => {
+            Objective::Direction { source, vector, .. }
+                if vector.iter().any(|v| !v.is_finite()) =>
+            {
                 Err(format!("--direction {source}: NaN or infinite values"))
             }
             _ => Ok(()),

@@ -68,8 +68,9 @@ pub struct DiscoverArgs {
     /// [values: prefix, reference].
     #[arg(long, default_value = "prefix")]
     pub engine: SearchEngine,
-    /// Process the slice i/n of the inputs [values: i/n with 0 <= i < n] [default: from
-    /// SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT when set, else all inputs].
+    /// Process the slice i/n of the inputs, chosen by a hash of each image's path [values: i/n
+    /// with 0 <= i < n] [default: from SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT when set,
+    /// else all inputs].
     #[arg(long)]
     pub shard: Option<Shard>,
     /// Only the first N images of each class (class folders) or of the inputs [range: at least

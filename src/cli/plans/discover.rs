@@ -4,7 +4,7 @@ use super::{memory_limit, model_spec, positive, steps};
 use crate::attribution::discover::{Method, TargetKind};
 use crate::attribution::run::DiscoveryJob;
 use crate::cli::args::{DiscoverArgs, ObjectiveArg};
-use crate::io::results::Resume;
+use crate::io::results::{os_path, Resume};
 use crate::io::shard::Shard;
 use crate::model::Objective;
 use anyhow::{bail, Result};
@@ -67,6 +67,7 @@ impl DiscoverPlan {
         let objective = match (&a.direction, a.objective) {
             (Some(path), ObjectiveArg::Prob) => Objective::Direction {
                 source: path.display().to_string(),
+                source_hex: path.to_str().is_none().then(|| os_path::to_hex(path)),
                 vector: read_direction(path)?,
             },
             (Some(_), _) => bail!("--direction: F is then the dot product; drop --objective"),

@@ -9,7 +9,7 @@ mod file;
 mod fit;
 mod identity;
 mod merge;
-mod os_path;
+pub mod os_path;
 mod schema;
 mod view;
 
