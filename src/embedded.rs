@@ -39,11 +39,17 @@ pub fn samples() -> Inputs {
     let items = SAMPLES
         .iter()
         .enumerate()
-        .map(|(i, (class, file, bytes))| Item {
-            index: i as u64,
-            source: format!("embedded:{class}/{file}"),
-            label: classes.iter().position(|c| c == class),
-            pixels: Pixels::Embedded(bytes),
+        .map(|(i, (class, file, bytes))| {
+            let source = format!("embedded:{class}/{file}");
+            Item {
+                index: i as u64,
+                id_path: source.clone().into(),
+                source,
+                label: classes.iter().position(|c| c == class),
+                pixels: Pixels::Embedded(bytes),
+                row: None,
+                sha256: None,
+            }
         })
         .collect();
     // Folder names are "NN-slug"; the display names come from the model's config.

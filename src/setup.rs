@@ -191,10 +191,16 @@ impl ModelSpec {
         Ok(embedded::samples())
     }
 
-    /// Path, content hash, layout and detected configuration, for result headers.
+    /// Path (exact, even when not UTF-8), content hash, layout and detected configuration, for
+    /// result headers.
     pub fn describe(&self, loaded: &Loaded) -> Result<ModelInfo> {
+        let (path, path_hex) = match &self.path {
+            Some(p) => ModelInfo::path_fields(p),
+            None => (self.name(), None),
+        };
         Ok(ModelInfo {
-            path: self.name(),
+            path,
+            path_hex,
             sha256: Some(self.hash()?),
             layout: serde_json::to_value(loaded.layout)?
                 .as_str()
@@ -203,27 +209,48 @@ impl ModelSpec {
         })
     }
 
-    /// SHA-256 of the checkpoint's bytes (every file of a folder, in name order).
+    /// SHA-256 of the checkpoint's bytes: the files it is read from, in name order (for a
+    /// Hugging Face folder its config, preprocessor config and weights, not a README or another
+    /// framework's copy of the weights beside them).
     fn hash(&self) -> Result<String> {
-        let mut h = sha2::Sha256::new();
         match &self.path {
-            None => h.update(embedded::model_bytes().unwrap_or_default()),
-            Some(p) if p.is_dir() => {
-                let mut files: Vec<PathBuf> = std::fs::read_dir(p)
-                    .map_err(|e| SetupError::read(p, e))?
-                    .flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.is_file())
-                    .collect();
-                files.sort();
-                for f in files {
-                    h.update(std::fs::read(&f).map_err(|e| SetupError::read(&f, e))?);
-                }
-            }
-            Some(p) => h.update(std::fs::read(p).map_err(|e| SetupError::read(p, e))?),
+            None => Ok(hex_sha(embedded::model_bytes().unwrap_or_default())),
+            Some(p) => hash_files(&crate::model::load::checkpoint_files(p)?),
         }
-        Ok(format!("{:x}", h.finalize()))
     }
+
+    /// Whether `recorded` is this checkpoint's hash: as hashed now, or for a folder as results
+    /// written before the hash covered only the files read (every file of the folder).
+    pub fn is_hashed(&self, recorded: &str) -> Result<bool> {
+        if self.hash()? == recorded {
+            return Ok(true);
+        }
+        let Some(dir) = self.path.as_ref().filter(|p| p.is_dir()) else {
+            return Ok(false);
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| SetupError::read(dir, e))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        Ok(hash_files(&files)? == recorded)
+    }
+}
+
+fn hex_sha(bytes: &[u8]) -> String {
+    format!("{:x}", sha2::Sha256::digest(bytes))
+}
+
+/// SHA-256 of the files' bytes one after another, streamed (regular files only).
+fn hash_files(files: &[PathBuf]) -> Result<String> {
+    let mut h = sha2::Sha256::new();
+    for f in files {
+        let mut file = crate::limits::open_regular(f).map_err(|e| SetupError::read(f, e))?;
+        std::io::copy(&mut file, &mut h).map_err(|e| SetupError::read(f, e))?;
+    }
+    Ok(format!("{:x}", h.finalize()))
 }
 
 /// A results file's model and inputs, checked against its header.
@@ -232,8 +259,10 @@ pub struct Reopened {
     pub loaded: Loaded,
     /// Its preprocessing.
     pub pre: Preprocess,
-    /// The run's inputs by index.
+    /// The run's inputs by record index.
     pub items: BTreeMap<u64, Item>,
+    /// What the caller should tell the user (a dtype other than the run's).
+    pub notes: Vec<String>,
 }
 
 /// `args` with what it leaves open taken from the header: model path, heads, LayerNorm eps,
@@ -242,14 +271,12 @@ fn resolve(run: &Results, spec: &ModelSpec) -> Result<ModelSpec> {
     let mut a = spec.clone();
     let h = &run.header;
     let c = &run.config;
-    if a.path.is_none() {
-        let recorded = h.model.path.as_str();
-        if recorded != embedded::MODEL_NAME {
-            if !Path::new(recorded).exists() {
-                return Err(SetupError::ModelMissing(recorded.to_string()));
-            }
-            a.path = Some(PathBuf::from(recorded));
+    if a.path.is_none() && h.model.path != embedded::MODEL_NAME {
+        let recorded = h.model.to_path().map_err(SetupError::Header)?;
+        if !recorded.exists() {
+            return Err(SetupError::ModelMissing(h.model.path.clone()));
         }
+        a.path = Some(recorded);
     }
     a.heads = a.heads.or(Some(c.heads));
     a.ln_eps = a.ln_eps.or(Some(c.ln_eps));
@@ -269,7 +296,7 @@ pub fn reopen(run: &Results, spec: &ModelSpec) -> Result<Reopened> {
     loaded.model.objective = run.header.objective.clone();
     let desc = a.describe(&loaded)?;
     if let Some(want) = run.model_sha() {
-        if desc.sha256.as_deref() != Some(want) {
+        if desc.sha256.as_deref() != Some(want) && !a.is_hashed(want)? {
             return Err(SetupError::OtherModel(format!(
                 "{} (sha256 {}) is not the model of these results ({} with sha256 {want}); pass the same --model as discover",
                 a.name(),
@@ -295,15 +322,24 @@ pub fn reopen(run: &Results, spec: &ModelSpec) -> Result<Reopened> {
         )));
     }
     let (recorded_dtype, dtype) = (run.header.dtype, a.dtype);
+    let mut notes = Vec::new();
     if recorded_dtype != dtype {
-        eprintln!("note: the results were computed in {recorded_dtype}, this run uses {dtype} (pass --dtype {recorded_dtype} to reproduce them exactly)");
+        notes.push(format!("the results were computed in {recorded_dtype}, this run uses {dtype} (pass --dtype {recorded_dtype} to reproduce them exactly)"));
     }
     let pre = a.preprocess(&loaded)?;
     let items = run_inputs(run)?;
-    Ok(Reopened { loaded, pre, items })
+    Ok(Reopened {
+        loaded,
+        pre,
+        items,
+        notes,
+    })
 }
 
-/// The run's inputs by index, gathered again from the header and checked against the records.
+/// The run's inputs by record index, gathered again from the header and matched to the records
+/// by identity (path below the input and row; by source for records written before identities).
+/// Each matched image carries its recorded content hash, checked when it is loaded, so a file
+/// changed since discover is an error naming it rather than a silently different image.
 pub fn run_inputs(run: &Results) -> Result<BTreeMap<u64, Item>> {
     let recorded = &run.header.inputs;
     let inputs: Inputs = if recorded.is_embedded() {
@@ -312,28 +348,41 @@ pub fn run_inputs(run: &Results) -> Result<BTreeMap<u64, Item>> {
         let p: Vec<PathBuf> = recorded.to_paths().map_err(SetupError::Header)?;
         gather_named(
             &p,
-            recorded.labels.as_deref(),
+            recorded
+                .labels_path()
+                .map_err(SetupError::Header)?
+                .as_deref(),
             run.header.class_names.as_deref(),
         )
         .map_err(SetupError::Regather)?
     };
-    let items: BTreeMap<u64, Item> = inputs.items.into_iter().map(|it| (it.index, it)).collect();
+    let mut by_place: BTreeMap<(Vec<u8>, Option<u64>), Vec<usize>> = BTreeMap::new();
+    let mut by_source: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, it) in inputs.items.iter().enumerate() {
+        by_place
+            .entry(it.identity(None).place())
+            .or_default()
+            .push(i);
+        by_source.entry(it.source.as_str()).or_default().push(i);
+    }
+    let mut taken = vec![false; inputs.items.len()];
+    let mut items = BTreeMap::new();
     for r in &run.images {
-        match items.get(&r.index) {
-            Some(it) if it.source == r.source => {}
-            Some(it) => {
-                return Err(SetupError::InputsChanged(format!(
-                    "image {} was {}, now {}",
-                    r.index, r.source, it.source
-                )))
-            }
-            None => {
-                return Err(SetupError::InputsChanged(format!(
-                    "image {} ({}) is missing",
-                    r.index, r.source
-                )))
-            }
-        }
+        let list = match &r.image {
+            Some(id) => by_place.get(&id.place()),
+            None => by_source.get(r.source.as_str()),
+        };
+        let Some(i) = list.and_then(|l| l.iter().copied().find(|&i| !taken[i])) else {
+            return Err(SetupError::InputsChanged(format!(
+                "image {} ({}) is missing",
+                r.index, r.source
+            )));
+        };
+        taken[i] = true;
+        let mut it = inputs.items[i].clone();
+        it.index = r.index;
+        it.sha256 = r.image.as_ref().and_then(|id| id.sha256.clone());
+        items.insert(r.index, it);
     }
     Ok(items)
 }

@@ -326,6 +326,7 @@ fn record(
     ImageRecord {
         index,
         source: format!("img{index}"),
+        image: None,
         result: ImageResult {
             label: Some(label),
             target: label,

@@ -745,6 +745,7 @@ impl Model {
                     let rec = Record {
                         index: i as u64,
                         source: images.sources[i].clone(),
+                        image: None,
                         outcome: Outcome::Done { label_name, result },
                         extra: Default::default(),
                     };

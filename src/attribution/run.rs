@@ -14,7 +14,8 @@ use crate::io::reference::ReferenceError;
 use crate::io::reference::{self, ReferenceEntry};
 use crate::io::results::ResultsError;
 use crate::io::results::{
-    Header, InputsInfo, Outcome, Preprocessing, Record, RecordWriter, Resume, SchemaVersion,
+    match_records, Candidate, Header, InputsInfo, Outcome, Preprocessing, Record, RecordWriter,
+    Resume, SchemaVersion,
 };
 use crate::io::shard::Shard;
 use crate::model::load::Loaded;
@@ -166,10 +167,117 @@ fn neuron_rows(job: &DiscoveryJob, model: &crate::model::Vit) -> Result<Rows> {
     })
 }
 
+/// `header` with the results file's own spelling of the same model, inputs and labels (another
+/// path to the same file or folder), and its model hash when it is this checkpoint's by the hash
+/// of earlier versions, so that only a real difference refuses the resume.
+fn as_recorded(job: &DiscoveryJob, mut header: Header) -> Result<Header> {
+    use crate::output::same_file;
+    let Some(old) = crate::io::results::read_header(&job.out) else {
+        return Ok(header);
+    };
+    if let (Some(given), Ok(recorded)) = (&job.model.path, old.model.to_path()) {
+        if header.model.path != old.model.path && same_file(given, &recorded) {
+            header.model.path = old.model.path.clone();
+            header.model.path_hex = old.model.path_hex.clone();
+        }
+    }
+    if let Some(want) = old.model.sha256.as_deref() {
+        if header.model.sha256.as_deref() != Some(want) && job.model.is_hashed(want)? {
+            header.model.sha256 = old.model.sha256.clone();
+        }
+    }
+    if let Ok(recorded) = old.inputs.to_paths() {
+        let same = recorded.len() == job.inputs.len()
+            && recorded
+                .iter()
+                .zip(&job.inputs)
+                .all(|(a, b)| same_file(a, b));
+        if same && !job.inputs.is_empty() {
+            header.inputs.paths = old.inputs.paths.clone();
+            header.inputs.paths_hex = old.inputs.paths_hex.clone();
+        }
+    }
+    if let (Ok(Some(a)), Some(b)) = (old.inputs.labels_path(), &job.labels) {
+        if same_file(&a, b) {
+            header.inputs.labels = old.inputs.labels.clone();
+            header.inputs.labels_hex = old.inputs.labels_hex.clone();
+        }
+    }
+    Ok(header)
+}
+
+/// Opens the results file and matches its records to `items` by identity ([`match_records`]):
+/// returns the writer and the positions of the images already done. The file is rewritten
+/// when records moved (files renamed, added or reordered), went stale (a file changed), or the
+/// header needs the current count or schema.
+fn resume(
+    job: &DiscoveryJob,
+    header: &Header,
+    items: &[Item],
+    note: &mut dyn FnMut(&str),
+) -> Result<(RecordWriter, std::collections::BTreeSet<u64>)> {
+    let (mut writer, resumed) = RecordWriter::open_with(&job.out, header, job.resume)?;
+    for n in &resumed.notes {
+        note(n);
+    }
+    let Some(old) = resumed.header else {
+        return Ok((writer, Default::default()));
+    };
+    let candidates: Vec<Candidate> = items
+        .iter()
+        .map(|it| Candidate {
+            index: it.index,
+            id: it.identity(None),
+            source: it.source.clone(),
+            label: it.label,
+        })
+        .collect();
+    let matched = match_records(
+        resumed.records,
+        &candidates,
+        &mut |c| items[c].content_sha256().ok(),
+        header.inputs.count as u64,
+    );
+    for n in &matched.notes {
+        note(&format!("{}: {n}", job.out.display()));
+    }
+    if matched.changed || old.inputs.count != header.inputs.count || old.schema < header.schema {
+        let mut new = header.clone();
+        new.created = old.created;
+        writer.rewrite(&new, &matched.records)?;
+    }
+    Ok((writer, matched.done))
+}
+
+/// Positions of the images among `items` that repeat an earlier one (same path and content:
+/// an input given twice); each image is computed once.
+fn repeated<'a>(items: impl Iterator<Item = &'a Item>) -> std::collections::BTreeSet<u64> {
+    let mut by_place: std::collections::HashMap<_, Vec<&Item>> = Default::default();
+    for it in items {
+        by_place
+            .entry(it.identity(None).place())
+            .or_default()
+            .push(it);
+    }
+    let mut out = std::collections::BTreeSet::new();
+    for list in by_place.values().filter(|l| l.len() > 1) {
+        let mut seen = std::collections::HashSet::new();
+        for it in list {
+            if let Ok(h) = it.content_sha256() {
+                if !seen.insert(h) {
+                    out.insert(it.index);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Runs `job`: every pending image of the inputs searched and appended to the results file,
-/// with progress on stderr. Images already in the file are skipped (resume); an image that
-/// fails becomes an error record and the run goes on.
-pub fn discover_all(job: &DiscoveryJob) -> Result<Summary> {
+/// with progress on stderr and what the user should know (resumed records re-matched, errors
+/// retried) passed to `note`. Images already in the file (by identity: relative path and
+/// content hash) are skipped; an image that fails becomes an error record and the run goes on.
+pub fn discover_all(job: &DiscoveryJob, note: &mut dyn FnMut(&str)) -> Result<Summary> {
     let start = Instant::now();
     let mut loaded = job.model.load(job.compat)?;
     model_objective(job, &mut loaded.model)?;
@@ -211,17 +319,33 @@ pub fn discover_all(job: &DiscoveryJob) -> Result<Summary> {
         target: job.target,
         seed: job.seed,
     };
-    let header = header(job, &loaded, &pre, total, class_names.clone(), rows)?;
-    let (mut writer, done) = RecordWriter::open_with(&job.out, &header, job.resume)?;
+    let header = as_recorded(
+        job,
+        header(job, &loaded, &pre, total, class_names.clone(), rows)?,
+    )?;
+    let (mut writer, done) = resume(job, &header, &inputs.items, note)?;
     if let Some(prefix) = &job.reference_layout {
         reference::write_args(prefix, &serde_json::to_value(&header)?)?;
     }
-    let pending: Vec<&Item> = inputs
+    let mut pending: Vec<&Item> = inputs
         .items
         .iter()
         .filter(|it| shard.is_none_or(|s| s.contains(it.index)))
         .filter(|it| !done.contains(&it.index))
         .collect();
+    let twice = repeated(
+        inputs
+            .items
+            .iter()
+            .filter(|it| shard.is_none_or(|s| s.contains(it.index))),
+    );
+    pending.retain(|it| !twice.contains(&it.index));
+    if !twice.is_empty() {
+        note(&format!(
+            "{} input image(s) repeat an earlier one (same path and content): each is computed once",
+            twice.len()
+        ));
+    }
     let skipped = inputs
         .items
         .iter()
@@ -259,7 +383,7 @@ pub fn discover_all(job: &DiscoveryJob) -> Result<Summary> {
         }
         let per_image = attribute_batch(model, batch, &pre, &req)?;
         let mut ref_entries = Vec::new();
-        for (i, res) in per_image {
+        for (i, sha, res) in per_image {
             let it = batch[i];
             let outcome = match res {
                 Ok(mut r) => {
@@ -292,6 +416,7 @@ pub fn discover_all(job: &DiscoveryJob) -> Result<Summary> {
             let rec = Record {
                 index: it.index,
                 source: it.source.clone(),
+                image: Some(it.identity(sha)),
                 outcome,
                 extra: Default::default(),
             };
@@ -313,22 +438,32 @@ pub fn discover_all(job: &DiscoveryJob) -> Result<Summary> {
     Ok(summary)
 }
 
+/// One image of a batch: its position, the hash of the bytes read (none when unreadable), and
+/// its result or why it failed.
+type Attributed = (usize, Option<String>, Result<ImageResult>);
+
 /// Attributes a batch; an image that cannot be read, holds NaN or infinite values, or makes the
 /// model's output non-finite fails alone (its error becomes its record), the others are
 /// attributed together. Errors of the whole request (settings, tensor failures) stop the run.
+/// The random baseline is seeded by each image's content hash, not its position.
 fn attribute_batch(
     model: &crate::model::Vit,
     batch: &[&Item],
     pre: &Preprocess,
     req: &Request,
-) -> Result<Vec<(usize, Result<ImageResult>)>> {
-    let mut out: Vec<(usize, Result<ImageResult>)> = Vec::new();
+) -> Result<Vec<Attributed>> {
+    let mut out: Vec<Attributed> = Vec::new();
     let mut good: Vec<(usize, Vec<f32>)> = Vec::new();
+    let mut shas: Vec<Option<String>> = vec![None; batch.len()];
     for (i, it) in batch.iter().enumerate() {
-        match it.load(pre) {
-            Ok(px) => good.push((i, px)),
+        match it.load_hashed(pre) {
+            Ok((px, sha)) => {
+                shas[i] = Some(sha);
+                good.push((i, px))
+            }
             Err(e) => out.push((
                 i,
+                None,
                 Err(DiscoveryError::Unreadable {
                     image: it.source.clone(),
                     source: e,
@@ -336,6 +471,12 @@ fn attribute_batch(
             )),
         }
     }
+    let key = |i: usize| {
+        batch[i]
+            .identity(shas[i].clone())
+            .content_key()
+            .unwrap_or(batch[i].index)
+    };
     let run = |idx: &[&(usize, Vec<f32>)]| {
         let mut all = Vec::with_capacity(idx.len() * 3 * pre.size * pre.size);
         for (_, px) in idx {
@@ -344,28 +485,33 @@ fn attribute_batch(
         let shape = (idx.len(), 3, pre.size, pre.size);
         let images = candle_core::Tensor::from_vec(all, shape, model.device())?;
         let labels: Vec<Option<usize>> = idx.iter().map(|(i, _)| batch[*i].label).collect();
-        let keys: Vec<u64> = idx.iter().map(|(i, _)| batch[*i].index).collect();
+        let keys: Vec<u64> = idx.iter().map(|(i, _)| key(*i)).collect();
         Ok::<_, DiscoveryError>(discover_batch(model, &images, &labels, &keys, req))
     };
     if !good.is_empty() {
         let all: Vec<&(usize, Vec<f32>)> = good.iter().collect();
         match run(&all)? {
-            Ok(results) => out.extend(good.iter().map(|g| g.0).zip(results.into_iter().map(Ok))),
+            Ok(results) => out.extend(
+                good.iter()
+                    .zip(results)
+                    .map(|(g, r)| (g.0, shas[g.0].clone(), Ok(r))),
+            ),
             Err(e) if e.image().is_none() => return Err(e.into()),
             // One image spoiled the batch: each alone.
             Err(_) => {
                 for g in &good {
                     let i = g.0;
+                    let sha = shas[i].clone();
                     match run(&[g])? {
-                        Ok(mut r) => out.push((i, Ok(r.remove(0)))),
-                        Err(e) if e.image().is_some() => out.push((i, Err(e.into()))),
+                        Ok(mut r) => out.push((i, sha, Ok(r.remove(0)))),
+                        Err(e) if e.image().is_some() => out.push((i, sha, Err(e.into()))),
                         Err(e) => return Err(e.into()),
                     }
                 }
             }
         }
     }
-    out.sort_by_key(|(i, _)| *i);
+    out.sort_by_key(|(i, _, _)| *i);
     Ok(out)
 }
 
@@ -437,6 +583,7 @@ fn header(
             paths,
             paths_hex,
             labels: job.labels.clone(),
+            labels_hex: InputsInfo::labels_hex(job.labels.as_deref()),
             count: total,
             per_class: job.per_class,
         },

@@ -22,6 +22,7 @@ pub fn run(plan: &AblatePlan) -> Result<()> {
         ],
     )?;
     let m = reopen(&run, &plan.model)?;
+    super::outputs::show(&run.warnings, &m.notes);
     let settings = ManipulationSettings {
         seed: plan.seed.unwrap_or(run.header.seed),
         ..plan.settings.clone()

@@ -10,6 +10,7 @@ use anyhow::Result;
 
 pub fn run(plan: &AtlasPlan) -> Result<()> {
     let run = Results::open(&plan.results)?;
+    super::outputs::show(&run.warnings, &[]);
     let mut guard = Outputs::new(plan.force);
     guard.input(&plan.results);
     guard.check_set(

@@ -29,14 +29,21 @@ fn check_outputs(plan: &DiscoverPlan) -> Result<()> {
         guard.check(&maps_path(report), Kind::Beside(json))?;
     }
     if let Some(prefix) = &job.reference_layout {
-        guard.check(&reference::args_file(prefix), Kind::Json)?;
+        // The per-label files are appended to: existing ones must be an earlier run's, which
+        // wrote the (marked) args file beside them.
+        let args = reference::args_file(prefix);
+        let earlier = reference::label_files(prefix)?;
+        guard.check(&args, Kind::Json)?;
+        for (_, p) in earlier {
+            guard.check(&p, Kind::Beside(args.clone()))?;
+        }
     }
     Ok(())
 }
 
 pub fn run(plan: &DiscoverPlan) -> Result<()> {
     check_outputs(plan)?;
-    let summary = discover_all(&plan.job)?;
+    let summary = discover_all(&plan.job, &mut |n| eprintln!("note: {n}"))?;
     if summary.stopped {
         return Ok(());
     }

@@ -26,6 +26,7 @@ pub fn run(plan: &PrunePlan) -> Result<()> {
         guard.check(&s.path, Kind::Model)?;
     }
     let m = reopen(&run, &plan.model)?;
+    super::outputs::show(&run.warnings, &m.notes);
     let cfg = &m.loaded.model.cfg;
     let settings = PruningSettings {
         grid: plan.settings.grid.clamped(run.top_k, cfg.layers),

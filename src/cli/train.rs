@@ -3,6 +3,7 @@
 use super::args::Precision;
 use super::plans::{RecipeOverrides, TrainPlan, TrainWork};
 use crate::io::fashion_mnist::{self, FashionMnist, Split};
+use crate::output::{Kind, OutputError, Outputs};
 use crate::setup::ModelSpec;
 use crate::training::probe::{self, ProbeInput, ProbeRecipe};
 use crate::training::{self, Recipe, TrainOptions};
@@ -11,7 +12,55 @@ use serde_json::json;
 use std::path::Path;
 use std::time::Instant;
 
+/// Refuses, before anything is read or computed, outputs that are inputs or lie inside an input
+/// folder (the data, the backbone), and existing files that are not train's own earlier outputs
+/// unless `--force`: the saved model (marked), its config, preprocessor config and card (ours
+/// when the model is), a checkpoint (ours when its state reads as one), the probe's summary and
+/// feature caches (marked).
+fn check_outputs(plan: &TrainPlan) -> anyhow::Result<()> {
+    if matches!(plan.work, TrainWork::ExportSamples { .. }) {
+        return Ok(());
+    }
+    let mut g = Outputs::new(plan.force);
+    g.input(&plan.data);
+    let model = plan.out.join("model");
+    let st = model.join("model.safetensors");
+    if let TrainWork::Probe { backbone, .. } = &plan.work {
+        g.inputs(&backbone.path);
+        let features = plan.out.join("features");
+        for f in ["train.safetensors", "test.safetensors"] {
+            g.check(&features.join(f), Kind::Model)?;
+        }
+        g.check(&plan.out.join("probe.json"), Kind::Json)?;
+    }
+    g.check(&st, Kind::Model)?;
+    for f in ["config.json", "preprocessor_config.json", "README.md"] {
+        g.check(&model.join(f), Kind::Beside(st.clone()))?;
+    }
+    if let TrainWork::Train { .. } = &plan.work {
+        let ckpt = plan.out.join("checkpoint");
+        let ours = training::checkpoint_recipe(&ckpt).is_ok();
+        for f in training::CHECKPOINT_FILES {
+            let p = ckpt.join(f);
+            if p.is_file() && !ours && !plan.force {
+                return Err(OutputError::Foreign {
+                    path: p,
+                    kind: "training checkpoint",
+                }
+                .into());
+            }
+            // Inputs, folders and repeats are refused whatever the checkpoint holds.
+            match g.check(&p, Kind::Beside(st.clone())) {
+                Err(OutputError::Foreign { .. }) => {}
+                r => r?,
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn run(plan: &TrainPlan) -> anyhow::Result<()> {
+    check_outputs(plan)?;
     match &plan.work {
         TrainWork::ExportSamples { dir, per_class } => export(plan, dir, *per_class),
         TrainWork::Train {
@@ -260,7 +309,7 @@ fn head_only(
     let summary_path = plan.out.join("probe.json");
     crate::output::write_atomic(
         &summary_path,
-        (serde_json::to_string_pretty(&summary)? + "\n").as_bytes(),
+        crate::output::mark_json("probe", &summary).as_bytes(),
     )
     .with_context(|| format!("writing {}", summary_path.display()))?;
     println!(

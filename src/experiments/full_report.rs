@@ -81,12 +81,16 @@ pub fn build_report(
     out: &Path,
 ) -> Result<Vec<Claim>> {
     let run = Results::open(results)?;
-    let mut notes = Vec::new();
+    // What the reader noticed (repeated records) is shown in the report.
+    let mut notes = run.warnings.clone();
     let matched: Option<Reopened> = if !o.use_model {
         None
     } else {
         match reopen(&run, spec) {
-            Ok(m) => Some(m),
+            Ok(m) => {
+                notes.extend(m.notes.iter().cloned());
+                Some(m)
+            }
             Err(e) if spec.path.is_some() => return Err(e.into()),
             Err(e) => {
                 let e = one_line(&e);

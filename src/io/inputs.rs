@@ -1,9 +1,8 @@
 //! The images a command runs on, in a deterministic order: files, ImageNet-style class folders,
 //! `.npy` arrays of preprocessed inputs, or images embedded in the binary.
 use super::dataset::{read_input_npy, read_labels_json, DatasetError, ImageFolder};
-use super::preprocess::{
-    decode_rgb_bytes, load_image, preprocess_rgb, Normalization, PreprocessError,
-};
+use super::preprocess::{decode_rgb_bytes, preprocess_rgb, Normalization, PreprocessError};
+use super::results::ImageId;
 use candle_core::{Device, Tensor};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -53,6 +52,24 @@ pub enum InputError {
         /// Values of the image.
         total: usize,
     },
+    /// An image whose bytes are not those its record was computed from.
+    #[error("{source_name}: changed since it was recorded (sha256 {found}, recorded {recorded})")]
+    Changed {
+        /// The image.
+        source_name: String,
+        /// The hash of the bytes read now.
+        found: String,
+        /// The hash recorded.
+        recorded: String,
+    },
+    /// An image file that cannot be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// One image of a batch could not be read.
     #[error("cannot read {name}")]
     Read {
@@ -91,12 +108,35 @@ pub enum Pixels {
 /// One input image.
 #[derive(Clone, Debug)]
 pub struct Item {
-    /// Position in the whole input list (stable across runs, shards and resumes).
+    /// Position in the whole input list (the same for the same listing; records are matched
+    /// to images by [`Item::identity`], not by position).
     pub index: u64,
     /// Human-readable origin (file path, `array.npy[3]`, `embedded:...`).
     pub source: String,
     pub label: Option<usize>,
     pub pixels: Pixels,
+    /// The path below the input given, starting with that input's own name (`data/Coat/a.png`
+    /// for `data/`; `a.png` for the file `x/a.png`), or the embedded sample's name.
+    pub id_path: PathBuf,
+    /// The array's position in an `.npy` file of N arrays.
+    pub row: Option<u64>,
+    /// The content hash the pixels must have when loaded (`None`: not checked).
+    pub sha256: Option<String>,
+}
+
+/// `path` below `root`, starting with `root`'s own name (the path itself when it is not below).
+fn below(root: &Path, path: &Path) -> PathBuf {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    match root.file_name() {
+        // A file given itself: its name (joining an empty path would add a slash).
+        Some(name) if rel.as_os_str().is_empty() => PathBuf::from(name),
+        Some(name) => Path::new(name).join(rel),
+        None => rel.to_path_buf(),
+    }
+}
+
+fn hex(digest: impl AsRef<[u8]>) -> String {
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Inputs with their class names (from class folders), if any.
@@ -147,7 +187,10 @@ pub fn gather_named(
                     index: items.len() as u64,
                     source: path.display().to_string(),
                     label: Some(label),
+                    id_path: below(p, &path),
                     pixels: Pixels::File(path),
+                    row: None,
+                    sha256: None,
                 });
             }
             class_names = Some(folder.classes);
@@ -165,6 +208,9 @@ pub fn gather_named(
                         row,
                         shape: [c, h, w],
                     },
+                    id_path: below(p, p),
+                    row: Some(row as u64),
+                    sha256: None,
                 });
             }
         } else if p.is_file() {
@@ -174,6 +220,9 @@ pub fn gather_named(
                 source: p.display().to_string(),
                 label,
                 pixels: Pixels::File(p.clone()),
+                id_path: below(p, p),
+                row: None,
+                sha256: None,
             });
         } else if std::fs::metadata(p).is_ok() {
             return Err(InputError::NotRegular(p.clone()));
@@ -204,9 +253,52 @@ pub struct Preprocess {
 }
 
 impl Item {
-    /// The preprocessed (3, S, S) pixels, all finite.
+    /// Its identity with `sha256` as the content hash.
+    pub fn identity(&self, sha256: Option<String>) -> ImageId {
+        ImageId::new(&self.id_path, self.row, sha256)
+    }
+
+    /// SHA-256 of the image's bytes: the file's (streamed, nothing kept), the embedded
+    /// sample's, or the array row's values as little-endian f32.
+    pub fn content_sha256(&self) -> Result<String> {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        match &self.pixels {
+            Pixels::File(p) => {
+                let io = |source| InputError::Io {
+                    path: p.clone(),
+                    source,
+                };
+                let mut f = crate::limits::open_regular(p).map_err(io)?;
+                std::io::copy(&mut f, &mut h).map_err(io)?;
+            }
+            Pixels::Embedded(bytes) => h.update(bytes),
+            Pixels::Array { data, row, shape } => {
+                let n = shape.iter().product::<usize>();
+                for v in &data[row * n..(row + 1) * n] {
+                    h.update(v.to_le_bytes());
+                }
+            }
+        }
+        Ok(hex(h.finalize()))
+    }
+
+    /// The preprocessed (3, S, S) pixels, all finite, checked against [`Item::sha256`].
     pub fn load(&self, pre: &Preprocess) -> Result<Vec<f32>> {
-        let pixels = self.load_unchecked(pre)?;
+        self.load_hashed(pre).map(|(pixels, _)| pixels)
+    }
+
+    /// [`Item::load`], with the SHA-256 of the bytes the pixels were decoded from (see
+    /// [`Item::content_sha256`]).
+    pub fn load_hashed(&self, pre: &Preprocess) -> Result<(Vec<f32>, String)> {
+        let (pixels, sha) = self.load_unchecked(pre)?;
+        if let Some(want) = self.sha256.as_ref().filter(|w| **w != sha) {
+            return Err(InputError::Changed {
+                source_name: self.source.clone(),
+                found: sha,
+                recorded: want.clone(),
+            });
+        }
         let count = pixels.iter().filter(|v| !v.is_finite()).count();
         if count > 0 {
             return Err(InputError::NonFinite {
@@ -215,16 +307,27 @@ impl Item {
                 total: pixels.len(),
             });
         }
-        Ok(pixels)
+        Ok((pixels, sha))
     }
 
-    fn load_unchecked(&self, pre: &Preprocess) -> Result<Vec<f32>> {
+    /// The pixels and the hash of the bytes they come from (read once).
+    fn load_unchecked(&self, pre: &Preprocess) -> Result<(Vec<f32>, String)> {
+        use sha2::Digest;
+        let decode = |bytes: &[u8]| -> Result<(Vec<f32>, String)> {
+            let img = decode_rgb_bytes(bytes, &self.source)?;
+            let sha = hex(sha2::Sha256::digest(bytes));
+            Ok((preprocess_rgb(&img, pre.size as u32, pre.norm), sha))
+        };
         match &self.pixels {
-            Pixels::File(p) => Ok(load_image(p, pre.size as u32, pre.norm)?),
-            Pixels::Embedded(bytes) => {
-                let img = decode_rgb_bytes(bytes, &self.source)?;
-                Ok(preprocess_rgb(&img, pre.size as u32, pre.norm))
+            Pixels::File(p) => {
+                let bytes =
+                    crate::limits::read_regular(p).map_err(|source| PreprocessError::Io {
+                        path: p.clone(),
+                        source,
+                    })?;
+                decode(&bytes)
             }
+            Pixels::Embedded(bytes) => decode(bytes),
             Pixels::Array { data, row, shape } => {
                 if shape[1] != pre.size || shape[2] != pre.size {
                     return Err(InputError::ArraySize {
@@ -235,7 +338,10 @@ impl Item {
                     });
                 }
                 let n = shape.iter().product::<usize>();
-                Ok(data[row * n..(row + 1) * n].to_vec())
+                Ok((
+                    data[row * n..(row + 1) * n].to_vec(),
+                    self.content_sha256()?,
+                ))
             }
         }
     }

@@ -103,8 +103,8 @@ pub fn append_batch(prefix: &Path, entries: &[(usize, ReferenceEntry)]) -> Resul
     Ok(())
 }
 
-/// Reads every `{prefix}-{label}.rlt.jsonl` back: label -> entries in file order.
-pub fn read_reference(prefix: &Path) -> Result<BTreeMap<usize, Vec<ReferenceEntry>>> {
+/// The `{prefix}-{label}.rlt.jsonl` files there are now, with their labels, in label order.
+pub fn label_files(prefix: &Path) -> Result<Vec<(usize, PathBuf)>> {
     let dir = prefix
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -114,8 +114,14 @@ pub fn read_reference(prefix: &Path) -> Result<BTreeMap<usize, Vec<ReferenceEntr
         .ok_or_else(|| ReferenceError::Prefix(prefix.to_path_buf()))?
         .to_string_lossy()
         .to_string();
-    let mut out = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).map_err(file_error(dir, "list"))? {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        // No folder yet: no files.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(file_error(dir, "list")(e)),
+    };
+    for entry in entries {
         let name = entry
             .map_err(file_error(dir, "list"))?
             .file_name()
@@ -128,7 +134,16 @@ pub fn read_reference(prefix: &Path) -> Result<BTreeMap<usize, Vec<ReferenceEntr
         else {
             continue;
         };
-        let p = dir.join(&name);
+        out.push((label, dir.join(&name)));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Reads every `{prefix}-{label}.rlt.jsonl` back: label -> entries in file order.
+pub fn read_reference(prefix: &Path) -> Result<BTreeMap<usize, Vec<ReferenceEntry>>> {
+    let mut out = BTreeMap::new();
+    for (label, p) in label_files(prefix)? {
         let mut list = Vec::new();
         let f = std::fs::File::open(&p).map_err(file_error(&p, "read"))?;
         for line in std::io::BufReader::new(f).lines() {

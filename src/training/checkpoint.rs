@@ -11,6 +11,8 @@ use std::path::Path;
 
 const WEIGHTS: &str = "weights.safetensors";
 const STATE: &str = "state.json";
+/// The files of a checkpoint folder.
+pub const FILES: [&str; 2] = [WEIGHTS, STATE];
 
 #[derive(Serialize, Deserialize)]
 struct State {

@@ -17,6 +17,7 @@ pub mod probe;
 pub use augment::Augment;
 pub use card::model_card;
 pub use checkpoint::recipe as checkpoint_recipe;
+pub use checkpoint::FILES as CHECKPOINT_FILES;
 pub use params::Params;
 
 use crate::io::fashion_mnist::{DataError, FashionMnist, CLASS_NAMES, MEAN, SIDE, STD};

@@ -297,7 +297,11 @@ pub fn write_cache(path: &Path, key: &str, features: &Features) -> Result<(), Tr
     )?;
     let l = Tensor::from_vec(features.labels.clone(), n, &candle_core::Device::Cpu)?;
     let tensors = HashMap::from([("features".to_string(), f), ("labels".to_string(), l)]);
-    let meta = HashMap::from([("key".to_string(), key.to_string())]);
+    // The mark lets `train --out` replace its own cache without --force, and nothing else.
+    let meta = HashMap::from([
+        ("key".to_string(), key.to_string()),
+        (crate::output::MARK_KEY.to_string(), "features".to_string()),
+    ]);
     let bytes = safetensors::serialize(&tensors, Some(meta))
         .map_err(|e| err(format!("cannot serialise: {e}")))?;
     crate::output::write_atomic(path, &bytes).map_err(|e| err(e.to_string()))

@@ -91,7 +91,8 @@ pub struct TrainArgs {
     /// With --head-only: input normalisation [default: the backbone's, else ImageNet].
     #[arg(long, requires = "head_only")]
     pub normalize: Option<Normalization>,
-    /// With --head-only: replace an existing `<out>/model`.
-    #[arg(long, requires = "head_only")]
+    /// Replace files under `--out` that neuronpath did not write (and, with --head-only, an
+    /// existing `<out>/model`); never the inputs.
+    #[arg(long)]
     pub force: bool,
 }

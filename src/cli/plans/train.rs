@@ -15,6 +15,8 @@ pub struct TrainPlan {
     pub data: PathBuf,
     /// Output folder: `checkpoint/` and `model/`.
     pub out: PathBuf,
+    /// Replace files under `out` that are not train's own outputs.
+    pub force: bool,
     pub work: TrainWork,
 }
 
@@ -123,6 +125,7 @@ impl TrainPlan {
             return Ok(TrainPlan {
                 data: a.data,
                 out: a.out,
+                force: a.force,
                 work: TrainWork::Probe {
                     backbone,
                     recipe,
@@ -159,6 +162,7 @@ impl TrainPlan {
         Ok(TrainPlan {
             data: a.data,
             out: a.out,
+            force: a.force,
             work,
         })
     }

@@ -7,10 +7,10 @@
 //! advisory lock (`flock`) on the file while it appends, so a second run on the same file stops
 //! with an error instead of interleaving lines.
 use super::error::ResultsError;
-use super::schema::{Header, Outcome, Record, SchemaVersion};
+use super::schema::{Header, Outcome, Record, RecordKey, SchemaVersion};
 use crate::output::{AtomicFile, OutputError};
 use serde_json::Value;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -81,19 +81,20 @@ impl Scan {
     }
 }
 
-/// One record per image identity, the last one of each, in the order of their first lines.
+/// One record per image identity ([`Record::key`]: path, row and content hash; the index for
+/// records written before identities), the last one of each, in the order of their first lines.
 pub(super) fn last_per_image(records: Vec<Record>) -> (Vec<Record>, usize) {
-    let mut slot: HashMap<u64, usize> = HashMap::new();
+    let mut slot: HashMap<RecordKey, usize> = HashMap::new();
     let mut out: Vec<Record> = Vec::with_capacity(records.len());
     let mut dropped = 0;
     for r in records {
-        match slot.get(&r.index) {
+        match slot.get(&r.key()) {
             Some(&i) => {
                 out[i] = r;
                 dropped += 1;
             }
             None => {
-                slot.insert(r.index, out.len());
+                slot.insert(r.key(), out.len());
                 out.push(r);
             }
         }
@@ -150,20 +151,49 @@ fn scan(reader: impl Read, path: &Path) -> Result<Scan, ResultsError> {
     })
 }
 
+/// A results file as read: the header, one record per image, and what the reader noticed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReadResults {
+    /// The header line.
+    pub header: Header,
+    /// One record per image, in the order of their first lines.
+    pub records: Vec<Record>,
+    /// Warnings for the user (records that repeat an image), each naming the file.
+    pub warnings: Vec<String>,
+}
+
 /// Reads a results file: its header and one record per image in the order of their first lines.
 /// A partial last line (a killed writer's) is ignored; any other unreadable line is an error
-/// naming the file and line. Records that repeat an image (two runs that once wrote one file)
-/// are reduced to the last of each, with a warning on stderr.
-pub fn read_results(path: &Path) -> Result<(Header, Vec<Record>), ResultsError> {
+/// naming the file and line. Records that repeat an image (the same identity: two runs that once
+/// wrote one file, an input given twice) are reduced to the last of each, with a warning.
+pub fn read_results_noting(path: &Path) -> Result<ReadResults, ResultsError> {
     let file = crate::limits::open_regular(path).map_err(io_error(path, "cannot open"))?;
     let (header, records, dropped) = scan(file, path)?.unique(false);
+    let mut warnings = Vec::new();
     if dropped > 0 {
-        eprintln!(
-            "warning: {}: {dropped} record(s) repeat an image already in the file; the last record of each image is used",
+        warnings.push(format!(
+            "{}: {dropped} record(s) repeat an image already in the file (same path and content); the last record of each image is used",
             path.display()
-        );
+        ));
     }
-    Ok((header, records))
+    Ok(ReadResults {
+        header,
+        records,
+        warnings,
+    })
+}
+
+/// [`read_results_noting`] without its warnings (for tools and tests that want the records).
+pub fn read_results(path: &Path) -> Result<(Header, Vec<Record>), ResultsError> {
+    read_results_noting(path).map(|r| (r.header, r.records))
+}
+
+/// The header of the results file at `path`, when it is one (nothing else is read).
+pub fn read_header(path: &Path) -> Option<Header> {
+    let f = crate::limits::open_regular(path).ok()?;
+    let mut line = String::new();
+    BufReader::new(f.take(64 << 20)).read_line(&mut line).ok()?;
+    parse_header(path, &line).ok()
 }
 
 /// How [`RecordWriter::open_with`] treats an existing file.
@@ -250,21 +280,32 @@ fn write_whole(
     })
 }
 
+/// What an existing results file held when a run reopened it.
+#[derive(Clone, Debug, Default)]
+pub struct Resumed {
+    /// The file's header (`None`: the file was created).
+    pub header: Option<Header>,
+    /// Its records, one per image, without the error records to retry.
+    pub records: Vec<Record>,
+    /// What the user should know (error records retried, repeated records dropped).
+    pub notes: Vec<String>,
+}
+
 impl RecordWriter {
     /// [`RecordWriter::open_with`] with the defaults: error records are retried, a file that is
     /// not a results file is refused.
-    pub fn open(path: &Path, header: &Header) -> Result<(Self, BTreeSet<u64>), ResultsError> {
+    pub fn open(path: &Path, header: &Header) -> Result<(Self, Resumed), ResultsError> {
         Self::open_with(path, header, Resume::default())
     }
 
-    /// Creates `path` with `header`, or reopens it for the same run: returns the indices
-    /// already done (error records count as done only without `retry_errors`). Another
-    /// configuration is an error, never a silent mix; so is a file another run holds.
+    /// Creates `path` with `header`, or reopens it for the same run: returns the records already
+    /// there (error records only without `retry_errors`), one per image. Another configuration
+    /// is an error, never a silent mix; so is a file another run holds.
     pub fn open_with(
         path: &Path,
         header: &Header,
         resume: Resume,
-    ) -> Result<(Self, BTreeSet<u64>), ResultsError> {
+    ) -> Result<(Self, Resumed), ResultsError> {
         // A few rounds: another process may create or replace the file between our steps.
         for _ in 0..16 {
             let file = match File::options().read(true).append(true).open(path) {
@@ -276,7 +317,7 @@ impl RecordWriter {
                     ) =>
                 {
                     match write_whole(path, header, &[], false)? {
-                        Some(file) => return Ok((Self::new(file, path), BTreeSet::new())),
+                        Some(file) => return Ok((Self::new(file, path), Resumed::default())),
                         None => continue,
                     }
                 }
@@ -307,7 +348,7 @@ impl RecordWriter {
         path: &Path,
         header: &Header,
         resume: Resume,
-    ) -> Result<(Self, BTreeSet<u64>), ResultsError> {
+    ) -> Result<(Self, Resumed), ResultsError> {
         let len = file.metadata().map_err(io_error(path, "unreadable"))?.len();
         let scanned = if len == 0 {
             Err(ResultsError::NoHeader(path.to_path_buf()))
@@ -323,7 +364,7 @@ impl RecordWriter {
                 if len == 0 || resume.replace_foreign =>
             {
                 let file = write_whole(path, header, &[], true)?.expect("replacing always writes");
-                return Ok((Self::new(file, path), BTreeSet::new()));
+                return Ok((Self::new(file, path), Resumed::default()));
             }
             Err(ResultsError::NoHeader(_) | ResultsError::Line { line: 1, .. }) => {
                 return Err(OutputError::Foreign {
@@ -347,33 +388,56 @@ impl RecordWriter {
             .filter(|r| matches!(r.outcome, Outcome::Failed { .. }))
             .count();
         let retry = resume.retry_errors && failed > 0;
+        let mut notes = Vec::new();
+        if dropped > 0 {
+            notes.push(format!(
+                "{}: {dropped} record(s) repeated an image already in the file; the last of each is kept",
+                path.display()
+            ));
+        }
+        if retry {
+            notes.push(format!(
+                "{}: retrying {failed} image(s) whose record is an error (--no-retry keeps them)",
+                path.display()
+            ));
+        }
+        let keep: Vec<Record> = records
+            .into_iter()
+            .filter(|r| !retry || r.result().is_some())
+            .collect();
+        let mut writer = Self::new(file, path);
         if dropped > 0 || retry {
             // Rewritten whole (atomically, still locked): one record per image, errors to retry
             // dropped, so that the file never holds two records of one image.
-            let keep: Vec<Record> = records
-                .into_iter()
-                .filter(|r| !retry || r.result().is_some())
-                .collect();
-            if retry {
-                eprintln!(
-                    "{}: retrying {failed} image(s) whose record is an error (--no-retry keeps them)",
-                    path.display()
-                );
+            writer.rewrite(&old_header, &keep)?;
+        } else {
+            if complete_len < len {
+                // Cut a torn last line (a killed writer's) before appending.
+                writer
+                    .file
+                    .set_len(complete_len)
+                    .map_err(io_error(path, "cannot write"))?;
             }
-            let done = keep.iter().map(|r| r.index).collect();
-            let file =
-                write_whole(path, &old_header, &keep, true)?.expect("replacing always writes");
-            return Ok((Self::new(file, path), done));
-        }
-        if complete_len < len {
-            // Cut a torn last line (a killed writer's) before appending.
-            file.set_len(complete_len)
+            writer
+                .file
+                .seek(std::io::SeekFrom::End(0))
                 .map_err(io_error(path, "cannot write"))?;
         }
-        file.seek(std::io::SeekFrom::End(0))
-            .map_err(io_error(path, "cannot write"))?;
-        let done = records.iter().map(|r| r.index).collect();
-        Ok((Self::new(file, path), done))
+        let resumed = Resumed {
+            header: Some(old_header),
+            records: keep,
+            notes,
+        };
+        Ok((writer, resumed))
+    }
+
+    /// Replaces the file's content with `header` and `records`, atomically and still holding
+    /// the lock (a resumed run whose records were re-matched to its images); later records are
+    /// appended to the new file.
+    pub fn rewrite(&mut self, header: &Header, records: &[Record]) -> Result<(), ResultsError> {
+        self.file =
+            write_whole(&self.path, header, records, true)?.expect("replacing always writes");
+        Ok(())
     }
 
     fn write_line(&mut self, v: &impl serde::Serialize) -> Result<(), ResultsError> {
@@ -484,8 +548,9 @@ mod tests {
         );
         let (h, recs) = read_results(&p).unwrap();
         assert_eq!(recs.len(), 2);
-        let (mut w, done) = RecordWriter::open(&p, &h).unwrap();
-        assert_eq!(done.into_iter().collect::<Vec<_>>(), vec![recs[0].index]);
+        let (mut w, resumed) = RecordWriter::open(&p, &h).unwrap();
+        let done: Vec<u64> = resumed.records.iter().map(|r| r.index).collect();
+        assert_eq!(done, vec![recs[0].index]);
         w.append(&recs[1]).unwrap();
         drop(w);
         let (h2, again) = read_results(&p).unwrap();

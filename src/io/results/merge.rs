@@ -1,6 +1,6 @@
 //! Joining shard outputs into one results file.
 use super::error::ResultsError;
-use super::file::{io_error, last_per_image, read_results};
+use super::file::{io_error, last_per_image, read_results_noting};
 use super::schema::{Header, Record};
 use crate::io::shard::Shard;
 use crate::output::AtomicFile;
@@ -13,7 +13,8 @@ use std::path::Path;
 pub struct Merged {
     /// Records written (one per image).
     pub records: usize,
-    /// Records of images that more than one input held (the last input's record is kept).
+    /// Records of images (by identity) that more than one input held (the last input's record
+    /// is kept).
     pub duplicates: usize,
     /// Images of the run (the header's count) with no record in any input.
     pub missing: usize,
@@ -24,7 +25,7 @@ pub struct Merged {
 }
 
 /// Joins shard outputs (or any results files of one run) into `output`: records sorted by
-/// index, one per image (the record of the last input holding it wins, as a later line wins
+/// index, one per image identity (the record of the last input holding it wins, as a later line wins
 /// within a file), written atomically. Inputs of different configurations are refused; the
 /// shards and images the inputs lack are reported. The caller checks `output` against the
 /// inputs ([`crate::output::Outputs`]).
@@ -33,8 +34,11 @@ pub fn merge(inputs: &[&Path], output: &Path) -> Result<Merged, ResultsError> {
     let mut all: Vec<Record> = Vec::new();
     let mut shards: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
     let mut whole = false;
+    let mut warnings = Vec::new();
     for p in inputs {
-        let (h, recs) = read_results(p)?;
+        let read = read_results_noting(p)?;
+        warnings.extend(read.warnings);
+        let (h, recs) = (read.header, read.records);
         match &h.shard {
             Some(s) => {
                 shards.entry(s.count).or_default().insert(s.index);
@@ -58,7 +62,20 @@ pub fn merge(inputs: &[&Path], output: &Path) -> Result<Merged, ResultsError> {
     header.shard = None;
     let (mut records, duplicates) = last_per_image(all);
     records.sort_by_key(|r| r.index);
-    let mut warnings = Vec::new();
+    if duplicates > 0 {
+        warnings.push(format!(
+            "{duplicates} record(s) repeat an image (same path and content) of another input: counted once"
+        ));
+    }
+    let clashes = records
+        .windows(2)
+        .filter(|w| w[0].index == w[1].index)
+        .count();
+    if clashes > 0 {
+        warnings.push(format!(
+            "{clashes} record(s) share an index with another image's (inputs listed differently between shards)"
+        ));
+    }
     let mut missing_shards = Vec::new();
     if shards.len() > 1 {
         let counts: Vec<String> = shards.keys().map(|n| format!("/{n}")).collect();
@@ -163,7 +180,7 @@ mod tests {
         let out = dir.path().join("m.jsonl");
         let m = merge(&[&a, &b], &out).unwrap();
         assert_eq!((m.records, m.duplicates), (2, 1));
-        let (h, r) = read_results(&out).unwrap();
+        let (h, r) = super::super::read_results(&out).unwrap();
         assert_eq!(h.shard, None);
         assert!(r[0].index < r[1].index);
         assert_eq!(r[0].extra["future"], "kept");
@@ -213,7 +230,7 @@ mod tests {
         assert!(m.missing_shards.is_empty());
         assert_eq!(m.missing, 8);
         // The merged file has no shard and holds the records.
-        let (h, r) = read_results(&out).unwrap();
+        let (h, r) = super::super::read_results(&out).unwrap();
         assert_eq!((h.shard, r.len()), (None, 2));
     }
 }

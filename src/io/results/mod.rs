@@ -7,16 +7,21 @@
 mod error;
 mod file;
 mod fit;
+mod identity;
 mod merge;
 mod os_path;
 mod schema;
 mod view;
 
 pub use error::ResultsError;
-pub use file::{read_results, RecordWriter, Resume};
+pub use file::{
+    read_header, read_results, read_results_noting, ReadResults, RecordWriter, Resume, Resumed,
+};
+pub use identity::{match_records, Candidate, Matched};
 pub use merge::{merge, Merged};
 pub use schema::{
-    Extra, Header, ImageResult, InputsInfo, Jas, Method, MethodResult, ModelInfo, NeuronName,
-    NeuronSets, Outcome, Precision, Preprocessing, Record, SchemaVersion, TargetKind,
+    Extra, Header, ImageId, ImageResult, InputsInfo, Jas, Method, MethodResult, ModelInfo,
+    NeuronName, NeuronSets, Outcome, Precision, Preprocessing, Record, RecordKey, SchemaVersion,
+    TargetKind,
 };
 pub use view::{ImageRecord, Results};

@@ -26,7 +26,10 @@ pub struct SchemaVersion {
 
 impl SchemaVersion {
     /// What this version of neuronpath writes (and what a header without `schema` is).
-    pub const CURRENT: SchemaVersion = SchemaVersion { major: 1, minor: 1 };
+    pub const CURRENT: SchemaVersion = SchemaVersion { major: 1, minor: 2 };
+
+    /// The first version whose records carry their image's identity ([`ImageId`]).
+    pub const IDENTITY: SchemaVersion = SchemaVersion { major: 1, minor: 2 };
 }
 
 impl Default for SchemaVersion {
@@ -321,8 +324,12 @@ impl ImageResult {
 /// The checkpoint a run used.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ModelInfo {
-    /// As given on the command line, or the embedded model's name.
+    /// As given on the command line, or the embedded model's name (lossy when not UTF-8).
     pub path: String,
+    /// When the path is not UTF-8: its bytes in hex, so that later commands find the same
+    /// checkpoint (schema 1.2; absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub path_hex: Option<String>,
     /// SHA-256 of the checkpoint's bytes (every file of a folder, in name order).
     #[serde(default)]
     pub sha256: Option<String>,
@@ -331,6 +338,25 @@ pub struct ModelInfo {
     pub layout: Option<String>,
     /// The detected (and overridden) architecture.
     pub config: VitConfig,
+}
+
+impl ModelInfo {
+    /// `path` and `path_hex` of a checkpoint path: exact when it is not UTF-8.
+    pub fn path_fields(path: &std::path::Path) -> (String, Option<String>) {
+        let hex = path
+            .to_str()
+            .is_none()
+            .then(|| super::os_path::to_hex(path));
+        (path.display().to_string(), hex)
+    }
+
+    /// The checkpoint's path, exactly (from `path_hex` when present).
+    pub fn to_path(&self) -> Result<PathBuf, String> {
+        match &self.path_hex {
+            Some(h) => super::os_path::from_hex(h),
+            None => Ok(PathBuf::from(&self.path)),
+        }
+    }
 }
 
 /// How images became model inputs.
@@ -354,8 +380,8 @@ fn pil_bilinear() -> String {
 pub struct InputsInfo {
     /// The paths given to discover, or `[EMBEDDED]` for the embedded samples.
     pub paths: Vec<String>,
-    /// The `--labels` file, if any.
-    #[serde(default)]
+    /// The `--labels` file, if any (written lossily when not UTF-8: see `labels_hex`).
+    #[serde(default, serialize_with = "lossy_path")]
     pub labels: Option<PathBuf>,
     /// Images in the run (all shards together).
     #[serde(default)]
@@ -367,6 +393,16 @@ pub struct InputsInfo {
     /// that later commands find the same files (schema 1.1; absent otherwise).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub paths_hex: Option<Vec<String>>,
+    /// When the `--labels` path is not UTF-8: its bytes in hex (schema 1.2; absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub labels_hex: Option<String>,
+}
+
+/// A path as a JSON string, lossily when it is not UTF-8 (its exact bytes go beside it in hex).
+fn lossy_path<S: serde::Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+    p.as_ref()
+        .map(|p| p.to_string_lossy().into_owned())
+        .serialize(s)
 }
 
 impl InputsInfo {
@@ -386,6 +422,21 @@ impl InputsInfo {
         match &self.paths_hex {
             Some(hex) => hex.iter().map(|h| super::os_path::from_hex(h)).collect(),
             None => Ok(self.paths.iter().map(PathBuf::from).collect()),
+        }
+    }
+
+    /// `labels_hex` of a `--labels` path: its bytes when it is not UTF-8.
+    pub fn labels_hex(labels: Option<&std::path::Path>) -> Option<String> {
+        labels
+            .filter(|p| p.to_str().is_none())
+            .map(super::os_path::to_hex)
+    }
+
+    /// The `--labels` file, exactly (from `labels_hex` when present).
+    pub fn labels_path(&self) -> Result<Option<PathBuf>, String> {
+        match &self.labels_hex {
+            Some(h) => super::os_path::from_hex(h).map(Some),
+            None => Ok(self.labels.clone()),
         }
     }
 
@@ -489,6 +540,11 @@ impl Header {
             for k in Self::VOLATILE {
                 o.remove(k);
             }
+            // Files added to or removed from an input folder change the count, not the run:
+            // records are matched to images by identity.
+            if let Some(i) = o.get_mut("inputs").and_then(Value::as_object_mut) {
+                i.remove("count");
+            }
         }
         v
     }
@@ -498,19 +554,18 @@ impl Header {
         self.run_config() == other.run_config()
     }
 
-    /// First differing top-level field of two configurations, for error messages:
-    /// `` `seed` (0 vs 5) ``.
+    /// First differing field of two configurations, for error messages, nested fields by their
+    /// dotted path and long values around where they differ:
+    /// `` `seed` (0 vs 5) ``, `` `model.path` ("...models/a.npz" vs "...models/b.npz") ``.
     pub fn first_difference(&self, other: &Header) -> String {
         let (a, b) = (self.run_config(), other.run_config());
-        let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
-            return "header".into();
-        };
-        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-        let found = keys
-            .into_iter()
-            .find(|k| a.get(*k) != b.get(*k))
-            .map(|k| format!("`{k}` ({} vs {})", short(a.get(k)), short(b.get(k))));
-        found.unwrap_or_else(|| "header".into())
+        match first_diff(Some(&a), Some(&b), "") {
+            Some((key, x, y)) => {
+                let (x, y) = shown_apart(x, y);
+                format!("`{key}` ({x} vs {y})")
+            }
+            None => "header".into(),
+        }
     }
 
     /// The name of class `c`: the recorded one, else `class {c}`.
@@ -523,13 +578,53 @@ impl Header {
     }
 }
 
-/// A JSON value cut to 80 characters (on a character boundary).
-fn short(v: Option<&Value>) -> String {
-    let s = v.map(|v| v.to_string()).unwrap_or_else(|| "absent".into());
-    match s.char_indices().nth(80) {
-        Some((cut, _)) => format!("{}...", &s[..cut]),
-        None => s,
+/// The first leaf where `a` and `b` differ: its dotted path and both values.
+fn first_diff<'v>(
+    a: Option<&'v Value>,
+    b: Option<&'v Value>,
+    at: &str,
+) -> Option<(String, Option<&'v Value>, Option<&'v Value>)> {
+    if a == b {
+        return None;
     }
+    let join = |k: &str| match at {
+        "" => k.to_string(),
+        _ => format!("{at}.{k}"),
+    };
+    match (a, b) {
+        (Some(Value::Object(x)), Some(Value::Object(y))) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter()
+                .find_map(|k| first_diff(x.get(k), y.get(k), &join(k)))
+        }
+        (Some(Value::Array(x)), Some(Value::Array(y))) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find_map(|(i, (p, q))| first_diff(Some(p), Some(q), &format!("{at}[{i}]"))),
+        _ => Some((at.to_string(), a, b)),
+    }
+}
+
+/// Two differing values as text, each at most about 80 characters, cut so that where they
+/// differ shows (a common prefix is elided from both).
+fn shown_apart(a: Option<&Value>, b: Option<&Value>) -> (String, String) {
+    let text = |v: Option<&Value>| v.map(|v| v.to_string()).unwrap_or_else(|| "absent".into());
+    let (a, b) = (text(a), text(b));
+    let common = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+    let skip = common.saturating_sub(20);
+    let cut = |s: &str| {
+        let rest: String = s.chars().skip(skip).collect();
+        let mut out: String = rest.chars().take(80).collect();
+        if rest.chars().count() > 80 {
+            out.push_str("...");
+        }
+        if skip > 0 {
+            out.insert_str(0, "...");
+        }
+        out
+    };
+    (cut(&a), cut(&b))
 }
 
 #[cfg(test)]
@@ -568,13 +663,87 @@ pub enum Outcome {
     },
 }
 
+/// Which image a record is of, whatever its position among the inputs (schema 1.2): the path
+/// relative to the input given on the command line, the array's row for an `.npy` of N arrays,
+/// and a hash of the bytes read. Renamed, added or reordered files leave it unchanged; a file
+/// rewritten with other content changes it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub struct ImageId {
+    /// The path below the input given (starting with that input's own name, `data/Coat/a.png`
+    /// for `data/`), or the embedded sample's name; lossy when not UTF-8.
+    pub path: String,
+    /// When the path is not UTF-8: its bytes in hex.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub path_hex: Option<String>,
+    /// The array's position in an `.npy` file of N arrays.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub row: Option<u64>,
+    /// SHA-256 of the file's bytes, or of the array's values (little-endian f32) for an `.npy`
+    /// row; absent when the file could not be read.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sha256: Option<String>,
+}
+
+impl ImageId {
+    /// An identity for `path` (exact bytes kept when it is not UTF-8).
+    pub fn new(path: &std::path::Path, row: Option<u64>, sha256: Option<String>) -> ImageId {
+        let hex = path
+            .to_str()
+            .is_none()
+            .then(|| super::os_path::to_hex(path));
+        ImageId {
+            path: path.display().to_string(),
+            path_hex: hex,
+            row,
+            sha256,
+        }
+    }
+
+    /// Where the image is: the path's exact bytes and the row (what a renamed file changes).
+    pub fn place(&self) -> (Vec<u8>, Option<u64>) {
+        let bytes = match self.path_hex.as_deref().map(super::os_path::from_hex) {
+            Some(Ok(p)) => p.into_os_string().into_encoded_bytes(),
+            _ => self.path.as_bytes().to_vec(),
+        };
+        (bytes, self.row)
+    }
+
+    /// The first 64 bits of the content hash (seeds the image's random baseline, so that it
+    /// does not depend on the image's position).
+    pub fn content_key(&self) -> Option<u64> {
+        let h = self.sha256.as_deref()?;
+        u64::from_str_radix(h.get(..16)?, 16).ok()
+    }
+}
+
+impl fmt::Display for ImageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.row {
+            Some(r) => write!(f, "{}[{r}]", self.path),
+            None => f.write_str(&self.path),
+        }
+    }
+}
+
+/// What makes two records the same image's: the identity, or for records written before
+/// identities existed, the index.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RecordKey {
+    /// Exact path bytes, row and content hash.
+    Image(Vec<u8>, Option<u64>, Option<String>),
+    /// A record without an identity.
+    Index(u64),
+}
+
 /// One line per image, keyed by `index` (the image's position in the run's inputs).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {
-    /// Position of the image in the run's inputs.
+    /// Position of the image in the run's inputs (unique within a file).
     pub index: u64,
     /// Where it came from (a path, or `file.npy[row]`).
     pub source: String,
+    /// Which image it is (absent in files written before schema 1.2).
+    pub image: Option<ImageId>,
     /// Its result or its error.
     pub outcome: Outcome,
     /// Fields of a newer minor version, kept.
@@ -582,6 +751,17 @@ pub struct Record {
 }
 
 impl Record {
+    /// What identifies the record's image (for de-duplication).
+    pub fn key(&self) -> RecordKey {
+        match &self.image {
+            Some(id) => {
+                let (path, row) = id.place();
+                RecordKey::Image(path, row, id.sha256.clone())
+            }
+            None => RecordKey::Index(self.index),
+        }
+    }
+
     /// The result, unless the image failed.
     pub fn result(&self) -> Option<&ImageResult> {
         match &self.outcome {
@@ -600,6 +780,12 @@ impl Serialize for Record {
         o.insert("kind".into(), "image".into());
         o.insert("index".into(), self.index.into());
         o.insert("source".into(), self.source.clone().into());
+        if let Some(id) = &self.image {
+            o.insert(
+                "image".into(),
+                serde_json::to_value(id).map_err(S::Error::custom)?,
+            );
+        }
         match &self.outcome {
             Outcome::Done { label_name, result } => {
                 if let Value::Object(r) = serde_json::to_value(result).map_err(S::Error::custom)? {
@@ -639,6 +825,13 @@ impl<'de> Deserialize<'de> for Record {
             Some(Value::String(s)) => s,
             _ => String::new(),
         };
+        let image = match o.remove("image") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                serde_json::from_value::<ImageId>(v)
+                    .map_err(|e| D::Error::custom(format!("`image`: {e}")))?,
+            ),
+        };
         let outcome = if let Some(e) = o.remove("error") {
             Outcome::Failed {
                 error: e
@@ -662,6 +855,7 @@ impl<'de> Deserialize<'de> for Record {
         Ok(Record {
             index,
             source,
+            image,
             outcome,
             extra: o.into_iter().collect(),
         })
@@ -733,6 +927,11 @@ mod tests {
         let done = Record {
             index: 7,
             source: "a/b.png".into(),
+            image: Some(ImageId::new(
+                std::path::Path::new("a/b.png"),
+                None,
+                Some("ab".repeat(32)),
+            )),
             outcome: Outcome::Done {
                 label_name: Some("bag".into()),
                 result: result(),
@@ -748,6 +947,7 @@ mod tests {
         let failed = Record {
             index: 1,
             source: "x.png".into(),
+            image: None,
             outcome: Outcome::Failed {
                 error: "cannot decode".into(),
             },
@@ -756,6 +956,35 @@ mod tests {
         let v = serde_json::to_value(&failed).unwrap();
         assert_eq!(v["error"], "cannot decode");
         assert_eq!(serde_json::from_value::<Record>(v).unwrap(), failed);
+    }
+
+    #[test]
+    fn differences_name_the_nested_field_and_show_where_long_values_differ() {
+        let text = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/results/before_schema.jsonl"
+        ));
+        let h: Header = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        let mut other = h.clone();
+        let long = "x".repeat(200);
+        let mut mine = h.clone();
+        mine.model.path = format!("/data/{long}/ünïcode-a.npz");
+        other.model.path = format!("/data/{long}/ünïcode-b.npz");
+        let d = mine.first_difference(&other);
+        assert!(d.starts_with("`model.path` (..."), "{d}");
+        assert!(
+            d.contains("ünïcode-a.npz") && d.contains("ünïcode-b.npz"),
+            "{d}"
+        );
+        other.model.path = mine.model.path.clone();
+        other.inputs.count += 1;
+        assert_eq!(
+            mine.first_difference(&other),
+            "header",
+            "the count is not the run's"
+        );
+        other.top_k = 3;
+        assert_eq!(mine.first_difference(&other), "`top_k` (1 vs 3)");
     }
 
     #[test]

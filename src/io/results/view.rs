@@ -1,8 +1,8 @@
 //! A results file checked for use: the header, the successful image records in index order, and
 //! the failed ones aside.
 use super::error::ResultsError;
-use super::file::read_results;
-use super::schema::{Header, ImageResult, Method, NeuronSets, Outcome, Record};
+use super::file::read_results_noting;
+use super::schema::{Header, ImageId, ImageResult, Method, NeuronSets, Outcome, Record};
 use crate::model::{Rows, VitConfig};
 use std::path::Path;
 
@@ -13,6 +13,8 @@ pub struct ImageRecord {
     pub index: u64,
     /// Where it came from.
     pub source: String,
+    /// Which image it is (absent in files written before schema 1.2).
+    pub image: Option<ImageId>,
     /// What discover found.
     pub result: ImageResult,
 }
@@ -49,16 +51,22 @@ pub struct Results {
     pub images: Vec<ImageRecord>,
     /// (index, source, message) of images that failed in `discover`.
     pub errors: Vec<(u64, String, String)>,
+    /// What the reader noticed (records that repeat an image), for the caller to show.
+    pub warnings: Vec<String>,
 }
 
 impl Results {
     /// Reads and checks a results file.
     pub fn open(path: &Path) -> Result<Results, ResultsError> {
-        let (header, records) = read_results(path)?;
-        Results::from_parts(header, records).map_err(|message| ResultsError::Invalid {
-            path: path.to_path_buf(),
-            message,
-        })
+        let read = read_results_noting(path)?;
+        let mut run = Results::from_parts(read.header, read.records).map_err(|message| {
+            ResultsError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            }
+        })?;
+        run.warnings = read.warnings;
+        Ok(run)
     }
 
     /// Checks a header and its records (the message says what is inconsistent).
@@ -76,6 +84,7 @@ impl Results {
                 Outcome::Done { result, .. } => images.push(ImageRecord {
                     index: r.index,
                     source: r.source,
+                    image: r.image,
                     result,
                 }),
                 Outcome::Failed { error } => errors.push((r.index, r.source, error)),
@@ -99,6 +108,7 @@ impl Results {
             methods,
             images,
             errors,
+            warnings: Vec::new(),
         })
     }
 

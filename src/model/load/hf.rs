@@ -36,6 +36,26 @@ pub(crate) fn weights_file(dir: &Path) -> Option<(Vec<PathBuf>, bool)> {
     None
 }
 
+/// The files a Hugging Face folder is read from, sorted: `config.json`, the
+/// `preprocessor_config.json` when present, and the weights (an index with its shards). Other
+/// files in the folder (a README, a TensorFlow copy of the weights) are never read.
+pub(crate) fn files_read(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
+    let mut out = vec![dir.join("config.json")];
+    let pre = dir.join("preprocessor_config.json");
+    if pre.is_file() {
+        out.push(pre);
+    }
+    for f in weights_file(dir).map(|w| w.0).unwrap_or_default() {
+        if f.to_string_lossy().ends_with(".index.json") {
+            out.extend(shards(dir, &f)?);
+        }
+        out.push(f);
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 /// The shard files an index names (plain names inside the folder, each once, sorted).
 fn shards(dir: &Path, index: &Path) -> Result<Vec<PathBuf>, ModelError> {
     let v: Value = serde_json::from_str(&read_text(index)?)

@@ -283,6 +283,15 @@ pub fn detect_layout(path: &Path) -> Result<CheckpointLayout, ModelError> {
     ))
 }
 
+/// The files a checkpoint is read from, sorted: the file itself, or a Hugging Face folder's
+/// config, preprocessor config and weights (what a content hash of the checkpoint covers).
+pub fn checkpoint_files(path: &Path) -> Result<Vec<PathBuf>, ModelError> {
+    match path.is_dir() {
+        true => hf::files_read(path),
+        false => Ok(vec![path.to_path_buf()]),
+    }
+}
+
 /// Loads any supported checkpoint.
 pub fn load_model(path: &Path, opts: &LoadOptions) -> Result<Loaded, ModelError> {
     if !path.exists() {
