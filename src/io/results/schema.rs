@@ -627,25 +627,6 @@ fn shown_apart(a: Option<&Value>, b: Option<&Value>) -> (String, String) {
     (cut(&a), cut(&b))
 }
 
-#[cfg(test)]
-mod short_tests {
-    use super::short;
-    use serde_json::json;
-
-    #[test]
-    fn values_are_cut_to_80_characters_on_a_character_boundary() {
-        assert_eq!(short(None), "absent");
-        assert_eq!(short(Some(&json!(12))), "12");
-        let long = json!("é".repeat(100));
-        let cut = short(Some(&long));
-        // The quote and 79 two-byte characters, then the ellipsis.
-        assert_eq!(cut.chars().count(), 83);
-        assert!(cut.starts_with("\"é") && cut.ends_with("é..."));
-        let exact = json!("x".repeat(78));
-        assert_eq!(short(Some(&exact)), exact.to_string());
-    }
-}
-
 /// How one image ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
