@@ -6,6 +6,7 @@
 //! - [`atlas`]: per-class neuron usage, class similarity, per-layer distributions.
 //! - [`pruning`]: class-wise pruning guided by top-K paths, pruned checkpoints ([`checkpoint`]).
 //! - [`explain`](mod@explain): one input image's path explained, drawn and serialised.
+//! - [`predict`](mod@predict): the top classes (or embedding) of input images.
 //! - [`claims`]: the paper's claims checked on a run, with [`significance`] tests and [`stats`].
 //! - [`format`](mod@format): how numbers read.
 //!
@@ -20,6 +21,7 @@ pub mod explain;
 pub mod format;
 pub mod full_report;
 pub mod manipulation;
+pub mod predict;
 pub mod pruning;
 pub mod render;
 pub mod significance;
