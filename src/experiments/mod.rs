@@ -2,7 +2,8 @@
 //! file, then their rendering.
 //!
 //! Computation (data in, data out; serialisable results):
-//! - [`manipulation`]: remove / enhance / scale path neurons, probability and accuracy deviation.
+//! - [`manipulation`]: remove / enhance / scale path neurons, probability and accuracy deviation;
+//!   [`manipulation_outputs`]: the files, table and record check `ablate` shows of it.
 //! - [`atlas`]: per-class neuron usage, class similarity, per-layer distributions.
 //! - [`pruning`]: class-wise pruning guided by top-K paths, pruned checkpoints ([`checkpoint`]).
 //! - [`explain`](mod@explain): one input image's path explained, drawn and serialised.
@@ -21,6 +22,7 @@ pub mod explain;
 pub mod format;
 pub mod full_report;
 pub mod manipulation;
+pub mod manipulation_outputs;
 pub mod predict;
 pub mod pruning;
 pub mod render;
