@@ -22,48 +22,46 @@ impl Loaded {
         let cfg = &self.model.cfg;
         let grid = cfg.grid();
         let output = if cfg.embedding {
-            format!("output       embedding of width {}", cfg.num_classes)
+            ("output", format!("embedding of width {}", cfg.num_classes))
         } else {
-            format!("classes      {}", cfg.num_classes)
+            ("classes", cfg.num_classes.to_string())
         };
         let registers = match cfg.registers {
             0 => String::new(),
             r => format!(", of which {r} registers"),
         };
-        let lines = [
-            format!("model        {name}"),
-            format!("layout       {:?}", self.layout),
-            format!("family       {:?}", self.family),
-            format!(
-                "image size   {} (patch {}, grid {grid}x{grid})",
-                cfg.image_size, cfg.patch_size
+        let (patch, heads) = (cfg.patch_size, cfg.heads);
+        let rows = [
+            ("model", name.to_string()),
+            ("layout", format!("{:?}", self.layout)),
+            ("family", format!("{:?}", self.family)),
+            (
+                "image size",
+                format!("{} (patch {patch}, grid {grid}x{grid})", cfg.image_size),
             ),
-            format!("layers       {}", cfg.layers),
-            format!(
-                "hidden       {} ({} heads of {})",
-                cfg.hidden,
-                cfg.heads,
-                cfg.head_dim()
+            ("layers", cfg.layers.to_string()),
+            (
+                "hidden",
+                format!("{} ({heads} heads of {})", cfg.hidden, cfg.head_dim()),
             ),
-            format!("mlp          {} neurons per layer", cfg.mlp_dim),
+            ("mlp", format!("{} neurons per layer", cfg.mlp_dim)),
             output,
-            format!(
-                "tokens       {} ({} prefix{registers})",
-                cfg.tokens(),
-                cfg.prefix_tokens
+            (
+                "tokens",
+                format!("{} ({} prefix{registers})", cfg.tokens(), cfg.prefix_tokens),
             ),
-            format!("pooling      {:?}", cfg.pool),
-            format!("gelu         {:?}", cfg.gelu),
-            format!(
-                "options      layer_scale {}, pre_norm {}",
-                cfg.layer_scale, cfg.pre_norm
+            ("pooling", format!("{:?}", cfg.pool)),
+            ("gelu", format!("{:?}", cfg.gelu)),
+            (
+                "options",
+                format!("layer_scale {}, pre_norm {}", cfg.layer_scale, cfg.pre_norm),
             ),
-            format!("layernorm    eps {:e}", cfg.ln_eps),
-            format!(
-                "forward      {:.3} GFLOP per image",
-                cfg.forward_flops() / 1e9
+            ("layernorm", format!("eps {:e}", cfg.ln_eps)),
+            (
+                "forward",
+                format!("{:.3} GFLOP per image", cfg.forward_flops() / 1e9),
             ),
         ];
-        lines.join("\n") + "\n"
+        rows.iter().map(|(k, v)| format!("{k:<13}{v}\n")).collect()
     }
 }
