@@ -8,6 +8,7 @@ use crate::io::inputs::InputError;
 use crate::io::inputs::{gather_named, Inputs, Item, Preprocess};
 use crate::io::preprocess::Normalization;
 use crate::io::results::{ModelInfo, Precision, Results};
+use crate::limits::Limits;
 use crate::model::load::Loaded;
 use crate::model::ModelError;
 use crate::model::{load_model, Gelu, LoadOptions};
@@ -22,9 +23,6 @@ pub enum SetupError {
     #[error("no CUDA device (build with --features cuda)")]
     /// `--cuda` without a CUDA device (or in a build without the `cuda` feature).
     NoCuda(#[source] candle_core::Error),
-    /// A `NEURONPATH_*` limit variable that is not a size.
-    #[error("{0}")]
-    Limits(String),
     #[error(transparent)]
     /// The checkpoint cannot be loaded.
     Model(#[from] ModelError),
@@ -102,6 +100,9 @@ pub struct ModelSpec {
     pub ln_eps: Option<f64>,
     /// Run on the first CUDA GPU.
     pub cuda: bool,
+    /// Caps on what reading the checkpoint may allocate (the binary reads them from the
+    /// environment; the library never does).
+    pub limits: Limits,
 }
 
 impl Default for ModelSpec {
@@ -115,6 +116,7 @@ impl Default for ModelSpec {
             gelu: None,
             ln_eps: None,
             cuda: false,
+            limits: Limits::default(),
         }
     }
 }
@@ -135,7 +137,7 @@ impl ModelSpec {
             gelu: self.gelu,
             ln_eps: self.ln_eps,
             double_fc_norm,
-            limits: crate::limits::Limits::from_env().map_err(SetupError::Limits)?,
+            limits: self.limits,
         })
     }
 

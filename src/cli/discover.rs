@@ -86,13 +86,9 @@ pub fn run(plan: &DiscoverPlan) -> Result<()> {
         map_steps: plan.map_steps,
         ..ReportOptions::default()
     };
-    let claims = build_report(
-        &plan.job.out,
-        &plan.job.model,
-        &options,
-        path,
-        &mut |n| eprintln!("note: {n}"),
-    )?;
+    let claims = build_report(&plan.job.out, &plan.job.model, &options, path, &mut |n| {
+        eprintln!("note: {n}")
+    })?;
     println!(
         "report: {} ({} claims checked)",
         path.display(),

@@ -2,10 +2,12 @@
 //! file, then their rendering.
 //!
 //! Computation (data in, data out; serialisable results):
-//! - [`manipulation`]: remove / enhance / scale path neurons, probability and accuracy deviation.
+//! - [`manipulation`]: remove / enhance / scale path neurons, probability and accuracy deviation;
+//!   [`manipulation_outputs`]: the files, table and record check `ablate` shows of it.
 //! - [`atlas`]: per-class neuron usage, class similarity, per-layer distributions.
 //! - [`pruning`]: class-wise pruning guided by top-K paths, pruned checkpoints ([`checkpoint`]).
 //! - [`explain`](mod@explain): one input image's path explained, drawn and serialised.
+//! - [`predict`](mod@predict): the top classes (or embedding) of input images.
 //! - [`claims`]: the paper's claims checked on a run, with [`significance`] tests and [`stats`].
 //! - [`format`](mod@format): how numbers read (the crate's [`crate::format`], re-exported).
 //!
@@ -20,6 +22,8 @@ pub mod explain;
 pub use crate::format;
 pub mod full_report;
 pub mod manipulation;
+pub mod manipulation_outputs;
+pub mod predict;
 pub mod pruning;
 pub mod render;
 pub mod significance;

@@ -28,6 +28,7 @@ pub use report::ReportPlan;
 pub use train::{RecipeOverrides, TrainPlan, TrainWork};
 
 use super::args::{GeluArg, ModelArgs};
+use crate::limits::Limits;
 use crate::model::Gelu;
 use crate::setup::ModelSpec;
 use anyhow::{bail, Result};
@@ -57,7 +58,14 @@ fn model_spec(a: &ModelArgs) -> Result<ModelSpec> {
         }),
         ln_eps: a.ln_eps,
         cuda: a.cuda,
+        limits: limits()?,
     })
+}
+
+/// The allocation caps: the defaults, or what the `NEURONPATH_MAX_*` variables set. The
+/// environment is read here, at the command line's edge, never by the library.
+fn limits() -> Result<Limits> {
+    Limits::from_env().map_err(anyhow::Error::msg)
 }
 
 /// Most Riemann steps: memory of the gradients kept per image grows with m (the paper uses 20,

@@ -120,6 +120,7 @@ impl TrainPlan {
                 normalize: a.normalize,
                 dtype: a.dtype,
                 image_size: some_positive("--image-size", a.image_size)?,
+                limits: super::limits()?,
                 ..ModelSpec::default()
             };
             return Ok(TrainPlan {

@@ -463,23 +463,8 @@ impl RecordWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::results::test_fixtures::{lines, write, BEFORE_SCHEMA};
     use crate::io::results::Method;
-
-    /// Three lines written by neuronpath before the `schema` field existed.
-    const BEFORE_SCHEMA: &str = include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/results/before_schema.jsonl"
-    ));
-
-    fn lines() -> Vec<&'static str> {
-        BEFORE_SCHEMA.lines().collect()
-    }
-
-    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-        let p = dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
 
     #[test]
     fn files_without_a_schema_read_as_the_current_version() {

@@ -146,24 +146,9 @@ fn line_err(path: &Path, e: serde_json::Error) -> ResultsError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::results::test_fixtures::{lines, write};
     use crate::io::results::Outcome;
     use serde_json::Value;
-    use std::path::PathBuf;
-
-    const BEFORE_SCHEMA: &str = include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/results/before_schema.jsonl"
-    ));
-
-    fn lines() -> Vec<&'static str> {
-        BEFORE_SCHEMA.lines().collect()
-    }
-
-    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-        let p = dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
 
     #[test]
     fn merge_sorts_dedups_and_keeps_unknown_fields() {

@@ -11,6 +11,8 @@ mod identity;
 mod merge;
 pub mod os_path;
 mod schema;
+#[cfg(test)]
+mod test_fixtures;
 mod view;
 
 pub use error::ResultsError;

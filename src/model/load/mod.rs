@@ -14,6 +14,7 @@ pub mod pickle;
 mod posemb;
 pub mod safetensors_header;
 mod state_dict;
+mod summary;
 mod torch_pickle;
 
 use crate::limits::Limits;
