@@ -226,12 +226,14 @@ pub fn run(
                 engine,
             };
             // Work per image: the clean forward plus, per row, L full passes (reference) or
-            // L(L+1)/2 block forwards and backwards, L block re-runs and L tangent blocks
-            // (counted as a backward each).
+            // L(L+1)/2 block forwards and backwards and L-2 tangent blocks (counted as a block
+            // forward each).
             let flops = fwd
                 + m * match engine {
                     SearchEngine::Reference => l * cfg.attribution_flops(),
-                    SearchEngine::Prefix => (l + 1.0) / 2.0 * (fwd + bwd) + fwd + bwd,
+                    SearchEngine::Prefix => {
+                        (l + 1.0) / 2.0 * (fwd + bwd) + (l - 2.0).max(0.0) / l * fwd
+                    }
                 };
             reset_peak_rss();
             dev.synchronize()?;
