@@ -54,12 +54,17 @@ pub fn prefix_search(
     if !prefix_applies(model, s) {
         return reference_search(model, images, targets, acts, s, check);
     }
-    if s.rows.single() {
-        return search_group(model, images, targets, acts, s, check);
-    }
-    // Patch rows: images whose rows together fit one chunk search together.
+    // Images search in groups, so that what lives through all steps stays within the memory
+    // limit: with patch rows every block's saved state of the group's rows (one chunk); with one
+    // token row the group's prefixes and tangents, about 6 (N, D) per row, within half the
+    // chunk budget of L blocks' state (each ~12 (N, D)) for L chunks' rows.
     let b = targets.len();
-    let per = (s.chunk_rows / s.steps.max(1)).max(1);
+    let group_rows = if s.rows.single() {
+        s.chunk_rows.saturating_mul(model.cfg.layers)
+    } else {
+        s.chunk_rows
+    };
+    let per = (group_rows / s.steps.max(1)).max(1);
     let mut out = SearchResult {
         sets: Vec::with_capacity(b),
         scores: Vec::with_capacity(b),
@@ -85,7 +90,7 @@ pub fn prefix_search(
     Ok(out)
 }
 
-/// The search of a batch of images; with patch rows, all of them in one chunk.
+/// The search of a group of images; with patch rows, all of them in one chunk.
 fn search_group(
     model: &Vit,
     images: &Tensor,
