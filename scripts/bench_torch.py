@@ -7,13 +7,14 @@ torch.cuda.synchronize()).
 A pre-LN ViT written out here (as in the paper's PyTorch port); the clamp is the CLS row of each
 block's MLP hidden units, a leaf with requires_grad; weights do not require gradients. The search
 rows: the reference engine's work (L full clamped passes) and the prefix engine's algorithm itself
-(`prefix_search`, autograd + torch.func.jvp).
+(`prefix_search`, autograd + forward-mode dual numbers).
 """
 import json
 import sys
 import time
 
 import torch
+import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 
 img, patch, d, m, heads, layers, batch, steps = map(int, sys.argv[1:9])
@@ -52,8 +53,9 @@ def embed(x):
     return torch.cat([W["cls"].expand(x.shape[0], -1, -1), t], 1) + W["pos"]
 
 
-def block(t, b, clamp=None, record=None):
-    """One block; `clamp` (R, M) replaces the CLS row of the MLP hidden units."""
+def block(t, b, clamp=None, record=None, with_h=False):
+    """One block; `clamp` (R, M) replaces the CLS row of the MLP hidden units. With `with_h`,
+    also the residual stream before the MLP."""
     r = t.shape[0]
     h = F.layer_norm(t, (d,), *b["ln1"], eps=1e-6)
     qkv = F.linear(h, b["qkv"], b["qkv_b"]).reshape(r, n, 3, heads, hd).permute(2, 0, 3, 1, 4)
@@ -64,7 +66,8 @@ def block(t, b, clamp=None, record=None):
         record.append(a[:, 0])
     if clamp is not None:
         a = torch.cat([clamp.unsqueeze(1), a[:, 1:]], 1)
-    return t + F.linear(a, b["fc2"], b["fc2_b"])
+    out = t + F.linear(a, b["fc2"], b["fc2_b"])
+    return (out, t) if with_h else out
 
 
 def head(t):
@@ -81,8 +84,9 @@ def forward(x, clamps=None):
 def prefix_search(xs, target=0):
     """The prefix engine (neuronpath's default): per row the residual stream under the path
     clamps below step T and the tangent along the path neurons; at step T blocks T..L-1 forward
-    and backward to block T's input, S_k = <dF/dx_T, t_T>, then prefix and tangent one block on
-    (torch.func.jvp with the clamp held)."""
+    and backward to block T's input, S_k = <dF/dx_T, t_T>. Block T runs once: its forward carries
+    the tangent (forward-mode dual numbers, the clamp a constant), and the prefix one block on
+    differs from that forward only in the CLS row's MLP output."""
     k = xs.shape[0]
     with torch.no_grad():
         acts = []
@@ -91,14 +95,24 @@ def prefix_search(xs, target=0):
             t = block(t, b, record=acts)
     alpha = (torch.arange(steps, device=dev, dtype=torch.float32) / steps).repeat(k)[:, None]
     x = embed(xs).detach().repeat_interleave(steps, 0)
-    tan = torch.zeros_like(x)
+    tan = None
     prev_a = torch.zeros(k, device=dev)
     rows = torch.arange(k * steps, device=dev)
+    path = []
     for T, b in enumerate(W["blocks"]):
         a_rows = acts[T].repeat_interleave(steps, 0)
         lc = (a_rows * alpha).requires_grad_()
         xT = x.detach().requires_grad_(T > 0)
-        h = block(xT, b, lc)
+        if tan is None:
+            out, h_T = block(xT, b, lc, with_h=True)
+            out_tan = None
+        else:
+            with fwAD.dual_level():
+                out, h_T = block(fwAD.make_dual(xT, tan), b, lc, with_h=True)
+                out, out_tan = fwAD.unpack_dual(out)
+                h_T = fwAD.unpack_dual(h_T).primal
+                out_tan = out_tan.detach().clone()
+        h = out
         for b2 in W["blocks"][T + 1:]:
             h = block(h, b2)
         f = head(h).softmax(-1)[:, target].sum()
@@ -111,14 +125,18 @@ def prefix_search(xs, target=0):
         g = g.view(k, steps, m).sum(1) + lower.view(k, steps).sum(1)[:, None]
         score = g / steps * (acts[T] + prev_a[:, None])
         p = score.argmax(1)
+        path.append(p.tolist())
         prev_a = prev_a + acts[T].gather(1, p[:, None])[:, 0]
         if T + 1 < layers:
             p_rows = p.repeat_interleave(steps)
             pc = a_rows.clone()
             pc[rows, p_rows] *= alpha[:, 0]
             with torch.no_grad():
-                x, tan = torch.func.jvp(lambda z: block(z, b, pc), (x,), (tan,))
+                cls = h_T[:, 0] + F.linear(pc, b["fc2"], b["fc2_b"])
+                x = torch.cat([cls[:, None], out[:, 1:]], 1).detach()
+                tan = torch.zeros_like(x) if out_tan is None else out_tan
                 tan[:, 0] += b["fc2"][:, p_rows].T
+    return path
 
 
 def sync():
@@ -182,17 +200,18 @@ if search:
     what = "1 image" if k == 1 else f"{k} images"
     rows.append(dict(name=f"path search (reference), {what} (L={layers} x m={steps})",
                      per_second=k / s, gflops=k * (fwd + layers * steps * attr) / s / 1e9))
-    # warm-up of forward-mode AD (its first call sets up the functional transforms)
+    # warm-up of forward-mode AD (its first dual-number pass sets it up)
     z = embed(xs[:1])
-    with torch.no_grad():
-        torch.func.jvp(lambda u: block(u, W["blocks"][0], z[:, 0, :1].expand(1, m)), (z,), (z,))
+    with torch.no_grad(), fwAD.dual_level():
+        block(fwAD.make_dual(z, z), W["blocks"][0], z[:, 0, :1].expand(1, m))
     sync()
     start = time.perf_counter()
     prefix_search(xs)
     sync()
     s = time.perf_counter() - start
     bwd = attr - fwd
-    work = fwd + steps * ((layers + 1) / 2 * (fwd + bwd) + fwd + bwd)
+    # per row: L(L+1)/2 block forwards and backwards, L-2 tangent blocks (as block forwards)
+    work = fwd + steps * ((layers + 1) / 2 * (fwd + bwd) + max(layers - 2, 0) / layers * fwd)
     rows.append(dict(name=f"path search (prefix), {what} (L={layers} x m={steps})",
                      per_second=k / s, gflops=k * work / s / 1e9))
 print(json.dumps(rows))

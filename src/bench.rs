@@ -23,6 +23,9 @@ pub struct BenchRow {
     pub gflops: f64,
     /// Wall-clock seconds of one timed call.
     pub seconds: f64,
+    /// CPU time of the process (all threads) per call, on the CPU only: on a shared machine it
+    /// moves less with the load than `seconds` does.
+    pub cpu_seconds: Option<f64>,
     /// Peak resident memory of the process so far, on the CPU only (None on a GPU, where host
     /// memory says nothing about the computation's).
     pub peak_rss_mib: Option<f64>,
@@ -53,26 +56,83 @@ pub fn peak_rss_mib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// Starts a new peak-memory measurement: the kernel's high-water mark (VmHWM) restarts from the
-/// current resident size (Linux; elsewhere nothing happens and peaks are since the start).
+/// CPU time (user + system, all threads) of this process so far, in seconds (Linux; None
+/// elsewhere). /proc counts in USER_HZ ticks, 100 per second.
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Wall-clock and CPU seconds of one call, from the readings before it and the call count.
+struct Clock {
+    start: Instant,
+    cpu: Option<f64>,
+}
+
+impl Clock {
+    fn start() -> Self {
+        Clock {
+            start: Instant::now(),
+            cpu: process_cpu_seconds(),
+        }
+    }
+
+    /// (wall, CPU) seconds per call for `calls` calls since the start.
+    fn per_call(&self, calls: usize) -> (f64, Option<f64>) {
+        let n = calls.max(1) as f64;
+        let cpu = match (self.cpu, process_cpu_seconds()) {
+            (Some(a), Some(b)) => Some((b - a) / n),
+            _ => None,
+        };
+        (self.start.elapsed().as_secs_f64() / n, cpu)
+    }
+}
+
+/// Starts a new peak-memory measurement: freed heap memory goes back to the system, then the
+/// kernel's high-water mark (VmHWM) restarts from the current resident size (Linux; elsewhere
+/// nothing happens and peaks are since the start). Without the first part, memory the allocator
+/// kept from an earlier row would count as this row's.
 pub fn reset_peak_rss() {
+    release_free_heap();
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// Runs `f` until at least `min_secs` have passed (at least once); seconds per call. Each call
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_free_heap() {
+    extern "C" {
+        fn malloc_trim(pad: usize) -> std::ffi::c_int;
+    }
+    // SAFETY: glibc's malloc_trim only returns free pages of its arenas to the system.
+    unsafe {
+        malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_heap() {}
+
+/// Runs `f` until at least `min_secs` have passed (at least once); (wall, CPU) seconds per call. Each call
 /// is followed by a synchronisation of `dev` (a no-op on the CPU): GPU kernels run
 /// asynchronously, and the clock must not stop before they have finished.
-fn time<F: FnMut() -> Result<()>>(dev: &Device, min_secs: f64, mut f: F) -> Result<f64> {
+fn time<F: FnMut() -> Result<()>>(
+    dev: &Device,
+    min_secs: f64,
+    mut f: F,
+) -> Result<(f64, Option<f64>)> {
     // warm-up: first-touch allocation, kernel selection (and loading on a GPU)
     f()?;
     dev.synchronize()?;
-    let (start, mut n) = (Instant::now(), 0);
-    while n == 0 || start.elapsed().as_secs_f64() < min_secs {
+    let (clock, mut n) = (Clock::start(), 0);
+    while n == 0 || clock.start.elapsed().as_secs_f64() < min_secs {
         f()?;
         dev.synchronize()?;
         n += 1;
     }
-    Ok(start.elapsed().as_secs_f64() / n as f64)
+    Ok(clock.per_call(n))
 }
 
 fn row(
@@ -81,7 +141,7 @@ fn row(
     per_second: f64,
     unit: &str,
     gflops: f64,
-    seconds: f64,
+    (seconds, cpu_seconds): (f64, Option<f64>),
 ) -> BenchRow {
     BenchRow {
         name: name.into(),
@@ -89,6 +149,7 @@ fn row(
         unit: unit.into(),
         gflops,
         seconds,
+        cpu_seconds: cpu_seconds.filter(|_| dev.is_cpu()),
         peak_rss_mib: dev.is_cpu().then(peak_rss_mib),
     }
 }
@@ -125,9 +186,10 @@ pub fn run(
     let a = randn((steps * n, cfg.hidden), dev)?;
     let w = randn((cfg.hidden, cfg.mlp_dim), dev)?;
     let reps = if dev.is_cpu() { 1 } else { 10 };
-    let secs = time(dev, min_secs, || {
+    let (secs, cpu) = time(dev, min_secs, || {
         (0..reps).try_for_each(|_| a.matmul(&w).map(|_| ()))
-    })? / reps as f64;
+    })?;
+    let (secs, cpu) = (secs / reps as f64, cpu.map(|c| c / reps as f64));
     let flops = 2.0 * (steps * n * cfg.hidden * cfg.mlp_dim) as f64;
     rows.push(row(
         dev,
@@ -135,11 +197,11 @@ pub fn run(
         1.0 / secs,
         "GEMM",
         flops / secs / 1e9,
-        secs,
+        (secs, cpu),
     ));
 
     let images = randn((batch, 3, cfg.image_size, cfg.image_size), dev)?;
-    let secs = time(dev, min_secs, || {
+    let (secs, cpu) = time(dev, min_secs, || {
         model.forward(&images, &[], None, Mode::Frozen).map(|_| ())
     })?;
     rows.push(row(
@@ -148,7 +210,7 @@ pub fn run(
         batch as f64 / secs,
         "rows",
         cfg.forward_flops() * batch as f64 / secs / 1e9,
-        secs,
+        (secs, cpu),
     ));
 
     // One clamped pass as the search runs it at its last step: m rows, every layer clamped.
@@ -177,7 +239,8 @@ pub fn run(
         targets: &targets,
         probe: false,
     };
-    let secs = time(dev, min_secs, || {
+    reset_peak_rss();
+    let (secs, cpu) = time(dev, min_secs, || {
         clamp_gradients(&model, &batch_def, chunk).map(|_| ())
     })?;
     rows.push(row(
@@ -186,7 +249,7 @@ pub fn run(
         steps as f64 / secs,
         "rows",
         cfg.attribution_flops() * steps as f64 / secs / 1e9,
-        secs,
+        (secs, cpu),
     ));
 
     if search_images > 0 {
@@ -212,19 +275,21 @@ pub fn run(
                 engine,
             };
             // Work per image: the clean forward plus, per row, L full passes (reference) or
-            // L(L+1)/2 block forwards and backwards, L block re-runs and L tangent blocks
-            // (counted as a backward each).
+            // L(L+1)/2 block forwards and backwards and L-2 tangent blocks (counted as a block
+            // forward each).
             let flops = fwd
                 + m * match engine {
                     SearchEngine::Reference => l * cfg.attribution_flops(),
-                    SearchEngine::Prefix => (l + 1.0) / 2.0 * (fwd + bwd) + fwd + bwd,
+                    SearchEngine::Prefix => {
+                        (l + 1.0) / 2.0 * (fwd + bwd) + (l - 2.0).max(0.0) / l * fwd
+                    }
                 };
             reset_peak_rss();
             dev.synchronize()?;
-            let start = Instant::now();
+            let clock = Clock::start();
             layer_progressive_search(&model, &some, &vec![0; k], &acts, &settings)?;
             dev.synchronize()?;
-            let secs = start.elapsed().as_secs_f64();
+            let (secs, cpu) = clock.per_call(1);
             rows.push(row(
                 dev,
                 &format!(
@@ -236,7 +301,7 @@ pub fn run(
                 k as f64 / secs,
                 "images",
                 k as f64 * flops / secs / 1e9,
-                secs,
+                (secs, cpu),
             ));
         }
     }

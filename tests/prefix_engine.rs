@@ -1,14 +1,18 @@
 //! The prefix search engine against the reference engine (one full forward + backward per
 //! step, its oracle): identical neuron sets and selection scores within 1e-12 (f64) on the golden
 //! models and on every family and variant the search supports (top-K, the authors' top-K quirk,
-//! the MAE variant, DeiT's distillation row, DINOv2's mean-patch head and registers, CLIP's
-//! pre-LayerNorm and quick-GELU, pruning masks, every objective, any chunking); paths equal in f32.
+//! the MAE variant (prefix reuse without the tangent), DeiT's distillation row, DINOv2's
+//! mean-patch head and registers, CLIP's pre-LayerNorm and quick-GELU, pruning masks, every
+//! objective, any chunking); paths equal in f32. The reference-form JAS by one forward + tangent
+//! pass against the JAS by forward + backward.
 mod common;
 use candle_core::{DType, Device, Tensor};
 use common::*;
+use neuronpath::attribution::jas::reference_jas_by_tangent;
 use neuronpath::attribution::search_prefix::prefix_applies;
 use neuronpath::attribution::{
-    clean_pass, layer_progressive_search, AttributionSettings, SearchEngine, SearchResult,
+    clean_pass, joint_attribution, layer_progressive_search, AttributionSettings, NeuronSets,
+    SearchEngine, SearchResult,
 };
 use neuronpath::bench::vit_config;
 use neuronpath::model::{load_model, Gelu, LoadOptions, Objective, Rows, Vit};
@@ -122,7 +126,7 @@ fn golden_vit_f32_paths_equal_the_reference_engines() {
 }
 
 #[test]
-fn mae_runs_the_reference_engine() {
+fn mae_f64_prefix_reuse_in_image_groups() {
     let opts = LoadOptions {
         dtype: DType::F64,
         heads: Some(4),
@@ -130,9 +134,30 @@ fn mae_runs_the_reference_engine() {
     };
     let m = load_with("golden/tiny_mae_state_dict.npz", &opts);
     let x = npy("golden/input_x.npy").to_dtype(DType::F64).unwrap();
+    // m = 20 rows per image: 20 rows per chunk search one image at a time, 45 two together.
+    for (k, compat, chunk) in [
+        (1, false, 20),
+        (1, false, 45),
+        (3, true, 20),
+        (2, false, 1000),
+    ] {
+        let s = settings(Rows::Patches, k, compat, chunk);
+        assert!(prefix_applies(&m, &s));
+        let what = format!("MAE K={k} compat={compat} chunk={chunk}");
+        agree(&m, &x, &[3, 3], &s, 1e-12, &what);
+    }
+    agree(
+        &m,
+        &x,
+        &[1, 8],
+        &settings(Rows::Patches, 1, false, 40),
+        1e-12,
+        "MAE targets 1, 8",
+    );
+    // One image's rows do not fit a chunk: the reference engine runs (the very same numbers).
     let s = settings(Rows::Patches, 1, false, 13);
     assert!(!prefix_applies(&m, &s));
-    agree(&m, &x, &[3, 3], &s, 0.0, "MAE");
+    agree(&m, &x, &[3, 3], &s, 0.0, "MAE, 13 rows per chunk");
 }
 
 fn family(rel: &str) -> Vit {
@@ -268,4 +293,67 @@ fn discover_cli_engines_write_the_same_paths() {
         assert_close(&margins(p), &margins(r), 1e-9, "margins");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// JAS of `sets` both ways: by forward + backward (`joint_attribution`) and by forward + tangent.
+fn jas_both_ways(
+    m: &Vit,
+    x: &Tensor,
+    targets: &[usize],
+    sets: &[NeuronSets],
+    s: &AttributionSettings,
+    what: &str,
+) {
+    let (clean, acts) = clean_pass(m, x, s.rows).unwrap();
+    let probs: Vec<f64> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| clean[i][t])
+        .collect();
+    let want: Vec<f64> = joint_attribution(m, x, targets, &acts, sets, &probs, s)
+        .unwrap()
+        .iter()
+        .map(|j| j.reference)
+        .collect();
+    let got = reference_jas_by_tangent(m, x, targets, &acts, sets, s).unwrap();
+    assert_close(&got, &want, 1e-12, what);
+}
+
+/// Distinct neurons per layer, different per image (as a baseline's sets are: not a path the
+/// search would pick).
+fn some_sets(images: usize, layers: usize, k: usize, mlp: usize) -> Vec<NeuronSets> {
+    (0..images)
+        .map(|i| {
+            (0..layers)
+                .map(|l| (0..k).map(|r| (7 * l + 13 * r + 5 * i) % mlp).collect())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn reference_jas_by_tangent_equals_the_backward_form() {
+    let (m, x) = golden(DType::F64);
+    let targets = [3, 8];
+    for (k, compat, chunk) in [(1, false, 1), (1, false, 7), (3, false, 5), (3, true, 100)] {
+        let s = settings(Rows::Cls, k, compat, chunk);
+        let what = format!("K={k} compat={compat} chunk={chunk}");
+        let found = search(&m, &x, &targets, &s);
+        jas_both_ways(&m, &x, &targets, &found.sets, &s, &format!("path {what}"));
+        let sets = some_sets(2, m.cfg.layers, k, m.cfg.mlp_dim);
+        jas_both_ways(&m, &x, &targets, &sets, &s, &format!("other sets {what}"));
+    }
+    let x = npy("families/input.npy").to_dtype(DType::F64).unwrap();
+    let b = x.dim(0).unwrap();
+    for (rel, rows) in [
+        ("families/deit_distilled", Rows::Dist),
+        ("families/dinov2_reg_cls", Rows::Cls),
+        ("families/clip_proj", Rows::Cls),
+    ] {
+        let m = family(rel);
+        let targets: Vec<usize> = (0..b).map(|i| i % m.score_width()).collect();
+        let s = settings(rows, 2, false, 11);
+        let sets = some_sets(b, m.cfg.layers, 2, m.cfg.mlp_dim);
+        jas_both_ways(&m, &x, &targets, &sets, &s, rel);
+    }
 }

@@ -1,7 +1,8 @@
 //! The Joint Attribution Score of a given neuron set per layer (SPEC section 5).
 use super::clamped::{clamp_values, entering, run_clamped, Scaled};
 use super::{Activations, AttributionSettings, NeuronSets};
-use crate::model::{Edit, LayerEdit, Rows, Vit};
+use crate::model::fused_prefix;
+use crate::model::{Edit, LayerEdit, Mode, Rows, Vit};
 use candle_core::{DType, Result, Tensor};
 
 pub use crate::io::results::Jas;
@@ -63,6 +64,83 @@ pub fn joint_attribution(
                 additive: additive / divisor,
                 delta: clean_probs[i] - zeroed[i] - additive,
             }
+        })
+        .collect())
+}
+
+/// The reference-form JAS (as [`joint_attribution`]'s `reference`) of `sets[image]` on one
+/// token row (CLS or distillation), by one forward + tangent pass per row instead of a forward
+/// and a backward: per row, the sum over the layers' entering neurons of `dF/dc_l[p]` is
+/// `<dF/dx_L, t_L>`, with t_L the last block's output tangent along those clamp entries
+/// (forward mode, every clamp a constant). One block's state per row at a time, so chunks hold
+/// L times the rows of a backward's. The MAE variant's per-token sums need the backward.
+pub fn reference_jas_by_tangent(
+    model: &Vit,
+    images: &Tensor,
+    targets: &[usize],
+    acts: &Activations,
+    sets: &[NeuronSets],
+    s: &AttributionSettings,
+) -> Result<Vec<f64>> {
+    let (b, layers, m) = (targets.len(), model.cfg.layers, s.steps);
+    super::check_sets(sets, layers, model.cfg.mlp_dim)?;
+    if sets.len() != b {
+        candle_core::bail!("{} neuron sets for {b} images", sets.len());
+    }
+    if !s.rows.single() {
+        candle_core::bail!("a tangent JAS needs one token row per image (not the MAE variant)");
+    }
+    if !fused_prefix::available(model) {
+        // Other devices: the backward form, which gives the same numbers.
+        let zeros = vec![0.0; b];
+        let jas = joint_attribution(model, images, targets, acts, sets, &zeros, s)?;
+        return Ok(jas.iter().map(|j| j.reference).collect());
+    }
+    let at = acts.clamp_layout(m);
+    let total = at.rows(b);
+    let clamps = (0..layers)
+        .map(|l| clamp_values(model, acts, l, s, |i| Scaled::Units(&sets[i][l])))
+        .collect::<Result<Vec<_>>>()?;
+    let image_of_row: Vec<u32> = (0..total).map(|r| at.image_of(r) as u32).collect();
+    let row_targets: Vec<usize> = (0..total).map(|r| targets[at.image_of(r)]).collect();
+    let x = model
+        .embed(images, Mode::Frozen)?
+        .index_select(&Tensor::new(image_of_row, model.device())?, 0)?;
+    let size = s.chunk_rows.max(1).saturating_mul(layers);
+    let mut dots = Vec::with_capacity(total);
+    for start in (0..total).step_by(size) {
+        let len = size.min(total - start);
+        let seeds: Vec<Vec<&[usize]>> = (0..layers)
+            .map(|l| {
+                (start..start + len)
+                    .map(|r| entering(&sets[at.image_of(r)][l], s.compat))
+                    .collect()
+            })
+            .collect();
+        let part = clamps
+            .iter()
+            .map(|c| c.narrow(0, start, len))
+            .collect::<Result<Vec<_>>>()?;
+        let (_, d) = fused_prefix::path_tangent_dots(
+            model,
+            &x.narrow(0, start, len)?,
+            s.rows,
+            &part,
+            &seeds,
+            &row_targets[start..start + len],
+        )?;
+        dots.extend(d);
+    }
+    Ok((0..b)
+        .map(|i| {
+            let sum_a: f64 = sets[i]
+                .iter()
+                .enumerate()
+                .flat_map(|(l, set)| entering(set, s.compat).iter().map(move |&p| (l, p)))
+                .map(|(l, p)| acts.layers[i][l][at.unit(0, p)])
+                .sum();
+            let sum_g: f64 = (0..m).map(|k| dots[at.row(i, k)]).sum();
+            sum_a * sum_g / m as f64
         })
         .collect())
 }

@@ -62,8 +62,9 @@ pub struct AttributionSettings {
 pub enum SearchEngine {
     /// Keeps each row's residual stream under the path clamps below the scored layer and the
     /// tangent along the path neurons: blocks T..L-1 forward and backward at step T, one tangent
-    /// block per step (L(L+1) + L block passes per row). CLS-row neurons on the CPU; MAE models
-    /// and other devices run the reference engine.
+    /// block per step (L(L+1) + L-2 block passes per row). On the CPU; MAE models (per-token
+    /// scores) keep the prefix reuse only, when one image's rows fit a chunk. Elsewhere the
+    /// reference engine runs.
     #[default]
     Prefix,
     /// One forward and backward of every block per step (2L^2 block passes per row): the oracle.

@@ -1,26 +1,31 @@
 //! The prefix search engine (issue 13): the layer-progressive search of SPEC section 4 with the
 //! same paths and scores as the one-backward-per-step engine (`search.rs`, its oracle), in
-//! L(L+1)/2 block forwards + L(L+1)/2 block backwards + L tangent blocks per row instead of 2L^2.
+//! L(L+1)/2 block forwards + L(L+1)/2 block backwards + L-2 tangent blocks per row instead of
+//! 2L^2 forwards and backwards.
 //!
 //! - Every clamp below step T is the same at all later steps, so the residual stream x_T
 //!   entering block T under the path clamps (the *prefix*) is kept per row and extended by one
-//!   block once p_T is chosen.
+//!   block once p_T is chosen, from block T's pass at step T (`fused_prefix`).
 //! - The score needs, besides the whole-row gradient at T, only `S_k = sum_{l<T} dF/dc_l[p_l]` per
 //!   row. With r_T = dF/dx_T (a backward that stops at block T's input) and the tangent
 //!   `t_T = sum_{l<T} dx_T/dc_l[p_l]` (forward mode along the path neurons, every clamp a
 //!   constant), S_k = <r_T, t_T>; t_{T+1} = J_T t_T + fc2's column p_T on the neuron row.
 //!
 //! The MAE variant's score is per patch token (a vector of lower-path gradients per row, which
-//! one tangent cannot carry): it runs the reference engine.
+//! one tangent cannot carry): it keeps the prefix reuse (blocks T..L-1 forward) and the backward
+//! runs on down through the saved states of the blocks below T, kept from earlier steps. Those
+//! are all L blocks' states for every row at once, so images search in groups whose rows fit
+//! one chunk; where one image's m rows do not, the reference engine runs.
 use super::clamped::{clamp_values, entering, Scaled};
 use super::{top_k, Activations, AttributionSettings, Check, NeuronSets, SearchResult};
-use crate::model::fused_prefix::{self, extend, row_dots, suffix_gradients};
+use crate::model::fused_prefix::{self, step, PrefixBlock, StepRequest};
 use crate::model::{Mode, Vit};
 use candle_core::{DType, Result, Tensor};
 
-/// Whether the prefix engine runs this search (else the reference engine does, same results).
+/// Whether the prefix engine runs this search (else the reference engine does, same results):
+/// CPU tensors, and for the MAE variant one image's rows within one chunk.
 pub fn prefix_applies(model: &Vit, s: &AttributionSettings) -> bool {
-    s.rows.single() && fused_prefix::available(model)
+    fused_prefix::available(model) && (s.rows.single() || s.chunk_rows >= s.steps)
 }
 
 /// Rows per chunk at step `layer`: the reference engine's chunk holds all L blocks' saved state
@@ -47,35 +52,114 @@ pub(crate) fn prefix_search(
     s: &AttributionSettings,
     check: Check,
 ) -> Result<SearchResult> {
+    // Images search in groups, so that what lives through all steps stays within the memory
+    // limit: with patch rows every block's saved state of the group's rows (one chunk); with one
+    // token row the group's prefixes and tangents, about 6 (N, D) per row, within half the
+    // chunk budget of L blocks' state (each ~12 (N, D)) for L chunks' rows.
+    let b = targets.len();
+    let group_rows = if s.rows.single() {
+        s.chunk_rows.saturating_mul(model.cfg.layers)
+    } else {
+        s.chunk_rows
+    };
+    let per = (group_rows / s.steps.max(1)).max(1);
+    let mut out = SearchResult {
+        sets: Vec::with_capacity(b),
+        scores: Vec::with_capacity(b),
+    };
+    for start in (0..b).step_by(per) {
+        let len = per.min(b - start);
+        let group = Activations {
+            tokens: acts.tokens,
+            mlp: acts.mlp,
+            layers: acts.layers[start..start + len].to_vec(),
+        };
+        let part = search_group(
+            model,
+            &images.narrow(0, start, len)?,
+            &targets[start..start + len],
+            &group,
+            s,
+            check,
+        )?;
+        out.sets.extend(part.sets);
+        out.scores.extend(part.scores);
+    }
+    Ok(out)
+}
+
+/// The search of a group of images; with patch rows, all of them in one chunk.
+fn search_group(
+    model: &Vit,
+    images: &Tensor,
+    targets: &[usize],
+    acts: &Activations,
+    s: &AttributionSettings,
+    check: Check,
+) -> Result<SearchResult> {
     let (b, layers, m) = (targets.len(), model.cfg.layers, s.steps);
-    let (mlp, at) = (acts.mlp, acts.clamp_layout(m));
+    let (mlp, tokens, at) = (acts.mlp, acts.tokens, acts.clamp_layout(m));
     let mut sets: Vec<NeuronSets> = vec![Vec::with_capacity(layers); b];
     let mut scores: Vec<Vec<Vec<f64>>> = vec![Vec::with_capacity(layers); b];
     let total = at.rows(b);
     if b == 0 {
         return Ok(SearchResult { sets, scores });
     }
+    // Patch rows keep every block's saved state below the step (one chunk of all rows).
+    let keep_blocks = !s.rows.single();
     let image_of_row: Vec<u32> = (0..total).map(|r| at.image_of(r) as u32).collect();
     let row_targets: Vec<usize> = (0..total).map(|r| targets[at.image_of(r)]).collect();
     let idx = Tensor::new(image_of_row, model.device())?;
     let embedded = model.embed(images, Mode::Frozen)?;
-    // The prefix x_T and its tangent t_T, every row (image-major, as the clamp layout).
+    // The prefix x_T, its tangent t_T (none at step 0, where it is zero) and, with patch rows,
+    // the saved states of blocks 0..T; every row, image-major as the clamp layout.
     let mut x = embedded.index_select(&idx, 0)?.contiguous()?;
-    let mut t = x.zeros_like()?;
+    let mut t: Option<Tensor> = None;
+    let mut below: Vec<PrefixBlock> = Vec::new();
     for layer in 0..layers {
         check()?;
+        let last = layer + 1 == layers;
         let lc = clamp_values(model, acts, layer, s, |_| Scaled::All)?;
+        let below_units: Vec<Vec<&[usize]>> = if keep_blocks {
+            (0..layer)
+                .map(|l| {
+                    (0..total)
+                        .map(|r| entering(&sets[at.image_of(r)][l], s.compat))
+                        .collect()
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let size = if keep_blocks {
+            total
+        } else {
+            chunk_at(s, layers, layer)
+        };
         let mut grads = Vec::with_capacity(at.len(b));
-        let mut lower = vec![0f64; total];
-        for (start, len) in chunks(total, chunk_at(s, layers, layer)) {
-            let part = suffix_gradients(
+        // Per row and token: the gradient summed over the earlier layers' entering neurons.
+        let mut lower = vec![0f64; total * tokens];
+        let mut nexts = Vec::new();
+        for (start, len) in chunks(total, size) {
+            let tn = t.as_ref().map(|t| t.narrow(0, start, len)).transpose()?;
+            let units: Vec<Vec<&[usize]>> = below_units
+                .iter()
+                .map(|u| u[start..start + len].to_vec())
+                .collect();
+            let part = step(
                 model,
-                &x.narrow(0, start, len)?,
-                layer,
-                s.rows,
-                &lc.narrow(0, start, len)?,
-                &row_targets[start..start + len],
-                layer > 0,
+                &StepRequest {
+                    x: &x.narrow(0, start, len)?,
+                    layer,
+                    rows: s.rows,
+                    clamp: &lc.narrow(0, start, len)?,
+                    targets: &row_targets[start..start + len],
+                    tangent: tn.as_ref(),
+                    below: &below,
+                    below_units: &units,
+                    extend: !last,
+                    keep_block: keep_blocks,
+                },
             )?;
             grads.extend(
                 part.clamp
@@ -83,28 +167,29 @@ pub(crate) fn prefix_search(
                     .flatten_all()?
                     .to_vec1::<f64>()?,
             );
-            if let Some(dx) = &part.dx {
-                let dots = row_dots(dx, &t.narrow(0, start, len)?)?;
-                lower[start..start + len].copy_from_slice(&dots);
+            if let Some(v) = part.lower.or(part.below) {
+                lower[start * tokens..(start + len) * tokens].copy_from_slice(&v);
             }
+            nexts.extend(part.next);
         }
         for i in 0..b {
             let acts_i = &acts.layers[i];
-            let prev_a: f64 = (0..layer)
-                .flat_map(|l| entering(&sets[i][l], s.compat).iter().map(move |&p| (l, p)))
-                .map(|(l, p)| acts_i[l][at.unit(0, p)])
-                .sum();
-            let prev_g: f64 = (0..m).map(|k| lower[at.row(i, k)]).sum();
-            let score: Vec<f64> = (0..mlp)
-                .map(|j| {
-                    let g: f64 = (0..m).map(|k| grads[at.index(i, k, 0, j)]).sum();
-                    (g + prev_g) / m as f64 * (acts_i[layer][at.unit(0, j)] + prev_a)
-                })
-                .collect();
+            let mut score = vec![0f64; mlp];
+            for tok in 0..tokens {
+                let prev_a: f64 = (0..layer)
+                    .flat_map(|l| entering(&sets[i][l], s.compat).iter().map(move |&p| (l, p)))
+                    .map(|(l, p)| acts_i[l][at.unit(tok, p)])
+                    .sum();
+                let prev_g: f64 = (0..m).map(|k| lower[at.row(i, k) * tokens + tok]).sum();
+                for (j, sc) in score.iter_mut().enumerate() {
+                    let g: f64 = (0..m).map(|k| grads[at.index(i, k, tok, j)]).sum();
+                    *sc += (g + prev_g) / m as f64 * (acts_i[layer][at.unit(tok, j)] + prev_a);
+                }
+            }
             sets[i].push(top_k(&score, s.top_k));
             scores[i].push(score);
         }
-        if layer + 1 == layers {
+        if last {
             break;
         }
         let pc = clamp_values(model, acts, layer, s, |i| Scaled::Units(&sets[i][layer]))?;
@@ -112,22 +197,23 @@ pub(crate) fn prefix_search(
             .map(|r| entering(&sets[at.image_of(r)][layer], s.compat))
             .collect();
         let (mut xs, mut ts) = (Vec::new(), Vec::new());
-        // One block's saved state per row: the last step's chunk size.
-        for (start, len) in chunks(total, chunk_at(s, layers, layers - 1)) {
-            let (nx, nt) = extend(
+        for ((start, len), next) in chunks(total, size).zip(nexts) {
+            let (nx, nt, block) = next.extend(
                 model,
-                &x.narrow(0, start, len)?,
-                &t.narrow(0, start, len)?,
                 layer,
-                s.rows,
                 &pc.narrow(0, start, len)?,
-                &seeds[start..start + len],
+                (!keep_blocks).then(|| &seeds[start..start + len]),
             )?;
             xs.push(nx);
-            ts.push(nt);
+            ts.extend(nt);
+            below.extend(block);
         }
         x = Tensor::cat(&xs, 0)?;
-        t = Tensor::cat(&ts, 0)?;
+        t = if ts.is_empty() {
+            None
+        } else {
+            Some(Tensor::cat(&ts, 0)?)
+        };
     }
     Ok(SearchResult { sets, scores })
 }

@@ -77,8 +77,16 @@ pub fn run(plan: &BenchPlan) -> anyhow::Result<()> {
 fn print_table(rows: &[BenchRow], torch: Option<&[serde_json::Value]>) {
     let gemm = rows[0].gflops;
     println!(
-        "{:<44} {:>12} {:>9} {:>8} {:>10} {:>9} | {:>12} {:>9}",
-        "row", "per second", "GFLOP/s", "% GEMM", "seconds", "peak MiB", "torch /s", "torch GF/s"
+        "{:<44} {:>12} {:>9} {:>8} {:>10} {:>10} {:>9} | {:>12} {:>9}",
+        "row",
+        "per second",
+        "GFLOP/s",
+        "% GEMM",
+        "seconds",
+        "CPU s",
+        "peak MiB",
+        "torch /s",
+        "torch GF/s"
     );
     for r in rows {
         let t = torch.and_then(|t| t.iter().find(|v| v["name"] == r.name.as_str()));
@@ -93,14 +101,19 @@ fn print_table(rows: &[BenchRow], torch: Option<&[serde_json::Value]>) {
             Some(m) => format!("{m:.0}"),
             None => "-".into(),
         };
+        let cpu = match r.cpu_seconds {
+            Some(c) => format!("{c:.3}"),
+            None => "-".into(),
+        };
         println!(
-            "{:<44} {:>8.3} {:<3} {:>9.1} {:>7.0}% {:>10.3} {:>9} | {:>12} {:>9}",
+            "{:<44} {:>8.3} {:<3} {:>9.1} {:>7.0}% {:>10.3} {:>10} {:>9} | {:>12} {:>9}",
             r.name,
             r.per_second,
             r.unit,
             r.gflops,
             100.0 * r.gflops / gemm,
             r.seconds,
+            cpu,
             peak,
             tp,
             tg
@@ -109,6 +122,7 @@ fn print_table(rows: &[BenchRow], torch: Option<&[serde_json::Value]>) {
     if torch.is_none() {
         println!("(PyTorch column: no python with torch found; set NEURONPATH_PYTHON or --python)");
     }
+    println!("CPU s: the process's CPU time per call (all threads), steadier than seconds on a loaded machine.");
     println!("FLOPs count matmuls only; an attribution pass = forward + input-gradient backward (no weight gradients).");
     println!("FLOPs are those of the whole model (what PyTorch runs); neuronpath's CPU block skips the last block's");
     println!("non-CLS rows of a CLS-pooled model (ViT-B/16: 6.3% fewer FLOPs), so its GFLOP/s there is an effective rate.");

@@ -16,7 +16,7 @@ const SHOWN: usize = 6;
 /// The model's output for one image.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Prediction {
-    /// A classifier's probabilities and its [`TOP`] classes, most probable first.
+    /// A classifier's probabilities and its top-5 classes, most probable first.
     Classes {
         /// The most probable classes.
         top: Vec<usize>,

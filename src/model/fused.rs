@@ -27,6 +27,7 @@ use rayon::prelude::*;
 
 #[path = "fused_tangent.rs"]
 mod tangent;
+pub(crate) use tangent::add_fc2_columns;
 
 /// A contiguous CPU tensor's elements, read-locked while this lives.
 struct Host<'a, T> {
@@ -77,12 +78,14 @@ fn tensor<T: Real>(v: Vec<T>, shape: impl Into<Shape>) -> Result<Tensor> {
 pub(crate) struct Saved {
     x: Tensor,
     qkv: Tensor,
-    /// Attention probabilities (R, H, N, N).
-    p: Tensor,
+    /// Attention probabilities (R, H, N, N), or None: recomputed from q and k where needed (a
+    /// quarter of a ViT-B/16 block's saved state, for two small GEMMs per head).
+    p: Option<Tensor>,
     h: Tensor,
     /// GELU derivative at fc1's output.
     gelu_grad: Tensor,
-    out: Tensor,
+    /// The block's output, for the autograd node (None once [`Saved::forget_output`] ran).
+    out: Option<Tensor>,
     heads: usize,
     prefix: usize,
     block: Block,
@@ -197,13 +200,10 @@ fn attention<T: Real>(qkv: &[T], dm: Dims) -> (Vec<T>, Vec<T>) {
         let q = Mat::new(qkv, base + head * hd, (keep, hd), (3 * d, 1));
         let k = Mat::new(qkv, base + d + head * hd, (n, hd), (3 * d, 1));
         let v = Mat::new(qkv, base + 2 * d + head * hd, (n, hd), (3 * d, 1));
-        let s = Dst::new(pi, 0, (keep, n), n);
         // SAFETY: `pi` is this task's own chunk; each task writes only its own head's columns
         // of its own image's rows of `o`, which outlives the parallel loop.
         unsafe {
-            kernels::matmul(s, q, k.t(), Acc::Overwrite, scale, false);
-            let pi: &mut [T] = std::slice::from_raw_parts_mut(pi.as_mut_ptr().cast(), keep * n);
-            kernels::softmax_rows(pi, n);
+            let pi = head_probs_into(pi, q, k, n, scale);
             let oi = o_all.at(img * keep * d + head * hd, (keep, hd), o_len);
             kernels::matmul(
                 oi,
@@ -219,8 +219,49 @@ fn attention<T: Real>(qkv: &[T], dm: Dims) -> (Vec<T>, Vec<T>) {
     unsafe { (kernels::assume_init(p), kernels::assume_init(o)) }
 }
 
+/// Writes the attention probabilities softmax(scale q k^T) (keep, N) of one (image, head) into
+/// `dst`; the same products as the forward, so a recomputation gives the same values.
+fn head_probs_into<'a, T: Real>(
+    dst: &'a mut [std::mem::MaybeUninit<T>],
+    q: Mat<T>,
+    k: Mat<T>,
+    n: usize,
+    scale: T,
+) -> &'a mut [T] {
+    let keep = dst.len() / n.max(1);
+    let s = Dst::new(dst, 0, (keep, n), n);
+    // SAFETY: the product overwrites all of `dst`, which this call borrows exclusively.
+    unsafe {
+        kernels::matmul(s, q, k.t(), Acc::Overwrite, scale, false);
+        let p: &mut [T] = std::slice::from_raw_parts_mut(dst.as_mut_ptr().cast(), dst.len());
+        kernels::softmax_rows(p, n);
+        p
+    }
+}
+
+/// The probabilities (keep, N) of (image `img`, head `head`): saved, or recomputed.
+fn head_probs<'a, T: Real>(
+    qkv: &[T],
+    p: Option<&'a [T]>,
+    dm: Dims,
+    (img, head): (usize, usize),
+) -> std::borrow::Cow<'a, [T]> {
+    let (n, d, keep, hd) = (dm.n, dm.d, dm.keep, dm.hd());
+    if let Some(p) = p {
+        let i = img * dm.heads + head;
+        return std::borrow::Cow::Borrowed(&p[i * keep * n..(i + 1) * keep * n]);
+    }
+    let base = img * n * 3 * d;
+    let q = Mat::new(qkv, base + head * hd, (keep, hd), (3 * d, 1));
+    let k = Mat::new(qkv, base + d + head * hd, (n, hd), (3 * d, 1));
+    let mut buf = kernels::uninit::<T>(keep * n);
+    head_probs_into(&mut buf, q, k, n, T::from_f64(dm.scale()));
+    // SAFETY: head_probs_into wrote every element.
+    std::borrow::Cow::Owned(unsafe { kernels::assume_init(buf) })
+}
+
 /// Gradient w.r.t. qkv (R, N, 3D) from the gradient `d_o` (R, keep, D) of the head outputs.
-fn attention_backward<T: Real>(qkv: &[T], p: &[T], d_o: &[T], dm: Dims) -> Vec<T> {
+fn attention_backward<T: Real>(qkv: &[T], p: Option<&[T]>, d_o: &[T], dm: Dims) -> Vec<T> {
     let Dims {
         r,
         n,
@@ -246,7 +287,8 @@ fn attention_backward<T: Real>(qkv: &[T], p: &[T], d_o: &[T], dm: Dims) -> Vec<T
         let k = Mat::new(qkv, base + d + head * hd, (n, hd), (3 * d, 1));
         let v = Mat::new(qkv, base + 2 * d + head * hd, (n, hd), (3 * d, 1));
         let go = Mat::new(d_o, img * keep * d + head * hd, (keep, hd), (d, 1));
-        let pi = &p[i * keep * n..(i + 1) * keep * n];
+        let pi = head_probs(qkv, p, dm, (img, head));
+        let pi = &pi[..];
         let pm = Mat::rows(pi, keep, n);
         let mut ds = kernels::uninit::<T>(keep * n);
         let ds_dst = Dst::new(&mut ds, 0, (keep, n), n);
@@ -318,7 +360,12 @@ fn block_t<T: Real>(
     });
     let needs_backward = x.track_op() || leaf.is_some();
     let xd = x.detach().contiguous()?;
-    let (out, a, saved) = forward_saved::<T>(block, xd, edit, run, needs_backward, x.track_op())?;
+    let save = Save {
+        save: needs_backward,
+        want_dx: x.track_op(),
+        keep_probs: true,
+    };
+    let (out, a, saved) = forward_saved::<T>(block, xd, edit, run, save)?;
     let Some(saved) = saved else {
         return Ok((out, a));
     };
@@ -329,16 +376,26 @@ fn block_t<T: Real>(
     Ok((y, a))
 }
 
+/// What a block's forward keeps for its backward.
+#[derive(Clone, Copy)]
+pub(crate) struct Save {
+    /// Keep anything at all.
+    pub save: bool,
+    /// Whether the backward returns dL/dx (false for the first block that depends on a leaf).
+    pub want_dx: bool,
+    /// Keep the attention probabilities (else the backward and tangent recompute them).
+    pub keep_probs: bool,
+}
+
 /// One block's forward on plain slices from `xd` (detached, contiguous (R, N, D)): x' and the
-/// post-edit hidden units `a`, and with `save` what the backward ([`Saved::grads`]) and the
-/// tangent (`fused_tangent`) need; `want_dx`: whether that backward returns dL/dx.
+/// post-edit hidden units `a`, and as `save` asks, what the backward ([`Saved::grads`]) and the
+/// tangent (`fused_tangent`) need.
 pub(crate) fn forward_saved<T: Real>(
     block: &Block,
     xd: Tensor,
     edit: Option<&LayerEdit>,
     run: Run,
-    save: bool,
-    want_dx: bool,
+    save: Save,
 ) -> Result<(Tensor, Tensor, Option<Saved>)> {
     let Run {
         heads,
@@ -346,6 +403,11 @@ pub(crate) fn forward_saved<T: Real>(
         prefix,
         cls_only,
     } = run;
+    let Save {
+        save,
+        want_dx,
+        keep_probs,
+    } = save;
     let (r, n, d) = xd.dims3()?;
     let m = block.fc1.weight.dim(0)?;
     let keep = if cls_only { n.min(1) } else { n };
@@ -436,10 +498,12 @@ pub(crate) fn forward_saved<T: Real>(
     let saved = Saved {
         x: xd,
         qkv: tensor(qkv, (r, n, 3 * d))?,
-        p: tensor(p, (r, heads, keep, n))?,
+        p: keep_probs
+            .then(|| tensor(p, (r, heads, keep, n)))
+            .transpose()?,
         h: tensor(h, (r, keep, d))?,
         gelu_grad: tensor(gelu_grad, (r, keep, m))?,
-        out: out.clone(),
+        out: Some(out.clone()),
         heads,
         prefix,
         block: block.clone(),
@@ -447,6 +511,37 @@ pub(crate) fn forward_saved<T: Real>(
         want_dx,
     };
     Ok((out, a, Some(saved)))
+}
+
+/// A block's output on token rows whose MLP hidden units are `a` ((R, len, M), or (R, M) for
+/// one row): `h_rows` (R, len, D, from [`Saved::residual_rows`]) + fc2(a), as the forward
+/// computes it.
+pub(crate) fn mlp_rows(block: &Block, h_rows: &Tensor, a: &Tensor) -> Result<Tensor> {
+    fn run<T: Real>(block: &Block, h_rows: &Tensor, a: &Tensor) -> Result<Tensor> {
+        let (r, len, d) = h_rows.dims3()?;
+        let (a, h) = (a.contiguous()?, h_rows.contiguous()?);
+        let w = block.fc2.weight_t()?.contiguous()?;
+        let b = block
+            .fc2
+            .bias
+            .as_ref()
+            .map(|b| b.contiguous())
+            .transpose()?;
+        let b = host_opt::<T>(&b)?;
+        let out = kernels::linear(
+            Host::<T>::new(&a)?.get(),
+            r * len,
+            Host::new(&w)?.get(),
+            bias(&b),
+            Some(Host::<T>::new(&h)?.get()),
+        );
+        tensor(out, (r, len, d))
+    }
+    match h_rows.dtype() {
+        DType::F32 => run::<f32>(block, h_rows, a),
+        DType::F64 => run::<f64>(block, h_rows, a),
+        d => candle_core::bail!("fused block: unsupported dtype {d:?}"),
+    }
 }
 
 struct FusedBlock(Saved);
@@ -461,6 +556,29 @@ fn clone_storage(t: &Tensor) -> Result<(CpuStorage, Shape)> {
 }
 
 impl Saved {
+    fn output_storage(&self) -> Result<(CpuStorage, Shape)> {
+        match &self.out {
+            Some(out) => clone_storage(out),
+            None => candle_core::bail!("fused block: the output was not kept"),
+        }
+    }
+
+    /// Drops the block's output (kept for the autograd node only): a saved state kept for later
+    /// backward passes needs only what [`Saved::grads`] reads.
+    pub(crate) fn forget_output(&mut self) {
+        self.out = None;
+    }
+
+    /// The residual stream `h` (after attention, before the MLP) on the token rows `span` of
+    /// every image, (R, len, D): with the MLP output of those rows, the block's output there.
+    pub(crate) fn residual_rows(&self, (s, len): (usize, usize)) -> Result<Tensor> {
+        let (r, keep, d) = self.h.dims3()?;
+        if s + len > keep {
+            candle_core::bail!("fused block: rows {s}..{} of {keep} kept", s + len)
+        }
+        self.h.narrow(1, s, len)?.contiguous()?.reshape((r, len, d))
+    }
+
     /// (dL/dx, dL/d(leaf)) for output gradient `g`.
     pub(crate) fn grads(&self, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         match g.dtype() {
@@ -524,12 +642,9 @@ impl Saved {
         let mut dh = b.ln_ffn.op()?.grad(Host::<T>::new(&s.h)?.get(), &dln2);
         add_into(&mut dh, gs);
         let d_o = kernels::linear_backward(&dh, krows, Host::new(&w(&b.proj)?)?.get());
-        let dqkv = attention_backward(
-            Host::<T>::new(&s.qkv)?.get(),
-            Host::<T>::new(&s.p)?.get(),
-            &d_o,
-            dm,
-        );
+        let p = host_opt::<T>(&s.p)?;
+        let dqkv = attention_backward(Host::<T>::new(&s.qkv)?.get(), bias(&p), &d_o, dm);
+        drop(p);
         drop(d_o);
         let dln1 = kernels::linear_backward(&dqkv, rows, Host::new(&w(&b.qkv)?)?.get());
         let mut dx = b.ln_att.op()?.grad(Host::<T>::new(&s.x)?.get(), &dln1);
@@ -556,7 +671,7 @@ impl CustomOp1 for FusedBlock {
         "np-fused-block"
     }
     fn cpu_fwd(&self, _s: &CpuStorage, _l: &Layout) -> Result<(CpuStorage, Shape)> {
-        clone_storage(&self.0.out)
+        self.0.output_storage()
     }
     fn bwd(&self, _x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         Ok(self.0.grads(grad)?.0)
@@ -574,7 +689,7 @@ impl CustomOp2 for FusedBlock {
         _s2: &CpuStorage,
         _l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        clone_storage(&self.0.out)
+        self.0.output_storage()
     }
     fn bwd(
         &self,

@@ -1,14 +1,21 @@
-//! The passes of the prefix search engine on the CPU slice blocks (issue 13): from the residual
-//! stream `x_T` entering block T (the *path prefix*, kept by the caller per row), run blocks
-//! T..L-1 with a clamp at T and the head forward, then backward down to the input of block T
-//! only; and extend a prefix (and its tangent) by one block under a clamp.
+//! The passes of the prefix search engine on the CPU slice blocks (issue 13). At step T, from the
+//! residual stream `x_T` entering block T under the path clamps below T (the *path prefix*, kept
+//! per row by the caller): blocks T..L-1 forward with the layer clamp at T, the head, and the
+//! backward down to the input of block T. Block T's saved state then also gives, without
+//! running the block again, the tangent `J_T t_T` and, once p_T is chosen, the prefix one block
+//! on: under the path clamp only the MLP output of the clamped rows differs from the layer
+//! clamp's (attention, the residual stream `h` and every other row are the same).
+//!
+//! The MAE variant's lower-path gradient is per token: its backward goes on down through the
+//! saved states of the blocks below T, kept from earlier steps ([`PrefixBlock`]).
 //!
 //! Nothing here is approximate: the values are the same as a full forward + backward with the
-//! same clamps, in a different order of summation (tests/prefix_engine.rs).
+//! same clamps, in a different order of summation (tests/prefix_engine.rs). The attention
+//! probabilities are not kept but recomputed where needed (a quarter of the saved state).
 use crate::model::dispatch::{block_kernels, Kernels};
-use crate::model::fused::{forward_saved, Run, Saved};
+use crate::model::fused::{add_fc2_columns, forward_saved, mlp_rows, Run, Save, Saved};
 use crate::model::gradients::one_hot;
-use crate::model::intervene::{Edit, LayerEdit, Rows};
+use crate::model::intervene::{replace_rows, Edit, LayerEdit, Rows};
 use crate::model::mode::Mode;
 use crate::model::real::Real;
 use crate::model::vit::Vit;
@@ -20,14 +27,59 @@ pub fn available(model: &Vit) -> bool {
     block_kernels(&model.prefix) == Kernels::CpuSlices
 }
 
-/// What [`suffix_gradients`] returns for a chunk of R rows.
-pub struct SuffixGrads {
+/// One block's saved state under its path clamp, kept so that the backward of later steps can
+/// run down through it (the MAE variant).
+pub struct PrefixBlock(Saved);
+
+/// One chunk of R rows at step `layer`.
+pub struct StepRequest<'a> {
+    /// `x_T` (R, N, D): the rows entering block `layer`.
+    pub x: &'a Tensor,
+    /// The block T whose step this is.
+    pub layer: usize,
+    /// Which token rows the clamps replace.
+    pub rows: Rows,
+    /// The clamp of block `layer` ((R, M), or (R, P, M) for patch rows).
+    pub clamp: &'a Tensor,
+    /// The class scored on each row.
+    pub targets: &'a [usize],
+    /// `t_T` (R, N, D), given from step 1 on: `<dF/dx_T, t_T>` per row and `J_T t_T` come back.
+    pub tangent: Option<&'a Tensor>,
+    /// The saved states of blocks 0..layer of these rows: the backward goes on through them.
+    pub below: &'a [PrefixBlock],
+    /// Per block below (`[l][row]`): the units whose clamp gradients [`StepResult::below`] sums.
+    pub below_units: &'a [Vec<&'a [usize]>],
+    /// Keep what extending the prefix past block `layer` needs ([`StepResult::next`]).
+    pub extend: bool,
+    /// With `extend`, also keep block `layer`'s saved state ([`Next::extend`] returns it).
+    pub keep_block: bool,
+}
+
+/// What one step returns for a chunk.
+pub struct StepResult {
     /// F per row.
     pub probs: Vec<f64>,
-    /// dF/dx_T (R, N, D), the gradient at the input of block T (None when not asked for).
-    pub dx: Option<Tensor>,
-    /// dF/d(clamp at T), the clamp's shape.
+    /// dF/d(clamp of block T), the clamp's shape.
     pub clamp: Tensor,
+    /// `<dF/dx_T, t_T>` per row, when a tangent was given.
+    pub lower: Option<Vec<f64>>,
+    /// Per row and clamped token (R x tokens, row-major), the sum over the blocks below and
+    /// their `below_units` of dF/d(clamp), when blocks below were given.
+    pub below: Option<Vec<f64>>,
+    /// What extends the prefix past block T (when `extend` was asked).
+    pub next: Option<Next>,
+}
+
+/// What extends a chunk's prefix past block T once the path clamp there is known.
+pub struct Next {
+    /// Block T's output under the layer clamp (R, N, D).
+    out: Tensor,
+    /// Block T's residual stream `h` on the clamped rows (R, len, D).
+    h_rows: Tensor,
+    span: (usize, usize),
+    /// `J_T t_T` (R, N, D).
+    tangent: Option<Tensor>,
+    block: Option<PrefixBlock>,
 }
 
 fn run_of(model: &Vit, layer: usize, edit: Option<&LayerEdit>) -> Run {
@@ -52,9 +104,14 @@ fn forward_one(
 ) -> Result<(Tensor, Saved)> {
     let block = &model.blocks[layer];
     let run = run_of(model, layer, edit);
+    let save = Save {
+        save: true,
+        want_dx,
+        keep_probs: false,
+    };
     let out = match x.dtype() {
-        DType::F32 => forward_saved::<f32>(block, x, edit, run, true, want_dx)?,
-        DType::F64 => forward_saved::<f64>(block, x, edit, run, true, want_dx)?,
+        DType::F32 => forward_saved::<f32>(block, x, edit, run, save)?,
+        DType::F64 => forward_saved::<f64>(block, x, edit, run, save)?,
         d => candle_core::bail!("prefix engine: unsupported dtype {d:?}"),
     };
     match out {
@@ -64,86 +121,221 @@ fn forward_one(
     }
 }
 
-/// Rows `x` (R, N, D) entering block `layer`, with `clamp` ((R, M), or (R, P, M) for patch
-/// rows) replacing the hidden units `rows` of that block and no edit above it: F per row for
-/// `targets`, dF/d(clamp) and, with `want_dx`, dF/dx. Blocks below `layer` are not touched.
-pub fn suffix_gradients(
-    model: &Vit,
-    x: &Tensor,
-    layer: usize,
-    rows: Rows,
-    clamp: &Tensor,
-    targets: &[usize],
-    want_dx: bool,
-) -> Result<SuffixGrads> {
-    let edit = LayerEdit {
-        rows,
-        edit: Edit::Clamp(clamp.clone()),
-    };
-    let mut saved = Vec::with_capacity(model.cfg.layers - layer);
-    let mut h = x.detach().contiguous()?;
-    for l in layer..model.cfg.layers {
-        let e = (l == layer).then_some(&edit);
-        let (y, s) = forward_one(model, l, h, e, l > layer || want_dx)?;
-        saved.push(s);
-        h = y;
-    }
-    let top = Var::from_tensor(&h)?;
+/// F per row for `targets` from the last block's output `x` (R, N or 1, D), and dF/dx.
+fn head_gradient(model: &Vit, x: &Tensor, targets: &[usize]) -> Result<(Vec<f64>, Tensor)> {
+    let top = Var::from_tensor(x)?;
     let scores = model
         .objective
         .scores(&model.classify(top.as_tensor(), Mode::Frozen)?)?;
     let picked = (scores * one_hot(targets, model.score_width(), model)?)?.sum(1)?;
     let store = picked.sum_all()?.backward()?;
-    let mut g = match store.get(top.as_tensor()) {
+    let g = match store.get(top.as_tensor()) {
         Some(g) => g.clone(),
         None => top.as_tensor().zeros_like()?,
     };
-    let mut d_clamp = None;
+    Ok((to_f64(&picked)?, g))
+}
+
+/// F per row and `<dF/dx_L, t_L>` for rows `x` (R, N, D) entering block 0 with `clamps[l]` on
+/// the one-token `rows` of every block l, where t_L is the tangent of the last block's output
+/// along the clamp entries `seeds[l][r]` of every block: per row, the sum over the blocks and
+/// seeds of dF/d(clamp), by one forward + tangent pass (no backward through the blocks).
+pub fn path_tangent_dots(
+    model: &Vit,
+    x: &Tensor,
+    rows: Rows,
+    clamps: &[Tensor],
+    seeds: &[Vec<&[usize]>],
+    targets: &[usize],
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let layers = model.cfg.layers;
+    if !rows.single() || clamps.len() != layers || seeds.len() != layers {
+        candle_core::bail!("prefix engine: a tangent pass needs one one-token clamp per block")
+    }
+    let (mut x, mut t) = (x.detach().contiguous()?, None::<Tensor>);
+    for (l, (clamp, seeds)) in clamps.iter().zip(seeds).enumerate() {
+        let edit = LayerEdit {
+            rows,
+            edit: Edit::Clamp(clamp.clone()),
+        };
+        // Every row of the last block too: the tangent needs the keys and values' tangents.
+        let run = Run {
+            cls_only: false,
+            ..run_of(model, l, Some(&edit))
+        };
+        let save = Save {
+            save: true,
+            want_dx: false,
+            keep_probs: true,
+        };
+        let block = &model.blocks[l];
+        let (y, _, saved) = match x.dtype() {
+            DType::F32 => forward_saved::<f32>(block, x, Some(&edit), run, save)?,
+            DType::F64 => forward_saved::<f64>(block, x, Some(&edit), run, save)?,
+            d => candle_core::bail!("prefix engine: unsupported dtype {d:?}"),
+        };
+        let Some(saved) = saved else {
+            candle_core::bail!("prefix engine: empty chunk")
+        };
+        let jt = match &t {
+            Some(t) => saved.tangent(t)?,
+            None => y.zeros_like()?,
+        };
+        let tok = rows.span(y.dim(1)?, model.cfg.prefix_tokens).0;
+        t = Some(add_fc2_columns(block, &jt, tok, seeds)?);
+        x = y;
+    }
+    let (probs, g) = head_gradient(model, &x, targets)?;
+    let Some(t) = t else {
+        candle_core::bail!("prefix engine: a model without blocks")
+    };
+    Ok((probs, row_dots(&g, &t)?))
+}
+
+fn to_f64(t: &Tensor) -> Result<Vec<f64>> {
+    t.to_dtype(DType::F64)?.flatten_all()?.to_vec1()
+}
+
+/// One search step for a chunk of rows: blocks T..L-1 forward from `x_T` with the clamp at T
+/// and no edit above it, F per row, and the backward to the clamp, to `x_T` (from step 1 on)
+/// and, with blocks below, on down through them. Blocks below T are never run forward.
+pub fn step(model: &Vit, q: &StepRequest) -> Result<StepResult> {
+    let (layers, layer) = (model.cfg.layers, q.layer);
+    if q.extend && layer + 1 >= layers {
+        candle_core::bail!("prefix engine: the last block extends no prefix")
+    }
+    if !q.below.is_empty() && q.below.len() != layer {
+        candle_core::bail!(
+            "prefix engine: {} saved blocks below block {layer}",
+            q.below.len()
+        )
+    }
+    let edit = LayerEdit {
+        rows: q.rows,
+        edit: Edit::Clamp(q.clamp.clone()),
+    };
+    let mut saved = Vec::with_capacity(layers - layer);
+    let mut h = q.x.detach().contiguous()?;
+    let mut out_t = None;
+    for l in layer..layers {
+        let e = (l == layer).then_some(&edit);
+        // Block 0 never passes a gradient on; block T does from step 1 on (to x_T, and for a
+        // kept block to the blocks below it at later steps).
+        let (y, s) = forward_one(model, l, h, e, l > 0)?;
+        if l == layer && q.extend {
+            out_t = Some(y.clone());
+        }
+        saved.push(s);
+        h = y;
+    }
+    let (probs, mut g) = head_gradient(model, &h, q.targets)?;
+    drop(h);
+    let Some(mut block_t) = (!saved.is_empty()).then(|| saved.remove(0)) else {
+        candle_core::bail!("prefix engine: block {layer} is past the model's {layers} blocks")
+    };
+    // Down to the output of block T, freeing each block's state as soon as it has passed.
     while let Some(s) = saved.pop() {
-        let (dx, dleaf) = s.grads(&g)?;
-        drop(s);
-        if saved.is_empty() {
-            d_clamp = dleaf;
+        match s.grads(&g)?.0 {
+            Some(dx) => g = dx,
+            None => candle_core::bail!("prefix engine: no gradient below block {layer}"),
+        }
+    }
+    let (dx, d_clamp) = block_t.grads(&g)?;
+    let Some(clamp) = d_clamp else {
+        candle_core::bail!("prefix engine: no gradient reached the clamp")
+    };
+    let lower = match (q.tangent, &dx) {
+        (Some(t), Some(r)) => Some(row_dots(r, t)?),
+        (Some(_), None) => candle_core::bail!("prefix engine: a tangent at block 0"),
+        _ => None,
+    };
+    let below = match (q.below.is_empty(), dx) {
+        (true, _) => None,
+        (false, Some(dx)) => Some(below_sums(q, dx)?),
+        (false, None) => candle_core::bail!("prefix engine: blocks below block 0"),
+    };
+    let next = match out_t {
+        Some(out) => {
+            let span = q.rows.span(q.x.dim(1)?, model.cfg.prefix_tokens);
+            let tangent = q.tangent.map(|t| block_t.tangent(t)).transpose()?;
+            let h_rows = block_t.residual_rows(span)?;
+            block_t.forget_output();
+            Some(Next {
+                out,
+                h_rows,
+                span,
+                tangent,
+                block: q.keep_block.then_some(PrefixBlock(block_t)),
+            })
+        }
+        None => None,
+    };
+    Ok(StepResult {
+        probs,
+        clamp,
+        lower,
+        below,
+        next,
+    })
+}
+
+/// The backward from dF/dx_T down through the kept blocks below T: per row and clamped token,
+/// the sum over those blocks of dF/d(clamp) at their `below_units`.
+fn below_sums(q: &StepRequest, mut g: Tensor) -> Result<Vec<f64>> {
+    let r = q.x.dim(0)?;
+    let mut sums: Vec<f64> = Vec::new();
+    for l in (0..q.layer).rev() {
+        let (dx, leaf) = q.below[l].0.grads(&g)?;
+        let Some(leaf) = leaf else {
+            candle_core::bail!("prefix engine: no gradient reached the clamp of block {l}")
+        };
+        let vals = to_f64(&leaf)?;
+        let per_row = vals.len() / r.max(1);
+        let m = leaf.dims().last().copied().unwrap_or(1).max(1);
+        let tokens = per_row / m;
+        sums.resize(r * tokens, 0.0);
+        let units = q.below_units.get(l).map(Vec::as_slice).unwrap_or(&[]);
+        for (row, us) in units.iter().enumerate().take(r) {
+            for tok in 0..tokens {
+                let at = row * per_row + tok * m;
+                sums[row * tokens + tok] += us.iter().map(|&p| vals[at + p]).sum::<f64>();
+            }
         }
         match dx {
             Some(dx) => g = dx,
             None => break,
         }
     }
-    let Some(clamp_grad) = d_clamp else {
-        candle_core::bail!("prefix engine: no gradient reached the clamp")
-    };
-    Ok(SuffixGrads {
-        probs: picked.to_dtype(DType::F64)?.to_vec1()?,
-        dx: want_dx.then_some(g),
-        clamp: clamp_grad,
-    })
+    Ok(sums)
 }
 
-/// The prefix `x` (R, N, D) entering block `layer` and its tangent `t`, one block on: block
-/// `layer` runs with `clamp` (R, M) on the one-token `rows`, and the tangent picks up fc2's
-/// columns `seeds[r]` on that row (the path neurons whose clamp entries it differentiates by).
-pub fn extend(
-    model: &Vit,
-    x: &Tensor,
-    t: &Tensor,
-    layer: usize,
-    rows: Rows,
-    clamp: &Tensor,
-    seeds: &[&[usize]],
-) -> Result<(Tensor, Tensor)> {
-    if !rows.single() || layer + 1 >= model.cfg.layers {
-        candle_core::bail!(
-            "prefix engine: a prefix extends by a one-token clamp below the last block"
-        )
+impl Next {
+    /// The chunk's prefix one block on, `x_{T+1}`, with block `layer` (this step's) under
+    /// `clamp`; with `seeds`, the tangent `t_{T+1}` = `J_T t_T` plus, on the one clamped row
+    /// of each row r, fc2's columns `seeds[r]` (the path neurons it differentiates by); and the
+    /// block's saved state if it was kept.
+    pub fn extend(
+        self,
+        model: &Vit,
+        layer: usize,
+        clamp: &Tensor,
+        seeds: Option<&[&[usize]]>,
+    ) -> Result<(Tensor, Option<Tensor>, Option<PrefixBlock>)> {
+        let block = &model.blocks[layer];
+        let (s, len) = self.span;
+        let rows = mlp_rows(block, &self.h_rows, clamp)?;
+        let x = replace_rows(&self.out, s, len, &rows)?.contiguous()?;
+        let t = match (seeds, self.tangent) {
+            (None, t) => t,
+            (Some(_), _) if len != 1 => {
+                candle_core::bail!("prefix engine: a tangent needs a one-token clamp")
+            }
+            (Some(seeds), Some(t)) => Some(add_fc2_columns(block, &t, s, seeds)?),
+            // t_T = 0 (step 0): only the clamp's own entries.
+            (Some(seeds), None) => Some(add_fc2_columns(block, &x.zeros_like()?, s, seeds)?),
+        };
+        Ok((x, t, self.block))
     }
-    let edit = LayerEdit {
-        rows,
-        edit: Edit::Clamp(clamp.clone()),
-    };
-    let (y, saved) = forward_one(model, layer, x.detach().contiguous()?, Some(&edit), false)?;
-    let ty = saved.tangent(t, seeds)?;
-    Ok((y, ty))
 }
 
 /// Sum over each row of `a * b` (both (R, ...)), in f64.

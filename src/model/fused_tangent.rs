@@ -5,7 +5,10 @@
 //! Per (image, head): S = scale q k^T, P = softmax(S), O = P v, so
 //! dS = scale (dq k^T + q dk^T), dP = P * (dS - rowsum(P * dS)), dO = dP v + P dv;
 //! the linears, LayerNorms and GELU differentiate as in the backward, in the other direction.
-use super::{scale_rows, set_rows, tensor, Dims, EditKind, Host, Saved};
+use super::{
+    bias, head_probs, host_opt, scale_rows, set_rows, tensor, Dims, EditKind, Host, Saved,
+};
+use crate::model::block::Block;
 use crate::model::kernels::{self, Acc, Dst, Mat};
 use crate::model::real::Real;
 use crate::model::rows::for_rows;
@@ -14,24 +17,22 @@ use rayon::prelude::*;
 
 impl Saved {
     /// The tangent (R, N, D) of the block's output for the input tangent `dx` (R, N, D), with the
-    /// edited hidden-unit rows held fixed, plus, for every row `r`, the columns `seeds[r]` of fc2
-    /// on the edited token row: the derivative w.r.t. those entries of a one-token clamp.
-    pub(crate) fn tangent(&self, dx: &Tensor, seeds: &[&[usize]]) -> Result<Tensor> {
+    /// edited hidden-unit rows held fixed (a clamp is a constant; see [`add_fc2_columns`] for
+    /// the derivative along the clamp's own entries).
+    pub(crate) fn tangent(&self, dx: &Tensor) -> Result<Tensor> {
         match dx.dtype() {
-            DType::F32 => self.tangent_t::<f32>(dx, seeds),
-            DType::F64 => self.tangent_t::<f64>(dx, seeds),
+            DType::F32 => self.tangent_t::<f32>(dx),
+            DType::F64 => self.tangent_t::<f64>(dx),
             d => candle_core::bail!("fused block tangent: unsupported dtype {d:?}"),
         }
     }
 
-    fn tangent_t<T: Real>(&self, dx: &Tensor, seeds: &[&[usize]]) -> Result<Tensor> {
+    fn tangent_t<T: Real>(&self, dx: &Tensor) -> Result<Tensor> {
         let b = &self.block;
         let (r, n, d) = self.x.dims3()?;
         let (m, keep) = (b.fc1.weight.dim(0)?, self.h.dim(1)?);
-        if keep != n || dx.dims3()? != (r, n, d) || seeds.len() != r {
-            candle_core::bail!(
-                "fused block tangent: needs every token row and one seed list per row"
-            )
+        if keep != n || dx.dims3()? != (r, n, d) {
+            candle_core::bail!("fused block tangent: needs every token row")
         }
         let dm = Dims {
             r,
@@ -49,13 +50,9 @@ impl Saved {
         let dln1 = b.ln_att.op()?.jvp(Host::<T>::new(&self.x)?.get(), dxs);
         let dqkv = kernels::linear(&dln1, rows, Host::new(&w_t(&b.qkv)?)?.get(), None, None);
         drop(dln1);
-        let d_o = attention_tangent(
-            Host::<T>::new(&self.qkv)?.get(),
-            Host::<T>::new(&self.p)?.get(),
-            &dqkv,
-            dm,
-        );
-        drop(dqkv);
+        let p = host_opt::<T>(&self.p)?;
+        let d_o = attention_tangent(Host::<T>::new(&self.qkv)?.get(), bias(&p), &dqkv, dm);
+        drop((dqkv, p));
         let dh = kernels::linear(
             &d_o,
             rows,
@@ -78,14 +75,12 @@ impl Saved {
             let f: Vec<T> = Host::<T>::new(&mask)?.get().repeat(r);
             scale_rows(&mut da, dm, (0, 1), &f);
         }
-        let mut seed_row = None;
         if let Some((sel, kind)) = &self.edit {
             let span = sel.span(n, self.prefix);
             match kind {
                 EditKind::Clamp(_) => {
                     let zero = vec![T::zero(); r * span.1 * m];
                     set_rows(&mut da, dm, span, &zero, |_, b| b);
-                    seed_row = (span.1 == 1).then_some(span.0);
                 }
                 // A probe adds a constant: its rows move with the block's own units.
                 EditKind::Probe(_) => {}
@@ -93,29 +88,48 @@ impl Saved {
             }
         }
         let fc2_t = w_t(&b.fc2)?;
-        let fc2_t = Host::<T>::new(&fc2_t)?;
-        let fc2_t = fc2_t.get();
-        let mut dout = kernels::linear(&da, rows, fc2_t, None, Some(&dh));
-        if seeds.iter().any(|s| !s.is_empty()) {
-            let Some(tok) = seed_row else {
-                candle_core::bail!("fused block tangent: seeds need a clamp of one token row")
-            };
-            for (row, units) in seeds.iter().enumerate() {
-                let at = (row * n + tok) * d;
-                let out = &mut dout[at..at + d];
-                for &p in units.iter() {
-                    // Column p of fc2's weight (D, M) = row p of its transpose (M, D).
-                    let col = &fc2_t[p * d..(p + 1) * d];
-                    out.iter_mut().zip(col).for_each(|(o, &w)| *o += w);
-                }
-            }
-        }
+        let dout = kernels::linear(&da, rows, Host::<T>::new(&fc2_t)?.get(), None, Some(&dh));
         tensor(dout, (r, n, d))
     }
 }
 
+/// `t` (R, N, D) plus, on token row `tok` of every image `r`, the columns `seeds[r]` of
+/// `block`'s fc2: the derivative of the block's output along those entries of a clamp of that row.
+pub(crate) fn add_fc2_columns(
+    block: &Block,
+    t: &Tensor,
+    tok: usize,
+    seeds: &[&[usize]],
+) -> Result<Tensor> {
+    fn add<T: Real>(block: &Block, t: &Tensor, tok: usize, seeds: &[&[usize]]) -> Result<Tensor> {
+        let (r, n, d) = t.dims3()?;
+        if seeds.len() != r || tok >= n {
+            candle_core::bail!("fused block tangent: one seed list per row, a token row below {n}")
+        }
+        let fc2_t = block.fc2.weight_t()?.contiguous()?;
+        let fc2_t = Host::<T>::new(&fc2_t)?;
+        let fc2_t = fc2_t.get();
+        let mut out = t.flatten_all()?.to_vec1::<T>()?;
+        for (row, units) in seeds.iter().enumerate() {
+            let at = (row * n + tok) * d;
+            let o = &mut out[at..at + d];
+            for &p in units.iter() {
+                // Column p of fc2's weight (D, M) = row p of its transpose (M, D).
+                let col = &fc2_t[p * d..(p + 1) * d];
+                o.iter_mut().zip(col).for_each(|(o, &w)| *o += w);
+            }
+        }
+        tensor(out, (r, n, d))
+    }
+    match t.dtype() {
+        DType::F32 => add::<f32>(block, t, tok, seeds),
+        DType::F64 => add::<f64>(block, t, tok, seeds),
+        d => candle_core::bail!("fused block tangent: unsupported dtype {d:?}"),
+    }
+}
+
 /// dO (R, N, D) of the attention of all (image, head) pairs for the tangent `dqkv` (R, N, 3D).
-fn attention_tangent<T: Real>(qkv: &[T], p: &[T], dqkv: &[T], dm: Dims) -> Vec<T> {
+fn attention_tangent<T: Real>(qkv: &[T], p: Option<&[T]>, dqkv: &[T], dm: Dims) -> Vec<T> {
     let Dims { r, n, d, heads, .. } = dm;
     let hd = dm.hd();
     let scale = T::from_f64(dm.scale());
@@ -132,7 +146,8 @@ fn attention_tangent<T: Real>(qkv: &[T], p: &[T], dqkv: &[T], dm: Dims) -> Vec<T
         };
         let (q, k, v) = (part(qkv, 0), part(qkv, d), part(qkv, 2 * d));
         let (dq, dk, dv) = (part(dqkv, 0), part(dqkv, d), part(dqkv, 2 * d));
-        let pi = &p[i * n * n..(i + 1) * n * n];
+        let pi = head_probs(qkv, p, dm, (img, head));
+        let pi = &pi[..];
         let mut ds = kernels::uninit::<T>(n * n);
         let ds_dst = Dst::new(&mut ds, 0, (n, n), n);
         // SAFETY: `ds` is this task's own; each task writes only its own head's columns of its
