@@ -1,6 +1,4 @@
 //! How an error reads to a user: one line, its causes appended.
-// Every public item here is documented; the lint keeps it so (clippy -D warnings).
-#![warn(missing_docs)]
 
 /// An error and its causes on one line, each cause not already in the text before it.
 pub fn one_line(e: &dyn std::error::Error) -> String {

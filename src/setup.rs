@@ -1,8 +1,6 @@
 //! What commands set up before computing: the model a command loads ([`ModelSpec`], the library
 //! side of `--model` and its options) and, for experiments over a results file, the run's own
 //! model and inputs again ([`reopen`]).
-// Every public item here is documented; the lint keeps it so (clippy -D warnings).
-#![warn(missing_docs)]
 use crate::embedded;
 use crate::io::inputs::InputError;
 use crate::io::inputs::{gather_named, Inputs, Item, Preprocess};

@@ -43,6 +43,33 @@ fn hf_with_config(dir: &Path, edit: impl Fn(&mut serde_json::Value)) -> PathBuf 
 }
 
 #[test]
+fn block_tensors_of_unimplemented_options_are_refused() {
+    // A timm ViT with qk-norm (or relative position bias, ...) would load as a plain ViT and
+    // compute another function if its extra tensors were ignored.
+    for extra in [
+        "attn.q_norm.weight",
+        "attn.relative_position_bias_table",
+        "mlp.norm.weight",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = timm();
+        let name = format!("blocks.1.{extra}");
+        t.insert(
+            name.clone(),
+            Tensor::ones(4, DType::F32, &Device::Cpu).unwrap(),
+        );
+        let e = err(&save(dir.path(), &t), &heads4());
+        assert!(
+            e.contains(&format!("`{name}`")) && e.contains("qk-norm"),
+            "{e}"
+        );
+    }
+    // The plain file still loads.
+    let dir = tempfile::tempdir().unwrap();
+    load_model(&save(dir.path(), &timm()), &heads4()).unwrap();
+}
+
+#[test]
 fn integer_typed_weights_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut t = timm();

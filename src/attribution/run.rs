@@ -2,8 +2,6 @@
 //! results header written (or an earlier run resumed), every pending image of the shard
 //! searched batch by batch and appended as a record (also in the authors' layout when asked),
 //! and a summary of what was found.
-// Every public item here is documented; the lint keeps it so (clippy -D warnings).
-#![warn(missing_docs)]
 use crate::attribution::discover::{discover_batch, ImageResult, Method, Request, TargetKind};
 use crate::attribution::AttributionError;
 use crate::attribution::{AttributionSettings, SearchEngine};

@@ -1,7 +1,5 @@
 //! What can go wrong in an experiment: the run's setup, the results file, the tensors, the
 //! files read and written, and results that do not allow the experiment.
-// Every public item here is documented; the lint keeps it so (clippy -D warnings).
-#![warn(missing_docs)]
 use crate::attribution::AttributionError;
 use crate::io::file_error::FileError;
 use crate::io::inputs::InputError;

@@ -225,6 +225,14 @@ pub(crate) fn build(path: &Path, raw: Raw, opts: &LoadOptions) -> Result<Vit, Mo
             name: "blocks.0.norm1.weight".into(),
         });
     }
+    if let Some(name) = raw.tensors.keys().find(|k| unknown_block_tensor(k)) {
+        return Err(ModelError::format(
+            path,
+            format!(
+                "tensor `{name}` belongs to a block option neuronpath does not implement (e.g. qk-norm, relative position bias, a gated MLP); loading without it would compute another model"
+            ),
+        ));
+    }
     let mlp_dim = ck.dims("blocks.0.mlp.fc1.weight", 2)?[0];
     // No head: a backbone whose output is its final embedding (an identity head).
     let headless = !raw.tensors.contains_key("head.weight");
@@ -387,6 +395,36 @@ pub(crate) fn build(path: &Path, raw: Raw, opts: &LoadOptions) -> Result<Vit, Mo
     let (largest, name) = ck.largest.take();
     check_output(path, &vit, largest, &name)?;
     Ok(vit)
+}
+
+/// Whether `name` is a tensor of an encoder block (`blocks.{i}.*`) that is not one the block
+/// reads: a checkpoint with such a tensor has an architecture option the model lacks, and
+/// ignoring the tensor would silently compute a different function.
+fn unknown_block_tensor(name: &str) -> bool {
+    const KNOWN: [&str; 15] = [
+        "norm1.weight",
+        "norm1.bias",
+        "attn.qkv.weight",
+        "attn.qkv.bias",
+        "attn.proj.weight",
+        "attn.proj.bias",
+        "norm2.weight",
+        "norm2.bias",
+        "mlp.fc1.weight",
+        "mlp.fc1.bias",
+        "mlp.fc2.weight",
+        "mlp.fc2.bias",
+        "ls1.gamma",
+        "ls2.gamma",
+        "mlp.cls_mask",
+    ];
+    let Some(rest) = name.strip_prefix("blocks.") else {
+        return false;
+    };
+    match rest.split_once('.') {
+        Some((i, field)) => i.parse::<usize>().is_ok() && !KNOWN.contains(&field),
+        None => false,
+    }
 }
 
 /// Most patches per side (`--image-size` / patch): 256 is 65,536 tokens, far beyond any
