@@ -71,7 +71,7 @@ def from_state_dict(
     name: str = "state_dict",
     cuda: bool = False,
 ) -> Model:
-    """A model from tensors already in memory, with timm or Hugging Face names.
+    """A model from tensors already in memory, with timm, Hugging Face or open_clip names.
 
     ``tensors`` is a state dict: ``model.state_dict()`` itself (torch tensors are moved to the
     CPU and converted; half precision becomes float32) or ``{k: v.detach().cpu().numpy() ...}``.
@@ -87,6 +87,9 @@ def from_state_dict(
       ``hidden_act`` (``gelu`` or ``gelu_tanh``), ``global_pool`` (``token`` or ``avg``, detected
       from ``fc_norm.*``), ``mean`` + ``std`` (ImageNet's by default), ``class_names``. timm's
       ``model.pretrained_cfg`` can be passed as is (keys it does not list are ignored).
+    * open_clip names (a whole CLIP's ``visual.*``, or the image tower's own ``conv1``,
+      ``transformer.resblocks.*``, ...): the contents of ``open_clip_config.json`` (its
+      ``model_cfg`` and ``preprocess_cfg``); without ``model_cfg``, open_clip's defaults.
 
     Bad names, shapes or values raise ``ValueError`` naming the tensor.
     """

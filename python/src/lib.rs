@@ -108,10 +108,11 @@ fn load(
     Model::new(loaded, Source::File(path), normalize)
 }
 
-/// A model from arrays already in memory: `tensors` maps timm or Hugging Face names to float32 /
-/// float64 numpy arrays (`{k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}`),
-/// `config` describes what the names cannot (see `neuronpath.from_state_dict`). Bad names,
-/// shapes or values raise `ValueError`.
+/// A model from arrays already in memory: `tensors` maps timm, Hugging Face or open_clip names
+/// to float32 / float64 numpy arrays
+/// (`{k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}`), `config` describes
+/// what the names cannot (see `neuronpath.from_state_dict`). Bad names, shapes or values raise
+/// `ValueError`.
 #[pyfunction]
 #[pyo3(signature = (tensors, config=None, *, dtype="f32", heads=None, image_size=None, gelu=None, ln_eps=None, normalize=None, name="state_dict", cuda=false))]
 #[allow(clippy::too_many_arguments)]
