@@ -182,6 +182,19 @@ fn header_describes_the_run_and_records_are_complete() {
     let back = neuronpath::io::reference::read_reference(&prefix).unwrap();
     let n: usize = back.values().map(|v| v.len()).sum();
     assert_eq!(n, 9);
+    // A new results file beside the same layout starts its label files anew (no entry twice);
+    // a resumed run with nothing left adds nothing.
+    std::fs::remove_file(dir.path().join("r.jsonl")).unwrap();
+    for _ in 0..2 {
+        let again = discover(
+            dir.path(),
+            "r.jsonl",
+            &["--reference-layout", prefix.to_str().unwrap()],
+        );
+        assert!(again.status.success());
+        let back = neuronpath::io::reference::read_reference(&prefix).unwrap();
+        assert_eq!(back.values().map(|v| v.len()).sum::<usize>(), 9);
+    }
     for (target, entries) in back {
         let ours: Vec<&Value> = r.iter().filter(|v| v["target"] == target).collect();
         assert_eq!(ours.len(), entries.len());

@@ -325,6 +325,12 @@ pub fn discover_all(job: &DiscoveryJob, note: &mut dyn FnMut(&str)) -> Result<Su
     let (mut writer, done) = resume(job, &header, &inputs.items, note)?;
     if let Some(prefix) = &job.reference_layout {
         reference::write_args(prefix, &serde_json::to_value(&header)?)?;
+        // The label files mirror the results file's records: a run that starts with none (a
+        // new or replaced results file) starts them anew instead of appending to an earlier
+        // run's entries (the CLI checked that they are ours).
+        if done.is_empty() {
+            reference::clear_labels(prefix)?;
+        }
     }
     let mut pending: Vec<&Item> = inputs
         .items

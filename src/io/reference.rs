@@ -101,6 +101,15 @@ pub fn append_batch(prefix: &Path, entries: &[(usize, ReferenceEntry)]) -> Resul
     Ok(())
 }
 
+/// Empties every `{prefix}-{label}.rlt.jsonl` there is (atomically, each to zero entries), for a
+/// run whose results file starts with no records.
+pub fn clear_labels(prefix: &Path) -> Result<()> {
+    for (_, p) in label_files(prefix)? {
+        crate::output::write_atomic(&p, b"")?;
+    }
+    Ok(())
+}
+
 /// The `{prefix}-{label}.rlt.jsonl` files there are now, with their labels, in label order.
 pub fn label_files(prefix: &Path) -> Result<Vec<(usize, PathBuf)>> {
     let dir = prefix
