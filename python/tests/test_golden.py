@@ -81,7 +81,9 @@ def cli_records(case, out: Path):
 
 
 def without_source(records):
-    return [{k: v for k, v in r.items() if k != "source"} for r in records]
+    """The records without where their input came from: the CLI's `source` and `image` (the
+    file's path and content hash) describe a file read, which in-memory arrays do not have."""
+    return [{k: v for k, v in r.items() if k not in ("source", "image")} for r in records]
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
