@@ -8,6 +8,7 @@ use neuronpath::attribution::spatial::{spatial_attribution, PathInput};
 use neuronpath::attribution::{
     clean_pass, joint_attribution, top_k, AttributionError, AttributionSettings, NeuronSets,
 };
+use neuronpath::io::inputs::array_row_key;
 use neuronpath::io::preprocess::{decode_rgb_bytes, load_image, preprocess_rgb, Normalization};
 use neuronpath::io::results::{Outcome, Record};
 use neuronpath::model::load::Loaded;
@@ -46,6 +47,17 @@ struct Images {
 }
 
 impl Images {
+    /// The key that seeds image `i`'s random choices: the CLI's for the same array row, so a
+    /// random baseline here equals the one `neuronpath discover` draws for the `.npy` file.
+    fn key(&self, i: usize) -> u64 {
+        let per: usize = self.shape[1..].iter().product();
+        let r = i * per..(i + 1) * per;
+        match &self.data {
+            FloatData::F32(v) => array_row_key(v[r].iter().copied()),
+            FloatData::F64(v) => array_row_key(v[r].iter().map(|&x| x as f32)),
+        }
+    }
+
     /// Images `range` as a tensor of the model's dtype and device.
     fn batch(&self, range: std::ops::Range<usize>, model: &Vit) -> candle_core::Result<Tensor> {
         let per: usize = self.shape[1..].iter().product();
@@ -726,7 +738,7 @@ impl Model {
             let mut out = Vec::with_capacity(images.n);
             for s in (0..images.n).step_by(batch) {
                 let range = s..(s + batch).min(images.n);
-                let keys: Vec<u64> = range.clone().map(|i| i as u64).collect();
+                let keys: Vec<u64> = range.clone().map(|i| images.key(i)).collect();
                 let t = images
                     .batch(range.clone(), &model)
                     .map_err(|e| stop.error(e))?;

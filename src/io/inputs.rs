@@ -263,6 +263,20 @@ pub struct Preprocess {
     pub norm: Normalization,
 }
 
+/// The key that seeds an array row's random choices (the random baseline), as `discover`
+/// derives it from the row's identity: the first 64 bits of the SHA-256 of its values as
+/// little-endian f32 ([`Item::content_sha256`], [`ImageId::content_key`]). For callers that hold
+/// the array in memory (the Python module), so that they draw what the CLI draws.
+pub fn array_row_key(values: impl IntoIterator<Item = f32>) -> u64 {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for v in values {
+        h.update(v.to_le_bytes());
+    }
+    let d = h.finalize();
+    u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+}
+
 impl Item {
     /// Its identity with `sha256` as the content hash.
     pub fn identity(&self, sha256: Option<String>) -> ImageId {
