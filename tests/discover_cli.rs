@@ -53,23 +53,6 @@ fn discover(dir: &Path, out: &str, extra: &[&str]) -> std::process::Output {
     o
 }
 
-/// Equal up to floating-point noise from different batch compositions (GEMM blocking).
-fn same(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
-            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
-            (x - y).abs() <= 1e-12 * x.abs().max(y.abs()).max(1.0)
-        }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
-        }
-        _ => a == b,
-    }
-}
-
 fn records(path: &Path) -> (Value, Vec<Value>) {
     let (h, r) = neuronpath::io::results::read_results(path).unwrap();
     let mut r: Vec<Value> = r.iter().map(|r| serde_json::to_value(r).unwrap()).collect();

@@ -79,30 +79,6 @@ fn header(path: &Path) -> Value {
     serde_json::from_str(text.lines().next().unwrap()).unwrap()
 }
 
-/// Equal up to floating-point noise from different batch compositions.
-fn same(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
-            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
-            (x - y).abs() <= 1e-12 * x.abs().max(y.abs()).max(1.0)
-        }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
-        }
-        _ => a == b,
-    }
-}
-
-fn assert_same_records(a: &[Value], b: &[Value]) {
-    assert_eq!(a.len(), b.len(), "record counts");
-    for (x, y) in a.iter().zip(b) {
-        assert!(same(x, y), "records differ:\n{x}\n{y}");
-    }
-}
-
 fn model() -> PathBuf {
     fixture("golden/tiny_vit.npz")
 }

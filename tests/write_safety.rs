@@ -72,30 +72,6 @@ fn records(path: &Path) -> Vec<Value> {
     r
 }
 
-/// Equal up to floating-point noise from different batch compositions.
-fn same(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
-            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
-            (x - y).abs() <= 1e-12 * x.abs().max(y.abs()).max(1.0)
-        }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
-        }
-        _ => a == b,
-    }
-}
-
-fn assert_same_records(a: &[Value], b: &[Value]) {
-    assert_eq!(a.len(), b.len());
-    for (x, y) in a.iter().zip(b) {
-        assert!(same(x, y), "records differ:\n{x}\n{y}");
-    }
-}
-
 /// One finished run over a 3 x 2 image folder, with the model copied beside it.
 struct Run {
     dir: tempfile::TempDir,

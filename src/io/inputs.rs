@@ -268,13 +268,18 @@ pub struct Preprocess {
 /// little-endian f32 ([`Item::content_sha256`], [`ImageId::content_key`]). For callers that hold
 /// the array in memory (the Python module), so that they draw what the CLI draws.
 pub fn array_row_key(values: impl IntoIterator<Item = f32>) -> u64 {
+    let d = row_digest(values);
+    u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+}
+
+/// SHA-256 of an array row's values as little-endian f32: its content hash.
+fn row_digest(values: impl IntoIterator<Item = f32>) -> [u8; 32] {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
     for v in values {
         h.update(v.to_le_bytes());
     }
-    let d = h.finalize();
-    u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+    h.finalize().into()
 }
 
 impl Item {
@@ -300,9 +305,9 @@ impl Item {
             Pixels::Embedded(bytes) => h.update(bytes),
             Pixels::Array { data, row, shape } => {
                 let n = shape.iter().product::<usize>();
-                for v in &data[row * n..(row + 1) * n] {
-                    h.update(v.to_le_bytes());
-                }
+                return Ok(hex(row_digest(
+                    data[row * n..(row + 1) * n].iter().copied(),
+                )));
             }
         }
         Ok(hex(h.finalize()))

@@ -81,3 +81,29 @@ pub fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
 pub fn to_vec2(t: &Tensor) -> Vec<Vec<f64>> {
     t.to_dtype(DType::F64).unwrap().to_vec2().unwrap()
 }
+
+/// Equal JSON up to floating-point noise from different batch compositions (GEMM blocking):
+/// numbers within 1e-12 relative, everything else exactly.
+pub fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            (x - y).abs() <= 1e-12 * x.abs().max(y.abs()).max(1.0)
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// Two runs' records are the same, pairwise, up to [`same`].
+pub fn assert_same_records(a: &[Value], b: &[Value]) {
+    assert_eq!(a.len(), b.len(), "record counts");
+    for (x, y) in a.iter().zip(b) {
+        assert!(same(x, y), "records differ:\n{x}\n{y}");
+    }
+}
