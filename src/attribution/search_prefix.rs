@@ -22,6 +22,7 @@
 use super::clamped::{clamp_values, entering, Scaled};
 use super::{top_k, Activations, AttributionSettings, Check, NeuronSets, SearchResult};
 use crate::model::fused_prefix::{self, step, PrefixBlock, StepRequest};
+use crate::model::gradients::{bytes_per_row, prefix_step_bytes_per_row};
 use crate::model::{Mode, Vit};
 use candle_core::{DType, Result, Tensor};
 
@@ -31,11 +32,12 @@ pub fn prefix_applies(model: &Vit, s: &AttributionSettings) -> bool {
     fused_prefix::available(model) && (s.rows.single() || s.chunk_rows >= s.steps)
 }
 
-/// Rows per chunk at step `layer`: the reference engine's chunk holds all L blocks' saved state
-/// per row, the suffix pass only L - layer of them.
-fn chunk_at(s: &AttributionSettings, layers: usize, layer: usize) -> usize {
-    let left = (layers - layer).max(1);
-    (s.chunk_rows.max(1).saturating_mul(layers) / left).max(1)
+/// Rows per chunk at step `layer`: the memory of the reference engine's chunk (`chunk_rows`
+/// rows of all L blocks' saved state with attention probabilities) holds more rows of the
+/// prefix step's (blocks `layer`..L-1, no probabilities).
+fn chunk_at(model: &Vit, s: &AttributionSettings, layer: usize) -> usize {
+    let budget = s.chunk_rows.max(1).saturating_mul(bytes_per_row(model));
+    (budget / prefix_step_bytes_per_row(model, layer).max(1)).max(1)
 }
 
 /// Chunks (start, len) of `total` rows.
@@ -137,7 +139,7 @@ fn search_group(
         let size = if keep_blocks {
             total
         } else {
-            chunk_at(s, layers, layer)
+            chunk_at(model, s, layer)
         };
         let mut grads = Vec::with_capacity(at.len(b));
         // Per row and token: the gradient summed over the earlier layers' entering neurons.

@@ -4,6 +4,7 @@
 use crate::model::intervene::{Edit, LayerEdit, Rows};
 use crate::model::mode::Mode;
 use crate::model::vit::Vit;
+use crate::model::Pool;
 use candle_core::{DType, Result, Tensor, Var};
 
 /// Default peak-memory budget of one attribution chunk (fits a laptop beside the OS).
@@ -50,15 +51,93 @@ pub struct ClampGrads {
     pub grads: Vec<Vec<f64>>,
 }
 
-/// Bytes one row keeps alive in a clamped forward + backward (what each fused block saves:
-/// input, q/k/v, attention maps, residual, GELU derivative, output; plus the transient backward
-/// buffers), a deliberate over-estimate: ViT-B/16 f32 measures ~117 MB per row on the CPU
-/// (`bench --memory-limit-mb`), this says 204.
-pub fn bytes_per_row(model: &Vit) -> usize {
+/// Sizes of one row's tensors, in elements: (N D, N M, H N N, D, M, H N) and the dtype's bytes.
+struct RowSizes {
+    nd: usize,
+    nm: usize,
+    hnn: usize,
+    d: usize,
+    m: usize,
+    hn: usize,
+    bytes: usize,
+    layers: usize,
+    /// Whether the last block computes the CLS row only (a CLS-pooled head).
+    cls_only: bool,
+}
+
+fn sizes(model: &Vit) -> RowSizes {
     let c = &model.cfg;
     let n = c.tokens();
-    let per_token = 10 * c.hidden + 3 * c.mlp_dim + 2 * c.heads * n;
-    model.dtype().size_in_bytes() * c.layers * n * per_token
+    RowSizes {
+        nd: n * c.hidden,
+        nm: n * c.mlp_dim,
+        hnn: c.heads * n * n,
+        d: c.hidden,
+        m: c.mlp_dim,
+        hn: c.heads * n,
+        bytes: model.dtype().size_in_bytes(),
+        layers: c.layers,
+        cls_only: c.pool == Pool::Cls,
+    }
+}
+
+impl RowSizes {
+    /// A block's saved state (`fused::Saved`) without its input: q/k/v, the residual `h`, the
+    /// GELU derivative, the attention probabilities when kept; the CLS-only last block keeps
+    /// q/k/v of every token and one row of the rest.
+    fn block(&self, last: bool, probs: bool) -> usize {
+        let p = if probs { self.hnn } else { 0 };
+        match last && self.cls_only {
+            true => 3 * self.nd + self.d + self.m + if probs { self.hn } else { 0 },
+            false => 4 * self.nd + self.nm + p,
+        }
+    }
+
+    /// The largest transient of a block's backward or tangent beside the saved states: the
+    /// incoming gradient, d(q/k/v), the hidden-unit gradient and the LayerNorm gradients.
+    fn transient(&self) -> usize {
+        7 * self.nd + self.nm
+    }
+}
+
+/// Bytes one row keeps alive at the peak of a clamped forward + backward with every block
+/// clamped, the reference engine's pass (CPU fused blocks): every block's input, a copy of its
+/// output held by its autograd node, its saved state with the attention probabilities, and the
+/// transient buffers of one block's backward. ViT-B/16 f32: 96 MB (`tests/memory_estimate.rs`
+/// compares both engines' estimates with measured peaks).
+pub fn bytes_per_row(model: &Vit) -> usize {
+    let z = sizes(model);
+    let blocks: usize = (0..z.layers)
+        .map(|l| {
+            let last = l + 1 == z.layers;
+            // Input, plus the node's output copy (one row in the CLS-only last block).
+            let io = z.nd + if last && z.cls_only { z.d } else { z.nd };
+            io + z.block(last, true)
+        })
+        .sum();
+    z.bytes * (blocks + z.transient())
+}
+
+/// Bytes one row keeps alive at the peak of the prefix engine's step at block `layer`: the
+/// saved states of blocks `layer..L` without attention probabilities (block `layer`'s input is
+/// the prefix), the prefix and its tangent, and one block's transient buffers. ViT-B/16 f32:
+/// 69 MB at step 0.
+pub fn prefix_step_bytes_per_row(model: &Vit, layer: usize) -> usize {
+    let z = sizes(model);
+    let blocks: usize = (layer..z.layers)
+        .map(|l| (l > layer) as usize * z.nd + z.block(l + 1 == z.layers, false))
+        .sum();
+    let tangent = if layer > 0 { z.nd } else { 0 };
+    z.bytes * (blocks + z.nd + tangent + z.transient())
+}
+
+/// The most bytes one row keeps alive in any step of the prefix engine (step 0's, which holds
+/// every block).
+pub fn prefix_peak_bytes_per_row(model: &Vit) -> usize {
+    (0..model.cfg.layers)
+        .map(|l| prefix_step_bytes_per_row(model, l))
+        .max()
+        .unwrap_or(0)
 }
 
 /// How many rows fit in one chunk under `memory_limit` bytes (at least one).
