@@ -84,7 +84,8 @@ def forward(x, clamps=None):
 def prefix_search(xs, target=0):
     """The prefix engine (neuronpath's default): per row the residual stream under the path
     clamps below step T and the tangent along the path neurons; at step T blocks T..L-1 forward
-    and backward to block T's input, S_k = <dF/dx_T, t_T>. Block T runs once: its forward carries
+    and backward to block T's output g = dF/dx_{T+1}: dF/dc_T is g's CLS row times fc2's weight
+    and S_k = <dF/dx_T, t_T> = <g, J_T t_T>. Block T runs once, forward only: its forward carries
     the tangent (forward-mode dual numbers, the clamp a constant), and the prefix one block on
     differs from that forward only in the CLS row's MLP output."""
     k = xs.shape[0]
@@ -101,27 +102,28 @@ def prefix_search(xs, target=0):
     path = []
     for T, b in enumerate(W["blocks"]):
         a_rows = acts[T].repeat_interleave(steps, 0)
-        lc = (a_rows * alpha).requires_grad_()
-        xT = x.detach().requires_grad_(T > 0)
-        if tan is None:
-            out, h_T = block(xT, b, lc, with_h=True)
-            out_tan = None
-        else:
-            with fwAD.dual_level():
-                out, h_T = block(fwAD.make_dual(xT, tan), b, lc, with_h=True)
-                out, out_tan = fwAD.unpack_dual(out)
-                h_T = fwAD.unpack_dual(h_T).primal
-                out_tan = out_tan.detach().clone()
-        h = out
+        lc = a_rows * alpha
+        with torch.no_grad():
+            if tan is None:
+                out, h_T = block(x, b, lc, with_h=True)
+                out_tan = None
+            else:
+                with fwAD.dual_level():
+                    out, h_T = block(fwAD.make_dual(x, tan), b, lc, with_h=True)
+                    out, out_tan = fwAD.unpack_dual(out)
+                    h_T = fwAD.unpack_dual(h_T).primal
+                    out_tan = out_tan.clone()
+        top = out.detach().requires_grad_()
+        h = top
         for b2 in W["blocks"][T + 1:]:
             h = block(h, b2)
         f = head(h).softmax(-1)[:, target].sum()
-        if T > 0:
-            g, r = torch.autograd.grad(f, [lc, xT])
-            lower = (r * tan).flatten(1).sum(1)
-        else:
-            (g,) = torch.autograd.grad(f, [lc])
+        (g_out,) = torch.autograd.grad(f, [top])
+        g = g_out[:, 0] @ b["fc2"]
+        if out_tan is None:
             lower = torch.zeros(k * steps, device=dev)
+        else:
+            lower = (g_out * out_tan).flatten(1).sum(1)
         g = g.view(k, steps, m).sum(1) + lower.view(k, steps).sum(1)[:, None]
         score = g / steps * (acts[T] + prev_a[:, None])
         p = score.argmax(1)
@@ -210,8 +212,10 @@ if search:
     sync()
     s = time.perf_counter() - start
     bwd = attr - fwd
-    # per row: L(L+1)/2 block forwards and backwards, L-2 tangent blocks (as block forwards)
-    work = fwd + steps * ((layers + 1) / 2 * (fwd + bwd) + max(layers - 2, 0) / layers * fwd)
+    # per row: L(L+1)/2 block forwards, L(L-1)/2 block backwards, L-1 tangent blocks (as block
+    # forwards; here the last step's block L-1 runs its tangent)
+    work = fwd + steps * ((layers + 1) / 2 * fwd + (layers - 1) / 2 * bwd
+                          + max(layers - 1, 0) / layers * fwd)
     rows.append(dict(name=f"path search (prefix), {what} (L={layers} x m={steps})",
                      per_second=k / s, gflops=k * work / s / 1e9))
 print(json.dumps(rows))

@@ -275,13 +275,15 @@ pub fn run(
                 engine,
             };
             // Work per image: the clean forward plus, per row, L full passes (reference) or
-            // L(L+1)/2 block forwards and backwards and L-2 tangent blocks (counted as a block
-            // forward each).
+            // L(L+1)/2 block forwards, L(L-1)/2 block backwards, the last block's backward at
+            // the last step and L-2 tangent blocks (counted as a block forward each).
             let flops = fwd
                 + m * match engine {
                     SearchEngine::Reference => l * cfg.attribution_flops(),
                     SearchEngine::Prefix => {
-                        (l + 1.0) / 2.0 * (fwd + bwd) + (l - 2.0).max(0.0) / l * fwd
+                        (l + 1.0) / 2.0 * fwd
+                            + ((l - 1.0) / 2.0 + 1.0 / l) * bwd
+                            + (l - 2.0).max(0.0) / l * fwd
                     }
                 };
             reset_peak_rss();
