@@ -26,9 +26,11 @@ pub struct BenchRow {
     /// CPU time of the process (all threads) per call, on the CPU only: on a shared machine it
     /// moves less with the load than `seconds` does.
     pub cpu_seconds: Option<f64>,
-    /// Peak resident memory of the process so far, on the CPU only (None on a GPU, where host
-    /// memory says nothing about the computation's).
-    pub peak_rss_mib: Option<f64>,
+    /// Peak memory of the row, on the CPU only (None on a GPU, where host memory says nothing
+    /// about the computation's): the most heap memory in use during the row where the global
+    /// allocator counts it ([`crate::heap`], the `neuronpath` binary), else the process's peak
+    /// resident memory since the row began (Linux).
+    pub peak_mib: Option<f64>,
 }
 
 /// ViT-B/16 at 224 (the paper's main model), or any size.
@@ -92,13 +94,24 @@ impl Clock {
     }
 }
 
-/// Starts a new peak-memory measurement: freed heap memory goes back to the system, then the
+/// Starts a new peak-memory measurement: the counted heap peak ([`crate::heap`]) restarts from
+/// the bytes in use; freed heap memory goes back to the system (glibc's allocator) and the
 /// kernel's high-water mark (VmHWM) restarts from the current resident size (Linux; elsewhere
-/// nothing happens and peaks are since the start). Without the first part, memory the allocator
-/// kept from an earlier row would count as this row's.
+/// peaks are since the start). Without the second part, memory the allocator kept from an
+/// earlier row would count as this row's; an allocator that keeps it anyway (mimalloc without
+/// purging) is why the binary counts its heap.
 pub fn reset_peak_rss() {
+    crate::heap::reset_peak();
     release_free_heap();
     let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The row's peak memory in MiB: the counted heap peak, else the resident one.
+fn peak_mib() -> f64 {
+    match crate::heap::peak_bytes() {
+        Some(b) => b as f64 / (1024.0 * 1024.0),
+        None => peak_rss_mib(),
+    }
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -150,7 +163,7 @@ fn row(
         gflops,
         seconds,
         cpu_seconds: cpu_seconds.filter(|_| dev.is_cpu()),
-        peak_rss_mib: dev.is_cpu().then(peak_rss_mib),
+        peak_mib: dev.is_cpu().then(peak_mib),
     }
 }
 
@@ -186,6 +199,7 @@ pub fn run(
     let a = randn((steps * n, cfg.hidden), dev)?;
     let w = randn((cfg.hidden, cfg.mlp_dim), dev)?;
     let reps = if dev.is_cpu() { 1 } else { 10 };
+    reset_peak_rss();
     let (secs, cpu) = time(dev, min_secs, || {
         (0..reps).try_for_each(|_| a.matmul(&w).map(|_| ()))
     })?;
@@ -201,6 +215,7 @@ pub fn run(
     ));
 
     let images = randn((batch, 3, cfg.image_size, cfg.image_size), dev)?;
+    reset_peak_rss();
     let (secs, cpu) = time(dev, min_secs, || {
         model.forward(&images, &[], None, Mode::Frozen).map(|_| ())
     })?;

@@ -80,6 +80,7 @@ pub mod embedded;
 pub mod error_line;
 pub mod experiments;
 pub mod format;
+pub mod heap;
 pub mod io;
 pub mod limits;
 pub mod model;

@@ -12,9 +12,11 @@
 //!   uses mimalloc (glibc returns blocks over 32 MB at once whatever its thresholds say) with
 //!   purging off: ViT-B attribution 141 -> 178 GFLOP/s with mimalloc, +15% more without purging.
 
-/// The allocator of the `neuronpath` binary (see above).
+/// The allocator of the `neuronpath` binary (see above), counting the bytes in use for `bench`'s
+/// per-row peaks (`neuronpath::heap`).
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: neuronpath::heap::Counting<mimalloc::MiMalloc> =
+    neuronpath::heap::Counting(mimalloc::MiMalloc);
 
 /// Applies the settings; call first thing in `main`, before any tensor work.
 pub fn tune() {

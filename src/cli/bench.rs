@@ -97,7 +97,7 @@ fn print_table(rows: &[BenchRow], torch: Option<&[serde_json::Value]>) {
             ),
             None => ("-".into(), "-".into()),
         };
-        let peak = match r.peak_rss_mib {
+        let peak = match r.peak_mib {
             Some(m) => format!("{m:.0}"),
             None => "-".into(),
         };
@@ -123,6 +123,7 @@ fn print_table(rows: &[BenchRow], torch: Option<&[serde_json::Value]>) {
         println!("(PyTorch column: no python with torch found; set NEURONPATH_PYTHON or --python)");
     }
     println!("CPU s: the process's CPU time per call (all threads), steadier than seconds on a loaded machine.");
+    println!("peak MiB: the most heap memory in use during the row (model and inputs included), counted by the allocator.");
     println!("FLOPs count matmuls only; an attribution pass = forward + input-gradient backward (no weight gradients).");
     println!("FLOPs are those of the whole model (what PyTorch runs); neuronpath's CPU block skips the last block's");
     println!("non-CLS rows of a CLS-pooled model (ViT-B/16: 6.3% fewer FLOPs), so its GFLOP/s there is an effective rate.");
