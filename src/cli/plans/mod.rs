@@ -68,7 +68,7 @@ fn model_spec(a: &ModelArgs) -> Result<ModelSpec> {
 /// CPU (candle 0.11 has no bf16 matmul there), and this CPU has no AVX512-BF16 to make it pay.
 pub(crate) fn precision(p: Precision, cuda: bool) -> Result<Precision> {
     if p.reduced() && !cuda {
-        bail!("--precision {p}: a GPU mode; add --cuda (on the CPU use f32 or f64)");
+        bail!("--precision/--dtype {p}: a GPU mode; add --cuda (on the CPU: f32 or f64)");
     }
     Ok(p)
 }
