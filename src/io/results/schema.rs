@@ -989,6 +989,29 @@ mod tests {
     }
 
     #[test]
+    fn the_precision_mode_is_part_of_the_run() {
+        let text = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/results/before_schema.jsonl"
+        ));
+        let h: Header = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(h.dtype, Precision::F32);
+        for p in [Precision::Tf32, Precision::Bf16] {
+            let mut other = h.clone();
+            other.dtype = p;
+            let v = serde_json::to_value(&other).unwrap();
+            assert_eq!(v["dtype"], p.to_string());
+            assert_eq!(serde_json::from_value::<Header>(v).unwrap(), other);
+            // A resume or merge in another precision is refused with this difference.
+            assert!(!h.same_run(&other));
+            assert_eq!(
+                h.first_difference(&other),
+                format!("`dtype` (\"f32\" vs \"{p}\")")
+            );
+        }
+    }
+
+    #[test]
     fn bad_records_are_refused() {
         for bad in [
             r#"{"kind":"header","index":1}"#,
