@@ -7,9 +7,11 @@
 #   bash scripts/gpu_check.sh [BIN_DIR]      # BIN_DIR default .gpu; logs under $OUT (default gpu-out)
 #
 # Steps, each under `timeout`: nvidia-smi; library check (ldd); tests/cuda.rs (CUDA vs golden values
-# and vs the CPU path); predict and discover on the embedded model, CUDA against CPU; bench --cuda
-# --size b16 with PyTorch on the GPU beside it. About 2-3 minutes on an H100; no step runs
-# past DEADLINE (300) seconds.
+# and vs the CPU path); predict and discover on the embedded model, CUDA against CPU, and discover
+# in the tf32 and bf16 modes; bench --cuda --size b16 with PyTorch on the GPU beside it, one image
+# per search, then as many as the memory budget fills, with the precision rows (each mode's paths
+# against f32's) and the 50,000-image estimate. About 3-5 minutes on an H100; no step runs past
+# DEADLINE (default 420) seconds.
 #
 # The binaries need libcudart.so.13, libcublas.so.13 (and its libcublasLt.so.13), libcurand.so.10
 # (CUDA 13, e.g. the nvidia-* wheels torch cu130 installs under
@@ -35,8 +37,8 @@ if [ ! -x "$BIN/neuronpath" ] && [ -f "$BIN/np-cuda.tar.xz" ]; then
 fi
 
 # step NAME TIMEOUT CMD...: runs CMD with its output in $OUT/NAME.log, shows the tail. No step
-# runs past DEADLINE seconds after the start (default 300): a late step gets what is left.
-DEADLINE=${DEADLINE:-300}
+# runs past DEADLINE seconds after the start (default 420): a late step gets what is left.
+DEADLINE=${DEADLINE:-420}
 step() {
   local name=$1 limit=$2 start rc left
   shift 2
@@ -160,13 +162,45 @@ print(f"discover f64: {paths} paths identical on CUDA and CPU, worst JAS/probabi
 assert worst < 1e-12
 EOF
 
+# The reduced-precision modes end to end: the header records the mode (a resume in another
+# precision is refused); bench below compares their paths with f32's.
+for p in tf32 bf16; do
+  TAIL=4 step "discover-cuda-$p" 60 "$NP" "${D[@]}" --cuda --precision "$p" -o "$OUT/discover-cuda-$p.jsonl" &&
+    if ! grep -q "\"dtype\":\"$p\"" "$OUT/discover-cuda-$p.jsonl"; then
+      echo "!!! discover-cuda-$p: the results header does not record dtype $p"
+      FAILS+=("discover-cuda-$p(header)")
+    fi
+done
+
 # --- Speed ------------------------------------------------------------------------------------
+# One image per search: the per-image time beside PyTorch's.
 TAIL=12 step bench-b16-cuda 300 env NEURONPATH_PYTHON="$PY" NEURONPATH_BENCH_TORCH="$PWD/scripts/bench_torch.py" \
-  "$NP" bench --cuda --size b16 --min-secs 2 --memory-limit-mb 16384
-# Throughput when several images search together (discover --batch): 8 x 20 rows per pass,
-# chunked by the default memory budget on a GPU (half its free memory).
-TAIL=12 step bench-b16-cuda-8 200 env NEURONPATH_PYTHON="$PY" NEURONPATH_BENCH_TORCH="$PWD/scripts/bench_torch.py" \
-  "$NP" bench --cuda --size b16 --min-secs 1 --search-images 8
+  "$NP" bench --cuda --size b16 --min-secs 2 --memory-limit-mb 16384 --search-images 1 --no-precision
+# Throughput when many images search together: as many as the default memory budget (half the
+# free GPU memory) fills in one pass, the default of `bench --cuda` and `discover --cuda`; then
+# the precision rows: each mode's paths against f32's on the embedded model and a random
+# ViT-B/16, with its speed. JSON, summarised by the next step.
+TAIL=3 step bench-b16-cuda-many 300 env NEURONPATH_PYTHON="$PY" NEURONPATH_BENCH_TORCH="$PWD/scripts/bench_torch.py" \
+  "$NP" bench --cuda --size b16 --min-secs 1 --json
+TAIL=30 step estimate 30 "$PY" - "$OUT/bench-b16-cuda-many.log" <<'EOF'
+import json, sys
+text = open(sys.argv[1]).read()
+d = json.loads(text[text.index("{"):])  # the JSON follows bench's progress lines
+for r in d["neuronpath"]:
+    print(f'{r["name"]:<56} {r["per_second"]:10.3f} {r["unit"]}/s')
+for t in d.get("pytorch") or []:
+    if t["name"].startswith("path search"):
+        print(f'PyTorch {t["name"]:<48} {t["per_second"]:10.3f} images/s')
+best = max(r["per_second"] for r in d["neuronpath"] if r["name"].startswith("path search"))
+print(f"50,000 images (ImageNet validation) at {best:.3f} images/s in f32: {50000 / best / 3600:.2f} h on this GPU")
+print("precision modes against f32 (identical paths; seconds include the clean pass):")
+for a in d.get("precision") or []:
+    rate = a["images"] / a["seconds"]
+    rel = a["max_score_diff"] / a["max_score"] if a["max_score"] > 0 else 0.0
+    est = f", 50,000 images ~{50000 / rate / 3600:.2f} h" if a["set"].startswith("random ViT") else ""
+    print(f'  {a["set"]}: {a["precision"]}: {a["identical"]}/{a["images"]} identical, max |d score| {a["max_score_diff"]:.2e} ({rel:.1e} of the largest), {rate:.2f} images/s{est}')
+assert d.get("precision"), "bench printed no precision rows"
+EOF
 
 echo
 echo "=== done in $(($(date +%s) - T0)) s; logs in $OUT"

@@ -15,7 +15,8 @@
 //! - [`attribution`]: the paper's method (JAS, layer-progressive search, top-K, MAE) and baselines.
 //! - [`experiments`]: manipulation, class analysis, pruning, plots and report.
 //! - [`training`]: how the embedded Fashion-MNIST model was trained (model + io).
-//! - [`embedded`], [`bench`](mod@bench): the shipped default model and samples; the speed benchmark.
+//! - [`embedded`], [`bench`](mod@bench), [`bench_precision`]: the shipped default model and
+//!   samples; the speed benchmark and the precision modes' path agreement with f32.
 //! - the `neuronpath` binary (`src/main.rs` and `src/cli/`, not part of the library): thin
 //!   commands over all of the above.
 //!
@@ -76,6 +77,7 @@
 #![warn(missing_docs)]
 pub mod attribution;
 pub mod bench;
+pub mod bench_precision;
 pub mod embedded;
 pub mod error_line;
 pub mod experiments;

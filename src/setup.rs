@@ -120,10 +120,14 @@ impl Default for ModelSpec {
 }
 
 impl ModelSpec {
-    /// The loader's options (`double_fc_norm`: the authors' MAE quirk, `--compat`).
+    /// The loader's options (`double_fc_norm`: the authors' MAE quirk, `--compat`). On a GPU
+    /// this also sets cuBLAS's process-wide TF32 switch for f32 GEMMs to this spec's precision
+    /// (on for [`Precision::Tf32`], off otherwise), so the last model set up decides it.
     pub fn options(&self, double_fc_norm: bool) -> Result<LoadOptions> {
         let device = if self.cuda {
-            Device::new_cuda(0).map_err(SetupError::NoCuda)?
+            let device = Device::new_cuda(0).map_err(SetupError::NoCuda)?;
+            candle_core::cuda::set_gemm_reduced_precision_f32(self.dtype.tf32_gemm());
+            device
         } else {
             Device::Cpu
         };

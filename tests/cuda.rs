@@ -547,3 +547,37 @@ fn cuda_kernels_softmax_grad_match_cpu() {
         }
     }
 }
+
+/// The GPU precision modes run end to end and are what they say: TF32 and bf16 searches of 40
+/// embedded samples give scores that differ from f32's (the mode took effect), mostly the same
+/// paths for TF32, and the switch is off again afterwards (f32 twice: identical). The bounds on
+/// agreement are loose on purpose; `bench --cuda` prints the measured rates.
+#[test]
+fn cuda_precision_modes_differ_from_f32_but_mostly_agree() {
+    use neuronpath::bench_precision::{agreement, compare, embedded_set, search};
+    use neuronpath::io::results::Precision;
+    let Some(gpu) = gpu() else { return };
+    let (model, x, targets) = embedded_set(&gpu).unwrap().expect("embedded model");
+    let n = 40.min(targets.len());
+    let (x, targets) = (x.narrow(0, 0, n).unwrap(), &targets[..n]);
+    let limit = 1 << 30;
+    let rows = agreement(
+        "embedded",
+        &model,
+        &x,
+        targets,
+        &[Precision::Tf32, Precision::Bf16],
+        10,
+        limit,
+    )
+    .unwrap();
+    for r in &rows[1..] {
+        eprintln!("{r:?}");
+        assert!(r.max_score_diff > 0.0, "{r:?}: the mode changed nothing");
+        assert!(r.max_score_diff < 0.5 * r.max_score, "{r:?}");
+    }
+    assert!(rows[1].identical * 2 >= n, "tf32: {:?}", rows[1]);
+    let (a, _) = search(&model, Precision::F32, &x, targets, 10, limit).unwrap();
+    let (b, _) = search(&model, Precision::F32, &x, targets, 10, limit).unwrap();
+    assert_eq!(compare(&a, &b).0, n, "f32 after the TF32 run is f32 again");
+}

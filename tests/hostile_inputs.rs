@@ -121,6 +121,22 @@ fn hostile_flags_and_environment_are_one_line_errors() {
         d(&["--target", "class:99"], &["class:99", "10 outputs"]),
         d(&["--objective", "logit-diff:10"], &["logit-diff:10"]),
         d(&["--steps=-3"], &["--steps"]),
+        d(
+            &["--precision", "bf16"],
+            &["--precision/--dtype bf16", "--cuda"],
+        ),
+        d(
+            &["--dtype", "tf32"],
+            &["--precision/--dtype tf32", "--cuda"],
+        ),
+        case(
+            &["predict", "--precision", "tf32"],
+            &["--precision/--dtype tf32"],
+        ),
+        case(
+            &["train", "--backbone", "x", "--head-only", "--dtype", "bf16"],
+            &["--dtype"],
+        ),
         case(&["ablate", "--bootstrap", "5"], &["--bootstrap"]),
         case(&["ablate", "--factors", "nan"], &["--factors"]),
         case(&["ablate", "--batch", "0"], &["--batch"]),

@@ -106,8 +106,8 @@ pub struct DiscoveryJob {
     pub compat: bool,
     /// Seed of the random baseline.
     pub seed: u64,
-    /// Images per batch.
-    pub batch: usize,
+    /// Images per batch (`None`: [`default_batch`]).
+    pub batch: Option<usize>,
     /// Peak memory of one clamped pass in bytes (`None`: the device's default).
     pub memory_limit: Option<usize>,
     /// The search engine (both give the same paths).
@@ -304,6 +304,9 @@ pub fn discover_all(job: &DiscoveryJob, note: &mut dyn FnMut(&str)) -> Result<Su
         job.memory_limit
             .unwrap_or_else(|| gradients::default_memory_limit(model.device())),
     );
+    let batch = job
+        .batch
+        .unwrap_or_else(|| default_batch(model.device(), chunk, job.steps));
     let methods = job.methods.clone();
     let req = Request {
         settings: AttributionSettings {
@@ -358,13 +361,14 @@ pub fn discover_all(job: &DiscoveryJob, note: &mut dyn FnMut(&str)) -> Result<Su
         .count()
         - pending.len();
     eprintln!(
-        "neuronpath discover: {} images ({} done before), {} layers x {} neurons, m={}, methods {}, {} rows per pass",
+        "neuronpath discover: {} images ({} done before), {} layers x {} neurons, m={}, methods {}, {} images per batch, {} rows per pass",
         pending.len(),
         skipped,
         model.cfg.layers,
         model.cfg.mlp_dim,
         job.steps,
         req.methods.iter().map(|m| m.name()).collect::<Vec<_>>().join(","),
+        batch,
         chunk
     );
     let bar = ProgressBar::new(pending.len() as u64);
@@ -380,7 +384,7 @@ pub fn discover_all(job: &DiscoveryJob, note: &mut dyn FnMut(&str)) -> Result<Su
         ..Default::default()
     };
     let mut processed = 0usize;
-    for batch in pending.chunks(job.batch.max(1)) {
+    for batch in pending.chunks(batch.max(1)) {
         if job.stop_after.is_some_and(|n| processed >= n) {
             bar.abandon_with_message("stopped by --stop-after");
             summary.stopped = true;
@@ -441,6 +445,17 @@ pub fn discover_all(job: &DiscoveryJob, note: &mut dyn FnMut(&str)) -> Result<Su
     }
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Images per batch when `--batch` is not given: 4 on the CPU (more only adds latency: the
+/// cores are busy with one image's rows); on a GPU as many as fill one clamped pass of `chunk`
+/// rows at `steps` rows per image (at least 4, at most 1024): a GPU is only fast on many rows.
+pub fn default_batch(device: &candle_core::Device, chunk: usize, steps: usize) -> usize {
+    if device.is_cpu() {
+        4
+    } else {
+        (chunk / steps.max(1)).clamp(4, 1024)
+    }
 }
 
 /// One image of a batch: its position, the hash of the bytes read (none when unreadable), and

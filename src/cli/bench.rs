@@ -2,6 +2,8 @@
 //! Python with torch is available.
 use super::plans::BenchPlan;
 use crate::bench::{vit_config, BenchRow};
+use crate::bench_precision;
+use crate::model::config::VitConfig;
 use anyhow::Context;
 use candle_core::Device;
 use std::process::Command;
@@ -31,6 +33,21 @@ fn torch_rows(plan: &BenchPlan) -> Option<Vec<serde_json::Value>> {
     serde_json::from_slice(&out.stdout).ok()
 }
 
+/// `plan` with its search images chosen for `dev` when `--search-images` was not given: on a
+/// GPU as many as fill one pass under the memory limit (`discover`'s default batch).
+fn on_device(plan: &BenchPlan, cfg: &VitConfig, dev: &Device) -> candle_core::Result<BenchPlan> {
+    let mut plan = plan.clone();
+    if plan.search_images_auto && dev.is_cuda() {
+        let model = crate::bench::random_model(cfg, 0, dev)?;
+        let limit = plan
+            .memory_limit
+            .unwrap_or_else(|| crate::model::gradients::default_memory_limit(dev));
+        let chunk = crate::model::gradients::chunk_rows(&model, limit);
+        plan.search_images = crate::attribution::run::default_batch(dev, chunk, plan.steps);
+    }
+    Ok(plan)
+}
+
 pub fn run(plan: &BenchPlan) -> anyhow::Result<()> {
     let dims = plan.dims;
     let cfg = vit_config(dims[0], dims[1], dims[2], dims[3], dims[4], dims[5]);
@@ -41,6 +58,7 @@ pub fn run(plan: &BenchPlan) -> anyhow::Result<()> {
         let threads = rayon::current_num_threads();
         (Device::Cpu, format!("CPU, {threads} rayon threads"))
     };
+    let plan = &on_device(plan, &cfg, &dev)?;
     eprintln!(
         "benchmark: random ViT {:?} ({} layers, hidden {}, mlp {}, {} tokens), f32, {on}; {:.1} GFLOP per forward",
         plan.size,
@@ -50,27 +68,40 @@ pub fn run(plan: &BenchPlan) -> anyhow::Result<()> {
         cfg.tokens(),
         cfg.forward_flops() / 1e9
     );
+    let memory_limit = plan
+        .memory_limit
+        .unwrap_or_else(|| crate::model::gradients::default_memory_limit(&dev));
     let rows = crate::bench::run(
         &cfg,
         plan.batch,
         plan.steps,
         plan.min_secs,
         plan.search_images,
-        plan.memory_limit
-            .unwrap_or_else(|| crate::model::gradients::default_memory_limit(&dev)),
+        memory_limit,
         &dev,
     )?;
+    let precision = match plan.precision_rows {
+        true => bench_precision::bench_rows(&cfg, plan.steps, memory_limit, &dev)?,
+        false => Vec::new(),
+    };
     let torch = torch_rows(plan);
     if plan.json {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({"neuronpath": rows, "pytorch": torch})
+                &serde_json::json!({"neuronpath": rows, "pytorch": torch, "precision": precision})
             )?
         );
         return Ok(());
     }
     print_table(&rows, torch.as_deref());
+    if !precision.is_empty() {
+        println!(
+            "\npath agreement with f32 (identical paths, m={}):",
+            plan.steps
+        );
+        print!("{}", bench_precision::table(&precision));
+    }
     Ok(())
 }
 

@@ -1,6 +1,5 @@
 //! `neuronpath train`: trains a ViT on Fashion-MNIST (how the embedded model was made), a linear
 //! probe on a frozen backbone (`--backbone DIR --head-only`), or exports the sample images.
-use super::args::Precision;
 use super::plans::{RecipeOverrides, TrainPlan, TrainWork};
 use crate::io::fashion_mnist::{self, FashionMnist, Split};
 use crate::output::{Kind, OutputError, Outputs};
@@ -292,10 +291,7 @@ fn head_only(
         test_limit
             .map(|n| format!(" --test-limit {n}"))
             .unwrap_or_default(),
-        match spec.dtype {
-            Precision::F32 => "f32",
-            Precision::F64 => "f64",
-        },
+        spec.dtype,
         c.image_size,
     );
     let card = format!(

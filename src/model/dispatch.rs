@@ -1,7 +1,7 @@
 //! Which kernels run on a tensor, decided in this one place: neuronpath's own slice kernels for
 //! CPU tensors, candle's tensor ops elsewhere, plus the fused kernels of `cuda_kernels` for the
 //! device block's element-wise steps on CUDA. Tests can make the CPU run the device block.
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 use std::cell::Cell;
 
 /// The kernels a computation runs on.
@@ -15,10 +15,13 @@ pub(crate) enum Kernels {
     Candle,
 }
 
-/// The kernels for computations on `t`, by its device.
+/// The kernels for computations on `t`, by its device; tensors of another element type than f32
+/// and f64 (bf16) run candle's ops on every device, the only kernels that have them.
 pub(crate) fn kernels(t: &Tensor) -> Kernels {
     let device = t.device();
-    if device.is_cpu() {
+    if !matches!(t.dtype(), DType::F32 | DType::F64) {
+        Kernels::Candle
+    } else if device.is_cpu() {
         Kernels::CpuSlices
     } else if device.is_cuda() {
         Kernels::Cuda

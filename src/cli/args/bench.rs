@@ -14,14 +14,19 @@ pub struct BenchArgs {
     /// Minimum seconds per timed row (0: each row once) [range: 0 or more].
     #[arg(long, default_value_t = 3.0)]
     pub min_secs: f64,
-    /// Skip the (long) full path-search row.
+    /// Skip the (long) full path-search row (and the precision rows).
     #[arg(long)]
     pub no_search: bool,
+    /// Skip the precision rows: how often each precision mode's paths equal f32's (f64 on the
+    /// CPU; tf32 and bf16 with --cuda), on the embedded model and a random ViT.
+    #[arg(long)]
+    pub no_precision: bool,
     /// Images searched together in the path-search row (each layer step is one pass of
     /// images x m rows: what `discover --batch` does; a GPU needs this to fill up) [range: at
-    /// least 1].
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
-    pub search_images: u64,
+    /// least 1] [default: 1 on the CPU; with --cuda as many as fill one pass under
+    /// --memory-limit-mb, as `discover --batch` does].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub search_images: Option<u64>,
     /// Python interpreter with torch for the comparison column [values: a command or path]
     /// [default: $NEURONPATH_PYTHON, else python3].
     #[arg(long)]

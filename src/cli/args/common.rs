@@ -41,8 +41,12 @@ pub struct ModelArgs {
     /// the checkpoint records, else imagenet].
     #[arg(long)]
     pub normalize: Option<Normalization>,
-    /// Element type (f64 is what the golden tests use).
-    #[arg(long, value_enum, default_value = "f32")]
+    /// Element type and precision mode (alias --precision): f32; f64 (what the golden tests
+    /// use); tf32 (f32 with the GPU's TF32 matrix products) and bf16 (bfloat16 weights and
+    /// activations), opt-in modes for speed, with --cuda only (no CPU bf16: candle has no bf16
+    /// matrix product on the CPU, and without AVX512-BF16, as on a 2-core AVX2 machine, it would
+    /// not pay). `bench` prints how often their paths agree with f32's.
+    #[arg(long, visible_alias = "precision", value_enum, default_value = "f32")]
     pub dtype: Precision,
     /// Run at this image size in pixels (the position-embedding grid is resized when it
     /// differs) [range: a multiple of the patch size, at most 256 patches a side] [default: the

@@ -56,9 +56,11 @@ pub struct DiscoverArgs {
     /// Seed of the random baseline [range: 0 to 2^64 - 1].
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Images per batch (each becomes `steps` rows of a clamped pass) [range: at least 1].
-    #[arg(long, default_value_t = 4)]
-    pub batch: usize,
+    /// Images per batch (each becomes `steps` rows of a clamped pass) [range: at least 1]
+    /// [default: 4 on the CPU; with --cuda as many as fill one clamped pass under
+    /// --memory-limit-mb, at least 4: a GPU needs many rows per pass to fill up].
+    #[arg(long)]
+    pub batch: Option<usize>,
     /// Peak memory of one clamped pass, in MiB [range: at least 1] [default: 2048 on the CPU,
     /// half the free GPU memory with --cuda].
     #[arg(long)]

@@ -89,7 +89,8 @@ pub struct TrainArgs {
     /// resized) [range: a multiple of the patch size] [default: the backbone's].
     #[arg(long, requires = "head_only")]
     pub image_size: Option<usize>,
-    /// With --head-only: element type of the backbone's forward passes.
+    /// With --head-only: element type of the backbone's forward passes (f32 or f64; the GPU
+    /// modes tf32 and bf16 are refused: train runs on the CPU).
     #[arg(long, value_enum, default_value = "f32", requires = "head_only")]
     pub dtype: Precision,
     /// With --head-only: input normalisation [values: imagenet, half, clip] [default: the

@@ -19,6 +19,11 @@ pub struct BenchPlan {
     pub min_secs: f64,
     /// Images searched together in the path-search row; 0: no search row.
     pub search_images: usize,
+    /// `--search-images` was not given: on a GPU the run replaces `search_images` (1 here) by
+    /// as many images as fill one pass under the memory limit.
+    pub search_images_auto: bool,
+    /// Compare the precision modes' paths with f32's (after the speed rows).
+    pub precision_rows: bool,
     /// Interpreter with torch for the comparison column.
     pub python: String,
     /// The PyTorch side of the benchmark.
@@ -65,10 +70,13 @@ impl BenchPlan {
             batch: positive("--batch", a.batch)?,
             steps: steps("--steps", a.steps)?,
             min_secs: a.min_secs,
-            search_images: match a.no_search {
-                true => 0,
-                false => usize::try_from(a.search_images)?,
+            search_images: match (a.no_search, a.search_images) {
+                (true, _) => 0,
+                (false, Some(k)) => usize::try_from(k)?,
+                (false, None) => 1,
             },
+            search_images_auto: !a.no_search && a.search_images.is_none(),
+            precision_rows: !a.no_search && !a.no_precision,
             python: a
                 .python
                 .or_else(|| std::env::var("NEURONPATH_PYTHON").ok())

@@ -47,7 +47,9 @@ impl DiscoverPlan {
         steps("--steps", a.steps)?;
         steps("--map-steps", a.map_steps)?;
         positive("--top-k", a.top_k)?;
-        positive("--batch", a.batch)?;
+        if let Some(b) = a.batch {
+            positive("--batch", b)?;
+        }
         if let Some(n) = a.per_class {
             positive("--per-class", n)?;
         }

@@ -27,7 +27,7 @@ pub use prune::{PrunePlan, SavePlan};
 pub use report::ReportPlan;
 pub use train::{RecipeOverrides, TrainPlan, TrainWork};
 
-use super::args::{GeluArg, ModelArgs};
+use super::args::{GeluArg, ModelArgs, Precision};
 use crate::limits::Limits;
 use crate::model::Gelu;
 use crate::setup::ModelSpec;
@@ -45,6 +45,7 @@ fn model_spec(a: &ModelArgs) -> Result<ModelSpec> {
     if let Some(e) = a.ln_eps.filter(|e| !(e.is_finite() && *e > 0.0)) {
         bail!("--ln-eps: {e} is not a positive finite number (LayerNorm epsilon, e.g. 1e-6)");
     }
+    precision(a.dtype, a.cuda)?;
     Ok(ModelSpec {
         path: a.model.clone(),
         normalize: a.normalize,
@@ -60,6 +61,16 @@ fn model_spec(a: &ModelArgs) -> Result<ModelSpec> {
         cuda: a.cuda,
         limits: limits()?,
     })
+}
+
+/// `--dtype`/`--precision`: the reduced-precision modes are GPU modes. TF32 is a switch of
+/// cuBLAS's f32 GEMMs; bf16 would need the device-generic block's matrix products in f32 on the
+/// CPU (candle 0.11 has no bf16 matmul there), and this CPU has no AVX512-BF16 to make it pay.
+pub(crate) fn precision(p: Precision, cuda: bool) -> Result<Precision> {
+    if p.reduced() && !cuda {
+        bail!("--precision/--dtype {p}: a GPU mode; add --cuda (on the CPU: f32 or f64)");
+    }
+    Ok(p)
 }
 
 /// The allocation caps: the defaults, or what the `NEURONPATH_MAX_*` variables set. The

@@ -115,6 +115,12 @@ impl TrainPlan {
                 weight_decay: non_negative("--wd", a.wd, false)?.unwrap_or(defaults.weight_decay),
                 seed: a.seed.unwrap_or(defaults.seed),
             };
+            if a.dtype.reduced() {
+                bail!(
+                    "--dtype: {} needs a GPU; train runs on the CPU in f32 or f64",
+                    a.dtype
+                );
+            }
             let backbone = ModelSpec {
                 path: Some(path),
                 normalize: a.normalize,

@@ -193,7 +193,8 @@ impl std::fmt::Display for TargetKind {
     }
 }
 
-/// Element type of the computation.
+/// Element type of the computation (`--dtype`, alias `--precision`): f32 and f64 everywhere, the
+/// reduced-precision modes on a CUDA GPU only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
@@ -201,15 +202,32 @@ pub enum Precision {
     F32,
     /// 64-bit floats (what the golden tests use).
     F64,
+    /// f32 tensors whose matrix products run on the GPU's TF32 tensor cores (10-bit mantissa
+    /// inputs, f32 accumulation): cuBLAS's reduced-precision f32 GEMM. CUDA only.
+    Tf32,
+    /// bfloat16 weights and activations (8-bit mantissa) through the device-generic block. CUDA
+    /// only.
+    Bf16,
 }
 
 impl Precision {
-    /// The candle element type.
+    /// The candle element type of the tensors (f32 for TF32: only the GEMMs differ).
     pub fn dtype(self) -> candle_core::DType {
         match self {
-            Precision::F32 => candle_core::DType::F32,
+            Precision::F32 | Precision::Tf32 => candle_core::DType::F32,
             Precision::F64 => candle_core::DType::F64,
+            Precision::Bf16 => candle_core::DType::BF16,
         }
+    }
+
+    /// Whether this mode trades accuracy for speed on a GPU (TF32, bf16): opt-in, CUDA only.
+    pub fn reduced(self) -> bool {
+        matches!(self, Precision::Tf32 | Precision::Bf16)
+    }
+
+    /// Whether the f32 matrix products may use TF32 (cuBLAS's reduced-precision f32 GEMM).
+    pub fn tf32_gemm(self) -> bool {
+        self == Precision::Tf32
     }
 }
 
@@ -218,6 +236,8 @@ impl fmt::Display for Precision {
         f.pad(match self {
             Precision::F32 => "f32",
             Precision::F64 => "f64",
+            Precision::Tf32 => "tf32",
+            Precision::Bf16 => "bf16",
         })
     }
 }
@@ -966,6 +986,29 @@ mod tests {
         );
         other.top_k = 3;
         assert_eq!(mine.first_difference(&other), "`top_k` (1 vs 3)");
+    }
+
+    #[test]
+    fn the_precision_mode_is_part_of_the_run() {
+        let text = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/results/before_schema.jsonl"
+        ));
+        let h: Header = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(h.dtype, Precision::F32);
+        for p in [Precision::Tf32, Precision::Bf16] {
+            let mut other = h.clone();
+            other.dtype = p;
+            let v = serde_json::to_value(&other).unwrap();
+            assert_eq!(v["dtype"], p.to_string());
+            assert_eq!(serde_json::from_value::<Header>(v).unwrap(), other);
+            // A resume or merge in another precision is refused with this difference.
+            assert!(!h.same_run(&other));
+            assert_eq!(
+                h.first_difference(&other),
+                format!("`dtype` (\"f32\" vs \"{p}\")")
+            );
+        }
     }
 
     #[test]

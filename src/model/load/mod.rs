@@ -4,6 +4,7 @@ mod archive;
 mod assemble;
 mod clip;
 mod dinov2;
+mod dtype;
 mod google_npz;
 mod hf;
 mod hf_config;
@@ -25,6 +26,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+pub use dtype::convert;
 pub use posemb::{resize_grid, resize_grid_with, PosResize};
 pub use state_dict::from_state_dict;
 
