@@ -146,15 +146,21 @@ def sync():
         torch.cuda.synchronize()
 
 
+# CPU seconds of the process (all threads) per timed call, beside the wall clock: on a loaded
+# machine the CPU time moves much less than the wall clock (the same column as neuronpath's).
+last_cpu = [float("nan")]
+
+
 def timeit(f, reps=1):
     f()
     sync()
-    start, k = time.perf_counter(), 0
+    start, cpu, k = time.perf_counter(), time.process_time(), 0
     while k == 0 or time.perf_counter() - start < min_secs:
         for _ in range(reps):
             f()
         sync()
         k += 1
+    last_cpu[0] = (time.process_time() - cpu) / k / reps
     return (time.perf_counter() - start) / k / reps
 
 
@@ -165,11 +171,13 @@ rows = []
 a = torch.randn(steps * n, d, device=dev)
 w = torch.randn(d, m, device=dev)
 s = timeit(lambda: a @ w, reps=10 if dev.type == "cuda" else 1)
-rows.append(dict(name=f"GEMM {steps * n}x{d}x{m} f32", per_second=1 / s, gflops=2 * steps * n * d * m / s / 1e9))
+rows.append(dict(name=f"GEMM {steps * n}x{d}x{m} f32", per_second=1 / s, gflops=2 * steps * n * d * m / s / 1e9,
+                 cpu_seconds=last_cpu[0]))
 x = torch.randn(batch, 3, img, img, device=dev)
 with torch.no_grad():
     s = timeit(lambda: forward(x))
-rows.append(dict(name=f"clean forward, batch {batch}", per_second=batch / s, gflops=fwd * batch / s / 1e9))
+rows.append(dict(name=f"clean forward, batch {batch}", per_second=batch / s, gflops=fwd * batch / s / 1e9,
+                 cpu_seconds=last_cpu[0]))
 one = x[:1].expand(steps, -1, -1, -1)
 
 
@@ -180,7 +188,8 @@ def attribution():
 
 
 s = timeit(attribution)
-rows.append(dict(name=f"attribution pass (fwd+bwd), {steps} rows", per_second=steps / s, gflops=attr * steps / s / 1e9))
+rows.append(dict(name=f"attribution pass (fwd+bwd), {steps} rows", per_second=steps / s, gflops=attr * steps / s / 1e9,
+                 cpu_seconds=last_cpu[0]))
 if search:
     k = search
     xs = torch.randn(k, 3, img, img, device=dev)
@@ -192,30 +201,31 @@ if search:
         torch.autograd.grad(prob, list(clamps.values()))
 
     sync()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     with torch.no_grad():
         forward(xs)
     for _ in range(layers):
         attribution_k()
     sync()
-    s = time.perf_counter() - start
+    s, c = time.perf_counter() - start, time.process_time() - cpu
     what = "1 image" if k == 1 else f"{k} images"
     rows.append(dict(name=f"path search (reference), {what} (L={layers} x m={steps})",
-                     per_second=k / s, gflops=k * (fwd + layers * steps * attr) / s / 1e9))
+                     per_second=k / s, gflops=k * (fwd + layers * steps * attr) / s / 1e9,
+                     cpu_seconds=c))
     # warm-up of forward-mode AD (its first dual-number pass sets it up)
     z = embed(xs[:1])
     with torch.no_grad(), fwAD.dual_level():
         block(fwAD.make_dual(z, z), W["blocks"][0], z[:, 0, :1].expand(1, m))
     sync()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     prefix_search(xs)
     sync()
-    s = time.perf_counter() - start
+    s, c = time.perf_counter() - start, time.process_time() - cpu
     bwd = attr - fwd
     # per row: L(L+1)/2 block forwards, L(L-1)/2 block backwards, L-1 tangent blocks (as block
     # forwards; here the last step's block L-1 runs its tangent)
     work = fwd + steps * ((layers + 1) / 2 * fwd + (layers - 1) / 2 * bwd
                           + max(layers - 1, 0) / layers * fwd)
     rows.append(dict(name=f"path search (prefix), {what} (L={layers} x m={steps})",
-                     per_second=k / s, gflops=k * work / s / 1e9))
+                     per_second=k / s, gflops=k * work / s / 1e9, cpu_seconds=c))
 print(json.dumps(rows))

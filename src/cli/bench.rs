@@ -108,7 +108,7 @@ pub fn run(plan: &BenchPlan) -> anyhow::Result<()> {
 fn print_table(rows: &[BenchRow], torch: Option<&[serde_json::Value]>) {
     let gemm = rows[0].gflops;
     println!(
-        "{:<44} {:>12} {:>9} {:>8} {:>10} {:>10} {:>9} | {:>12} {:>9}",
+        "{:<44} {:>12} {:>9} {:>8} {:>10} {:>10} {:>9} | {:>12} {:>9} {:>11}",
         "row",
         "per second",
         "GFLOP/s",
@@ -117,16 +117,21 @@ fn print_table(rows: &[BenchRow], torch: Option<&[serde_json::Value]>) {
         "CPU s",
         "peak MiB",
         "torch /s",
-        "torch GF/s"
+        "torch GF/s",
+        "torch CPU s"
     );
     for r in rows {
         let t = torch.and_then(|t| t.iter().find(|v| v["name"] == r.name.as_str()));
-        let (tp, tg) = match t {
+        let (tp, tg, tc) = match t {
             Some(v) => (
                 format!("{:.3}", v["per_second"].as_f64().unwrap_or(f64::NAN)),
                 format!("{:.1}", v["gflops"].as_f64().unwrap_or(f64::NAN)),
+                // Older scripts print no CPU time.
+                v["cpu_seconds"]
+                    .as_f64()
+                    .map_or("-".into(), |c| format!("{c:.3}")),
             ),
-            None => ("-".into(), "-".into()),
+            None => ("-".into(), "-".into(), "-".into()),
         };
         let peak = match r.peak_mib {
             Some(m) => format!("{m:.0}"),
@@ -137,7 +142,7 @@ fn print_table(rows: &[BenchRow], torch: Option<&[serde_json::Value]>) {
             None => "-".into(),
         };
         println!(
-            "{:<44} {:>8.3} {:<3} {:>9.1} {:>7.0}% {:>10.3} {:>10} {:>9} | {:>12} {:>9}",
+            "{:<44} {:>8.3} {:<3} {:>9.1} {:>7.0}% {:>10.3} {:>10} {:>9} | {:>12} {:>9} {:>11}",
             r.name,
             r.per_second,
             r.unit,
@@ -147,13 +152,15 @@ fn print_table(rows: &[BenchRow], torch: Option<&[serde_json::Value]>) {
             cpu,
             peak,
             tp,
-            tg
+            tg,
+            tc
         );
     }
     if torch.is_none() {
         println!("(PyTorch column: no python with torch found; set NEURONPATH_PYTHON or --python)");
     }
-    println!("CPU s: the process's CPU time per call (all threads), steadier than seconds on a loaded machine.");
+    println!("CPU s: the process's CPU time per call (all threads), steadier than seconds on a loaded machine;");
+    println!("torch CPU s: the same for the PyTorch process (its timed calls only).");
     println!("peak MiB: the most heap memory in use during the row (model and inputs included), counted by the allocator.");
     println!("FLOPs count matmuls only; an attribution pass = forward + input-gradient backward (no weight gradients).");
     println!("FLOPs are those of the whole model (what PyTorch runs); neuronpath's CPU block skips the last block's");

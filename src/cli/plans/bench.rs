@@ -9,7 +9,7 @@ use std::path::PathBuf;
 #[derive(Clone, Debug)]
 pub struct BenchPlan {
     pub size: Size,
-    /// Image size, patch, hidden, MLP width, layers, heads.
+    /// Image size, patch, hidden, MLP width, heads, layers (`bench::vit_config`'s order).
     pub dims: [usize; 6],
     /// Images of the clean-forward row.
     pub batch: usize,
