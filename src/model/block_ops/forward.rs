@@ -1,11 +1,33 @@
 //! One block's forward (Mode::Frozen), written once for any [`Backend`]: x' and the post-edit
 //! hidden units `a`, and what the backward (`backward.rs`) and the tangent (`tangent.rs`) need.
 use super::backend::{Backend, Dims};
-use super::{Run, Save};
 use crate::model::block::Block;
+use crate::model::config::Gelu;
 use crate::model::intervene::{Edit, LayerEdit, Rows};
 use candle_core::{Device, Result, Shape, Tensor};
 use std::sync::Mutex;
+
+/// How a block runs (model-wide settings, and whether only the CLS row's output is needed).
+#[derive(Clone, Copy)]
+pub(crate) struct Run {
+    pub heads: usize,
+    pub gelu: Gelu,
+    pub prefix: usize,
+    /// Only the CLS row's output (x' and `a` then have one token per image; an edit must then
+    /// touch the CLS row only).
+    pub cls_only: bool,
+}
+
+/// What a block's forward keeps for its backward.
+#[derive(Clone, Copy)]
+pub(crate) struct Save {
+    /// Keep anything at all.
+    pub save: bool,
+    /// Whether the backward returns dL/dx (false for the first block that depends on a leaf).
+    pub want_dx: bool,
+    /// Keep the attention probabilities (else the backward and tangent recompute them).
+    pub keep_probs: bool,
+}
 
 /// What the backward and the tangent of one block need.
 pub(crate) struct State<B: Backend> {

@@ -11,12 +11,13 @@
 //! the two backends against each other (tests/fused_device.rs).
 //!
 //! Files: `backend.rs` (the trait), `forward.rs`, `backward.rs`, `tangent.rs` (the passes),
-//! `node.rs` (the custom op), `slices.rs` + `slice_attention.rs`, `tensors.rs` +
+//! `saved.rs` (the saved state, backend erased), `node.rs` (the custom op), `slices.rs` + `slice_attention.rs`, `tensors.rs` +
 //! `tensor_steps.rs` (the backends).
 mod backend;
 mod backward;
 mod forward;
 mod node;
+mod saved;
 mod slice_attention;
 mod slices;
 mod tangent;
@@ -24,38 +25,15 @@ pub(crate) mod tensor_steps;
 mod tensors;
 
 use crate::model::block::Block;
-use crate::model::config::Gelu;
 use crate::model::dispatch::{block_kernels, Kernels};
 use crate::model::intervene::{Edit, LayerEdit, Rows};
-use backend::Backend;
 use candle_core::{DType, Result, Tensor};
-use forward::State;
 use node::Node;
 use slices::Slices;
-use std::sync::Mutex;
 use tensors::Tensors;
 
-/// How a block runs (model-wide settings, and whether only the CLS row's output is needed).
-#[derive(Clone, Copy)]
-pub(crate) struct Run {
-    pub heads: usize,
-    pub gelu: Gelu,
-    pub prefix: usize,
-    /// Only the CLS row's output (x' and `a` then have one token per image; an edit must then
-    /// touch the CLS row only).
-    pub cls_only: bool,
-}
-
-/// What a block's forward keeps for its backward.
-#[derive(Clone, Copy)]
-pub(crate) struct Save {
-    /// Keep anything at all.
-    pub save: bool,
-    /// Whether the backward returns dL/dx (false for the first block that depends on a leaf).
-    pub want_dx: bool,
-    /// Keep the attention probabilities (else the backward and tangent recompute them).
-    pub keep_probs: bool,
-}
+pub(crate) use forward::{Run, Save};
+pub(crate) use saved::Saved;
 
 /// Runs `$body` with `$B` the backend for blocks on the tensor `$x`: the slice backend for CPU
 /// f32/f64 tensors (unless `dispatch::with_device_block`), the tensor backend otherwise.
@@ -78,67 +56,6 @@ macro_rules! on_backend {
     };
 }
 
-/// A block's saved state, on whichever backend ran it.
-pub(crate) struct Saved(Box<dyn SavedOps>);
-
-/// [`State`] with its backend erased.
-trait SavedOps: Send + Sync {
-    fn grads(&self, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)>;
-    fn tangent(&self, dx: &Tensor) -> Result<Tensor>;
-    fn residual_rows(&self, span: (usize, usize)) -> Result<Tensor>;
-    fn output(&self) -> &Mutex<Option<Tensor>>;
-}
-
-impl<B: Backend> SavedOps for State<B> {
-    fn grads(&self, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        State::grads(self, g)
-    }
-    fn tangent(&self, dx: &Tensor) -> Result<Tensor> {
-        State::tangent(self, dx)
-    }
-    fn residual_rows(&self, (s, len): (usize, usize)) -> Result<Tensor> {
-        let dm = self.dims;
-        if s + len > dm.keep {
-            candle_core::bail!("fused block: rows {s}..{} of {} kept", s + len, dm.keep)
-        }
-        let rows = B::take_rows(&self.h, dm.kept(dm.d), (s, len))?;
-        B::store(rows, (dm.r, len, dm.d).into(), &self.device)
-    }
-    fn output(&self) -> &Mutex<Option<Tensor>> {
-        &self.out
-    }
-}
-
-impl Saved {
-    /// (dL/dx, dL/d(leaf)) for the output gradient `g`.
-    pub(crate) fn grads(&self, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        self.0.grads(g)
-    }
-
-    /// The tangent (R, N, D) of the block's output for the input tangent `dx` (R, N, D), with the
-    /// edited hidden-unit rows held fixed (a clamp is a constant; see [`add_fc2_columns`] for
-    /// the derivative along the clamp's own entries).
-    pub(crate) fn tangent(&self, dx: &Tensor) -> Result<Tensor> {
-        self.0.tangent(dx)
-    }
-
-    /// The residual stream `h` (after attention, before the MLP) on the token rows `span` of
-    /// every image, (R, len, D): with the MLP output of those rows, the block's output there.
-    pub(crate) fn residual_rows(&self, span: (usize, usize)) -> Result<Tensor> {
-        self.0.residual_rows(span)
-    }
-
-    /// Drops the block's output (kept for the autograd node only): a saved state kept for later
-    /// backward passes needs only what [`Saved::grads`] reads.
-    pub(crate) fn forget_output(&mut self) {
-        self.take_output();
-    }
-
-    fn take_output(&self) -> Option<Tensor> {
-        self.0.output().lock().ok().and_then(|mut o| o.take())
-    }
-}
-
 /// One block's forward from `xd` (detached, contiguous (R, N, D)): x' and the post-edit hidden
 /// units `a` (every token, or with `cls_only` the CLS row alone), and as `save` asks, what the
 /// backward ([`Saved::grads`]) and the tangent ([`Saved::tangent`]) need.
@@ -154,7 +71,7 @@ pub(crate) fn forward_saved(
     }
     on_backend!(&xd, B => {
         let (out, a, state) = forward::forward::<B>(block, xd, edit, run, save)?;
-        let state = state.map(|s| Saved(Box::new(s) as Box<dyn SavedOps>));
+        let state = state.map(Saved::new);
         Ok((out, a, state))
     })
 }
@@ -183,9 +100,7 @@ pub(crate) fn block(
     };
     // The node's forward clones the output's whole storage: it must be exactly the tensor.
     if !out.is_contiguous() || out.layout().start_offset() != 0 {
-        if let Ok(mut o) = saved.0.output().lock() {
-            *o = Some(out.copy()?);
-        }
+        saved.replace_output(out.copy()?);
     }
     let node = Node(saved);
     let y = match leaf {

@@ -1,6 +1,6 @@
 //! A block as one autograd node (a candle custom op, once for both backends): its forward hands
 //! back the output the block's forward already computed, its backward is the block's backward.
-use super::Saved;
+use super::saved::Saved;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Storage, Tensor};
 
