@@ -1,15 +1,18 @@
 //! The prefix search engine (issue 13): the layer-progressive search of SPEC section 4 with the
 //! same paths and scores as the one-backward-per-step engine (`search.rs`, its oracle), in
-//! L(L+1)/2 block forwards + L(L+1)/2 block backwards + L-2 tangent blocks per row instead of
-//! 2L^2 forwards and backwards.
+//! L(L+1)/2 block forwards + L(L-1)/2 block backwards + L-2 tangent blocks per row (and the last
+//! step's backward through the last block, CLS-only in a CLS-pooled model) instead of 2L^2
+//! forwards and backwards.
 //!
 //! - Every clamp below step T is the same at all later steps, so the residual stream x_T
 //!   entering block T under the path clamps (the *prefix*) is kept per row and extended by one
 //!   block once p_T is chosen, from block T's pass at step T (`fused_prefix`).
 //! - The score needs, besides the whole-row gradient at T, only `S_k = sum_{l<T} dF/dc_l[p_l]` per
-//!   row. With r_T = dF/dx_T (a backward that stops at block T's input) and the tangent
-//!   `t_T = sum_{l<T} dx_T/dc_l[p_l]` (forward mode along the path neurons, every clamp a
-//!   constant), S_k = <r_T, t_T>; t_{T+1} = J_T t_T + fc2's column p_T on the neuron row.
+//!   row. With the tangent `t_T = sum_{l<T} dx_T/dc_l[p_l]` (forward mode along the path
+//!   neurons, every clamp a constant), S_k = <dF/dx_T, t_T> = <dF/dx_{T+1}, J_T t_T>, and
+//!   t_{T+1} = J_T t_T + fc2's column p_T on the neuron row; dF/dc_T is dF/dx_{T+1} on the
+//!   neuron row times fc2's weight. So the backward stops at block T's output: block T runs
+//!   forward and tangent only.
 //!
 //! The MAE variant's score is per patch token (a vector of lower-path gradients per row, which
 //! one tangent cannot carry): it keeps the prefix reuse (blocks T..L-1 forward) and the backward

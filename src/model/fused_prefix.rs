@@ -1,9 +1,10 @@
 //! The passes of the prefix search engine on the CPU slice blocks (issue 13). At step T, from the
 //! residual stream `x_T` entering block T under the path clamps below T (the *path prefix*, kept
 //! per row by the caller): blocks T..L-1 forward with the layer clamp at T, the head, and the
-//! backward down to the input of block T. Block T's saved state then also gives, without
-//! running the block again, the tangent `J_T t_T` and, once p_T is chosen, the prefix one block
-//! on: under the path clamp only the MLP output of the clamped rows differs from the layer
+//! backward down to the output of block T (to its input only in the last block and the MAE
+//! variant). Block T's saved state then gives, without running the block again, the tangent
+//! `J_T t_T` (which also gives the lower-path score) and, once p_T is chosen, the prefix one
+//! block on: under the path clamp only the MLP output of the clamped rows differs from the layer
 //! clamp's (attention, the residual stream `h` and every other row are the same).
 //!
 //! The MAE variant's lower-path gradient is per token: its backward goes on down through the
@@ -20,7 +21,7 @@ use crate::model::mode::Mode;
 use crate::model::real::Real;
 use crate::model::vit::Vit;
 use crate::model::Pool;
-use candle_core::{DType, Result, Tensor, Var};
+use candle_core::{DType, Result, Shape, Tensor, Var};
 
 /// Whether the prefix passes run for this model (CPU tensors with the slice blocks).
 pub fn available(model: &Vit) -> bool {
@@ -199,6 +200,11 @@ fn to_f64(t: &Tensor) -> Result<Vec<f64>> {
 /// One search step for a chunk of rows: blocks T..L-1 forward from `x_T` with the clamp at T
 /// and no edit above it, F per row, and the backward to the clamp, to `x_T` (from step 1 on)
 /// and, with blocks below, on down through them. Blocks below T are never run forward.
+///
+/// Below the last block and with no blocks below to go on through, the backward stops at block
+/// T's output, `g = dF/dx_{T+1}`: the clamped rows enter the output as fc2(clamp), so dF/dc_T is
+/// those rows of `g` times fc2's weight, and `<dF/dx_T, t_T> = <g, J_T t_T>` with `J_T t_T`
+/// the tangent that extends the prefix anyway. Block T's backward is never run.
 pub fn step(model: &Vit, q: &StepRequest) -> Result<StepResult> {
     let (layers, layer) = (model.cfg.layers, q.layer);
     if q.extend && layer + 1 >= layers {
@@ -210,6 +216,7 @@ pub fn step(model: &Vit, q: &StepRequest) -> Result<StepResult> {
             q.below.len()
         )
     }
+    let span = q.rows.span(q.x.dim(1)?, model.cfg.prefix_tokens);
     let edit = LayerEdit {
         rows: q.rows,
         edit: Edit::Clamp(q.clamp.clone()),
@@ -240,24 +247,38 @@ pub fn step(model: &Vit, q: &StepRequest) -> Result<StepResult> {
             None => candle_core::bail!("prefix engine: no gradient below block {layer}"),
         }
     }
-    let (dx, d_clamp) = block_t.grads(&g)?;
-    let Some(clamp) = d_clamp else {
-        candle_core::bail!("prefix engine: no gradient reached the clamp")
+    // The last block may keep the CLS row only, which its tangent cannot run on: its
+    // (CLS-only) backward runs as before.
+    let skip = layer + 1 < layers && q.below.is_empty();
+    let (clamp, lower, below, jt) = if skip {
+        let clamp = clamp_gradient(model, layer, &g, span, q.clamp.shape())?;
+        let jt = q.tangent.map(|t| block_t.tangent(t)).transpose()?;
+        let lower = jt.as_ref().map(|jt| row_dots(&g, jt)).transpose()?;
+        (clamp, lower, None, jt)
+    } else {
+        let (dx, d_clamp) = block_t.grads(&g)?;
+        let Some(clamp) = d_clamp else {
+            candle_core::bail!("prefix engine: no gradient reached the clamp")
+        };
+        let lower = match (q.tangent, &dx) {
+            (Some(t), Some(r)) => Some(row_dots(r, t)?),
+            (Some(_), None) => candle_core::bail!("prefix engine: a tangent at block 0"),
+            _ => None,
+        };
+        let below = match (q.below.is_empty(), dx) {
+            (true, _) => None,
+            (false, Some(dx)) => Some(below_sums(q, dx)?),
+            (false, None) => candle_core::bail!("prefix engine: blocks below block 0"),
+        };
+        (clamp, lower, below, None)
     };
-    let lower = match (q.tangent, &dx) {
-        (Some(t), Some(r)) => Some(row_dots(r, t)?),
-        (Some(_), None) => candle_core::bail!("prefix engine: a tangent at block 0"),
-        _ => None,
-    };
-    let below = match (q.below.is_empty(), dx) {
-        (true, _) => None,
-        (false, Some(dx)) => Some(below_sums(q, dx)?),
-        (false, None) => candle_core::bail!("prefix engine: blocks below block 0"),
-    };
+    drop(g);
     let next = match out_t {
         Some(out) => {
-            let span = q.rows.span(q.x.dim(1)?, model.cfg.prefix_tokens);
-            let tangent = q.tangent.map(|t| block_t.tangent(t)).transpose()?;
+            let tangent = match jt {
+                Some(jt) => Some(jt),
+                None => q.tangent.map(|t| block_t.tangent(t)).transpose()?,
+            };
             let h_rows = block_t.residual_rows(span)?;
             block_t.forget_output();
             Some(Next {
@@ -277,6 +298,25 @@ pub fn step(model: &Vit, q: &StepRequest) -> Result<StepResult> {
         below,
         next,
     })
+}
+
+/// dF/d(clamp of block `layer`) from `g` = dF/d(the block's output) (R, N, D): the clamped
+/// token rows `span` of the output are h + fc2(clamp), so it is those rows of `g` times fc2's
+/// weight (D, M), in the clamp's `shape`.
+fn clamp_gradient(
+    model: &Vit,
+    layer: usize,
+    g: &Tensor,
+    (s, len): (usize, usize),
+    shape: &Shape,
+) -> Result<Tensor> {
+    let (r, _, d) = g.dims3()?;
+    let w = model.blocks[layer].fc2.weight.detach().contiguous()?;
+    g.narrow(1, s, len)?
+        .contiguous()?
+        .reshape((r * len, d))?
+        .matmul(&w)?
+        .reshape(shape)
 }
 
 /// The backward from dF/dx_T down through the kept blocks below T: per row and clamped token,
