@@ -16,10 +16,10 @@
 //!   tangent, used for attribution (Mode::Frozen): written once over a backend trait, with a
 //!   slice backend (CPU) and a candle-tensor backend (GPU); `cuda_kernels` (feature `cuda`):
 //!   fused CUDA kernels for the tensor backend's element-wise steps (LayerNorm and its gradient,
-//!   GELU with its derivative, softmax backward). `fused`: the names the prefix engine imports.
+//!   GELU with its derivative, softmax backward).
 //! - `vit`: the architecture (embedding, blocks, head) and where each block runs.
 //! - `gradients`: dF/d(clamp) of every clamped block from one backward, in memory-bounded chunks.
-//! - `fused_prefix`: the prefix search engine's passes on the CPU blocks (suffix forward +
+//! - `fused_prefix`: the prefix search engine's passes on the `block_ops` blocks (suffix forward +
 //!   backward from a saved residual stream, one-block extension with its tangent).
 //! - `load`, `save` (ViT, and what every Hugging Face writer shares), `save_dinov2`: checkpoint
 //!   formats.
@@ -30,7 +30,6 @@ pub mod config;
 #[cfg(feature = "cuda")]
 pub mod cuda_kernels;
 mod dispatch;
-mod fused;
 pub mod fused_prefix;
 mod gelu_formulas;
 pub mod gradients;
