@@ -50,6 +50,11 @@ fn agree(m: &Vit, x: &Tensor, t: &[usize], s: &AttributionSettings, tol: f64, wh
             ..s.clone()
         },
     );
+    same_search(&prefix, &reference, tol, what);
+}
+
+/// The same sets; the scores within `tol` of the reference's (relative to each layer's largest).
+fn same_search(prefix: &SearchResult, reference: &SearchResult, tol: f64, what: &str) {
     assert_eq!(prefix.sets, reference.sets, "{what}: neuron sets");
     for (i, (p, r)) in prefix.scores.iter().zip(&reference.scores).enumerate() {
         for (l, (p, r)) in p.iter().zip(r).enumerate() {
@@ -381,12 +386,7 @@ fn tensor_backend_prefix_engine_equals_the_reference_f64() {
                 ..s.clone()
             },
         );
-        assert_eq!(prefix.sets, reference.sets, "{what}: neuron sets");
-        for (i, (p, r)) in prefix.scores.iter().zip(&reference.scores).enumerate() {
-            for (l, (p, r)) in p.iter().zip(r).enumerate() {
-                assert_close(p, r, 1e-12, &format!("{what}: image {i} layer {l} scores"));
-            }
-        }
+        same_search(&prefix, &reference, 1e-12, what);
     };
     let (m, x) = golden(DType::F64);
     for (k, compat, chunk) in [

@@ -11,8 +11,8 @@
 //! the two backends against each other (tests/fused_device.rs).
 //!
 //! Files: `backend.rs` (the trait), `forward.rs`, `backward.rs`, `tangent.rs` (the passes),
-//! `saved.rs` (the saved state, backend erased), `node.rs` (the custom op), `slices.rs` + `slice_attention.rs`, `tensors.rs` +
-//! `tensor_steps.rs` (the backends).
+//! `saved.rs` (the saved state, backend erased), `node.rs` (the custom op), `slices.rs` +
+//! `slice_attention.rs` and `tensors.rs` + `tensor_steps.rs` (the backends).
 mod backend;
 mod backward;
 mod forward;

@@ -38,14 +38,7 @@ pub(crate) fn forward<T: Real>(
     dm: Dims,
     keep_probs: bool,
 ) -> (SavedAttention<T>, Vec<T>) {
-    let Dims {
-        r,
-        d,
-        heads,
-        keep,
-        n,
-        ..
-    } = dm;
+    let (r, n, d, heads, keep) = (dm.r, dm.n, dm.d, dm.heads, dm.keep);
     let hd = dm.hd();
     let scale = T::from_f64(dm.scale());
     let mut p = kernels::uninit::<T>(r * heads * keep * n);
@@ -119,14 +112,7 @@ fn head_probs<T: Real>(
 
 /// Gradient w.r.t. qkv (R, N, 3D) from the gradient `d_o` (R, keep, D) of the head outputs.
 pub(crate) fn backward<T: Real>(at: &SavedAttention<T>, d_o: &[T], dm: Dims) -> Vec<T> {
-    let Dims {
-        r,
-        n,
-        d,
-        heads,
-        keep,
-        ..
-    } = dm;
+    let (r, n, d, heads, keep) = (dm.r, dm.n, dm.d, dm.heads, dm.keep);
     let hd = dm.hd();
     let scale = T::from_f64(dm.scale());
     let mut dqkv = if keep == n {
