@@ -1,4 +1,4 @@
-//! The CUDA path (Mode::Frozen: the device fused block of `fused_device.rs`) against the golden values and against
+//! The CUDA path (Mode::Frozen: the tensor backend of `model/block_ops/`) against the golden values and against
 //! the CPU path (custom kernels, fused block), on the tiny models of tests/fixtures/golden.
 //! Only built with `--features cuda`; every test passes with a message when there is no GPU.
 //! Fixtures: $NEURONPATH_FIXTURES, else tests/fixtures (see tests/common).

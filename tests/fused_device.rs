@@ -1,6 +1,7 @@
-//! The device-generic fused block (`fused_device.rs`, what CUDA runs in Mode::Frozen), forced
-//! onto the CPU, against the CPU slice block (`fused.rs`): forward probabilities and hidden rows,
-//! and the single-backward gradients of clamps, probes, scale edits, patch rows and pruning masks.
+//! The tensor backend's block (`model/block_ops/tensors.rs`, what CUDA runs in Mode::Frozen),
+//! forced onto the CPU, against the slice backend's (`slices.rs`): forward probabilities and
+//! hidden rows, and the single-backward gradients of clamps, probes, scale edits, patch rows and
+//! pruning masks.
 mod common;
 use candle_core::{DType, Device, Tensor, Var};
 use common::*;

@@ -4,7 +4,8 @@
 //! the MAE variant (prefix reuse without the tangent), DeiT's distillation row, DINOv2's
 //! mean-patch head and registers, CLIP's pre-LayerNorm and quick-GELU, pruning masks, every
 //! objective, any chunking); paths equal in f32. The reference-form JAS by one forward + tangent
-//! pass against the JAS by forward + backward.
+//! pass against the JAS by forward + backward. The prefix engine on the tensor backend (what CUDA
+//! runs, here on the CPU) against the reference engine.
 mod common;
 use candle_core::{DType, Device, Tensor};
 use common::*;
@@ -15,6 +16,7 @@ use neuronpath::attribution::{
     SearchEngine, SearchResult,
 };
 use neuronpath::bench::vit_config;
+use neuronpath::model::test_support::with_device_block;
 use neuronpath::model::{load_model, Gelu, LoadOptions, Objective, Rows, Vit};
 use neuronpath::training::Params;
 use rand::SeedableRng;
@@ -48,6 +50,11 @@ fn agree(m: &Vit, x: &Tensor, t: &[usize], s: &AttributionSettings, tol: f64, wh
             ..s.clone()
         },
     );
+    same_search(&prefix, &reference, tol, what);
+}
+
+/// The same sets; the scores within `tol` of the reference's (relative to each layer's largest).
+fn same_search(prefix: &SearchResult, reference: &SearchResult, tol: f64, what: &str) {
     assert_eq!(prefix.sets, reference.sets, "{what}: neuron sets");
     for (i, (p, r)) in prefix.scores.iter().zip(&reference.scores).enumerate() {
         for (l, (p, r)) in p.iter().zip(r).enumerate() {
@@ -355,5 +362,74 @@ fn reference_jas_by_tangent_equals_the_backward_form() {
         let s = settings(rows, 2, false, 11);
         let sets = some_sets(b, m.cfg.layers, 2, m.cfg.mlp_dim);
         jas_both_ways(&m, &x, &targets, &sets, &s, rel);
+    }
+}
+
+/// The prefix engine on the tensor backend (what CUDA runs; here on the CPU through
+/// `with_device_block`) against the reference engine on the slice backend: the same sets, the
+/// scores within 1e-12 (f64), for K = 1, top-K, the authors' quirk, chunking and the MAE variant;
+/// and the reference-form JAS by one forward + tangent pass on the tensor backend.
+#[test]
+fn tensor_backend_prefix_engine_equals_the_reference_f64() {
+    let both = |m: &Vit, x: &Tensor, t: &[usize], s: &AttributionSettings, what: &str| {
+        assert!(
+            with_device_block(|| prefix_applies(m, s)),
+            "{what}: applies"
+        );
+        let prefix = with_device_block(|| search(m, x, t, s));
+        let reference = search(
+            m,
+            x,
+            t,
+            &AttributionSettings {
+                engine: SearchEngine::Reference,
+                ..s.clone()
+            },
+        );
+        same_search(&prefix, &reference, 1e-12, what);
+    };
+    let (m, x) = golden(DType::F64);
+    for (k, compat, chunk) in [
+        (1, false, 1),
+        (1, false, 1000),
+        (3, false, 7),
+        (3, true, 1000),
+    ] {
+        let s = settings(Rows::Cls, k, compat, chunk);
+        both(
+            &m,
+            &x,
+            &[3, 3],
+            &s,
+            &format!("K={k} compat={compat} chunk={chunk}"),
+        );
+    }
+    let targets = [3, 8];
+    let s = settings(Rows::Cls, 2, false, 5);
+    let sets = some_sets(2, m.cfg.layers, 2, m.cfg.mlp_dim);
+    let (clean, acts) = clean_pass(&m, &x, s.rows).unwrap();
+    let probs: Vec<f64> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| clean[i][t])
+        .collect();
+    let want: Vec<f64> = joint_attribution(&m, &x, &targets, &acts, &sets, &probs, &s)
+        .unwrap()
+        .iter()
+        .map(|j| j.reference)
+        .collect();
+    let got =
+        with_device_block(|| reference_jas_by_tangent(&m, &x, &targets, &acts, &sets, &s).unwrap());
+    assert_close(&got, &want, 1e-12, "tensor backend JAS by tangent");
+
+    let opts = LoadOptions {
+        dtype: DType::F64,
+        heads: Some(4),
+        ..Default::default()
+    };
+    let mae = load_with("golden/tiny_mae_state_dict.npz", &opts);
+    for (k, chunk) in [(1, 20), (2, 1000)] {
+        let s = settings(Rows::Patches, k, false, chunk);
+        both(&mae, &x, &[3, 3], &s, &format!("MAE K={k} chunk={chunk}"));
     }
 }

@@ -91,7 +91,7 @@ pub fn reference_jas_by_tangent(
         candle_core::bail!("a tangent JAS needs one token row per image (not the MAE variant)");
     }
     if !fused_prefix::available(model) {
-        // Other devices: the backward form, which gives the same numbers.
+        // Other element types: the backward form, which gives the same numbers.
         let zeros = vec![0.0; b];
         let jas = joint_attribution(model, images, targets, acts, sets, &zeros, s)?;
         return Ok(jas.iter().map(|j| j.reference).collect());

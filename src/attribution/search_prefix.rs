@@ -27,7 +27,7 @@ use crate::model::{Mode, Vit};
 use candle_core::{DType, Result, Tensor};
 
 /// Whether the prefix engine runs this search (else the reference engine does, same results):
-/// CPU tensors, and for the MAE variant one image's rows within one chunk.
+/// f32 or f64 weights (any device), and for the MAE variant one image's rows within one chunk.
 pub fn prefix_applies(model: &Vit, s: &AttributionSettings) -> bool {
     fused_prefix::available(model) && (s.rows.single() || s.chunk_rows >= s.steps)
 }

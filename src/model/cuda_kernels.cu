@@ -1,4 +1,4 @@
-// Fused element-wise kernels of the device block (src/model/fused_device.rs on CUDA), f32 and f64.
+// Fused element-wise kernels of the tensor backend's block (src/model/block_ops/tensor_steps.rs on CUDA), f32 and f64.
 // Compiled to PTX by build.rs with the `cuda` feature; launched by src/model/cuda_kernels.rs.
 //
 // Row kernels (LayerNorm, its input gradient, softmax backward): one block per row (grid.x =

@@ -1,8 +1,9 @@
-//! Fused CUDA kernels for the element-wise steps of the device block (`fused_device.rs` on a GPU):
+//! Fused CUDA kernels for the element-wise steps of the tensor backend's block
+//! (`block_ops/tensor_steps.rs` on a GPU):
 //! LayerNorm forward, its input gradient, GELU with its derivative, softmax backward; f32 and f64.
 //! The kernels are `cuda_kernels.cu`, compiled to PTX by build.rs and loaded through candle's
 //! CUDA device; each is a candle custom op without a backward (`apply_op*_no_bwd`) and without
-//! a CPU implementation: `fused_device.rs` calls these only for tensors on a CUDA device.
+//! a CPU implementation: `tensor_steps.rs` calls these only for tensors on a CUDA device.
 use crate::model::config::Gelu;
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{

@@ -1,6 +1,7 @@
 //! Which kernels run on a tensor, decided in this one place: neuronpath's own slice kernels for
 //! CPU tensors, candle's tensor ops elsewhere, plus the fused kernels of `cuda_kernels` for the
-//! device block's element-wise steps on CUDA. Tests can make the CPU run the device block.
+//! tensor backend's element-wise steps on CUDA (`block_ops`). Tests can make the CPU run the
+//! tensor backend's block.
 use candle_core::{DType, Tensor};
 use std::cell::Cell;
 
@@ -35,7 +36,7 @@ thread_local! {
 }
 
 /// The kernels of a frozen encoder block on `x`: as [`kernels`], except that inside
-/// [`with_device_block`] a CPU block runs the device-generic block (candle ops).
+/// [`with_device_block`] a CPU block runs the tensor backend (candle ops).
 pub(crate) fn block_kernels(x: &Tensor) -> Kernels {
     match kernels(x) {
         Kernels::CpuSlices if DEVICE_BLOCK_ON_CPU.with(Cell::get) => Kernels::Candle,
@@ -43,8 +44,8 @@ pub(crate) fn block_kernels(x: &Tensor) -> Kernels {
     }
 }
 
-/// Runs `f` with the device-generic fused block (`fused_device.rs`, what CUDA runs) in place of
-/// the CPU slice block, on this thread: how the tests check the CUDA path's math on the CPU.
+/// Runs `f` with the tensor backend's block (`block_ops/tensors.rs`, what CUDA runs) in place of
+/// the slice backend's, on this thread: how the tests check the CUDA path's math on the CPU.
 pub fn with_device_block<R>(f: impl FnOnce() -> R) -> R {
     struct Restore(bool);
     impl Drop for Restore {

@@ -1,4 +1,5 @@
-//! The passes of the prefix search engine on the CPU slice blocks (issue 13). At step T, from the
+//! The passes of the prefix search engine on the fused blocks of `block_ops`, on either backend
+//! (CPU slices, or candle tensors on any device) (issue 13). At step T, from the
 //! residual stream `x_T` entering block T under the path clamps below T (the *path prefix*, kept
 //! per row by the caller): blocks T..L-1 forward with the layer clamp at T, the head, and the
 //! backward down to the output of block T (to its input only in the last block and the MAE
@@ -13,8 +14,7 @@
 //! Nothing here is approximate: the values are the same as a full forward + backward with the
 //! same clamps, in a different order of summation (tests/prefix_engine.rs). The attention
 //! probabilities are not kept but recomputed where needed (a quarter of the saved state).
-use crate::model::dispatch::{block_kernels, Kernels};
-use crate::model::fused::{add_fc2_columns, forward_saved, mlp_rows, Run, Save, Saved};
+use crate::model::block_ops::{add_fc2_columns, forward_saved, mlp_rows, Run, Save, Saved};
 use crate::model::gradients::one_hot;
 use crate::model::intervene::{replace_rows, Edit, LayerEdit, Rows};
 use crate::model::mode::Mode;
@@ -23,9 +23,10 @@ use crate::model::vit::Vit;
 use crate::model::Pool;
 use candle_core::{DType, Result, Shape, Tensor, Var};
 
-/// Whether the prefix passes run for this model (CPU tensors with the slice blocks).
+/// Whether the prefix passes run for this model: f32 or f64 weights, on any device (the block
+/// runs on the slice backend for CPU tensors, the tensor backend elsewhere).
 pub fn available(model: &Vit) -> bool {
-    block_kernels(&model.prefix) == Kernels::CpuSlices
+    matches!(model.dtype(), DType::F32 | DType::F64)
 }
 
 /// One block's saved state under its path clamp, kept so that the backward of later steps can
@@ -111,8 +112,7 @@ fn forward_one(
         keep_probs: false,
     };
     let out = match x.dtype() {
-        DType::F32 => forward_saved::<f32>(block, x, edit, run, save)?,
-        DType::F64 => forward_saved::<f64>(block, x, edit, run, save)?,
+        DType::F32 | DType::F64 => forward_saved(block, x, edit, run, save)?,
         d => candle_core::bail!("prefix engine: unsupported dtype {d:?}"),
     };
     match out {
@@ -171,8 +171,7 @@ pub fn path_tangent_dots(
         };
         let block = &model.blocks[l];
         let (y, _, saved) = match x.dtype() {
-            DType::F32 => forward_saved::<f32>(block, x, Some(&edit), run, save)?,
-            DType::F64 => forward_saved::<f64>(block, x, Some(&edit), run, save)?,
+            DType::F32 | DType::F64 => forward_saved(block, x, Some(&edit), run, save)?,
             d => candle_core::bail!("prefix engine: unsupported dtype {d:?}"),
         };
         let Some(saved) = saved else {

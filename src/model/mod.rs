@@ -12,24 +12,24 @@
 //!   Linear), one file each, over one CPU glue (`ops/cpu_op.rs`: a kernel written once for f32
 //!   and f64); `kernels`: the strided GEMMs and row loops of the fused CPU block.
 //! - `block`: one encoder block's weights and its op-by-op forward (Mode::Train, the oracle).
-//! - `fused` (CPU) and `fused_device` (GPU): an encoder block as one autograd node with a
-//!   hand-written backward, used for attribution (Mode::Frozen); `cuda_kernels` (feature `cuda`):
-//!   fused CUDA kernels for the element-wise steps of `fused_device` (LayerNorm and its gradient,
+//! - `block_ops/`: an encoder block as one autograd node with a hand-written backward, and its
+//!   tangent, used for attribution (Mode::Frozen): written once over a backend trait, with a
+//!   slice backend (CPU) and a candle-tensor backend (GPU); `cuda_kernels` (feature `cuda`):
+//!   fused CUDA kernels for the tensor backend's element-wise steps (LayerNorm and its gradient,
 //!   GELU with its derivative, softmax backward).
 //! - `vit`: the architecture (embedding, blocks, head) and where each block runs.
 //! - `gradients`: dF/d(clamp) of every clamped block from one backward, in memory-bounded chunks.
-//! - `fused_prefix`: the prefix search engine's passes on the CPU blocks (suffix forward +
+//! - `fused_prefix`: the prefix search engine's passes on the `block_ops` blocks (suffix forward +
 //!   backward from a saved residual stream, one-block extension with its tangent).
 //! - `load`, `save` (ViT, and what every Hugging Face writer shares), `save_dinov2`: checkpoint
 //!   formats.
 pub mod block;
+mod block_ops;
 pub mod clamp_layout;
 pub mod config;
 #[cfg(feature = "cuda")]
 pub mod cuda_kernels;
 mod dispatch;
-mod fused;
-mod fused_device;
 pub mod fused_prefix;
 mod gelu_formulas;
 pub mod gradients;
@@ -50,8 +50,10 @@ pub mod vit;
 /// of `cuda_kernels` on a CUDA tensor, elsewhere candle tensor ops (tests/cuda.rs compares them).
 #[doc(hidden)]
 pub mod test_support {
+    pub use super::block_ops::tensor_steps::{
+        gelu, layer_norm, layer_norm_grad, layer_norm_jvp, softmax_grad,
+    };
     pub use super::dispatch::with_device_block;
-    pub use super::fused_device::{gelu, layer_norm, layer_norm_grad, softmax_grad};
 }
 
 pub use block::Block;

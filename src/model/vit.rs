@@ -1,12 +1,11 @@
 //! The pre-LN Vision Transformer of SPEC section 1, with edits of the MLP hidden units.
 use crate::model::block::Block;
+use crate::model::block_ops::{self, Run};
 use crate::model::config::{Pool, VitConfig};
-use crate::model::dispatch::{block_kernels, Kernels};
 use crate::model::intervene::{LayerEdit, Rows};
 use crate::model::mode::Mode;
 use crate::model::objective::Objective;
 use crate::model::ops::{LayerNorm, Linear};
-use crate::model::{fused, fused_device};
 use candle_core::{DType, Device, Result, Tensor};
 
 /// A Vision Transformer with its weights.
@@ -145,11 +144,13 @@ impl Vit {
         };
         if mode == Mode::Frozen {
             let c = &self.cfg;
-            let (h, g, p) = (c.heads, c.gelu, c.prefix_tokens);
-            let (out, a) = match block_kernels(x) {
-                Kernels::CpuSlices => fused::block(block, x, edit, h, g, p, cls_only)?,
-                Kernels::Cuda | Kernels::Candle => fused_device::block(block, x, edit, h, g, p)?,
+            let run = Run {
+                heads: c.heads,
+                gelu: c.gelu,
+                prefix: c.prefix_tokens,
+                cls_only,
             };
+            let (out, a) = block_ops::block(block, x, edit, run)?;
             return Ok((out, record_rows(&a)?));
         }
         let (out, a) = block.forward(x, &self.cfg, edit, mode)?;
