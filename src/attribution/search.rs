@@ -36,7 +36,8 @@ pub fn layer_progressive_search_checked(
         SearchEngine::Prefix if prefix_applies(model, s) => {
             prefix_search(model, images, targets, acts, s, check)
         }
-        // The prefix engine's cases aside (MAE rows, devices), the reference engine runs.
+        // Where the prefix engine does not apply (bf16 weights; MAE rows when one image's m rows
+        // exceed a chunk), the reference engine runs.
         _ => reference_search(model, images, targets, acts, s, check),
     }
 }
