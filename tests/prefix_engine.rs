@@ -10,7 +10,8 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use common::*;
 use neuronpath::attribution::jas::reference_jas_by_tangent;
-use neuronpath::attribution::search_prefix::prefix_applies;
+use neuronpath::attribution::search::search_with_jas;
+use neuronpath::attribution::search_prefix::{prefix_applies, prefix_gives_jas};
 use neuronpath::attribution::{
     clean_pass, joint_attribution, layer_progressive_search, AttributionSettings, NeuronSets,
     SearchEngine, SearchResult,
@@ -38,7 +39,9 @@ fn search(m: &Vit, x: &Tensor, t: &[usize], s: &AttributionSettings) -> SearchRe
 }
 
 /// Both engines on the same input: the same sets; the scores within `tol` of the reference's
-/// (relative to each layer's largest score). Returns the prefix engine's result.
+/// (relative to each layer's largest score). Then the path's JAS that the prefix engine gives
+/// from the block states it kept (with `s`, or where `s`'s chunks are too small for that, with
+/// one image's rows per chunk) against `joint_attribution`'s forward + backward.
 fn agree(m: &Vit, x: &Tensor, t: &[usize], s: &AttributionSettings, tol: f64, what: &str) {
     let prefix = search(m, x, t, s);
     let reference = search(
@@ -51,6 +54,41 @@ fn agree(m: &Vit, x: &Tensor, t: &[usize], s: &AttributionSettings, tol: f64, wh
         },
     );
     same_search(&prefix, &reference, tol, what);
+    let s = if prefix_gives_jas(m, s) {
+        s.clone()
+    } else {
+        AttributionSettings {
+            chunk_rows: s.steps,
+            ..s.clone()
+        }
+    };
+    if !prefix_applies(m, &s) {
+        return;
+    }
+    assert!(prefix_gives_jas(m, &s), "{what}");
+    // A tolerance of 0 asks for the reference engine's own numbers; these are the prefix's.
+    let tol = tol.max(1e-12);
+    let (probs, acts) = clean_pass(m, x, s.rows).unwrap();
+    let clean: Vec<f64> = probs.iter().zip(t).map(|(p, &c)| p[c]).collect();
+    let (found, jas) = search_with_jas(m, x, t, &acts, Some(&clean), &s, &|| Ok(())).unwrap();
+    same_search(&found, &reference, tol, &format!("{what}, keeping blocks"));
+    let jas = jas.unwrap_or_else(|| panic!("{what}: the prefix engine gave no JAS"));
+    let expect = joint_attribution(m, x, t, &acts, &reference.sets, &clean, &s).unwrap();
+    for (i, (j, e)) in jas.iter().zip(&expect).enumerate() {
+        // Relative to F: the additive form and the gap sum terms of F's size.
+        let scale = clean[i].abs().max(e.reference.abs());
+        for (name, a, b) in [
+            ("reference", j.reference, e.reference),
+            ("additive", j.additive, e.additive),
+            ("delta", j.delta, e.delta),
+        ] {
+            assert!(
+                (a - b).abs() <= tol * scale,
+                "{what}: image {i} JAS {name} {a} vs {b}"
+            );
+        }
+    }
+    assert_eq!(jas.len(), t.len(), "{what}");
 }
 
 /// The same sets; the scores within `tol` of the reference's (relative to each layer's largest).
@@ -86,6 +124,12 @@ fn golden_vit_f64_every_variant_and_chunking() {
             );
         }
     }
+    // One Riemann step (alpha = 0 only).
+    let one = AttributionSettings {
+        steps: 1,
+        ..settings(Rows::Cls, 1, false, 1000)
+    };
+    agree(&m, &x, &[3, 3], &one, 1e-12, "m = 1");
     // Different targets per image.
     agree(
         &m,

@@ -2,9 +2,9 @@
 //! neuron sets, their JAS in both forms and the probabilities with the sets removed or enhanced.
 use super::baselines::{method_sets, Batch};
 use super::jas::set_probabilities;
+use super::search::search_with_jas;
 use super::{
-    clean_pass, joint_attribution, layer_progressive_search_checked, AttributionError,
-    AttributionSettings, Check, NeuronSets,
+    clean_pass, joint_attribution, AttributionError, AttributionSettings, Check, Jas, NeuronSets,
 };
 pub use crate::io::results::{ImageResult, Method, MethodResult, TargetKind};
 use crate::model::Vit;
@@ -97,8 +97,13 @@ pub fn discover_batch_checked(
             .collect::<Result<_, _>>()?,
     };
     let clean: Vec<f64> = probs.iter().zip(&targets).map(|(p, &t)| p[t]).collect();
-    // (method, sets per image, search margins per image and layer)
-    type Found = (Method, Vec<NeuronSets>, Option<Vec<Vec<f64>>>);
+    // (method, sets per image, search margins per image and layer, JAS if the search gave it)
+    type Found = (
+        Method,
+        Vec<NeuronSets>,
+        Option<Vec<Vec<f64>>>,
+        Option<Vec<Jas>>,
+    );
     let mut per_method: Vec<Found> = Vec::new();
     let batch = Batch {
         model,
@@ -111,9 +116,10 @@ pub fn discover_batch_checked(
     };
     for &m in &req.methods {
         check()?;
-        let (sets, margins) = match m {
+        let (sets, margins, jas) = match m {
             Method::Path => {
-                let r = layer_progressive_search_checked(model, images, &targets, &acts, s, check)?;
+                let (r, jas) =
+                    search_with_jas(model, images, &targets, &acts, Some(&clean), s, check)?;
                 let margins = r
                     .scores
                     .iter()
@@ -126,11 +132,11 @@ pub fn discover_batch_checked(
                             .collect()
                     })
                     .collect();
-                (r.sets, Some(margins))
+                (r.sets, Some(margins), jas)
             }
-            baseline => (method_sets(baseline, &batch)?, None),
+            baseline => (method_sets(baseline, &batch)?, None, None),
         };
-        per_method.push((m, sets, margins));
+        per_method.push((m, sets, margins, jas));
     }
     let mut out: Vec<ImageResult> = (0..targets.len())
         .map(|i| ImageResult {
@@ -142,9 +148,12 @@ pub fn discover_batch_checked(
             methods: BTreeMap::new(),
         })
         .collect();
-    for (m, sets, margins) in per_method {
+    for (m, sets, margins, jas) in per_method {
         check()?;
-        let jas = joint_attribution(model, images, &targets, &acts, &sets, &clean, s)?;
+        let jas = match jas {
+            Some(jas) => jas,
+            None => joint_attribution(model, images, &targets, &acts, &sets, &clean, s)?,
+        };
         let removed = set_probabilities(model, images, &targets, &sets, 0.0, s)?;
         let enhanced = set_probabilities(model, images, &targets, &sets, 2.0, s)?;
         for (i, rec) in out.iter_mut().enumerate() {

@@ -25,7 +25,7 @@ pub fn joint_attribution(
     if sets.len() != b {
         candle_core::bail!("{} neuron sets for {b} images", sets.len());
     }
-    let (tokens, at) = (acts.tokens, acts.clamp_layout(m));
+    let at = acts.clamp_layout(m);
     let clamps = (0..layers)
         .map(|l| {
             Ok((
@@ -38,20 +38,42 @@ pub fn joint_attribution(
     // Row k = 0 is the clamped pass at alpha = 0 (path zeroed, every other unit of the clamped
     // rows held at its clean value); alpha = 1 reproduces the clean pass.
     let zeroed: Vec<f64> = (0..b).map(|i| grads.probs[at.row(i, 0)]).collect();
+    Ok(combine(
+        acts,
+        sets,
+        s,
+        clean_probs,
+        &zeroed,
+        |i, l, t, _, p| (0..m).map(|k| grads.grads[l][at.index(i, k, t, p)]).sum(),
+    ))
+}
+
+/// Both forms of the JAS and the completeness gap of every image from `g_sum(image, layer,
+/// token, u, p)`, the sum over the m steps of dF/d(clamp of `layer`) at `token` and unit `p`,
+/// the `u`-th of the layer's entering units; `zeroed[image]` is F with the set zeroed (step 0).
+pub(crate) fn combine(
+    acts: &Activations,
+    sets: &[NeuronSets],
+    s: &AttributionSettings,
+    clean_probs: &[f64],
+    zeroed: &[f64],
+    g_sum: impl Fn(usize, usize, usize, usize, usize) -> f64,
+) -> Vec<Jas> {
+    let (tokens, m, at) = (acts.tokens, s.steps, acts.clamp_layout(s.steps));
     let divisor = if s.compat && tokens > 1 {
         REFERENCE_MAE_DIVISOR
     } else {
         1.0
     };
-    Ok((0..b)
+    (0..sets.len())
         .map(|i| {
             let (mut reference, mut additive) = (0.0, 0.0);
             for t in 0..tokens {
                 let (mut sum_a, mut sum_g) = (0.0, 0.0);
                 for (l, set) in sets[i].iter().enumerate() {
-                    for &p in entering(set, s.compat) {
+                    for (u, &p) in entering(set, s.compat).iter().enumerate() {
                         let a = acts.layers[i][l][at.unit(t, p)];
-                        let g: f64 = (0..m).map(|k| grads.grads[l][at.index(i, k, t, p)]).sum();
+                        let g = g_sum(i, l, t, u, p);
                         sum_a += a;
                         sum_g += g;
                         additive += a * g / m as f64;
@@ -65,7 +87,7 @@ pub fn joint_attribution(
                 delta: clean_probs[i] - zeroed[i] - additive,
             }
         })
-        .collect())
+        .collect()
 }
 
 /// The reference-form JAS (as [`joint_attribution`]'s `reference`) of `sets[image]` on one

@@ -61,10 +61,11 @@ pub struct AttributionSettings {
 #[serde(rename_all = "lowercase")]
 pub enum SearchEngine {
     /// Keeps each row's residual stream under the path clamps below the scored layer and the
-    /// tangent along the path neurons: blocks T..L-1 forward and backward at step T, one tangent
-    /// block per step (L(L+1) + L-2 block passes per row). On the CPU; MAE models (per-token
-    /// scores) keep the prefix reuse only, when one image's rows fit a chunk. Elsewhere the
-    /// reference engine runs.
+    /// tangent along the path neurons: blocks T..L-1 forward and T+1..L-1 backward at step T,
+    /// one tangent block per step (L^2 + L - 2 block passes per row; the path's JAS then takes L
+    /// backwards through the kept states). f32/f64 on any device; MAE models (per-token scores)
+    /// keep the prefix reuse only, when one image's rows fit a chunk. Elsewhere the reference
+    /// engine runs.
     #[default]
     Prefix,
     /// One forward and backward of every block per step (2L^2 block passes per row): the oracle.

@@ -5,7 +5,7 @@
 use super::clamped::{clamp_values, entering, run_clamped, Scaled};
 use super::search_prefix::{prefix_applies, prefix_search};
 use super::{
-    top_k, Activations, AttributionSettings, Check, NeuronSets, SearchEngine, SearchResult,
+    top_k, Activations, AttributionSettings, Check, Jas, NeuronSets, SearchEngine, SearchResult,
 };
 use crate::model::Vit;
 use candle_core::{Result, Tensor};
@@ -32,13 +32,32 @@ pub fn layer_progressive_search_checked(
     s: &AttributionSettings,
     check: Check,
 ) -> Result<SearchResult> {
+    Ok(search_with_jas(model, images, targets, acts, None, s, check)?.0)
+}
+
+/// [`layer_progressive_search_checked`], and with `clean` (F of each image on its clean pass),
+/// where the engine can give it from what the search kept, the JAS of the found sets, equal to
+/// `joint_attribution`'s (the prefix engine, when one image's rows fit a chunk: one backward
+/// instead of a forward and a backward). `None` where the caller must compute it.
+pub fn search_with_jas(
+    model: &Vit,
+    images: &Tensor,
+    targets: &[usize],
+    acts: &Activations,
+    clean: Option<&[f64]>,
+    s: &AttributionSettings,
+    check: Check,
+) -> Result<(SearchResult, Option<Vec<Jas>>)> {
     match s.engine {
         SearchEngine::Prefix if prefix_applies(model, s) => {
-            prefix_search(model, images, targets, acts, s, check)
+            prefix_search(model, images, targets, acts, s, clean, check)
         }
         // Where the prefix engine does not apply (bf16 weights; MAE rows when one image's m rows
         // exceed a chunk), the reference engine runs.
-        _ => reference_search(model, images, targets, acts, s, check),
+        _ => Ok((
+            reference_search(model, images, targets, acts, s, check)?,
+            None,
+        )),
     }
 }
 

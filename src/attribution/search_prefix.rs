@@ -19,9 +19,18 @@
 //! runs on down through the saved states of the blocks below T, kept from earlier steps. Those
 //! are all L blocks' states for every row at once, so images search in groups whose rows fit
 //! one chunk; where one image's m rows do not, the reference engine runs.
+//!
+//! The path's JAS (both forms, SPEC section 5) comes from the search too when asked
+//! (`discover`): every block's saved state under its path clamp is kept as the prefix grows
+//! (the clamp is a constant, so the state from block T's step serves), the last step extends
+//! the prefix through the last block, and one backward from F down through the kept states
+//! gives every layer's clamp gradient at the path: L block backwards per row instead of the L
+//! forwards + L backwards of a separate clamped pass. Kept states need all L blocks of a
+//! group's rows at once, so the groups are those of the MAE variant.
 use super::clamped::{clamp_values, entering, Scaled};
+use super::jas::{combine, Jas};
 use super::{top_k, Activations, AttributionSettings, Check, NeuronSets, SearchResult};
-use crate::model::fused_prefix::{self, step, PrefixBlock, StepRequest};
+use crate::model::fused_prefix::{self, path_gradients, step, PrefixBlock, StepRequest};
 use crate::model::gradients::{bytes_per_row, prefix_step_bytes_per_row};
 use crate::model::{Mode, Vit};
 use candle_core::{DType, Result, Tensor};
@@ -47,22 +56,34 @@ fn chunks(total: usize, size: usize) -> impl Iterator<Item = (usize, usize)> {
         .map(move |a| (a, size.max(1).min(total - a)))
 }
 
+/// Whether the prefix engine can also give the JAS of the paths it finds ([`prefix_search`] with
+/// `clean`): it keeps every block's saved state of an image's m rows, so they must fit a chunk.
+pub fn prefix_gives_jas(model: &Vit, s: &AttributionSettings) -> bool {
+    prefix_applies(model, s) && s.chunk_rows >= s.steps
+}
+
 /// The search by the prefix engine; only where it applies ([`prefix_applies`]): the dispatch in
-/// `search.rs` runs the reference engine otherwise.
+/// `search.rs` runs the reference engine otherwise. With `clean` (F of every image on its clean
+/// pass) and where [`prefix_gives_jas`], also the JAS of the found sets, as
+/// `joint_attribution` gives it, by one backward through the block states the search kept
+/// under the path clamps (no forward).
 pub(crate) fn prefix_search(
     model: &Vit,
     images: &Tensor,
     targets: &[usize],
     acts: &Activations,
     s: &AttributionSettings,
+    clean: Option<&[f64]>,
     check: Check,
-) -> Result<SearchResult> {
+) -> Result<(SearchResult, Option<Vec<Jas>>)> {
+    let clean = clean.filter(|_| prefix_gives_jas(model, s));
     // Images search in groups, so that what lives through all steps stays within the memory
-    // limit: with patch rows every block's saved state of the group's rows (one chunk); with one
-    // token row the group's prefixes and tangents, about 6 (N, D) per row, within half the
-    // chunk budget of L blocks' state (each ~12 (N, D)) for L chunks' rows.
+    // limit: where block states are kept (patch rows, or the path's JAS) every block's saved
+    // state of the group's rows (one chunk); else the group's prefixes and tangents, about
+    // 6 (N, D) per row, within half the chunk budget of L blocks' state (each ~12 (N, D)) for
+    // L chunks' rows.
     let b = targets.len();
-    let group_rows = if s.rows.single() {
+    let group_rows = if s.rows.single() && clean.is_none() {
         s.chunk_rows.saturating_mul(model.cfg.layers)
     } else {
         s.chunk_rows
@@ -72,6 +93,7 @@ pub(crate) fn prefix_search(
         sets: Vec::with_capacity(b),
         scores: Vec::with_capacity(b),
     };
+    let mut jas = clean.map(|_| Vec::with_capacity(b));
     for start in (0..b).step_by(per) {
         let len = per.min(b - start);
         let group = Activations {
@@ -79,39 +101,47 @@ pub(crate) fn prefix_search(
             mlp: acts.mlp,
             layers: acts.layers[start..start + len].to_vec(),
         };
-        let part = search_group(
+        let (part, part_jas) = search_group(
             model,
             &images.narrow(0, start, len)?,
             &targets[start..start + len],
             &group,
             s,
+            clean.map(|c| &c[start..start + len]),
             check,
         )?;
         out.sets.extend(part.sets);
         out.scores.extend(part.scores);
+        if let (Some(all), Some(part)) = (jas.as_mut(), part_jas) {
+            all.extend(part);
+        }
     }
-    Ok(out)
+    Ok((out, jas))
 }
 
-/// The search of a group of images; with patch rows, all of them in one chunk.
+/// The search of a group of images; where block states are kept, all of them in one chunk.
+#[allow(clippy::too_many_arguments)]
 fn search_group(
     model: &Vit,
     images: &Tensor,
     targets: &[usize],
     acts: &Activations,
     s: &AttributionSettings,
+    clean: Option<&[f64]>,
     check: Check,
-) -> Result<SearchResult> {
+) -> Result<(SearchResult, Option<Vec<Jas>>)> {
     let (b, layers, m) = (targets.len(), model.cfg.layers, s.steps);
     let (mlp, tokens, at) = (acts.mlp, acts.tokens, acts.clamp_layout(m));
     let mut sets: Vec<NeuronSets> = vec![Vec::with_capacity(layers); b];
     let mut scores: Vec<Vec<Vec<f64>>> = vec![Vec::with_capacity(layers); b];
     let total = at.rows(b);
     if b == 0 {
-        return Ok(SearchResult { sets, scores });
+        return Ok((SearchResult { sets, scores }, clean.map(|_| Vec::new())));
     }
-    // Patch rows keep every block's saved state below the step (one chunk of all rows).
-    let keep_blocks = !s.rows.single();
+    // Patch rows keep every block's saved state below the step for each step's backward (one
+    // chunk of all rows); the path's JAS keeps them for one backward at the end.
+    let mae = !s.rows.single();
+    let keep_blocks = mae || clean.is_some();
     let image_of_row: Vec<u32> = (0..total).map(|r| at.image_of(r) as u32).collect();
     let row_targets: Vec<usize> = (0..total).map(|r| targets[at.image_of(r)]).collect();
     let idx = Tensor::new(image_of_row, model.device())?;
@@ -125,7 +155,7 @@ fn search_group(
         check()?;
         let last = layer + 1 == layers;
         let lc = clamp_values(model, acts, layer, s, |_| Scaled::All)?;
-        let below_units: Vec<Vec<&[usize]>> = if keep_blocks {
+        let below_units: Vec<Vec<&[usize]>> = if mae {
             (0..layer)
                 .map(|l| {
                     (0..total)
@@ -160,9 +190,9 @@ fn search_group(
                     clamp: &lc.narrow(0, start, len)?,
                     targets: &row_targets[start..start + len],
                     tangent: tn.as_ref(),
-                    below: &below,
+                    below: if mae { &below } else { &[] },
                     below_units: &units,
-                    extend: !last,
+                    extend: !last || clean.is_some(),
                     keep_block: keep_blocks,
                 },
             )?;
@@ -194,7 +224,7 @@ fn search_group(
             sets[i].push(top_k(&score, s.top_k));
             scores[i].push(score);
         }
-        if last {
+        if last && clean.is_none() {
             break;
         }
         let pc = clamp_values(model, acts, layer, s, |i| Scaled::Units(&sets[i][layer]))?;
@@ -207,7 +237,7 @@ fn search_group(
                 model,
                 layer,
                 &pc.narrow(0, start, len)?,
-                (!keep_blocks).then(|| &seeds[start..start + len]),
+                (!mae && !last).then(|| &seeds[start..start + len]),
             )?;
             xs.push(nx);
             ts.extend(nt);
@@ -220,5 +250,52 @@ fn search_group(
             Some(Tensor::cat(&ts, 0)?)
         };
     }
-    Ok(SearchResult { sets, scores })
+    let jas = match clean {
+        // x is now the last block's output under every path clamp.
+        Some(clean) => Some(path_jas(
+            model,
+            &x,
+            &row_targets,
+            &below,
+            acts,
+            &sets,
+            clean,
+            s,
+        )?),
+        None => None,
+    };
+    Ok((SearchResult { sets, scores }, jas))
+}
+
+/// The JAS of each image's `sets` from the finished prefix `x` and the saved states of every
+/// block under the path clamps (`fused_prefix::path_gradients`).
+#[allow(clippy::too_many_arguments)]
+fn path_jas(
+    model: &Vit,
+    x: &Tensor,
+    row_targets: &[usize],
+    blocks: &[PrefixBlock],
+    acts: &Activations,
+    sets: &[NeuronSets],
+    clean: &[f64],
+    s: &AttributionSettings,
+) -> Result<Vec<Jas>> {
+    let (m, tokens, at) = (s.steps, acts.tokens, acts.clamp_layout(s.steps));
+    let total = row_targets.len();
+    let units: Vec<Vec<&[usize]>> = (0..model.cfg.layers)
+        .map(|l| {
+            (0..total)
+                .map(|r| entering(&sets[at.image_of(r)][l], s.compat))
+                .collect()
+        })
+        .collect();
+    let (probs, picked) = path_gradients(model, x, row_targets, blocks, &units)?;
+    // Row k = 0 is alpha = 0: the set zeroed.
+    let zeroed: Vec<f64> = (0..sets.len()).map(|i| probs[at.row(i, 0)]).collect();
+    Ok(combine(acts, sets, s, clean, &zeroed, |i, l, t, u, _| {
+        let n = entering(&sets[i][l], s.compat).len();
+        (0..m)
+            .map(|k| picked[l][(at.row(i, k) * tokens + t) * n + u])
+            .sum()
+    }))
 }

@@ -206,9 +206,6 @@ fn to_f64(t: &Tensor) -> Result<Vec<f64>> {
 /// the tangent that extends the prefix anyway. Block T's backward is never run.
 pub fn step(model: &Vit, q: &StepRequest) -> Result<StepResult> {
     let (layers, layer) = (model.cfg.layers, q.layer);
-    if q.extend && layer + 1 >= layers {
-        candle_core::bail!("prefix engine: the last block extends no prefix")
-    }
     if !q.below.is_empty() && q.below.len() != layer {
         candle_core::bail!(
             "prefix engine: {} saved blocks below block {layer}",
@@ -274,9 +271,11 @@ pub fn step(model: &Vit, q: &StepRequest) -> Result<StepResult> {
     drop(g);
     let next = match out_t {
         Some(out) => {
+            // Past the last block no step needs a tangent (the path's JAS takes the backward).
             let tangent = match jt {
                 Some(jt) => Some(jt),
-                None => q.tangent.map(|t| block_t.tangent(t)).transpose()?,
+                None if layer + 1 < layers => q.tangent.map(|t| block_t.tangent(t)).transpose()?,
+                None => None,
             };
             let h_rows = block_t.residual_rows(span)?;
             block_t.forget_output();
@@ -318,13 +317,18 @@ fn clamp_gradient(
         .reshape(shape)
 }
 
-/// The backward from dF/dx_T down through the kept blocks below T: per row and clamped token,
-/// the sum over those blocks of dF/d(clamp) at their `below_units`.
-fn below_sums(q: &StepRequest, mut g: Tensor) -> Result<Vec<f64>> {
-    let r = q.x.dim(0)?;
-    let mut sums: Vec<f64> = Vec::new();
-    for l in (0..q.layer).rev() {
-        let (dx, leaf) = q.below[l].0.grads(&g)?;
+/// The backward from `g` = dF/d(output of `blocks[last]`) down through the kept `blocks`: for
+/// each block l (top down) `visit(l, tokens, picked)`, where `picked[(row * tokens + tok) *
+/// units[l][row].len() + u]` is dF/d(clamp) at token `tok` and unit `units[l][row][u]`.
+fn backward_through(
+    blocks: &[PrefixBlock],
+    units: &[Vec<&[usize]>],
+    mut g: Tensor,
+    mut visit: impl FnMut(usize, usize, Vec<f64>),
+) -> Result<()> {
+    let r = g.dim(0)?;
+    for l in (0..blocks.len()).rev() {
+        let (dx, leaf) = blocks[l].0.grads(&g)?;
         let Some(leaf) = leaf else {
             candle_core::bail!("prefix engine: no gradient reached the clamp of block {l}")
         };
@@ -332,20 +336,70 @@ fn below_sums(q: &StepRequest, mut g: Tensor) -> Result<Vec<f64>> {
         let per_row = vals.len() / r.max(1);
         let m = leaf.dims().last().copied().unwrap_or(1).max(1);
         let tokens = per_row / m;
-        sums.resize(r * tokens, 0.0);
-        let units = q.below_units.get(l).map(Vec::as_slice).unwrap_or(&[]);
-        for (row, us) in units.iter().enumerate().take(r) {
+        let us = units.get(l).map(Vec::as_slice).unwrap_or(&[]);
+        let mut picked = Vec::new();
+        for (row, us) in us.iter().enumerate().take(r) {
             for tok in 0..tokens {
                 let at = row * per_row + tok * m;
-                sums[row * tokens + tok] += us.iter().map(|&p| vals[at + p]).sum::<f64>();
+                picked.extend(us.iter().map(|&p| vals[at + p]));
             }
         }
+        visit(l, tokens, picked);
         match dx {
             Some(dx) => g = dx,
             None => break,
         }
     }
+    Ok(())
+}
+
+/// The backward from dF/dx_T down through the kept blocks below T: per row and clamped token,
+/// the sum over those blocks of dF/d(clamp) at their `below_units`.
+fn below_sums(q: &StepRequest, g: Tensor) -> Result<Vec<f64>> {
+    let r = q.x.dim(0)?;
+    let mut sums: Vec<f64> = Vec::new();
+    backward_through(
+        &q.below[..q.layer],
+        q.below_units,
+        g,
+        |l, tokens, picked| {
+            sums.resize(r * tokens, 0.0);
+            let mut at = 0;
+            for (row, us) in q.below_units[l].iter().enumerate().take(r) {
+                for tok in 0..tokens {
+                    sums[row * tokens + tok] += picked[at..at + us.len()].iter().sum::<f64>();
+                    at += us.len();
+                }
+            }
+        },
+    )?;
     Ok(sums)
+}
+
+/// F per row and the clamp gradients at the path's units, from the finished prefix: `x` is the
+/// last block's output (R, N or 1, D) under the path clamps of every block, `blocks` their
+/// saved states (every block, kept as the search extended the prefix). Per block l, the values
+/// laid out as in [`backward_through`]'s `picked` for `units`. One backward, no forward: the
+/// JAS of the path (SPEC section 5) in both forms.
+pub fn path_gradients(
+    model: &Vit,
+    x: &Tensor,
+    targets: &[usize],
+    blocks: &[PrefixBlock],
+    units: &[Vec<&[usize]>],
+) -> Result<(Vec<f64>, Vec<Vec<f64>>)> {
+    let layers = model.cfg.layers;
+    if blocks.len() != layers || units.len() != layers {
+        candle_core::bail!(
+            "prefix engine: {} saved blocks and {} unit lists for {layers} blocks",
+            blocks.len(),
+            units.len()
+        )
+    }
+    let (probs, g) = head_gradient(model, x, targets)?;
+    let mut per_layer = vec![Vec::new(); layers];
+    backward_through(blocks, units, g, |l, _, picked| per_layer[l] = picked)?;
+    Ok((probs, per_layer))
 }
 
 impl Next {
