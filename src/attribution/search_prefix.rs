@@ -56,8 +56,9 @@ fn chunks(total: usize, size: usize) -> impl Iterator<Item = (usize, usize)> {
         .map(move |a| (a, size.max(1).min(total - a)))
 }
 
-/// Whether the prefix engine can also give the JAS of the paths it finds ([`prefix_search`] with
-/// `clean`): it keeps every block's saved state of an image's m rows, so they must fit a chunk.
+/// Whether the prefix engine can also give the JAS of the paths it finds
+/// ([`search_with_jas`](super::search::search_with_jas)): it keeps every block's saved state of
+/// an image's m rows, so they must fit a chunk.
 pub fn prefix_gives_jas(model: &Vit, s: &AttributionSettings) -> bool {
     prefix_applies(model, s) && s.chunk_rows >= s.steps
 }

@@ -29,8 +29,8 @@ pub fn available(model: &Vit) -> bool {
     matches!(model.dtype(), DType::F32 | DType::F64)
 }
 
-/// One block's saved state under its path clamp, kept so that the backward of later steps can
-/// run down through it (the MAE variant).
+/// One block's saved state under its path clamp, kept so that a later backward can run down
+/// through it: each step's in the MAE variant, the path's JAS at the end ([`path_gradients`]).
 pub struct PrefixBlock(Saved);
 
 /// One chunk of R rows at step `layer`.
@@ -378,9 +378,10 @@ fn below_sums(q: &StepRequest, g: Tensor) -> Result<Vec<f64>> {
 
 /// F per row and the clamp gradients at the path's units, from the finished prefix: `x` is the
 /// last block's output (R, N or 1, D) under the path clamps of every block, `blocks` their
-/// saved states (every block, kept as the search extended the prefix). Per block l, the values
-/// laid out as in [`backward_through`]'s `picked` for `units`. One backward, no forward: the
-/// JAS of the path (SPEC section 5) in both forms.
+/// saved states (every block, kept as the search extended the prefix). Per block l, dF/d(clamp)
+/// at token `tok` and unit `units[l][row][u]`, with `n` units per row (the same for every row),
+/// is at index `(row * tokens + tok) * n + u`. One backward, no forward: the JAS of the path
+/// (SPEC section 5) in both forms.
 pub fn path_gradients(
     model: &Vit,
     x: &Tensor,
