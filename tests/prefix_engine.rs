@@ -3,9 +3,11 @@
 //! models and on every family and variant the search supports (top-K, the authors' top-K quirk,
 //! the MAE variant (prefix reuse without the tangent), DeiT's distillation row, DINOv2's
 //! mean-patch head and registers, CLIP's pre-LayerNorm and quick-GELU, pruning masks, every
-//! objective, any chunking); paths equal in f32. The reference-form JAS by one forward + tangent
-//! pass against the JAS by forward + backward. The prefix engine on the tensor backend (what CUDA
-//! runs, here on the CPU) against the reference engine.
+//! objective, any chunking); paths equal in f32. In each case also the path's JAS (both forms and
+//! the gap) from the block states the search kept, against the JAS by a separate forward +
+//! backward. The reference-form JAS by one forward + tangent pass against the backward form. The
+//! prefix engine on the tensor backend (what CUDA runs, here on the CPU) against the reference
+//! engine, its path JAS too.
 mod common;
 use candle_core::{DType, Device, Tensor};
 use common::*;
@@ -39,9 +41,7 @@ fn search(m: &Vit, x: &Tensor, t: &[usize], s: &AttributionSettings) -> SearchRe
 }
 
 /// Both engines on the same input: the same sets; the scores within `tol` of the reference's
-/// (relative to each layer's largest score). Then the path's JAS that the prefix engine gives
-/// from the block states it kept (with `s`, or where `s`'s chunks are too small for that, with
-/// one image's rows per chunk) against `joint_attribution`'s forward + backward.
+/// (relative to each layer's largest score). Then the path's JAS ([`path_jas_agrees`]).
 fn agree(m: &Vit, x: &Tensor, t: &[usize], s: &AttributionSettings, tol: f64, what: &str) {
     let prefix = search(m, x, t, s);
     let reference = search(
@@ -54,6 +54,24 @@ fn agree(m: &Vit, x: &Tensor, t: &[usize], s: &AttributionSettings, tol: f64, wh
         },
     );
     same_search(&prefix, &reference, tol, what);
+    path_jas_agrees(m, x, t, s, &reference, tol, what, false);
+}
+
+/// The path's JAS that the prefix engine gives from the block states it kept (with `s`, or
+/// where `s`'s chunks are too small for that, with one image's rows per chunk; on the tensor
+/// backend with `device`) against `joint_attribution`'s forward + backward of the reference
+/// engine's sets.
+#[allow(clippy::too_many_arguments)]
+fn path_jas_agrees(
+    m: &Vit,
+    x: &Tensor,
+    t: &[usize],
+    s: &AttributionSettings,
+    reference: &SearchResult,
+    tol: f64,
+    what: &str,
+    device: bool,
+) {
     let s = if prefix_gives_jas(m, s) {
         s.clone()
     } else {
@@ -70,8 +88,13 @@ fn agree(m: &Vit, x: &Tensor, t: &[usize], s: &AttributionSettings, tol: f64, wh
     let tol = tol.max(1e-12);
     let (probs, acts) = clean_pass(m, x, s.rows).unwrap();
     let clean: Vec<f64> = probs.iter().zip(t).map(|(p, &c)| p[c]).collect();
-    let (found, jas) = search_with_jas(m, x, t, &acts, Some(&clean), &s, &|| Ok(())).unwrap();
-    same_search(&found, &reference, tol, &format!("{what}, keeping blocks"));
+    let run = || search_with_jas(m, x, t, &acts, Some(&clean), &s, &|| Ok(())).unwrap();
+    let (found, jas) = if device {
+        with_device_block(run)
+    } else {
+        run()
+    };
+    same_search(&found, reference, tol, &format!("{what}, keeping blocks"));
     let jas = jas.unwrap_or_else(|| panic!("{what}: the prefix engine gave no JAS"));
     let expect = joint_attribution(m, x, t, &acts, &reference.sets, &clean, &s).unwrap();
     for (i, (j, e)) in jas.iter().zip(&expect).enumerate() {
@@ -431,6 +454,7 @@ fn tensor_backend_prefix_engine_equals_the_reference_f64() {
             },
         );
         same_search(&prefix, &reference, 1e-12, what);
+        path_jas_agrees(m, x, t, s, &reference, 1e-12, what, true);
     };
     let (m, x) = golden(DType::F64);
     for (k, compat, chunk) in [
