@@ -3,9 +3,8 @@
 //! test): per row, the difference of two runs with different row counts, so that the model, the
 //! allocator's arenas and the threads cancel out. No timing is measured.
 use candle_core::{Device, Tensor};
-use neuronpath::attribution::{
-    clean_pass, layer_progressive_search, AttributionSettings, SearchEngine,
-};
+use neuronpath::attribution::search::search_with_jas;
+use neuronpath::attribution::{clean_pass, AttributionSettings, SearchEngine};
 use neuronpath::bench::{random_model, reset_peak_rss, vit_config};
 use neuronpath::model::gradients::{
     bytes_per_row, clamp_gradients, prefix_peak_bytes_per_row, ClampBatch,
@@ -69,7 +68,9 @@ fn work(model: &Vit, x: &Tensor, engine: &str, rows: usize) {
                 chunk_rows: rows,
                 engine: SearchEngine::Prefix,
             };
-            layer_progressive_search(model, x, &[1], &acts, &s).unwrap();
+            let clean = [0.5];
+            let keep = (engine == "prefix-jas").then_some(&clean[..]);
+            search_with_jas(model, x, &[1], &acts, keep, &s, &|| Ok(())).unwrap();
         }
     }
 }
@@ -126,6 +127,9 @@ fn memory_estimates_match_measured_peaks() {
     for (engine, estimate) in [
         ("reference", bytes_per_row(&model)),
         ("prefix", prefix_peak_bytes_per_row(&model)),
+        // Keeping every block's state for the path's JAS (`discover`): image groups are sized
+        // by the reference pass's estimate.
+        ("prefix-jas", bytes_per_row(&model)),
     ] {
         let (few, many) = (4, 24);
         let per_row = (measured(engine, many) - measured(engine, few)) / (many - few) as f64;
