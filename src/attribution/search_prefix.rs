@@ -32,7 +32,7 @@ use super::jas::{combine, Jas};
 use super::{top_k, Activations, AttributionSettings, Check, NeuronSets, SearchResult};
 use crate::model::fused_prefix::{self, path_gradients, step, PrefixBlock, StepRequest};
 use crate::model::gradients::{bytes_per_row, prefix_step_bytes_per_row};
-use crate::model::{Mode, Vit};
+use crate::model::{ClampLayout, Mode, Vit};
 use candle_core::{DType, Result, Tensor};
 
 /// Whether the prefix engine runs this search (else the reference engine does, same results):
@@ -158,11 +158,7 @@ fn search_group(
         let lc = clamp_values(model, acts, layer, s, |_| Scaled::All)?;
         let below_units: Vec<Vec<&[usize]>> = if mae {
             (0..layer)
-                .map(|l| {
-                    (0..total)
-                        .map(|r| entering(&sets[at.image_of(r)][l], s.compat))
-                        .collect()
-                })
+                .map(|l| row_units(&sets, &at, total, l, s))
                 .collect()
         } else {
             Vec::new()
@@ -229,9 +225,7 @@ fn search_group(
             break;
         }
         let pc = clamp_values(model, acts, layer, s, |i| Scaled::Units(&sets[i][layer]))?;
-        let seeds: Vec<&[usize]> = (0..total)
-            .map(|r| entering(&sets[at.image_of(r)][layer], s.compat))
-            .collect();
+        let seeds = row_units(&sets, &at, total, layer, s);
         let (mut xs, mut ts) = (Vec::new(), Vec::new());
         for ((start, len), next) in chunks(total, size).zip(nexts) {
             let (nx, nt, block) = next.extend(
@@ -268,6 +262,19 @@ fn search_group(
     Ok((SearchResult { sets, scores }, jas))
 }
 
+/// Per row of the clamp layout, the units of its image's set at `layer` that enter the sums.
+fn row_units<'a>(
+    sets: &'a [NeuronSets],
+    at: &ClampLayout,
+    total: usize,
+    layer: usize,
+    s: &AttributionSettings,
+) -> Vec<&'a [usize]> {
+    (0..total)
+        .map(|r| entering(&sets[at.image_of(r)][layer], s.compat))
+        .collect()
+}
+
 /// The JAS of each image's `sets` from the finished prefix `x` and the saved states of every
 /// block under the path clamps (`fused_prefix::path_gradients`).
 #[allow(clippy::too_many_arguments)]
@@ -284,11 +291,7 @@ fn path_jas(
     let (m, tokens, at) = (s.steps, acts.tokens, acts.clamp_layout(s.steps));
     let total = row_targets.len();
     let units: Vec<Vec<&[usize]>> = (0..model.cfg.layers)
-        .map(|l| {
-            (0..total)
-                .map(|r| entering(&sets[at.image_of(r)][l], s.compat))
-                .collect()
-        })
+        .map(|l| row_units(sets, &at, total, l, s))
         .collect();
     let (probs, picked) = path_gradients(model, x, row_targets, blocks, &units)?;
     // Row k = 0 is alpha = 0: the set zeroed.
