@@ -22,8 +22,12 @@ pub fn joint_attribution(
 ) -> Result<Vec<Jas>> {
     let (b, layers, m) = (targets.len(), model.cfg.layers, s.steps);
     super::check_sets(sets, layers, model.cfg.mlp_dim)?;
-    if sets.len() != b {
-        candle_core::bail!("{} neuron sets for {b} images", sets.len());
+    if sets.len() != b || clean_probs.len() != b {
+        candle_core::bail!(
+            "{} neuron sets and {} clean probabilities for {b} images",
+            sets.len(),
+            clean_probs.len()
+        );
     }
     let at = acts.clamp_layout(m);
     let clamps = (0..layers)

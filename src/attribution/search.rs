@@ -48,6 +48,13 @@ pub fn search_with_jas(
     s: &AttributionSettings,
     check: Check,
 ) -> Result<(SearchResult, Option<Vec<Jas>>)> {
+    if let Some(c) = clean.filter(|c| c.len() != targets.len()) {
+        candle_core::bail!(
+            "{} clean probabilities for {} images",
+            c.len(),
+            targets.len()
+        );
+    }
     match s.engine {
         SearchEngine::Prefix if prefix_applies(model, s) => {
             prefix_search(model, images, targets, acts, s, clean, check)
